@@ -1,0 +1,1 @@
+//! The data map (issue 3). Placeholder until the crate is built.
