@@ -1,1 +1,20 @@
-//! Domain core of custos. No I/O, no clock, no randomness of its own.
+//! Domain core of custos: identifiers, secret wrappers, the AEAD envelope and
+//! key hierarchy, blind indexes, pseudonymous tokens, masking, scopes and the
+//! audit hash chain.
+//!
+//! This crate does no I/O. Time and randomness come in as parameters (a
+//! [`rand_core::CryptoRngCore`] and explicit timestamps) so that storage,
+//! the server and tests decide where they come from.
+
+pub mod audit;
+pub mod blind;
+pub mod envelope;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod mask;
+pub mod scope;
+pub mod secret;
+
+pub use error::CoreError;
+pub use rand_core;
