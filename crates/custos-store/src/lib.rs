@@ -1,1 +1,36 @@
-//! Persistence.
+//! Persistence of custos: SQLite or PostgreSQL for data, a separate database
+//! for keys, and [`Vault`], the service that enforces the vault's rules on
+//! top of them (encryption per subject, blind indexes, audited reveals,
+//! crypto-shredding).
+//!
+//! The data store never holds a usable key, the key store never holds data,
+//! and the root key is in neither.
+
+mod db;
+mod error;
+mod keystore;
+mod record;
+mod vault;
+mod writer;
+
+pub use db::Engine;
+pub use error::{db_kind, StoreError};
+pub use keystore::KeyStore;
+pub use vault::*;
+
+/// Microseconds since the Unix epoch, the unit of every stored time.
+pub fn now_us() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1000) as i64
+}
+
+/// Formats a stored time as RFC 3339 (UTC).
+pub fn rfc3339(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

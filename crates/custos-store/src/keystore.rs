@@ -1,0 +1,360 @@
+//! The key store: wrapped tenant keys, index roots and subject data keys, in
+//! a database of their own (never next to the data), plus the audit anchor.
+//!
+//! Invariant: nothing here is usable without the root key, which is never
+//! stored here; deleting a subject's row is that subject's erasure.
+
+use sqlx::{AnyPool, Row};
+
+use custos_core::audit::Checkpoint;
+use custos_core::ids::{SubjectId, TenantId};
+use custos_core::keys::{RootKey, TenantKeys};
+use custos_core::rand_core::OsRng;
+use custos_core::secret::Key32;
+
+use crate::db::{self, Engine, Role};
+use crate::StoreError;
+
+/// Handle on the key store database.
+#[derive(Clone, Debug)]
+pub struct KeyStore {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl KeyStore {
+    /// Opens and migrates the key store, and checks (or records, on first
+    /// start) the root key's fingerprint.
+    pub async fn open(url: &str, root: &RootKey) -> Result<Self, StoreError> {
+        let (pool, engine) = db::connect(url, 4).await?;
+        db::migrate(&pool, engine, Role::Keys).await?;
+        let ks = Self { pool, engine };
+        ks.check_root(root).await?;
+        Ok(ks)
+    }
+
+    /// The engine behind this store.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    async fn check_root(&self, root: &RootKey) -> Result<(), StoreError> {
+        let fp = root.fingerprint();
+        let row = sqlx::query("SELECT root_fingerprint FROM keystore_meta WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => {
+                let stored: String = r.try_get(0)?;
+                if stored != fp {
+                    return Err(StoreError::WrongRootKey { expected: stored });
+                }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO keystore_meta (id, root_fingerprint) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(fp)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates version 1 of a tenant's KEK and its index root.
+    pub async fn create_tenant(
+        &self,
+        root: &RootKey,
+        tenant: &TenantId,
+        now_us: i64,
+    ) -> Result<(), StoreError> {
+        let kek = Key32::generate(&mut OsRng);
+        let idx = Key32::generate(&mut OsRng);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant, version, wrapped, created_us) VALUES ($1, 1, $2, $3)",
+        )
+        .bind(tenant.as_str())
+        .bind(root.wrap_tenant_kek(tenant, 1, &kek, &mut OsRng))
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO tenant_index_roots (tenant, wrapped) VALUES ($1, $2)")
+            .bind(tenant.as_str())
+            .bind(root.wrap_index_root(tenant, &idx, &mut OsRng))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Loads and unwraps a tenant's active keys; `None` once shredded.
+    pub async fn tenant_keys(
+        &self,
+        root: &RootKey,
+        tenant: &TenantId,
+    ) -> Result<Option<TenantKeys>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.version, k.wrapped, i.wrapped FROM tenant_keys k \
+             JOIN tenant_index_roots i ON i.tenant = k.tenant \
+             WHERE k.tenant = $1 ORDER BY k.version DESC LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let version: i64 = row.try_get(0)?;
+        let wrapped: Vec<u8> = row.try_get(1)?;
+        let idx_wrapped: Vec<u8> = row.try_get(2)?;
+        let kek = root
+            .unwrap_tenant_kek(tenant, version, &wrapped)
+            .map_err(StoreError::Integrity)?;
+        let idx = root
+            .unwrap_index_root(tenant, &idx_wrapped)
+            .map_err(StoreError::Integrity)?;
+        Ok(Some(TenantKeys::new(tenant.clone(), version, kek, idx)))
+    }
+
+    /// Stores a subject's wrapped data key.
+    pub async fn put_subject_key(
+        &self,
+        tenant: &TenantId,
+        subject: &SubjectId,
+        kek_version: i64,
+        wrapped: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO subject_keys (subject, tenant, kek_version, wrapped) VALUES ($1, $2, $3, $4)")
+            .bind(subject.to_string())
+            .bind(tenant.as_str())
+            .bind(kek_version)
+            .bind(wrapped)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A subject's wrapped key and the KEK version that wraps it.
+    pub async fn subject_key(
+        &self,
+        tenant: &TenantId,
+        subject: &SubjectId,
+    ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kek_version, wrapped FROM subject_keys WHERE subject = $1 AND tenant = $2",
+        )
+        .bind(subject.to_string())
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Destroys a subject's key: the crypto-shredding step of erasure.
+    pub async fn delete_subject_key(&self, subject: &SubjectId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM subject_keys WHERE subject = $1")
+            .bind(subject.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes keys of many subjects (ledger replay at startup).
+    pub async fn delete_subject_keys(&self, subjects: &[String]) -> Result<u64, StoreError> {
+        let mut n = 0;
+        let mut tx = self.pool.begin().await?;
+        for s in subjects {
+            n += sqlx::query("DELETE FROM subject_keys WHERE subject = $1")
+                .bind(s)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Destroys every key of a tenant: all its subjects become unreadable.
+    pub async fn shred_tenant(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM tenant_keys WHERE tenant = $1",
+            "DELETE FROM tenant_index_roots WHERE tenant = $1",
+            "DELETE FROM subject_keys WHERE tenant = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(tenant.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether a tenant still has key material (for startup replay).
+    pub async fn tenant_has_keys(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM tenant_index_roots WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Rotates the root key: rewraps every tenant KEK and index root under
+    /// `new_root` and records the new fingerprint, in one transaction.
+    /// Data and subject keys are untouched.
+    pub async fn rotate_root(&self, old: &RootKey, new_root: &RootKey) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT tenant, version, wrapped FROM tenant_keys")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut n = 0;
+        for r in rows {
+            let t: String = r.try_get(0)?;
+            let tenant = TenantId::parse(&t).map_err(StoreError::Integrity)?;
+            let v: i64 = r.try_get(1)?;
+            let w: Vec<u8> = r.try_get(2)?;
+            let kek = old
+                .unwrap_tenant_kek(&tenant, v, &w)
+                .map_err(StoreError::Integrity)?;
+            sqlx::query("UPDATE tenant_keys SET wrapped = $1 WHERE tenant = $2 AND version = $3")
+                .bind(new_root.wrap_tenant_kek(&tenant, v, &kek, &mut OsRng))
+                .bind(t)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+            n += 1;
+        }
+        let rows = sqlx::query("SELECT tenant, wrapped FROM tenant_index_roots")
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in rows {
+            let t: String = r.try_get(0)?;
+            let tenant = TenantId::parse(&t).map_err(StoreError::Integrity)?;
+            let w: Vec<u8> = r.try_get(1)?;
+            let idx = old
+                .unwrap_index_root(&tenant, &w)
+                .map_err(StoreError::Integrity)?;
+            sqlx::query("UPDATE tenant_index_roots SET wrapped = $1 WHERE tenant = $2")
+                .bind(new_root.wrap_index_root(&tenant, &idx, &mut OsRng))
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE keystore_meta SET root_fingerprint = $1 WHERE id = 1")
+            .bind(new_root.fingerprint())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Rotates a tenant's KEK: a new version wraps every subject key of the
+    /// tenant (rewrapped, not re-encrypted) and the old version is deleted,
+    /// all in one transaction. Returns the number of subject keys rewrapped.
+    pub async fn rotate_tenant(
+        &self,
+        root: &RootKey,
+        tenant: &TenantId,
+        now_us: i64,
+    ) -> Result<u64, StoreError> {
+        let old = self
+            .tenant_keys(root, tenant)
+            .await?
+            .ok_or(StoreError::NotFound("tenant"))?;
+        let new_version = old.kek_version + 1;
+        let kek = Key32::generate(&mut OsRng);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO tenant_keys (tenant, version, wrapped, created_us) VALUES ($1, $2, $3, $4)")
+            .bind(tenant.as_str())
+            .bind(new_version)
+            .bind(root.wrap_tenant_kek(tenant, new_version, &kek, &mut OsRng))
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        // The index root is shared by both versions, so indexes stay valid.
+        let idx_row = sqlx::query("SELECT wrapped FROM tenant_index_roots WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let idx = root
+            .unwrap_index_root(tenant, &idx_row.try_get::<Vec<u8>, _>(0)?)
+            .map_err(StoreError::Integrity)?;
+        let new_keys = TenantKeys::new(tenant.clone(), new_version, kek, idx);
+        let rows = sqlx::query(
+            "SELECT subject, wrapped FROM subject_keys WHERE tenant = $1 AND kek_version = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(old.kek_version)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut n = 0;
+        for r in rows {
+            let s: String = r.try_get(0)?;
+            let subject = SubjectId::parse(&s).map_err(StoreError::Integrity)?;
+            let w: Vec<u8> = r.try_get(1)?;
+            let dek = old
+                .unwrap_subject_key(&subject, &w)
+                .map_err(StoreError::Integrity)?;
+            sqlx::query(
+                "UPDATE subject_keys SET wrapped = $1, kek_version = $2 WHERE subject = $3",
+            )
+            .bind(new_keys.wrap_subject_key(&subject, dek.key(), &mut OsRng))
+            .bind(new_version)
+            .bind(s)
+            .execute(&mut *tx)
+            .await?;
+            n += 1;
+        }
+        sqlx::query("DELETE FROM tenant_keys WHERE tenant = $1 AND version < $2")
+            .bind(tenant.as_str())
+            .bind(new_version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Records the latest signed checkpoint, if newer than the stored one.
+    pub async fn set_anchor(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_anchor (id, seq, hash, signature) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, signature = excluded.signature \
+             WHERE audit_anchor.seq < excluded.seq",
+        )
+        .bind(cp.seq)
+        .bind(cp.hash.to_vec())
+        .bind(cp.signature.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest anchored checkpoint.
+    pub async fn anchor(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash, signature FROM audit_anchor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(Checkpoint {
+                seq: r.try_get(0)?,
+                hash: to32(r.try_get(1)?)?,
+                signature: r.try_get(2)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn to32(v: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    v.try_into()
+        .map_err(|_| StoreError::Integrity(custos_core::CoreError::MalformedEnvelope))
+}
