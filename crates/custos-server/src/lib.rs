@@ -1,1 +1,118 @@
-//! HTTP API.
+//! The HTTP API of custos.
+//!
+//! Handlers are thin: they parse and validate the request into domain types,
+//! call the [`Vault`], and map errors to problems in one place
+//! ([`problem`]). Every route except `/healthz` and `/openapi.json` needs
+//! the admin token or an API key; the tenant always comes from the key.
+
+// Problems are the error path of HTTP handlers and are built once per failed
+// request; boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+
+use custos_core::secret::BearerSecret;
+use custos_store::Vault;
+
+use crate::problem::Problem;
+
+/// Largest request body accepted (records, scrub input).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The vault.
+    pub vault: Vault,
+    /// The system administrator's token.
+    pub admin_token: Arc<BearerSecret>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    use routes::{admin, audit, subjects};
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
+        .route("/v1/tenants/{id}", axum::routing::delete(admin::shred_tenant))
+        .route("/v1/tenants/{id}/rotate-key", post(admin::rotate_tenant_key))
+        .route("/v1/keys", post(admin::create_key))
+        .route("/v1/keys/{id}", axum::routing::delete(admin::revoke_key))
+        .route("/v1/subjects", post(subjects::create_subject))
+        .route("/v1/subjects/lookup", get(subjects::lookup))
+        .route("/v1/subjects/{id}", get(subjects::get_subject).delete(subjects::erase))
+        .route(
+            "/v1/subjects/{id}/records/{collection}/{key}",
+            put(subjects::put_record)
+                .get(subjects::get_record)
+                .delete(subjects::delete_record),
+        )
+        .route("/v1/subjects/{id}/export", get(subjects::export))
+        .route("/v1/subjects/{id}/tokens", post(subjects::issue_token))
+        .route(
+            "/v1/subjects/{id}/restriction",
+            get(subjects::get_restriction)
+                .put(subjects::put_restriction)
+                .delete(subjects::delete_restriction),
+        )
+        .route("/v1/tokens/{token}", get(subjects::resolve_token))
+        .route("/v1/audit", get(audit::list))
+        .fallback(|| async { Problem::no_route() })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                "this endpoint does not accept that method; see /openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Health.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// Liveness probe; reveals nothing.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Logs method, route template (never the raw path or query, which may
+/// carry an email in a lookup) and status.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "(unmatched)".into());
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, elapsed_us = start.elapsed().as_micros() as u64, "request");
+    } else {
+        tracing::debug!(%method, %route, status, elapsed_us = start.elapsed().as_micros() as u64, "request");
+    }
+    res
+}

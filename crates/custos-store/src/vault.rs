@@ -108,7 +108,7 @@ impl Principal {
 }
 
 /// A tenant as listed to the administrator.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TenantInfo {
     /// Tenant id.
     pub id: String,
@@ -130,9 +130,10 @@ pub struct NewApiKey {
 }
 
 /// A subject's state, without personal data.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SubjectInfo {
     /// Subject id.
+    #[schema(value_type = String, example = "sub_9f8e7d6c5b4a39281706f5e4d3c2b1a0")]
     pub id: SubjectId,
     /// The application's own id, if given.
     pub external_id: Option<String>,
@@ -145,9 +146,10 @@ pub struct SubjectInfo {
 }
 
 /// A record as returned by a read.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
     /// Clear or masked field values.
+    #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
     /// Whether values are masked (no reveal scope or no purpose).
     pub masked: bool,
@@ -156,20 +158,21 @@ pub struct RecordView {
 }
 
 /// Everything the vault holds about a subject (Art. 15/20).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SubjectExport {
     /// The subject.
     pub subject: SubjectInfo,
     /// Identity kind → clear value.
     pub identities: BTreeMap<String, String>,
     /// Collection → record key → fields.
+    #[schema(value_type = Object)]
     pub records: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
     /// Audiences for which tokens were issued.
     pub token_audiences: Vec<String>,
 }
 
 /// Result of verifying the audit log.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditReport {
     /// Entries checked.
     pub entries: i64,
@@ -501,6 +504,16 @@ impl Vault {
             return Err(StoreError::NotFound("api key"));
         }
         Ok(())
+    }
+
+    /// The tenant an API key belongs to (for the administrator's revoke).
+    pub async fn api_key_tenant(&self, id: &ApiKeyId) -> Result<TenantId, StoreError> {
+        let row = sqlx::query("SELECT tenant FROM api_keys WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.inner.read)
+            .await?
+            .ok_or(StoreError::NotFound("api key"))?;
+        TenantId::parse(&row.try_get::<String, _>(0)?).map_err(StoreError::Integrity)
     }
 
     /// Authenticates a bearer API key. Unknown, forged, expired and revoked

@@ -1,0 +1,216 @@
+//! Request extractors that answer with problems, never with axum's plain
+//! text rejections: JSON bodies, bearer authentication, ids in paths.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{Path, Query};
+use serde::de::DeserializeOwned;
+
+use custos_core::ids::SubjectId;
+use custos_store::{Actor, Principal};
+
+use crate::problem::{safe_serde_message, Problem};
+use crate::AppState;
+
+/// A JSON body that must be `application/json`, within the body limit, and
+/// match the type exactly (unknown fields rejected by the types themselves).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let v = v.trim().to_ascii_lowercase();
+                v.starts_with("application/json") || (v.starts_with("application/") && v.contains("+json"))
+            });
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_problem)?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses JSON into `T` with a problem that names the field and position.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice::<T>(bytes).map_err(|e| {
+        let msg = safe_serde_message(&e.to_string());
+        let (code, title) = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => ("malformed_json", "Malformed JSON"),
+            _ if msg.starts_with("unknown field") => ("unknown_field", "Unknown field"),
+            _ => ("invalid_field", "Invalid field"),
+        };
+        let mut p = Problem::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            title,
+            format!("{msg} (line {}, column {})", e.line(), e.column()),
+        );
+        if let Some(f) = backticked(&msg) {
+            p = p.with_field(f);
+        }
+        p
+    })
+}
+
+fn backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg.get(start..)?.find('`')?;
+    msg.get(start..start + len).map(str::to_owned)
+}
+
+fn body_problem(r: BytesRejection) -> Problem {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "Body too large",
+            "the request body exceeds the server's limit",
+        )
+    } else {
+        Problem::new(StatusCode::BAD_REQUEST, "unreadable_body", "Unreadable body", "the request body could not be read")
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, Problem> {
+    let h = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| Problem::unauthenticated("send Authorization: Bearer <API key or admin token>"))?;
+    let s = h
+        .to_str()
+        .map_err(|_| Problem::unauthenticated("the Authorization header is not valid ASCII"))?;
+    s.strip_prefix("Bearer ")
+        .map(str::trim)
+        .ok_or_else(|| Problem::unauthenticated("use the Bearer scheme: Authorization: Bearer <token>"))
+}
+
+/// The system administrator, authenticated by the admin token.
+#[derive(Debug)]
+pub struct AdminAuth;
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let token = bearer(parts)?;
+        if state.admin_token.ct_eq(token) {
+            Ok(AdminAuth)
+        } else {
+            Err(Problem::unauthenticated("this endpoint needs the admin token"))
+        }
+    }
+}
+
+/// A tenant's API key.
+#[derive(Debug)]
+pub struct KeyAuth(pub Principal);
+
+impl FromRequestParts<AppState> for KeyAuth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let token = bearer(parts)?;
+        if state.admin_token.ct_eq(token) {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "admin_token_not_allowed",
+                "Use an API key",
+                "tenant data is reached with a tenant's API key, not the admin token",
+            ));
+        }
+        Ok(KeyAuth(state.vault.authenticate(token).await?))
+    }
+}
+
+/// Either the administrator or a tenant's API key.
+#[derive(Debug)]
+pub struct AnyAuth(pub Actor);
+
+impl FromRequestParts<AppState> for AnyAuth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let token = bearer(parts)?;
+        if state.admin_token.ct_eq(token) {
+            return Ok(AnyAuth(Actor::Admin));
+        }
+        Ok(AnyAuth(Actor::Key(state.vault.authenticate(token).await?)))
+    }
+}
+
+/// Parses a subject id from a path segment.
+pub fn subject_id(s: &str) -> Result<SubjectId, Problem> {
+    SubjectId::parse(s).map_err(|e| Problem::invalid("id", e.to_string()).with_code("invalid_id"))
+}
+
+/// Parses any validated id, naming the field on failure.
+pub fn parse_id<T>(field: &str, r: Result<T, custos_core::CoreError>) -> Result<T, Problem> {
+    r.map_err(|e| Problem::invalid(field, e.to_string()).with_code("invalid_id"))
+}
+
+impl Problem {
+    /// Replaces the code (e.g. `invalid_id` for path parameters).
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self.type_uri = format!("https://custos.dev/problems/{code}");
+        self
+    }
+}
+
+/// Path parameters with a problem response on failure.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(ApiPath(t)),
+            Err(_) => Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "Invalid path",
+                "a path segment is not valid UTF-8 or has the wrong shape",
+            )),
+        }
+    }
+}
+
+/// Query parameters with a problem response on failure.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(t)) => Ok(ApiQuery(t)),
+            Err(e) => {
+                let msg = safe_serde_message(&e.body_text());
+                let mut p = Problem::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query", msg.clone());
+                if let Some(f) = backticked(&msg) {
+                    p = p.with_field(f);
+                }
+                Err(p)
+            }
+        }
+    }
+}

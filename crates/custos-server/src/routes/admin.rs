@@ -1,0 +1,175 @@
+//! Tenants and API keys: the administrator's endpoints.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use custos_core::ids::{ApiKeyId, TenantId};
+use custos_core::scope::{Scope, ScopeSet};
+use custos_store::{Actor, TenantInfo};
+
+use crate::extract::{parse_id, AdminAuth, AnyAuth, ApiJson, ApiPath};
+use crate::problem::Problem;
+use crate::AppState;
+
+/// Body of `POST /v1/tenants`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Lowercase slug, 1–64 characters.
+    #[schema(example = "acme")]
+    pub id: String,
+    /// Display name.
+    #[schema(example = "Acme")]
+    pub name: String,
+}
+
+/// List of tenants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    /// All tenants, shredded ones included (ids only, no data).
+    pub tenants: Vec<TenantInfo>,
+}
+
+/// Creates a tenant with fresh keys.
+#[utoipa::path(post, path = "/v1/tenants", tag = "admin", request_body = CreateTenant,
+    security(("admin_token" = [])),
+    responses((status = 201, body = TenantInfo), (status = 409, body = Problem), (status = 400, body = Problem)))]
+pub async fn create_tenant(
+    State(s): State<AppState>,
+    _a: AdminAuth,
+    ApiJson(b): ApiJson<CreateTenant>,
+) -> Result<(StatusCode, Json<TenantInfo>), Problem> {
+    let id = parse_id("id", TenantId::parse(&b.id))?;
+    Ok((StatusCode::CREATED, Json(s.vault.create_tenant(&id, &b.name).await?)))
+}
+
+/// Lists tenants.
+#[utoipa::path(get, path = "/v1/tenants", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, body = TenantList)))]
+pub async fn list_tenants(State(s): State<AppState>, _a: AdminAuth) -> Result<Json<TenantList>, Problem> {
+    Ok(Json(TenantList {
+        tenants: s.vault.list_tenants().await?,
+    }))
+}
+
+/// Shreds a tenant: destroys its keys, so all its subjects become unreadable at once.
+#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "tenant id")),
+    responses((status = 200, body = TenantInfo), (status = 404, body = Problem), (status = 410, body = Problem)))]
+pub async fn shred_tenant(
+    State(s): State<AppState>,
+    _a: AdminAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<TenantInfo>, Problem> {
+    let id = parse_id("id", TenantId::parse(&id))?;
+    Ok(Json(s.vault.shred_tenant(&id).await?))
+}
+
+/// Result of a key rotation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rotated {
+    /// Subject keys rewrapped under the new tenant key (data untouched).
+    pub rewrapped: u64,
+}
+
+/// Rotates a tenant's key: subject keys are rewrapped, data is not re-encrypted.
+#[utoipa::path(post, path = "/v1/tenants/{id}/rotate-key", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "tenant id")),
+    responses((status = 200, body = Rotated), (status = 404, body = Problem)))]
+pub async fn rotate_tenant_key(
+    State(s): State<AppState>,
+    _a: AdminAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Rotated>, Problem> {
+    let id = parse_id("id", TenantId::parse(&id))?;
+    s.vault.tenant(&id).await?;
+    Ok(Json(Rotated {
+        rewrapped: s.vault.rotate_tenant_key(&id).await?,
+    }))
+}
+
+/// Body of `POST /v1/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// The tenant the key belongs to.
+    #[schema(example = "acme")]
+    pub tenant: String,
+    /// Scopes: write, reveal, lookup, erase, audit, admin, processor.
+    #[schema(example = json!(["write", "reveal"]))]
+    pub scopes: Vec<String>,
+    /// Optional lifetime in seconds; the key stops working afterwards.
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// A new API key; `key` is shown only once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKey {
+    /// Public id of the key.
+    pub id: String,
+    /// The bearer secret.
+    pub key: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+}
+
+/// Creates an API key (admin token, or a key of the same tenant with the admin scope).
+#[utoipa::path(post, path = "/v1/keys", tag = "admin", request_body = CreateKey,
+    security(("admin_token" = []), ("api_key" = ["admin"])),
+    responses((status = 201, body = NewKey), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn create_key(
+    State(s): State<AppState>,
+    AnyAuth(actor): AnyAuth,
+    ApiJson(b): ApiJson<CreateKey>,
+) -> Result<(StatusCode, Json<NewKey>), Problem> {
+    let tenant = parse_id("tenant", TenantId::parse(&b.tenant))?;
+    let scopes = b
+        .scopes
+        .iter()
+        .map(|x| Scope::parse(x))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Problem::invalid("scopes", e.to_string()))?;
+    if b.expires_in_seconds == Some(0) {
+        return Err(Problem::invalid("expires_in_seconds", "must be at least 1"));
+    }
+    let set = ScopeSet::from_scopes(scopes);
+    let k = s
+        .vault
+        .create_api_key(&actor, &tenant, set, b.expires_in_seconds.map(Duration::from_secs))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKey {
+            id: k.id.to_string(),
+            key: k.secret.expose().to_owned(),
+            tenant: tenant.to_string(),
+            scopes: set.iter().map(|x| x.as_str().to_owned()).collect(),
+        }),
+    ))
+}
+
+/// Revokes an API key.
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "admin",
+    security(("admin_token" = []), ("api_key" = ["admin"])),
+    params(("id" = String, Path, description = "API key id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn revoke_key(
+    State(s): State<AppState>,
+    AnyAuth(actor): AnyAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, Problem> {
+    let id = parse_id("id", ApiKeyId::parse(&id))?;
+    let tenant = match &actor {
+        Actor::Admin => s.vault.api_key_tenant(&id).await?,
+        Actor::Key(p) => p.tenant.clone(),
+    };
+    s.vault.revoke_api_key(&actor, &tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
