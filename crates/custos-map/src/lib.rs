@@ -1,1 +1,115 @@
-//! The data map (issue 3). Placeholder until the crate is built.
+//! The data map of custos (issue 3): one declarative file saying where every
+//! piece of personal data lives and why, checked hard, and turned into the
+//! records a regulator asks for.
+//!
+//! Everything later (requests, retention, scanning, anonymising) is planned
+//! from a [`DataMap`], so this crate is part of the domain core: it parses,
+//! validates and renders from `&str` to values and does no network I/O.
+//! Reading a file happens only in the thin [`load`] helper.
+//!
+//! Entry points:
+//! - [`load_str`] — parse and validate map text; what the server and CLI call.
+//! - [`ropa::render`] — the Art. 30 record in HTML, CSV, JSON or Markdown.
+//! - [`fides::import`] — convert Fides dataset YAML into a map.
+//! - [`yaml::to_yaml`] — write a map back as YAML.
+//! - [`DEMO_MAP`] — the demo SaaS's map, valid and covering every system kind.
+
+pub mod diagnostic;
+pub mod duration;
+pub mod fides;
+pub mod model;
+pub mod parse;
+pub mod ropa;
+mod suggest;
+pub mod summary;
+pub mod taxonomy;
+pub mod validate;
+pub mod yaml;
+
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, Position, Severity};
+pub use duration::{Duration, DurationUnit};
+pub use model::*;
+pub use parse::SourceIndex;
+pub use ropa::RopaFormat;
+
+/// The demo map (`examples/demo-map.yaml`): a small SaaS covering every
+/// system kind, valid with zero errors, so that the demo's ROPA is complete.
+pub const DEMO_MAP: &str = include_str!("../../../examples/demo-map.yaml");
+
+/// Parse and validate map text. `file` is the name diagnostics carry.
+///
+/// `Ok` holds the map and its warnings (no errors); `Err` holds every
+/// diagnostic, errors and warnings, sorted by position. Structural errors
+/// (YAML syntax, unknown keys, wrong types) are all reported at once; the
+/// semantic checks run once the structure is sound.
+pub fn load_str(src: &str, file: &str) -> Result<(DataMap, Vec<Diagnostic>), Vec<Diagnostic>> {
+    match parse::parse(src, file) {
+        Err(mut diags) => {
+            diagnostic::sort(&mut diags);
+            Err(diags)
+        }
+        Ok((map, index)) => {
+            let diags = validate::validate(&map, &index);
+            if diags.iter().any(Diagnostic::is_error) {
+                Err(diags)
+            } else {
+                Ok((map, diags))
+            }
+        }
+    }
+}
+
+/// Every diagnostic of map text, whether or not it has errors.
+pub fn check_str(src: &str, file: &str) -> Vec<Diagnostic> {
+    match load_str(src, file) {
+        Ok((_, d)) | Err(d) => d,
+    }
+}
+
+/// Why [`load`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read (code `map.io`).
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The map has errors (code `map.invalid`); all diagnostics are kept.
+    #[error("{path}: the data map has {} error(s)", .diagnostics.iter().filter(|d| d.is_error()).count())]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Every diagnostic, errors and warnings.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+impl LoadError {
+    /// Stable code of the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::Io { .. } => "map.io",
+            LoadError::Invalid { .. } => "map.invalid",
+        }
+    }
+}
+
+/// Read a map file and [`load_str`] it: the only function here that does I/O.
+pub fn load(path: &Path) -> Result<(DataMap, Vec<Diagnostic>), LoadError> {
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    load_str(&src, &name).map_err(|diagnostics| LoadError::Invalid {
+        path: name,
+        diagnostics,
+    })
+}

@@ -1,13 +1,13 @@
 //! Request extractors that answer with problems, never with axum's plain
 //! text rejections: JSON bodies, bearer authentication, ids in paths.
 
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{Path, Query};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::body::Bytes;
-use axum::extract::{Path, Query};
 use serde::de::DeserializeOwned;
 
 use custos_core::ids::SubjectId;
@@ -31,7 +31,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
                 let v = v.trim().to_ascii_lowercase();
-                v.starts_with("application/json") || (v.starts_with("application/") && v.contains("+json"))
+                v.starts_with("application/json")
+                    || (v.starts_with("application/") && v.contains("+json"))
             });
         if !is_json {
             return Err(Problem::new(
@@ -41,7 +42,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(body_problem)?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_problem)?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -51,7 +54,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice::<T>(bytes).map_err(|e| {
         let msg = safe_serde_message(&e.to_string());
         let (code, title) = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => ("malformed_json", "Malformed JSON"),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ("malformed_json", "Malformed JSON")
+            }
             _ if msg.starts_with("unknown field") => ("unknown_field", "Unknown field"),
             _ => ("invalid_field", "Invalid field"),
         };
@@ -83,21 +88,25 @@ fn body_problem(r: BytesRejection) -> Problem {
             "the request body exceeds the server's limit",
         )
     } else {
-        Problem::new(StatusCode::BAD_REQUEST, "unreadable_body", "Unreadable body", "the request body could not be read")
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            "Unreadable body",
+            "the request body could not be read",
+        )
     }
 }
 
 fn bearer(parts: &Parts) -> Result<&str, Problem> {
-    let h = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| Problem::unauthenticated("send Authorization: Bearer <API key or admin token>"))?;
+    let h = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        Problem::unauthenticated("send Authorization: Bearer <API key or admin token>")
+    })?;
     let s = h
         .to_str()
         .map_err(|_| Problem::unauthenticated("the Authorization header is not valid ASCII"))?;
-    s.strip_prefix("Bearer ")
-        .map(str::trim)
-        .ok_or_else(|| Problem::unauthenticated("use the Bearer scheme: Authorization: Bearer <token>"))
+    s.strip_prefix("Bearer ").map(str::trim).ok_or_else(|| {
+        Problem::unauthenticated("use the Bearer scheme: Authorization: Bearer <token>")
+    })
 }
 
 /// The system administrator, authenticated by the admin token.
@@ -112,7 +121,9 @@ impl FromRequestParts<AppState> for AdminAuth {
         if state.admin_token.ct_eq(token) {
             Ok(AdminAuth)
         } else {
-            Err(Problem::unauthenticated("this endpoint needs the admin token"))
+            Err(Problem::unauthenticated(
+                "this endpoint needs the admin token",
+            ))
         }
     }
 }
@@ -205,7 +216,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
             Ok(Query(t)) => Ok(ApiQuery(t)),
             Err(e) => {
                 let msg = safe_serde_message(&e.body_text());
-                let mut p = Problem::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query", msg.clone());
+                let mut p = Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "Invalid query",
+                    msg.clone(),
+                );
                 if let Some(f) = backticked(&msg) {
                     p = p.with_field(f);
                 }

@@ -46,14 +46,26 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
-        .route("/v1/tenants", post(admin::create_tenant).get(admin::list_tenants))
-        .route("/v1/tenants/{id}", axum::routing::delete(admin::shred_tenant))
-        .route("/v1/tenants/{id}/rotate-key", post(admin::rotate_tenant_key))
+        .route(
+            "/v1/tenants",
+            post(admin::create_tenant).get(admin::list_tenants),
+        )
+        .route(
+            "/v1/tenants/{id}",
+            axum::routing::delete(admin::shred_tenant),
+        )
+        .route(
+            "/v1/tenants/{id}/rotate-key",
+            post(admin::rotate_tenant_key),
+        )
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/v1/subjects", post(subjects::create_subject))
         .route("/v1/subjects/lookup", get(subjects::lookup))
-        .route("/v1/subjects/{id}", get(subjects::get_subject).delete(subjects::erase))
+        .route(
+            "/v1/subjects/{id}",
+            get(subjects::get_subject).delete(subjects::erase),
+        )
         .route(
             "/v1/subjects/{id}/records/{collection}/{key}",
             put(subjects::put_record)

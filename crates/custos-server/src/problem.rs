@@ -36,7 +36,12 @@ pub struct Problem {
 
 impl Problem {
     /// Builds a problem.
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             type_uri: format!("https://custos.dev/problems/{code}"),
             title,
@@ -58,18 +63,33 @@ impl Problem {
     /// 400 for an invalid field.
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
         let field = field.into();
-        Self::new(StatusCode::BAD_REQUEST, "invalid_field", "Invalid field", format!("{field}: {}", detail.into()))
-            .with_field(field)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "Invalid field",
+            format!("{field}: {}", detail.into()),
+        )
+        .with_field(field)
     }
 
     /// 401.
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            detail,
+        )
     }
 
     /// 404 for an unknown route.
     pub fn no_route() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "no_such_route", "Not found", "no such endpoint; see /openapi.json")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "no_such_route",
+            "Not found",
+            "no such endpoint; see /openapi.json",
+        )
     }
 }
 
@@ -78,8 +98,10 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let unauth = status == StatusCode::UNAUTHORIZED;
         let mut res = (status, axum::Json(self)).into_response();
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if unauth {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -94,9 +116,12 @@ impl From<StoreError> for Problem {
         use StatusCode as S;
         let detail = e.to_string();
         match e {
-            StoreError::NotFound(what) => {
-                Problem::new(S::NOT_FOUND, "not_found", "Not found", format!("{what} not found in this tenant"))
-            }
+            StoreError::NotFound(what) => Problem::new(
+                S::NOT_FOUND,
+                "not_found",
+                "Not found",
+                format!("{what} not found in this tenant"),
+            ),
             StoreError::SubjectErased { erased_at } => {
                 let mut p = Problem::new(S::GONE, "subject_erased", "Subject erased", detail);
                 p.erased_at = Some(erased_at);
@@ -108,23 +133,49 @@ impl From<StoreError> for Problem {
                 p.alive = Some(false);
                 p
             }
-            StoreError::TenantShredded { .. } => Problem::new(S::GONE, "tenant_shredded", "Tenant shredded", detail),
-            StoreError::Conflict(_) => Problem::new(S::CONFLICT, "conflict", "Already exists", detail),
-            StoreError::Restricted => Problem::new(S::FORBIDDEN, "subject_restricted", "Processing restricted", detail),
-            StoreError::MissingScope(_) => Problem::new(S::FORBIDDEN, "missing_scope", "Missing scope", detail),
+            StoreError::TenantShredded { .. } => {
+                Problem::new(S::GONE, "tenant_shredded", "Tenant shredded", detail)
+            }
+            StoreError::Conflict(_) => {
+                Problem::new(S::CONFLICT, "conflict", "Already exists", detail)
+            }
+            StoreError::Restricted => Problem::new(
+                S::FORBIDDEN,
+                "subject_restricted",
+                "Processing restricted",
+                detail,
+            ),
+            StoreError::MissingScope(_) => {
+                Problem::new(S::FORBIDDEN, "missing_scope", "Missing scope", detail)
+            }
             StoreError::Unauthenticated(_) => Problem::unauthenticated(detail),
             StoreError::Invalid { field, message } => Problem::invalid(field, message),
-            StoreError::ShuttingDown => Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable", detail),
-            StoreError::Database(_) => {
-                Problem::new(S::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage unavailable", detail)
+            StoreError::ShuttingDown => {
+                Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable", detail)
             }
+            StoreError::Database(_) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "Storage unavailable",
+                detail,
+            ),
             StoreError::Integrity(_) => {
                 tracing::error!(error = %detail, "integrity failure");
-                Problem::new(S::INTERNAL_SERVER_ERROR, "integrity_failure", "Integrity failure", detail)
+                Problem::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "integrity_failure",
+                    "Integrity failure",
+                    detail,
+                )
             }
             StoreError::Config(_) | StoreError::WrongRootKey { .. } | StoreError::Migrate(_) => {
                 tracing::error!(error = %detail, "server misconfigured");
-                Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", "internal error; see the server log")
+                Problem::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "internal error; see the server log",
+                )
             }
         }
     }
@@ -134,13 +185,18 @@ impl From<StoreError> for Problem {
 /// values (`invalid type: string "jane@…"`), which could be personal data.
 pub fn safe_serde_message(msg: &str) -> String {
     let msg = msg.split(" at line ").next().unwrap_or(msg);
-    if msg.starts_with("invalid type") || msg.starts_with("invalid value") || msg.starts_with("invalid length") {
+    if msg.starts_with("invalid type")
+        || msg.starts_with("invalid value")
+        || msg.starts_with("invalid length")
+    {
         let kind = msg.split(':').next().unwrap_or("invalid value");
         match msg.rsplit_once(", expected ") {
             Some((_, exp)) => format!("{kind}, expected {exp}"),
             None => kind.to_owned(),
         }
-    } else if msg.starts_with("unknown field") || msg.starts_with("missing field") || msg.starts_with("duplicate field")
+    } else if msg.starts_with("unknown field")
+        || msg.starts_with("missing field")
+        || msg.starts_with("duplicate field")
     {
         msg.to_owned()
     } else {
@@ -170,7 +226,9 @@ mod tests {
 
     #[test]
     fn serde_messages_never_echo_values() {
-        let e = serde_json::from_str::<u32>("\"jane@example.com\"").unwrap_err().to_string();
+        let e = serde_json::from_str::<u32>("\"jane@example.com\"")
+            .unwrap_err()
+            .to_string();
         let s = safe_serde_message(&e);
         assert!(!s.contains("jane"), "{s}");
         assert!(s.contains("expected"), "{s}");

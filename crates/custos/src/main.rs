@@ -1,6 +1,9 @@
 //! The `custos` binary.
 
 mod cli;
+mod logging;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +16,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP server (embedded SQLite store unless told otherwise).
+    Serve(cli::serve::ServeArgs),
+    /// Run the server on a fresh store filled with a sample SaaS.
+    Demo(cli::demo::DemoArgs),
+    /// Verify the audit log.
+    Audit(cli::audit::AuditArgs),
+    /// Rotate root or tenant keys.
+    Keys(cli::keys::KeysArgs),
     /// Validate, show and import data maps.
     Map(cli::map::MapArgs),
     /// Generate the Art. 30 record of processing activities.
@@ -21,11 +32,23 @@ enum Command {
     Scrub(cli::scrub::ScrubArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Map(args) => cli::map::run(args),
-        Command::Ropa(args) => cli::ropa::run(args),
-        Command::Scrub(args) => cli::scrub::run(args),
+    logging::init();
+    let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => cli::demo::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => cli::audit::run(args),
+        Command::Keys(args) => cli::keys::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Map(args) => cli::map::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Ropa(args) => cli::ropa::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Scrub(args) => cli::scrub::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -45,13 +45,19 @@ pub async fn create_tenant(
     ApiJson(b): ApiJson<CreateTenant>,
 ) -> Result<(StatusCode, Json<TenantInfo>), Problem> {
     let id = parse_id("id", TenantId::parse(&b.id))?;
-    Ok((StatusCode::CREATED, Json(s.vault.create_tenant(&id, &b.name).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.vault.create_tenant(&id, &b.name).await?),
+    ))
 }
 
 /// Lists tenants.
 #[utoipa::path(get, path = "/v1/tenants", tag = "admin", security(("admin_token" = [])),
     responses((status = 200, body = TenantList)))]
-pub async fn list_tenants(State(s): State<AppState>, _a: AdminAuth) -> Result<Json<TenantList>, Problem> {
+pub async fn list_tenants(
+    State(s): State<AppState>,
+    _a: AdminAuth,
+) -> Result<Json<TenantList>, Problem> {
     Ok(Json(TenantList {
         tenants: s.vault.list_tenants().await?,
     }))
@@ -142,7 +148,12 @@ pub async fn create_key(
     let set = ScopeSet::from_scopes(scopes);
     let k = s
         .vault
-        .create_api_key(&actor, &tenant, set, b.expires_in_seconds.map(Duration::from_secs))
+        .create_api_key(
+            &actor,
+            &tenant,
+            set,
+            b.expires_in_seconds.map(Duration::from_secs),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -67,7 +67,9 @@ pub async fn list(
         .vault
         .audit_entries(&p, q.subject.as_deref(), q.after.unwrap_or(0), limit)
         .await?;
-    let next_after = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.seq)).flatten();
+    let next_after = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
     Ok(Json(AuditPage {
         entries: entries
             .into_iter()
@@ -88,8 +90,9 @@ pub async fn list(
 
 fn hex_encode(b: &[u8]) -> String {
     use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }

@@ -50,7 +50,8 @@ pub async fn create_subject(
 ) -> Result<(StatusCode, Json<SubjectRef>), Problem> {
     let mut ids = Vec::with_capacity(b.identities.len());
     for (k, v) in b.identities {
-        let kind = IdentityKind::parse(&k).map_err(|e| Problem::invalid(format!("identities.{k}"), e.to_string()))?;
+        let kind = IdentityKind::parse(&k)
+            .map_err(|e| Problem::invalid(format!("identities.{k}"), e.to_string()))?;
         ids.push((kind, v));
     }
     let id = s.vault.create_subject(&p, b.external_id, &ids).await?;
@@ -192,7 +193,11 @@ pub async fn get_record(
 ) -> Result<Json<RecordView>, Problem> {
     let (id, c, k) = record_path(path)?;
     let purpose = purpose(q)?;
-    Ok(Json(s.vault.get_record(&p, &id, &c, &k, purpose.as_ref()).await?))
+    Ok(Json(
+        s.vault
+            .get_record(&p, &id, &c, &k, purpose.as_ref())
+            .await?,
+    ))
 }
 
 /// Deletes one record.
@@ -281,7 +286,10 @@ pub async fn resolve_token(
     ApiPath(token): ApiPath<String>,
 ) -> Result<Json<TokenStatus>, Problem> {
     let audience = s.vault.resolve_token(&p, &token).await?;
-    Ok(Json(TokenStatus { alive: true, audience }))
+    Ok(Json(TokenStatus {
+        alive: true,
+        audience,
+    }))
 }
 
 /// Restriction state (Art. 18).
@@ -322,7 +330,9 @@ pub async fn put_restriction(
     KeyAuth(p): KeyAuth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Restriction>, Problem> {
-    Ok(restriction(s.vault.set_restriction(&p, &subject_id(&id)?, true).await?))
+    Ok(restriction(
+        s.vault.set_restriction(&p, &subject_id(&id)?, true).await?,
+    ))
 }
 
 /// Lifts a restriction.
@@ -333,7 +343,11 @@ pub async fn delete_restriction(
     KeyAuth(p): KeyAuth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Restriction>, Problem> {
-    Ok(restriction(s.vault.set_restriction(&p, &subject_id(&id)?, false).await?))
+    Ok(restriction(
+        s.vault
+            .set_restriction(&p, &subject_id(&id)?, false)
+            .await?,
+    ))
 }
 
 /// Body of an erasure.

@@ -1,5 +1,10 @@
 //! Command-line surface: argument parsing and dispatch to the libraries.
 
+pub(crate) mod audit;
+pub(crate) mod demo;
+pub(crate) mod keys;
 pub(crate) mod map;
 pub(crate) mod ropa;
 pub(crate) mod scrub;
+pub(crate) mod serve;
+pub(crate) mod store_args;

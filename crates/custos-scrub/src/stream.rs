@@ -1,0 +1,197 @@
+//! Streaming: constant memory on endless input. Input is read in 64 KiB
+//! chunks; complete lines are scrubbed in blocks (in text mode one automaton
+//! pass over the whole block). A line longer than [`MAX_LINE`] is cut at the
+//! last blank before the cap (or at the cap) and processed piecewise as text;
+//! a value straddling a hard cut of a blank-free megabyte may be missed.
+
+use std::io::{ErrorKind, Read, Write};
+
+use crate::scrubber::ScrubCache;
+use crate::{Detector, Format, Report, ScrubError, Scrubber};
+
+/// Bytes read per `read` call.
+pub const CHUNK: usize = 64 * 1024;
+/// Longest line processed whole; longer ones are split.
+pub const MAX_LINE: usize = 1024 * 1024;
+
+const BEGIN: &[u8] = b"-----BEGIN ";
+const PRIVATE: &[u8] = b"PRIVATE KEY-----";
+const END: &[u8] = b"-----END ";
+
+struct State {
+    cache: ScrubCache,
+    report: Report,
+    /// Inside a multi-line PEM private key block.
+    in_pem: bool,
+    /// The next bytes continue a line that was already split.
+    overlong: bool,
+    pem_enabled: bool,
+}
+
+impl Scrubber {
+    /// Scrubs `reader` into `writer` line by line until end of input, in
+    /// bounded memory (about `MAX_LINE + 2 × CHUNK` plus output). Bytes that
+    /// are not UTF-8 pass through. Returns the counts per detector.
+    pub fn scrub_stream<R: Read, W: Write>(
+        &self,
+        mut reader: R,
+        mut writer: W,
+        format: Format,
+    ) -> Result<Report, ScrubError> {
+        let mut st = State {
+            cache: self.cache(),
+            report: Report::default(),
+            in_pem: false,
+            overlong: false,
+            pem_enabled: self
+                .detector_names()
+                .iter()
+                .any(|n| n == Detector::PemPrivateKey.name()),
+        };
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+        let mut out: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+        loop {
+            let old = buf.len();
+            buf.resize(old + CHUNK, 0);
+            let n = loop {
+                match reader.read(buf.get_mut(old..).unwrap_or_default()) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            buf.truncate(old + n);
+            st.report.bytes += n as u64;
+            if n == 0 {
+                if !buf.is_empty() {
+                    self.block(&mut st, &buf, format, &mut out);
+                    st.report.lines += 1;
+                }
+                writer.write_all(&out)?;
+                break;
+            }
+            let fresh = buf.get(old..).unwrap_or_default();
+            if let Some(pos) = memchr::memrchr(b'\n', fresh) {
+                let cut = old + pos + 1;
+                self.block(
+                    &mut st,
+                    buf.get(..cut).unwrap_or_default(),
+                    format,
+                    &mut out,
+                );
+                buf.drain(..cut);
+            } else if buf.len() >= MAX_LINE {
+                let tail = buf
+                    .get(buf.len().saturating_sub(4096)..)
+                    .unwrap_or_default();
+                let cut = tail
+                    .iter()
+                    .rposition(|b| *b == b' ' || *b == b'\t')
+                    .map_or(buf.len(), |i| buf.len() - tail.len() + i + 1);
+                let piece = buf.get(..cut).unwrap_or_default();
+                self.scrub_into_with(&mut st.cache, piece, &mut out, &mut st.report);
+                st.overlong = true;
+                buf.drain(..cut);
+            }
+            if out.len() >= CHUNK {
+                writer.write_all(&out)?;
+                out.clear();
+            }
+        }
+        writer.flush()?;
+        Ok(st.report)
+    }
+
+    /// Scrubs a block of complete lines (the last may lack its newline only
+    /// at end of input).
+    fn block(&self, st: &mut State, mut block: &[u8], format: Format, out: &mut Vec<u8>) {
+        if st.overlong {
+            // The rest of a split line: text, whatever the format.
+            let end = memchr::memchr(b'\n', block).map_or(block.len(), |i| i + 1);
+            self.scrub_into_with(
+                &mut st.cache,
+                block.get(..end).unwrap_or_default(),
+                out,
+                &mut st.report,
+            );
+            st.report.lines += 1;
+            st.overlong = false;
+            block = block.get(end..).unwrap_or_default();
+        }
+        let newlines = memchr::memchr_iter(b'\n', block).count() as u64;
+        let pem_here =
+            st.pem_enabled && (st.in_pem || memchr::memmem::find(block, BEGIN).is_some());
+        if format == Format::Text && !pem_here {
+            self.scrub_into_with(&mut st.cache, block, out, &mut st.report);
+            st.report.lines += newlines;
+            return;
+        }
+        for line in block.split_inclusive(|b| *b == b'\n') {
+            let (body, nl) = match line.strip_suffix(b"\n") {
+                Some(body) => (body, true),
+                None => (line, false),
+            };
+            if st.in_pem {
+                if memchr::memmem::find(body, END).is_some() {
+                    st.in_pem = false;
+                }
+                out.extend_from_slice(b"[PEM_PRIVATE_KEY]");
+            } else {
+                self.scrub_line_with(&mut st.cache, body, format, out, &mut st.report);
+                if st.pem_enabled && pem_opens(body) {
+                    st.in_pem = true;
+                }
+            }
+            if nl {
+                out.push(b'\n');
+            }
+        }
+        st.report.lines += newlines;
+    }
+}
+
+/// A BEGIN … PRIVATE KEY header with no END after it on the same line.
+fn pem_opens(line: &[u8]) -> bool {
+    let Some(b) = memchr::memmem::rfind(line, BEGIN) else {
+        return false;
+    };
+    let rest = line.get(b..).unwrap_or_default();
+    memchr::memmem::find(rest, PRIVATE).is_some() && memchr::memmem::find(rest, END).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_line_pem_is_redacted() {
+        let s = Scrubber::new_default().unwrap();
+        let input = "a\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY-----\nb\n";
+        let mut out = Vec::new();
+        let r = s
+            .scrub_stream(input.as_bytes(), &mut out, Format::Text)
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("MIIE"), "{out}");
+        assert_eq!(out.lines().count(), 6);
+        assert_eq!(r.lines, 6);
+        assert!(out.ends_with("b\n"));
+    }
+
+    #[test]
+    fn very_long_lines_are_bounded() {
+        let s = Scrubber::new_default().unwrap();
+        let mut input = Vec::new();
+        for _ in 0..300_000 {
+            input.extend_from_slice(b"word john@example.com ");
+        }
+        input.push(b'\n');
+        let mut out = Vec::new();
+        let r = s
+            .scrub_stream(input.as_slice(), &mut out, Format::Json)
+            .unwrap();
+        assert_eq!(r.counts.get("email"), Some(&300_000));
+        assert_eq!(r.lines, 1);
+        assert!(!out.windows(4).any(|w| w == b"john"));
+    }
+}

@@ -1,0 +1,1034 @@
+//! Validators: a candidate from the automaton becomes a finding only if the
+//! checksum or structural rules of its kind hold. This is where precision
+//! comes from (a 13-digit millisecond timestamp has no card issuer prefix; a
+//! version string is not an address).
+//!
+//! Every check gets the whole haystack and the candidate span, so it can look
+//! at the bytes around it, and returns the (possibly narrowed) span to
+//! replace. Checks only index through `.get()`: they run on arbitrary bytes.
+
+use std::net::Ipv6Addr;
+use std::str::FromStr;
+
+use base64::Engine as _;
+
+/// Which validation a candidate pattern needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    Email,
+    Ipv4,
+    Ipv6,
+    PhoneIntl,
+    PhoneNational,
+    PhoneNanp,
+    Card,
+    Iban,
+    NlBsn,
+    UkNino,
+    UsSsn,
+    DeTaxid,
+    FrNir,
+    EsDni,
+    EsNie,
+    ItCf,
+    Jwt,
+    Bearer,
+    Basic,
+    UrlCredentials,
+    AwsKeyId,
+    AwsSecret,
+    Pem,
+    /// A custom detector with no validator: the pattern is the rule.
+    None,
+    /// A custom detector whose digits must pass Luhn.
+    Luhn,
+    /// A custom detector whose alphanumerics must pass ISO 7064 mod 97-10.
+    Mod97,
+}
+
+/// Options that change what validators accept.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Opts {
+    /// Leave private, loopback and link-local addresses alone.
+    pub(crate) keep_private_ips: bool,
+    /// End of the previous finding in this haystack (0 if none): text up to
+    /// there will be replaced, so context checks must not rely on it.
+    pub(crate) prev_end: usize,
+}
+
+/// Runs `check` on `hay[start..end]`; `Some` holds the span to replace.
+pub(crate) fn run(
+    check: Check,
+    hay: &[u8],
+    start: usize,
+    end: usize,
+    opts: Opts,
+) -> Option<(usize, usize)> {
+    let span = hay.get(start..end)?;
+    let whole = Some((start, end));
+    let ok = |b: bool| if b { whole } else { None };
+    match check {
+        Check::Email => ok(email(span)),
+        Check::Ipv4 => ok(ipv4(hay, start, end, opts)),
+        Check::Ipv6 => ok(ipv6(hay, start, end, opts)),
+        Check::PhoneIntl => phone_intl(hay, start, end),
+        Check::PhoneNational => phone_national(hay, start, end, opts.prev_end),
+        Check::PhoneNanp => ok(!dotted_neighbour(hay, start, end)
+            && !inside_digit_run(hay, start, opts.prev_end)
+            && phone_nanp(span)),
+        Check::Card => card(hay, start, end),
+        Check::Iban => iban(hay, start, end),
+        Check::NlBsn => ok(!dotted_neighbour(hay, start, end) && bsn(&digits(span))),
+        Check::UkNino => ok(nino(span)),
+        Check::UsSsn => ok(!dotted_neighbour(hay, start, end) && ssn(&digits(span))),
+        Check::DeTaxid => ok(!dotted_neighbour(hay, start, end) && de_taxid(&digits(span))),
+        Check::FrNir => ok(!dotted_neighbour(hay, start, end) && fr_nir(span)),
+        Check::EsDni => ok(!dotted_neighbour(hay, start, end) && es_dni(span)),
+        Check::EsNie => ok(es_nie(span)),
+        Check::ItCf => ok(it_cf(span)),
+        Check::Jwt => ok(jwt(span)),
+        Check::Bearer => bearer(span).map(|(s, e)| (start + s, start + e)),
+        Check::Basic => basic(span).map(|(s, e)| (start + s, start + e)),
+        Check::UrlCredentials => url_credentials(span).map(|(s, e)| (start + s, start + e)),
+        Check::AwsKeyId | Check::Pem | Check::None => whole,
+        Check::AwsSecret => Some((end.saturating_sub(40).max(start), end)),
+        Check::Luhn => ok(luhn(&digits(span))),
+        Check::Mod97 => {
+            ok(mod97_alnum(span.iter().copied().filter(u8::is_ascii_alphanumeric)) == Some(1))
+        }
+    }
+}
+
+/// The ASCII digits of `span`, as values 0–9.
+pub(crate) fn digits(span: &[u8]) -> Vec<u8> {
+    span.iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| b - b'0')
+        .collect()
+}
+
+fn is_word(b: Option<&u8>) -> bool {
+    b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+/// True when the span is glued to a longer dotted number (`1.2.3.4.5`,
+/// `3.141592653`), which makes it a version or a decimal, not an identifier.
+fn dotted_neighbour(hay: &[u8], start: usize, end: usize) -> bool {
+    dotted_before(hay, start) || dotted_after(hay, end)
+}
+
+fn dotted_before(hay: &[u8], start: usize) -> bool {
+    let before = start.checked_sub(1).and_then(|i| hay.get(i));
+    let before2 = start.checked_sub(2).and_then(|i| hay.get(i));
+    before == Some(&b'.') && before2.is_some_and(u8::is_ascii_digit)
+}
+
+/// Followed by `.digit` (a decimal or version) or `:hex` (an IPv6 address
+/// or a time): the number is part of something larger.
+fn dotted_after(hay: &[u8], end: usize) -> bool {
+    match hay.get(end) {
+        Some(b'.') => hay.get(end + 1).is_some_and(u8::is_ascii_digit),
+        Some(b':') => hay.get(end + 1).is_some_and(u8::is_ascii_hexdigit),
+        _ => false,
+    }
+}
+
+/// True when the span continues a blank- or dash-separated run of short
+/// numbers (`2 55 08 14 …`): a phone number does not start in the middle of
+/// one. Only tokens of 1–4 digits count, so the decision never depends on a
+/// value that a first pass could replace (idempotence).
+fn inside_digit_run(hay: &[u8], start: usize, prev_end: usize) -> bool {
+    let Some(before) = start.checked_sub(1).and_then(|i| hay.get(..i)) else {
+        return false;
+    };
+    if !matches!(hay.get(before.len()), Some(b' ' | b'-' | b'.' | b'/')) {
+        return false;
+    }
+    let token_len = before
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let token_start = before.len() - token_len;
+    let preceded_by_word = token_start
+        .checked_sub(1)
+        .and_then(|i| hay.get(i))
+        .is_some_and(|b| !matches!(b, b' ' | b'-' | b'/' | b'\t' | b'(' | b'"'));
+    (1..=4).contains(&token_len) && !preceded_by_word && token_start >= prev_end
+}
+
+/// Luhn over digit values.
+pub(crate) fn luhn(d: &[u8]) -> bool {
+    if d.is_empty() {
+        return false;
+    }
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            let x = u32::from(x);
+            if i % 2 == 1 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// ISO 7064 mod 97-10 remainder of alphanumerics (letters count 10–35).
+pub(crate) fn mod97_alnum(chars: impl Iterator<Item = u8>) -> Option<u32> {
+    let mut rem: u32 = 0;
+    let mut any = false;
+    for c in chars {
+        any = true;
+        let v = match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            b'A'..=b'Z' => u32::from(c - b'A') + 10,
+            b'a'..=b'z' => u32::from(c - b'a') + 10,
+            _ => return None,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    any.then_some(rem)
+}
+
+// ---------------------------------------------------------------- email
+
+/// Top-level labels that are really file extensions (`logo@2x.png`).
+const FILE_TLDS: [&[u8]; 14] = [
+    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"ico", b"css", b"js", b"map", b"json",
+    b"txt", b"log", b"ts",
+];
+
+fn email(span: &[u8]) -> bool {
+    let Some(at) = memchr::memrchr(b'@', span) else {
+        return false;
+    };
+    let (Some(local), Some(domain)) = (span.get(..at), span.get(at + 1..)) else {
+        return false;
+    };
+    if local.is_empty() || local.len() > 64 || domain.len() > 253 {
+        return false;
+    }
+    if std::str::from_utf8(span).is_err() {
+        return false;
+    }
+    let quoted = local.first() == Some(&b'"');
+    if !quoted
+        && (local.first() == Some(&b'.')
+            || local.last() == Some(&b'.')
+            || memchr::memmem::find(local, b"..").is_some())
+    {
+        return false;
+    }
+    if quoted && !local.iter().any(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let mut labels = domain.split(|&b| b == b'.').peekable();
+    let mut tld: &[u8] = &[];
+    let mut count = 0;
+    while let Some(label) = labels.next() {
+        count += 1;
+        if label.is_empty()
+            || label.len() > 63
+            || label.first() == Some(&b'-')
+            || label.last() == Some(&b'-')
+        {
+            return false;
+        }
+        if labels.peek().is_none() {
+            tld = label;
+        }
+    }
+    if count < 2 || tld.len() < 2 {
+        return false;
+    }
+    let ascii_tld = tld.iter().all(u8::is_ascii);
+    if ascii_tld {
+        let lower = tld.to_ascii_lowercase();
+        let alpha = lower.iter().all(u8::is_ascii_alphabetic);
+        let puny = lower.starts_with(b"xn--");
+        (alpha || puny) && !FILE_TLDS.contains(&lower.as_slice())
+    } else {
+        true
+    }
+}
+
+// ------------------------------------------------------------------- ip
+
+/// Words that, right before a dotted quad, make it a version number.
+const VERSION_WORDS: [&[u8]; 8] = [
+    b"version",
+    b"ver",
+    b"v",
+    b"release",
+    b"build",
+    b"firmware",
+    b"rev",
+    b"revision",
+];
+
+fn ipv4(hay: &[u8], start: usize, end: usize, opts: Opts) -> bool {
+    let dotted_on = hay.get(end) == Some(&b'.') && hay.get(end + 1).is_some_and(u8::is_ascii_digit);
+    if dotted_before(hay, start) || dotted_on {
+        return false;
+    }
+    let Some(span) = hay.get(start..end) else {
+        return false;
+    };
+    let mut octets = [0u8; 4];
+    let mut n = 0;
+    for part in span.split(|&b| b == b'.') {
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part.first() == Some(&b'0')) {
+            return false;
+        }
+        let v = part
+            .iter()
+            .fold(0u32, |acc, &b| acc * 10 + u32::from(b.wrapping_sub(b'0')));
+        let (Ok(v), Some(slot)) = (u8::try_from(v), octets.get_mut(n)) else {
+            return false;
+        };
+        *slot = v;
+        n += 1;
+    }
+    if n != 4 || preceded_by_version_word(hay, start) {
+        return false;
+    }
+    if opts.keep_private_ips {
+        let ip = std::net::Ipv4Addr::from(octets);
+        let [a, b, ..] = octets;
+        let cgnat = a == 100 && (64..128).contains(&b);
+        if ip.is_private()
+            || ip.is_loopback()
+            || ip.is_link_local()
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || cgnat
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Heuristic, documented in the crate docs: `version 1.2.3.4`, `v: 1.2.3.4`,
+/// `build=10.0.19041.1` are versions, not addresses.
+fn preceded_by_version_word(hay: &[u8], start: usize) -> bool {
+    let from = start.saturating_sub(24);
+    let Some(before) = hay.get(from..start) else {
+        return false;
+    };
+    let trimmed = trim_end_by(before, |b| matches!(b, b' ' | b'\t' | b':' | b'=' | b'"'));
+    let word_start = trimmed
+        .iter()
+        .rposition(|b| !b.is_ascii_alphabetic())
+        .map_or(0, |i| i + 1);
+    let word = trimmed
+        .get(word_start..)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    VERSION_WORDS.contains(&word.as_slice())
+}
+
+fn trim_end_by(s: &[u8], f: impl Fn(u8) -> bool) -> &[u8] {
+    let keep = s.iter().rposition(|&b| !f(b)).map_or(0, |i| i + 1);
+    s.get(..keep).unwrap_or_default()
+}
+
+fn ipv6(hay: &[u8], start: usize, end: usize, opts: Opts) -> bool {
+    let before = start.checked_sub(1).and_then(|i| hay.get(i));
+    let after = hay.get(end);
+    if is_word(before) || matches!(before, Some(b':' | b'.')) {
+        return false;
+    }
+    if is_word(after) || matches!(after, Some(b':')) || dotted_neighbour(hay, start, end) {
+        return false;
+    }
+    let Some(text) = hay
+        .get(start..end)
+        .and_then(|s| std::str::from_utf8(s).ok())
+    else {
+        return false;
+    };
+    let Ok(ip) = Ipv6Addr::from_str(text) else {
+        return false;
+    };
+    // `a::b` is a path more often than an address.
+    let groups = text.split(':').filter(|g| !g.is_empty()).count();
+    let hex_digits = text.bytes().filter(u8::is_ascii_hexdigit).count();
+    if ip.is_unspecified() || groups < 2 || hex_digits < 4 {
+        return false;
+    }
+    if opts.keep_private_ips {
+        let first = ip.segments().first().copied().unwrap_or(0);
+        let unique_local = (first & 0xfe00) == 0xfc00;
+        let link_local = (first & 0xffc0) == 0xfe80;
+        if ip.is_loopback() || unique_local || link_local {
+            return false;
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------- phone
+
+/// Country calling code → national significant number length range.
+const COUNTRIES: &[(u16, u8, u8)] = &[
+    (1, 10, 10),
+    (7, 10, 10),
+    (20, 10, 10),
+    (27, 9, 9),
+    (30, 10, 10),
+    (31, 9, 9),
+    (32, 8, 9),
+    (33, 9, 9),
+    (34, 9, 9),
+    (36, 8, 9),
+    (39, 6, 11),
+    (40, 9, 9),
+    (41, 9, 9),
+    (43, 4, 13),
+    (44, 9, 10),
+    (45, 8, 8),
+    (46, 7, 13),
+    (47, 8, 8),
+    (48, 9, 9),
+    (49, 6, 13),
+    (51, 8, 9),
+    (52, 10, 10),
+    (53, 8, 8),
+    (54, 10, 10),
+    (55, 10, 11),
+    (56, 9, 9),
+    (57, 10, 10),
+    (58, 10, 10),
+    (60, 8, 10),
+    (61, 9, 9),
+    (62, 8, 12),
+    (63, 8, 10),
+    (64, 8, 10),
+    (65, 8, 8),
+    (66, 8, 9),
+    (81, 9, 10),
+    (82, 8, 10),
+    (84, 9, 10),
+    (86, 10, 11),
+    (90, 10, 10),
+    (91, 10, 10),
+    (92, 9, 10),
+    (93, 9, 9),
+    (94, 9, 9),
+    (95, 8, 10),
+    (98, 10, 10),
+    (212, 9, 9),
+    (213, 8, 9),
+    (216, 8, 8),
+    (234, 8, 10),
+    (254, 9, 9),
+    (351, 9, 9),
+    (352, 6, 11),
+    (353, 7, 9),
+    (354, 7, 7),
+    (355, 8, 9),
+    (356, 8, 8),
+    (357, 8, 8),
+    (358, 5, 12),
+    (359, 8, 9),
+    (370, 8, 8),
+    (371, 8, 8),
+    (372, 7, 8),
+    (380, 9, 9),
+    (381, 8, 9),
+    (385, 8, 9),
+    (386, 8, 8),
+    (420, 9, 9),
+    (421, 9, 9),
+    (852, 8, 8),
+    (886, 8, 9),
+    (971, 8, 9),
+    (972, 8, 9),
+];
+
+fn valid_international(d: &[u8]) -> bool {
+    let num = |s: &[u8]| s.iter().fold(0u16, |a, &x| a * 10 + u16::from(x));
+    (1..=3).any(|cc_len| {
+        let (Some(cc), Some(nsn)) = (d.get(..cc_len), d.get(cc_len..)) else {
+            return false;
+        };
+        let cc = num(cc);
+        COUNTRIES
+            .iter()
+            .any(|&(c, lo, hi)| c == cc && (usize::from(lo)..=usize::from(hi)).contains(&nsn.len()))
+    })
+}
+
+/// Ends of the digit runs in `hay[start..end]`, longest prefix first: the
+/// greedy pattern may have swallowed a following number (`+31 6 1234 5678 200`).
+fn group_ends(hay: &[u8], start: usize, end: usize) -> Vec<usize> {
+    let mut ends = Vec::new();
+    for i in start..end {
+        let here = hay.get(i).is_some_and(u8::is_ascii_digit);
+        let next = hay.get(i + 1).is_some_and(u8::is_ascii_digit);
+        if here && (!next || i + 1 == end) {
+            // Keep a closing parenthesis with its group.
+            let e = if hay.get(i + 1) == Some(&b')') && i + 1 < end {
+                i + 2
+            } else {
+                i + 1
+            };
+            ends.push(e);
+        }
+    }
+    ends.reverse();
+    ends
+}
+
+fn phone_intl(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    if dotted_before(hay, start) {
+        return None;
+    }
+    for e in group_ends(hay, start, end) {
+        if dotted_after(hay, e) {
+            continue;
+        }
+        let span = hay.get(start..e)?;
+        // A "(0)" trunk prefix is written but not dialled.
+        let cleaned: Vec<u8> = strip_trunk(span);
+        let mut d = digits(&cleaned);
+        if span.starts_with(b"00") {
+            d.drain(..2);
+        }
+        if (8..=15).contains(&d.len()) && valid_international(&d) {
+            return Some((start, e));
+        }
+    }
+    None
+}
+
+fn strip_trunk(span: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(span.len());
+    let mut i = 0;
+    while let Some(&b) = span.get(i) {
+        if span.get(i..i + 3) == Some(b"(0)") {
+            i += 3;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn looks_like_date(span: &[u8]) -> bool {
+    let groups: Vec<&[u8]> = span
+        .split(|b| !b.is_ascii_digit())
+        .filter(|g| !g.is_empty())
+        .collect();
+    let n = |g: &[u8]| g.iter().fold(0u32, |a, &x| a * 10 + u32::from(x - b'0'));
+    match groups.as_slice() {
+        [a, b, c, ..] => {
+            (a.len() == 4 && b.len() == 2 && c.len() == 2 && n(b) <= 12 && n(c) <= 31)
+                || (a.len() == 2 && b.len() == 2 && c.len() == 4 && n(a) <= 31 && n(b) <= 31)
+        }
+        _ => false,
+    }
+}
+
+fn phone_national(hay: &[u8], start: usize, end: usize, prev_end: usize) -> Option<(usize, usize)> {
+    if dotted_before(hay, start) || inside_digit_run(hay, start, prev_end) {
+        return None;
+    }
+    for e in group_ends(hay, start, end) {
+        if dotted_after(hay, e) {
+            continue;
+        }
+        let span = hay.get(start..e)?;
+        if span.contains(&b')') != span.contains(&b'(') || looks_like_date(span) {
+            continue;
+        }
+        let d = digits(span);
+        let separated = span.iter().any(|b| !b.is_ascii_digit());
+        let ok = if separated {
+            (9..=12).contains(&d.len())
+        } else {
+            (10..=11).contains(&d.len())
+        };
+        if ok {
+            return Some((start, e));
+        }
+    }
+    None
+}
+
+fn phone_nanp(span: &[u8]) -> bool {
+    if span.contains(&b')') != span.contains(&b'(') {
+        return false;
+    }
+    let d = digits(span);
+    let [a0, a1, a2, e0, e1, e2, ..] = d.as_slice() else {
+        return false;
+    };
+    d.len() == 10
+        && *a0 >= 2
+        && *a1 <= 8
+        && !(*a1 == 1 && *a2 == 1)
+        && *e0 >= 2
+        && !(*e1 == 1 && *e2 == 1)
+}
+
+// ----------------------------------------------------------------- card
+
+fn card_issuer_ok(d: &[u8]) -> bool {
+    let p = |n: usize| d.iter().take(n).fold(0u32, |a, &x| a * 10 + u32::from(x));
+    let len = d.len();
+    let visa = p(1) == 4 && matches!(len, 13 | 16 | 19);
+    let mc = ((51..=55).contains(&p(2)) || (2221..=2720).contains(&p(4))) && len == 16;
+    let amex = matches!(p(2), 34 | 37) && len == 15;
+    let discover = (p(4) == 6011
+        || p(2) == 65
+        || (644..=649).contains(&p(3))
+        || (622_126..=622_925).contains(&p(6)))
+        && (16..=19).contains(&len);
+    let jcb = (3528..=3589).contains(&p(4)) && (16..=19).contains(&len);
+    let diners =
+        ((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39)) && (14..=19).contains(&len);
+    let maestro = (p(2) == 50 || (56..=69).contains(&p(2))) && (13..=19).contains(&len);
+    let mir = (2200..=2204).contains(&p(4)) && (16..=19).contains(&len);
+    visa || mc || amex || discover || jcb || diners || maestro || mir
+}
+
+/// Group layouts people and systems write cards in.
+fn card_layout_ok(groups: &[usize]) -> bool {
+    match groups {
+        [_] | [4, 6, 5] | [4, 6, 4] => true,
+        [rest @ .., last] => rest.iter().all(|&g| g == 4) && (1..=4).contains(last),
+        [] => false,
+    }
+}
+
+fn card(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    if dotted_before(hay, start) {
+        return None;
+    }
+    // Part of a longer dash-separated token (UUID-like)?
+    let before = start.checked_sub(1).and_then(|i| hay.get(i));
+    let before2 = start.checked_sub(2).and_then(|i| hay.get(i));
+    if before == Some(&b'-') && before2.is_some_and(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    for e in group_ends(hay, start, end) {
+        let span = hay.get(start..e)?;
+        let dashed_on =
+            hay.get(e) == Some(&b'-') && hay.get(e + 1).is_some_and(u8::is_ascii_alphanumeric);
+        if dashed_on || dotted_after(hay, e) {
+            continue;
+        }
+        let has_space = span.contains(&b' ');
+        let has_dash = span.contains(&b'-');
+        if has_space && has_dash {
+            continue;
+        }
+        let groups: Vec<usize> = span
+            .split(|b| !b.is_ascii_digit())
+            .map(<[u8]>::len)
+            .collect();
+        let d = digits(span);
+        if (13..=19).contains(&d.len()) && card_layout_ok(&groups) && card_issuer_ok(&d) && luhn(&d)
+        {
+            return Some((start, e));
+        }
+    }
+    None
+}
+
+// ----------------------------------------------------------------- iban
+
+/// IBAN length per country (SWIFT registry).
+const IBAN_LEN: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+];
+
+fn iban(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    let span = hay.get(start..end)?;
+    let country = span.get(..2)?;
+    let want = IBAN_LEN.iter().find(|(c, _)| c.as_slice() == country)?.1;
+    // Take exactly `want` alphanumerics; a following word may have been swallowed.
+    let mut taken = 0;
+    let mut cut = None;
+    for (i, b) in span.iter().enumerate() {
+        if b.is_ascii_alphanumeric() {
+            taken += 1;
+            if taken == want {
+                cut = Some(i + 1);
+                break;
+            }
+        }
+    }
+    let cut = cut?;
+    if is_word(span.get(cut)) {
+        return None;
+    }
+    let chars: Vec<u8> = span
+        .get(..cut)?
+        .iter()
+        .copied()
+        .filter(u8::is_ascii_alphanumeric)
+        .collect();
+    let (head, tail) = (chars.get(..4)?, chars.get(4..)?);
+    (mod97_alnum(tail.iter().chain(head).copied()) == Some(1)).then_some((start, start + cut))
+}
+
+// ---------------------------------------------------------- national ids
+
+fn bsn(d: &[u8]) -> bool {
+    if d.len() != 9 || d.iter().all(|&x| x == 0) {
+        return false;
+    }
+    let sum: i32 = d
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let w = if i == 8 { -1 } else { 9 - i as i32 };
+            w * i32::from(x)
+        })
+        .sum();
+    sum % 11 == 0
+}
+
+fn nino(span: &[u8]) -> bool {
+    let chars: Vec<u8> = span.iter().copied().filter(|b| *b != b' ').collect();
+    let Some(prefix) = chars.get(..2) else {
+        return false;
+    };
+    let spaces = span.iter().filter(|b| **b == b' ').count();
+    chars.len() == 9
+        && !matches!(
+            prefix,
+            b"BG" | b"GB" | b"NK" | b"KN" | b"TN" | b"NT" | b"ZZ"
+        )
+        && (spaces == 0 || spaces == 4)
+}
+
+fn ssn(d: &[u8]) -> bool {
+    let n = |s: &[u8]| s.iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    let (Some(area), Some(group), Some(serial)) = (d.get(..3), d.get(3..5), d.get(5..9)) else {
+        return false;
+    };
+    let (area, group, serial) = (n(area), n(group), n(serial));
+    d.len() == 9
+        && area != 0
+        && area != 666
+        && area < 900
+        && group != 0
+        && serial != 0
+        && !matches!((area, group, serial), (78, 5, 1120) | (219, 9, 9999))
+}
+
+fn de_taxid(d: &[u8]) -> bool {
+    if d.len() != 11 || d.first() == Some(&0) {
+        return false;
+    }
+    let Some(body) = d.get(..10) else {
+        return false;
+    };
+    let mut counts = [0u8; 10];
+    for &x in body {
+        if let Some(c) = counts.get_mut(usize::from(x)) {
+            *c += 1;
+        }
+    }
+    let repeated: Vec<u8> = counts.iter().copied().filter(|&c| c > 1).collect();
+    if !matches!(repeated.as_slice(), [2] | [3]) {
+        return false;
+    }
+    let mut product: u32 = 10;
+    for &x in body {
+        let mut sum = (u32::from(x) + product) % 10;
+        if sum == 0 {
+            sum = 10;
+        }
+        product = (sum * 2) % 11;
+    }
+    let check = (11 - product) % 10;
+    d.get(10).map(|&x| u32::from(x)) == Some(check)
+}
+
+fn fr_nir(span: &[u8]) -> bool {
+    let chars: Vec<u8> = span
+        .iter()
+        .copied()
+        .filter(|b| *b != b' ')
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
+    if chars.len() != 15 {
+        return false;
+    }
+    let (Some(body), Some(key)) = (chars.get(..13), chars.get(13..)) else {
+        return false;
+    };
+    // Corsica: 2A and 2B are numbered as 19 and 18 for the key.
+    let mut n: u64 = 0;
+    let corsica = match body.get(5..7) {
+        Some(b"2A") => 1_000_000,
+        Some(b"2B") => 2_000_000,
+        _ => 0,
+    };
+    for (i, &c) in body.iter().enumerate() {
+        let v = match (i, c) {
+            (6, b'A' | b'B') => 0,
+            (_, b'0'..=b'9') => u64::from(c - b'0'),
+            _ => return false,
+        };
+        n = n * 10 + v;
+    }
+    n -= corsica;
+    let key = key
+        .iter()
+        .fold(0u64, |a, &x| a * 10 + u64::from(x.wrapping_sub(b'0')));
+    97 - n % 97 == key
+}
+
+const DNI_LETTERS: &[u8; 23] = b"TRWAGMYFPDXBNJZSQVHLCKE";
+
+fn dni_letter_ok(number: u32, letter: Option<&u8>) -> bool {
+    let idx = usize::try_from(number % 23).unwrap_or(usize::MAX);
+    DNI_LETTERS.get(idx).is_some() && DNI_LETTERS.get(idx) == letter
+}
+
+fn es_dni(span: &[u8]) -> bool {
+    let d = digits(span);
+    let n = d.iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    d.len() == 8 && dni_letter_ok(n, span.last())
+}
+
+fn es_nie(span: &[u8]) -> bool {
+    let prefix = match span.first() {
+        Some(b'X') => 0,
+        Some(b'Y') => 1,
+        Some(b'Z') => 2,
+        _ => return false,
+    };
+    let d = digits(span);
+    let n = d.iter().fold(prefix, |a, &x| a * 10 + u32::from(x));
+    d.len() == 7 && dni_letter_ok(n, span.last())
+}
+
+fn it_cf(span: &[u8]) -> bool {
+    const ODD: [u8; 36] = [
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, // 0-9
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
+        23, // A-Z
+    ];
+    if span.len() != 16 {
+        return false;
+    }
+    let mut sum: u32 = 0;
+    for (i, &c) in span.iter().take(15).enumerate() {
+        let idx = match c {
+            b'0'..=b'9' => usize::from(c - b'0'),
+            b'A'..=b'Z' => usize::from(c - b'A') + 10,
+            _ => return false,
+        };
+        let even_value = match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            _ => u32::from(c - b'A'),
+        };
+        // Positions are 1-based in the specification: index 0 is "odd".
+        sum += if i % 2 == 0 {
+            ODD.get(idx).map_or(0, |&v| u32::from(v))
+        } else {
+            even_value
+        };
+    }
+    let expect = b'A' + u8::try_from(sum % 26).unwrap_or(0);
+    span.get(15) == Some(&expect)
+}
+
+// -------------------------------------------------------------- secrets
+
+fn jwt(span: &[u8]) -> bool {
+    let Some(header) = span.split(|&b| b == b'.').next() else {
+        return false;
+    };
+    if header.len() > 2048 {
+        return false;
+    }
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let Ok(decoded) = engine.decode(header) else {
+        return false;
+    };
+    decoded.first() == Some(&b'{')
+        && (memchr::memmem::find(&decoded, b"\"alg\"").is_some()
+            || memchr::memmem::find(&decoded, b"\"typ\"").is_some())
+}
+
+/// Skips the scheme word and blanks; the token is what gets replaced.
+fn token_after_word(span: &[u8]) -> Option<(usize, usize)> {
+    let word_end = span.iter().position(|b| *b == b' ' || *b == b'\t')?;
+    let rest = span.get(word_end..)?;
+    let tok = word_end + rest.iter().position(|b| *b != b' ' && *b != b'\t')?;
+    Some((tok, span.len()))
+}
+
+fn bearer(span: &[u8]) -> Option<(usize, usize)> {
+    let (s, e) = token_after_word(span)?;
+    let token = span.get(s..e)?;
+    // "bearer instruments" is prose; tokens carry digits or symbols.
+    let techy = token
+        .iter()
+        .any(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='));
+    let mixed =
+        token.iter().any(u8::is_ascii_uppercase) && token.iter().any(u8::is_ascii_lowercase);
+    (techy || (mixed && token.len() >= 16)).then_some((s, e))
+}
+
+fn basic(span: &[u8]) -> Option<(usize, usize)> {
+    let (s, e) = token_after_word(span)?;
+    let token = span.get(s..e)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    decoded.contains(&b':').then_some((s, e))
+}
+
+fn url_credentials(span: &[u8]) -> Option<(usize, usize)> {
+    let s = memchr::memmem::find(span, b"://")? + 3;
+    let e = memchr::memrchr(b'@', span)?;
+    let userinfo = span.get(s..e)?;
+    let colon = memchr::memchr(b':', userinfo)?;
+    let (user, pass) = (userinfo.get(..colon)?, userinfo.get(colon + 1..)?);
+    // `url_credentials:1a2b3c4d@` is our own pseudonym, not a password.
+    if pass.is_empty() || user == b"url_credentials" {
+        return None;
+    }
+    Some((s, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_and_mod97() {
+        assert!(luhn(&digits(b"4111111111111111")));
+        assert!(!luhn(&digits(b"4111111111111112")));
+        assert_eq!(
+            mod97_alnum(b"3214282912345698765432161182".iter().copied()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn national_checksums() {
+        assert!(bsn(&digits(b"111222333")));
+        assert!(!bsn(&digits(b"111222334")));
+        assert!(ssn(&digits(b"536-90-4399")));
+        assert!(!ssn(&digits(b"666-12-3456")));
+        assert!(!ssn(&digits(b"900-12-3456")));
+        assert!(!ssn(&digits(b"123-00-4567")));
+        assert!(de_taxid(&digits(b"86095742719")));
+        assert!(!de_taxid(&digits(b"86095742718")));
+        assert!(fr_nir(b"2 55 08 14 168 025 38"));
+        assert!(!fr_nir(b"2 55 08 14 168 025 39"));
+        assert!(es_dni(b"12345678Z"));
+        assert!(!es_dni(b"12345678A"));
+        assert!(es_nie(b"X1234567L"));
+        assert!(it_cf(b"RSSMRA85T10A562S"));
+        assert!(!it_cf(b"RSSMRA85T10A562T"));
+        assert!(nino(b"AB123456C"));
+        assert!(!nino(b"GB123456C"));
+    }
+}

@@ -1,0 +1,136 @@
+//! Where the stores and the root key are: flags and environment shared by
+//! every command that opens the vault.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use custos_core::keys::RootKey;
+use custos_core::rand_core::{OsRng, RngCore};
+use custos_core::secret::Key32;
+use custos_store::{Vault, VaultConfig};
+use zeroize::Zeroizing;
+
+/// Flags naming the data store, the key store and the data directory.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// Directory for the embedded stores and the development root key.
+    #[arg(long, env = "CUSTOS_DATA_DIR", default_value = "custos-data")]
+    pub(crate) data_dir: PathBuf,
+    /// Data store URL (`sqlite:` or `postgres:`); default: SQLite in the data directory.
+    #[arg(long, env = "CUSTOS_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+    /// Key store URL, a different database; default: SQLite in `<data-dir>/keys/`.
+    #[arg(long, env = "CUSTOS_KEYSTORE_URL")]
+    pub(crate) keystore_url: Option<String>,
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+impl StoreArgs {
+    /// Resolves URLs (creating directories for embedded stores), loads the
+    /// root key and opens the vault.
+    pub(crate) async fn open(&self, allow_generated_root: bool) -> anyhow::Result<Vault> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
+        let database_url = match &self.database_url {
+            Some(u) => u.clone(),
+            None => sqlite_url(&self.data_dir.join("data.db")),
+        };
+        let keystore_url = match &self.keystore_url {
+            Some(u) => u.clone(),
+            None => {
+                let dir = self.data_dir.join("keys");
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                sqlite_url(&dir.join("keys.db"))
+            }
+        };
+        let root_key = load_root_key(&self.data_dir, allow_generated_root)?;
+        let vault = Vault::open(VaultConfig {
+            database_url,
+            keystore_url,
+            root_key,
+            read_connections: 8,
+        })
+        .await?;
+        Ok(vault)
+    }
+}
+
+pub(crate) fn decode_key(b64: &str, source: &str) -> anyhow::Result<RootKey> {
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .with_context(|| format!("{source}: not valid base64"))?,
+    );
+    let key = Key32::from_slice(&bytes)
+        .map_err(|_| anyhow::anyhow!("{source}: must be base64 of exactly 32 bytes"))?;
+    Ok(RootKey::new(key))
+}
+
+/// Root key from `CUSTOS_ROOT_KEY`, `CUSTOS_ROOT_KEY_FILE`, or (development
+/// only) a generated file `<data-dir>/root.key`, outside the key store.
+pub(crate) fn load_root_key(data_dir: &Path, allow_generated: bool) -> anyhow::Result<RootKey> {
+    if let Ok(v) = std::env::var("CUSTOS_ROOT_KEY") {
+        return decode_key(&v, "CUSTOS_ROOT_KEY");
+    }
+    if let Ok(path) = std::env::var("CUSTOS_ROOT_KEY_FILE") {
+        let s = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading CUSTOS_ROOT_KEY_FILE {path}"))?,
+        );
+        return decode_key(&s, &path);
+    }
+    let path = data_dir.join("root.key");
+    if path.exists() {
+        let s = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        );
+        eprintln!(
+            "WARNING: using the development root key {} — set CUSTOS_ROOT_KEY or CUSTOS_ROOT_KEY_FILE in production and keep it away from the data",
+            path.display()
+        );
+        return decode_key(&s, &path.display().to_string());
+    }
+    if !allow_generated {
+        bail!("no root key: set CUSTOS_ROOT_KEY (base64 of 32 bytes) or CUSTOS_ROOT_KEY_FILE");
+    }
+    let mut raw = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(raw.as_mut());
+    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(raw.as_ref()));
+    write_private(&path, b64.as_bytes())?;
+    eprintln!();
+    eprintln!("##################################################################");
+    eprintln!("# WARNING: no root key given; generated a DEVELOPMENT root key at");
+    eprintln!("#   {}", path.display());
+    eprintln!("# Whoever holds this file and the stores can read all data.");
+    eprintln!("# In production set CUSTOS_ROOT_KEY or CUSTOS_ROOT_KEY_FILE and");
+    eprintln!("# keep the root key apart from both databases and their backups.");
+    eprintln!("##################################################################");
+    eprintln!();
+    Key32::from_slice(raw.as_ref())
+        .map(RootKey::new)
+        .map_err(|_| anyhow::anyhow!("generated key has the wrong length"))
+}
+
+/// Writes a file readable only by its owner.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}

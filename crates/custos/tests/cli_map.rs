@@ -1,0 +1,171 @@
+//! `custos map` and `custos ropa` run as a user would: output and exit codes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn custos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .output()
+        .expect("run custos")
+}
+
+fn repo(path: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_demo_map_exits_0() {
+    let o = custos(&["map", "check", &repo("examples/demo-map.yaml")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with("0 error(s), 0 warning(s)\n"));
+}
+
+#[test]
+fn check_broken_map_exits_1_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    let demo = std::fs::read_to_string(repo("examples/demo-map.yaml")).unwrap();
+    std::fs::write(
+        &file,
+        demo.replace(
+            "user.contact.phone_number, identity: phone }\n          - { name: full_name",
+            "user.contact.phone_numbr, identity: phone }\n          - { name: full_name",
+        ),
+    )
+    .unwrap();
+    let o = custos(&["map", "check", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("error[unknown-category] systems.vault.datasets.profiles.fields.phone.category: unknown data category \"user.contact.phone_numbr\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("did you mean \"user.contact.phone_number\"?"),
+        "{out}"
+    );
+    let json = custos(&["map", "check", "--format", "json", file.to_str().unwrap()]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["code"], "unknown-category");
+}
+
+#[test]
+fn strict_fails_on_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("warn.yaml");
+    let demo = std::fs::read_to_string(repo("examples/demo-map.yaml")).unwrap();
+    std::fs::write(
+        &file,
+        demo.replace(
+            "dpa: { status: signed, date: \"2023-05-02\" }",
+            "dpa: { status: pending }",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        custos(&["map", "check", file.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        custos(&["map", "check", "--strict", file.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn missing_file_exits_2() {
+    let o = custos(&["map", "check", "/nonexistent/map.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read"));
+}
+
+#[test]
+fn show_text_and_json() {
+    let o = custos(&["map", "show", &repo("examples/demo-map.yaml")]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("Acme Intranet GmbH"));
+    let j = custos(&[
+        "map",
+        "show",
+        "--format",
+        "json",
+        &repo("examples/demo-map.yaml"),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(v["organisation"]["controller"], "Acme Intranet GmbH");
+}
+
+#[test]
+fn ropa_formats_and_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fmt, needle) in [
+        ("html", "<svg"),
+        ("csv", "record,controller"),
+        ("json", "\"activities\""),
+        ("md", "# Record of processing"),
+    ] {
+        let out = dir.path().join(format!("ropa.{fmt}"));
+        let o = custos(&[
+            "ropa",
+            "--map",
+            &repo("examples/demo-map.yaml"),
+            "--format",
+            fmt,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{fmt}");
+        assert!(
+            std::fs::read_to_string(&out).unwrap().contains(needle),
+            "{fmt}"
+        );
+    }
+    let bad = custos(&[
+        "ropa",
+        "--map",
+        &repo("examples/demo-map.yaml"),
+        "--format",
+        "pdf",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn import_fides_writes_a_map_and_notes() {
+    let fixture = repo("crates/custos-map/tests/fixtures/fides_shop.yml");
+    let o = custos(&["map", "import-fides", &fixture]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("- id: shop_db"), "{out}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("note: not carried over: fides_meta.data_type")
+    );
+    // The imported map parses; the gaps Fides leaves show up as errors.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("imported.yaml");
+    std::fs::write(&file, out).unwrap();
+    let c = custos(&["map", "check", file.to_str().unwrap()]);
+    assert_eq!(c.status.code(), Some(1));
+    assert!(stdout(&c).contains("error[missing-retention]"));
+}
