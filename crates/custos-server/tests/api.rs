@@ -1,0 +1,793 @@
+//! The HTTP contract, driven over loopback against a real server on SQLite
+//! and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use custos_testkit::{backend_tests, TestServer, TestStore};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+backend_tests!(
+    health_and_openapi,
+    vault_round_trip,
+    masked_without_reveal_or_purpose,
+    tokens_are_stable_per_audience_and_gone_after_erasure,
+    restriction_limits_purposes,
+    erasure_makes_every_read_gone,
+    tenants_are_isolated,
+    scopes_are_enforced,
+    bad_input_gets_clear_problems,
+    keys_expire_and_revoke,
+    tenant_shred_forgets_all_its_subjects,
+    audit_records_and_detects_tampering,
+    two_servers_share_one_store,
+    key_rotation_keeps_data_readable,
+);
+
+const ALL: &[&str] = &["write", "reveal", "lookup", "erase", "audit"];
+
+async fn setup(store: &TestStore) -> (TestServer, String) {
+    let s = TestServer::start(store).await;
+    s.tenant("acme").await;
+    let key = s.key("acme", ALL).await;
+    (s, key)
+}
+
+async fn subject(s: &TestServer, key: &str, email: &str) -> String {
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/subjects",
+            Some(key),
+            Some(json!({"external_id": format!("u-{email}"), "identities": {"email": email}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn put(s: &TestServer, key: &str, id: &str, coll: &str, rk: &str, fields: Value) -> u16 {
+    s.call(
+        Method::PUT,
+        &format!("/v1/subjects/{id}/records/{coll}/{rk}"),
+        Some(key),
+        Some(json!({ "fields": fields })),
+    )
+    .await
+    .status
+}
+
+async fn health_and_openapi(store: TestStore) {
+    let s = TestServer::start(&store).await;
+    let r = s.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("ok")));
+    let doc = s.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/tenants",
+        "/v1/tenants/{id}",
+        "/v1/keys",
+        "/v1/subjects",
+        "/v1/subjects/lookup",
+        "/v1/subjects/{id}",
+        "/v1/subjects/{id}/records/{collection}/{key}",
+        "/v1/subjects/{id}/export",
+        "/v1/subjects/{id}/tokens",
+        "/v1/subjects/{id}/restriction",
+        "/v1/tokens/{token}",
+        "/v1/audit",
+    ] {
+        assert!(doc.body["paths"][path].is_object(), "{path} missing");
+    }
+    s.stop().await;
+}
+
+async fn vault_round_trip(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let id = subject(&s, &key, "Jane.Doe@Example.com").await;
+    assert!(id.starts_with("sub_"), "{id}");
+    assert!(!id.contains("jane"));
+
+    // Lookup normalises: case-folded and trimmed.
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=%20jane.doe%40EXAMPLE.com%20",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.body["id"].as_str()), (200, Some(id.as_str())));
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=nobody%40example.com",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+
+    let fields = json!({"name": "Jane Doe", "iban": "NL91ABNA0417164300", "age": 41});
+    assert_eq!(put(&s, &key, &id, "profile", "main", fields.clone()).await, 200);
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{id}/records/profile/main?purpose=support"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["fields"], fields);
+    assert_eq!(r.body["masked"], false);
+
+    // Personal values are not stored in clear anywhere in the data store.
+    let vault = &s.vault;
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT fields FROM records")
+        .fetch_all(vault.read_pool())
+        .await
+        .unwrap();
+    for row in &rows {
+        let text = String::from_utf8_lossy(row);
+        assert!(!text.contains("Jane Doe") && !text.contains("NL91ABNA"));
+    }
+
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{id}/export?purpose=access_request"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let text = r.body.to_string();
+    assert!(text.contains("jane.doe@example.com") || text.contains("Jane.Doe@Example.com"));
+    assert!(text.contains("NL91ABNA0417164300"));
+
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/subjects/{id}/records/profile/main"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{id}/records/profile/main?purpose=support"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    s.stop().await;
+}
+
+async fn masked_without_reveal_or_purpose(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let id = subject(&s, &key, "jane@example.com").await;
+    put(
+        &s,
+        &key,
+        &id,
+        "billing",
+        "card",
+        json!({"email": "jane@example.com", "card": "4111 1111 1111 1111"}),
+    )
+    .await;
+    let path = format!("/v1/subjects/{id}/records/billing/card");
+    // Reveal scope but no purpose: masked.
+    let r = s.call(Method::GET, &path, Some(&key), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["masked"], true);
+    assert_eq!(r.body["fields"]["email"], "j***@example.com");
+    assert!(r.body["fields"]["card"].as_str().unwrap().ends_with("1111"));
+    assert!(!r.body.to_string().contains("4111 1111"));
+    // A purpose but no reveal scope: masked.
+    let low = s.key("acme", &["lookup"]).await;
+    let r = s
+        .call(Method::GET, &format!("{path}?purpose=support"), Some(&low), None)
+        .await;
+    assert_eq!((r.status, r.body["masked"].as_bool()), (200, Some(true)));
+    s.stop().await;
+}
+
+async fn tokens_are_stable_per_audience_and_gone_after_erasure(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let id = subject(&s, &key, "tok@example.com").await;
+    let token = |aud: &'static str| {
+        let s = &s;
+        let key = key.clone();
+        let id = id.clone();
+        async move {
+            let r = s
+                .call(
+                    Method::POST,
+                    &format!("/v1/subjects/{id}/tokens"),
+                    Some(&key),
+                    Some(json!({ "audience": aud })),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let a1 = token("analytics").await;
+    let a2 = token("analytics").await;
+    let m = token("mailer").await;
+    assert_eq!(a1, a2, "stable per audience");
+    assert_ne!(a1, m, "unlinkable across audiences");
+    assert!(!a1.contains(&id[4..]), "a token does not embed the subject id");
+    let r = s
+        .call(Method::GET, &format!("/v1/tokens/{a1}"), Some(&key), None)
+        .await;
+    assert_eq!((r.status, r.body["alive"].as_bool()), (200, Some(true)));
+    erase(&s, &key, &id).await;
+    let r = s
+        .call(Method::GET, &format!("/v1/tokens/{m}"), Some(&key), None)
+        .await;
+    assert_eq!((r.status, r.code()), (410, "token_gone"), "{:?}", r.body);
+    assert!(r.body["erased_at"].is_string());
+    s.stop().await;
+}
+
+async fn erase(s: &TestServer, key: &str, id: &str) -> Value {
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/subjects/{id}"),
+            Some(key),
+            Some(json!({"reason": "subject_request"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body
+}
+
+async fn restriction_limits_purposes(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let id = subject(&s, &key, "restrict@example.com").await;
+    put(&s, &key, &id, "profile", "main", json!({"name": "R"})).await;
+    let rpath = format!("/v1/subjects/{id}/restriction");
+    let r = s.call(Method::PUT, &rpath, Some(&key), None).await;
+    assert_eq!((r.status, r.body["restricted"].as_bool()), (200, Some(true)));
+    let r = s.call(Method::GET, &rpath, Some(&key), None).await;
+    assert_eq!(r.body["restricted"], true);
+    assert!(r.body["restricted_at"].is_string());
+    let read = |purpose: &'static str| {
+        let (s, key, id) = (&s, key.clone(), id.clone());
+        async move {
+            s.call(
+                Method::GET,
+                &format!("/v1/subjects/{id}/records/profile/main?purpose={purpose}"),
+                Some(&key),
+                None,
+            )
+            .await
+        }
+    };
+    let r = read("marketing").await;
+    assert_eq!((r.status, r.code()), (403, "subject_restricted"));
+    let r = read("legal_claims").await;
+    assert_eq!((r.status, r.body["fields"]["name"].as_str()), (200, Some("R")));
+    let r = s.call(Method::DELETE, &rpath, Some(&key), None).await;
+    assert_eq!((r.status, r.body["restricted"].as_bool()), (200, Some(false)));
+    assert_eq!(read("marketing").await.status, 200);
+    s.stop().await;
+}
+
+async fn erasure_makes_every_read_gone(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let id = subject(&s, &key, "gone@example.com").await;
+    for i in 0..20 {
+        put(&s, &key, &id, "comments", &format!("c{i}"), json!({"text": "hello"})).await;
+    }
+    let erased = erase(&s, &key, &id).await;
+    let at = erased["erased_at"].as_str().unwrap().to_owned();
+    for (m, path, body) in [
+        (Method::GET, format!("/v1/subjects/{id}"), None),
+        (Method::GET, format!("/v1/subjects/{id}/records/comments/c1?purpose=x"), None),
+        (Method::GET, format!("/v1/subjects/{id}/export"), None),
+        (Method::GET, format!("/v1/subjects/{id}/restriction"), None),
+        (
+            Method::PUT,
+            format!("/v1/subjects/{id}/records/comments/c1"),
+            Some(json!({"fields": {"a": 1}})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/subjects/{id}/tokens"),
+            Some(json!({"audience": "analytics"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/subjects/{id}"),
+            Some(json!({"reason": "again"})),
+        ),
+    ] {
+        let r = s.call(m.clone(), &path, Some(&key), body).await;
+        assert_eq!((r.status, r.code()), (410, "subject_erased"), "{m} {path}");
+        assert_eq!(r.body["erased_at"].as_str(), Some(at.as_str()));
+    }
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=gone%40example.com",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "index entries go with the subject");
+    // Below the API: no key, no identities, no records; the ledger holds no
+    // personal data.
+    let pool = s.vault.read_pool();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM identities WHERE subject = $1")
+        .bind(&id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let ledger: Vec<String> =
+        sqlx::query_scalar("SELECT reason FROM erasure_ledger WHERE subject = $1")
+            .bind(&id)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(ledger, vec!["subject_request".to_owned()]);
+    s.stop().await;
+}
+
+async fn tenants_are_isolated(store: TestStore) {
+    let (s, a) = setup(&store).await;
+    s.tenant("globex").await;
+    let b = s.key("globex", ALL).await;
+    let ida = subject(&s, &a, "same@example.com").await;
+    let idb = subject(&s, &b, "same@example.com").await;
+    assert_ne!(ida, idb);
+    put(&s, &b, &idb, "profile", "main", json!({"secret": "B"})).await;
+    let tb = s
+        .call(
+            Method::POST,
+            &format!("/v1/subjects/{idb}/tokens"),
+            Some(&b),
+            Some(json!({"audience": "analytics"})),
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Key A sees nothing of B: 404, never 403 (existence is not leaked).
+    for (m, path, body) in [
+        (Method::GET, format!("/v1/subjects/{idb}"), None),
+        (Method::GET, format!("/v1/subjects/{idb}/records/profile/main?purpose=x"), None),
+        (Method::GET, format!("/v1/subjects/{idb}/export"), None),
+        (
+            Method::PUT,
+            format!("/v1/subjects/{idb}/records/profile/main"),
+            Some(json!({"fields": {"secret": "A"}})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/subjects/{idb}"),
+            Some(json!({"reason": "x"})),
+        ),
+        (Method::PUT, format!("/v1/subjects/{idb}/restriction"), None),
+        (Method::GET, format!("/v1/tokens/{tb}"), None),
+    ] {
+        let r = s.call(m.clone(), &path, Some(&a), body).await;
+        assert_eq!(r.status, 404, "{m} {path}: {:?}", r.body);
+    }
+    // Lookup by the same email in A finds A's subject only.
+    let r = s
+        .call(Method::GET, "/v1/subjects/lookup?email=same%40example.com", Some(&a), None)
+        .await;
+    assert_eq!(r.body["id"].as_str(), Some(ida.as_str()));
+    // B's data is intact.
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{idb}/records/profile/main?purpose=x"),
+            Some(&b),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["fields"]["secret"], "B");
+    // An API key is not an admin token, and a tenant key cannot mint keys of
+    // another tenant.
+    let r = s.call(Method::GET, "/v1/tenants", Some(&a), None).await;
+    assert!(r.status == 401 || r.status == 403, "{}", r.status);
+    let admin_a = s.key("acme", &["admin"]).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&admin_a),
+            Some(json!({"tenant": "globex", "scopes": ["reveal"]})),
+        )
+        .await;
+    assert!(r.status == 403 || r.status == 404, "{:?}", r.body);
+    // Audit of A does not list B's subject.
+    let r = s.call(Method::GET, "/v1/audit", Some(&a), None).await;
+    assert_eq!(r.status, 200);
+    assert!(!r.body.to_string().contains(&idb));
+    s.stop().await;
+}
+
+async fn scopes_are_enforced(store: TestStore) {
+    let (s, all) = setup(&store).await;
+    let id = subject(&s, &all, "scope@example.com").await;
+    let write_only = s.key("acme", &["write"]).await;
+    let cases = [
+        (Method::GET, "/v1/subjects/lookup?email=scope%40example.com".to_owned(), None),
+        (Method::GET, format!("/v1/subjects/{id}/export"), None),
+        (Method::DELETE, format!("/v1/subjects/{id}"), Some(json!({"reason": "x"}))),
+        (Method::GET, "/v1/audit".to_owned(), None),
+    ];
+    for (m, path, body) in cases {
+        let r = s.call(m.clone(), &path, Some(&write_only), body).await;
+        assert_eq!((r.status, r.code()), (403, "missing_scope"), "{m} {path}");
+    }
+    let read_only = s.key("acme", &["reveal"]).await;
+    let r = s
+        .call(
+            Method::PUT,
+            &format!("/v1/subjects/{id}/records/p/k"),
+            Some(&read_only),
+            Some(json!({"fields": {"a": 1}})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "missing_scope"));
+    s.stop().await;
+}
+
+async fn bad_input_gets_clear_problems(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let id = subject(&s, &key, "bad@example.com").await;
+    let rec = format!("/v1/subjects/{id}/records/profile/main");
+
+    let r = s
+        .call_raw(Method::PUT, &rec, Some(&key), "application/json", b"{\"fields\": {".to_vec())
+        .await;
+    assert_eq!((r.status, r.code()), (400, "malformed_json"));
+    assert_eq!(r.content_type, "application/problem+json");
+    assert!(r.body["detail"].as_str().unwrap().contains("line 1"));
+
+    let r = s
+        .call(Method::PUT, &rec, Some(&key), Some(json!({"fields": {}, "feilds": 1})))
+        .await;
+    assert_eq!((r.status, r.code()), (400, "unknown_field"));
+    assert_eq!(r.body["field"], "feilds");
+
+    let r = s.call(Method::PUT, &rec, Some(&key), Some(json!({"fields": 3}))).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
+    let r = s
+        .call_raw(Method::PUT, &rec, Some(&key), "text/plain", b"{}".to_vec())
+        .await;
+    assert_eq!((r.status, r.code()), (415, "unsupported_media_type"));
+
+    let big = format!("{{\"fields\": {{\"x\": \"{}\"}}}}", "a".repeat(2 * 1024 * 1024));
+    let r = s
+        .call_raw(Method::PUT, &rec, Some(&key), "application/json", big.into_bytes())
+        .await;
+    assert_eq!((r.status, r.code()), (413, "body_too_large"));
+
+    for bad in ["not-an-id", "sub_zz", "sub_%27%3B%20drop"] {
+        let r = s
+            .call(Method::GET, &format!("/v1/subjects/{bad}"), Some(&key), None)
+            .await;
+        assert_eq!((r.status, r.code()), (400, "invalid_id"), "{bad}");
+        assert_eq!(r.body["field"], "id");
+    }
+    let r = s
+        .call(
+            Method::PUT,
+            &format!("/v1/subjects/{id}/records/Bad%20Coll/main"),
+            Some(&key),
+            Some(json!({"fields": {}})),
+        )
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("collection")));
+    // Unknown, well-formed subject: 404.
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/subjects/sub_00000000000000000000000000000000",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    // Identity values that cannot be normalised name the field and do not
+    // echo the value.
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/subjects",
+            Some(&key),
+            Some(json!({"identities": {"email": "not an email"}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.body["field"].as_str().unwrap().contains("email"));
+    assert!(!r.body.to_string().contains("not an email"));
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/subjects",
+            Some(&key),
+            Some(json!({"identities": {"Not A Kind!": "1"}})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    // Wrong tenant, wrong scope name, zero expiry.
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&s.admin),
+            Some(json!({"tenant": "nope", "scopes": ["write"]})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&s.admin),
+            Some(json!({"tenant": "acme", "scopes": ["superuser"]})),
+        )
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("scopes")));
+    // Duplicate tenant and external id: 409.
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&s.admin),
+            Some(json!({"id": "acme", "name": "again"})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (409, "conflict"));
+    // Unknown route and method.
+    let r = s.call(Method::GET, "/v1/nothing", Some(&key), None).await;
+    assert_eq!((r.status, r.code()), (404, "no_such_route"));
+    let r = s.call(Method::PATCH, "/v1/subjects", Some(&key), None).await;
+    assert_eq!((r.status, r.code()), (405, "method_not_allowed"));
+    // Nothing was lost by the failed writes.
+    let r = s
+        .call(Method::GET, "/v1/subjects/lookup?email=bad%40example.com", Some(&key), None)
+        .await;
+    assert_eq!(r.body["id"].as_str(), Some(id.as_str()));
+    s.stop().await;
+}
+
+async fn keys_expire_and_revoke(store: TestStore) {
+    let (s, _) = setup(&store).await;
+    // No key, wrong scheme, forged keys.
+    let r = s.call(Method::GET, "/v1/audit", None, None).await;
+    assert_eq!((r.status, r.code()), (401, "unauthenticated"));
+    for forged in [
+        "ck_00000000000000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "garbage",
+        "",
+    ] {
+        let r = s.call(Method::GET, "/v1/audit", Some(forged), None).await;
+        assert_eq!(r.status, 401, "{forged}");
+    }
+    // A real key id with a tampered secret.
+    let good = s.key("acme", ALL).await;
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let r = s.call(Method::GET, "/v1/audit", Some(&tampered), None).await;
+    assert_eq!(r.status, 401);
+    // Revoked.
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&s.admin),
+            Some(json!({"tenant": "acme", "scopes": ["audit"]})),
+        )
+        .await;
+    let (kid, k) = (
+        r.body["id"].as_str().unwrap().to_owned(),
+        r.body["key"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(s.call(Method::GET, "/v1/audit", Some(&k), None).await.status, 200);
+    let r = s
+        .call(Method::DELETE, &format!("/v1/keys/{kid}"), Some(&s.admin), None)
+        .await;
+    assert_eq!(r.status, 204);
+    let r = s.call(Method::GET, "/v1/audit", Some(&k), None).await;
+    assert_eq!(r.status, 401, "revoked keys stop at once on this server");
+    // Expired.
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/keys",
+            Some(&s.admin),
+            Some(json!({"tenant": "acme", "scopes": ["audit"], "expires_in_seconds": 1})),
+        )
+        .await;
+    let k = r.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(s.call(Method::GET, "/v1/audit", Some(&k), None).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = s.call(Method::GET, "/v1/audit", Some(&k), None).await;
+    assert_eq!(r.status, 401);
+    // The wrong admin token.
+    let r = s
+        .call(Method::GET, "/v1/tenants", Some("cadm_wrong"), None)
+        .await;
+    assert_eq!(r.status, 401);
+    s.stop().await;
+}
+
+async fn tenant_shred_forgets_all_its_subjects(store: TestStore) {
+    let (s, a) = setup(&store).await;
+    s.tenant("globex").await;
+    let b = s.key("globex", ALL).await;
+    let ida = subject(&s, &a, "a@example.com").await;
+    let idb = subject(&s, &b, "b@example.com").await;
+    put(&s, &a, &ida, "p", "k", json!({"x": "A"})).await;
+    put(&s, &b, &idb, "p", "k", json!({"x": "B"})).await;
+    let r = s
+        .call(Method::DELETE, "/v1/tenants/acme", Some(&s.admin), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{ida}/records/p/k?purpose=x"),
+            Some(&a),
+            None,
+        )
+        .await;
+    assert!(r.status == 410 || r.status == 401, "{:?}", r.body);
+    // The tenant's keys are gone from the key store: even the vault cannot
+    // decrypt what is left.
+    let acme = custos_core::ids::TenantId::parse("acme").unwrap();
+    assert!(!s.vault.keystore().tenant_has_keys(&acme).await.unwrap());
+    // The other tenant is untouched.
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{idb}/records/p/k?purpose=x"),
+            Some(&b),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["fields"]["x"], "B");
+    s.stop().await;
+}
+
+async fn audit_records_and_detects_tampering(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let id = subject(&s, &key, "audit@example.com").await;
+    put(&s, &key, &id, "p", "k", json!({"x": 1})).await;
+    s.call(
+        Method::GET,
+        &format!("/v1/subjects/{id}/records/p/k?purpose=support"),
+        Some(&key),
+        None,
+    )
+    .await;
+    s.call(Method::GET, "/v1/subjects/lookup?email=audit%40example.com", Some(&key), None)
+        .await;
+    let r = s
+        .call(Method::GET, &format!("/v1/audit?subject={id}"), Some(&key), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let entries = r.body["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"reveal"), "{actions:?}");
+    assert!(actions.contains(&"lookup"), "{actions:?}");
+    let reveal = entries.iter().find(|e| e["action"] == "reveal").unwrap();
+    assert_eq!(reveal["purpose"], "support");
+    // No personal data in the audit log.
+    let all = s.call(Method::GET, "/v1/audit?limit=1000", Some(&key), None).await;
+    assert!(!all.body.to_string().contains("audit@example.com"));
+
+    let report = s.vault.verify_audit().await.unwrap();
+    assert!(report.first_break.is_none(), "{report:?}");
+    assert!(report.entries >= 4, "{report:?}");
+    // Edit one entry below the API: verification names it.
+    let seq: i64 = entries[0]["seq"].as_i64().unwrap();
+    sqlx::query("UPDATE audit_log SET purpose = 'edited' WHERE seq = $1")
+        .bind(seq)
+        .execute(s.vault.read_pool())
+        .await
+        .unwrap();
+    let report = s.vault.verify_audit().await.unwrap();
+    assert_eq!(report.first_bad_seq, Some(seq), "{report:?}");
+    s.stop().await;
+}
+
+async fn two_servers_share_one_store(store: TestStore) {
+    let (one, key) = setup(&store).await;
+    let two = TestServer::start(&store).await;
+    let id = subject(&one, &key, "shared@example.com").await;
+    assert_eq!(put(&one, &key, &id, "p", "k", json!({"v": 1})).await, 200);
+    // Server two authenticates the key and reads what server one wrote.
+    let r = two
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{id}/records/p/k?purpose=x"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.body["fields"]["v"].as_i64()), (200, Some(1)), "{:?}", r.body);
+    // Both write concurrently.
+    let mut tasks = Vec::new();
+    for (n, base) in [(0, one.base.clone()), (1, two.base.clone())] {
+        for i in 0..10 {
+            let (http, key, url) = (
+                one.http.clone(),
+                key.clone(),
+                format!("{base}/v1/subjects/{id}/records/p/k{n}_{i}"),
+            );
+            tasks.push(tokio::spawn(async move {
+                let r = http
+                    .put(url)
+                    .bearer_auth(key)
+                    .json(&json!({"fields": {"i": i}}))
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    // Erasure on two is seen by one, even though one cached the key.
+    erase(&two, &key, &id).await;
+    let r = one
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{id}/records/p/k?purpose=x"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (410, "subject_erased"));
+    // The audit chain written by two writers is intact.
+    let report = one.vault.verify_audit().await.unwrap();
+    assert!(report.first_break.is_none(), "{report:?}");
+    two.stop().await;
+    one.stop().await;
+}
+
+async fn key_rotation_keeps_data_readable(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let id = subject(&s, &key, "rot@example.com").await;
+    put(&s, &key, &id, "p", "k", json!({"v": "before"})).await;
+    let r = s
+        .call(Method::POST, "/v1/tenants/acme/rotate-key", Some(&s.admin), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    s.vault.clear_key_cache();
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{id}/records/p/k?purpose=x"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["fields"]["v"], "before", "{:?}", r.body);
+    let r = s
+        .call(Method::GET, "/v1/subjects/lookup?email=rot%40example.com", Some(&key), None)
+        .await;
+    assert_eq!(r.body["id"].as_str(), Some(id.as_str()));
+    s.stop().await;
+}

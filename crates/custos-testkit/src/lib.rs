@@ -1,0 +1,292 @@
+//! Test harness shared by custos' integration tests.
+//!
+//! Every test gets its own stores: a fresh SQLite pair in a temp dir, or a
+//! fresh pair of databases on a real PostgreSQL server. The server comes
+//! from `CUSTOS_TEST_DATABASE_URL` (an admin URL whose role may create
+//! databases) or, when that is unset, from a throw-away `initdb` cluster this
+//! harness starts once per test process. PostgreSQL tests are skipped with a
+//! notice when neither works, unless `CUSTOS_REQUIRE_PG=1` (CI), where they
+//! fail instead.
+
+// Test support: failing loudly is the point.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+pub mod pg;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use custos_core::keys::RootKey;
+use custos_core::secret::{BearerSecret, Key32};
+use custos_server::AppState;
+use custos_store::{Vault, VaultConfig};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Which data store a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite files.
+    Sqlite,
+    /// A real PostgreSQL server.
+    Postgres,
+}
+
+/// A fresh data store and key store, and the temp dir that holds files.
+#[derive(Debug)]
+pub struct TestStore {
+    /// Engine of the data store.
+    pub backend: Backend,
+    /// `sqlite:` or `postgres:` URL of the data store.
+    pub database_url: String,
+    /// URL of the separate key store.
+    pub keystore_url: String,
+    /// Random root key of this store.
+    pub root_key: [u8; 32],
+    dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    /// A fresh store, or `None` when PostgreSQL is unavailable (and not
+    /// required).
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (database_url, keystore_url) = match backend {
+            Backend::Sqlite => (
+                sqlite_url(&dir.path().join("data.db")),
+                sqlite_url(&dir.path().join("keys.db")),
+            ),
+            Backend::Postgres => {
+                let server = pg::server()?;
+                (
+                    server.create_database("data").await,
+                    server.create_database("keys").await,
+                )
+            }
+        };
+        let mut root_key = [0u8; 32];
+        custos_core::rand_core::RngCore::fill_bytes(&mut custos_core::rand_core::OsRng, &mut root_key);
+        Some(Self {
+            backend,
+            database_url,
+            keystore_url,
+            root_key,
+            dir,
+        })
+    }
+
+    /// A directory that lives as long as the store (for files of the test).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The root key as `CUSTOS_ROOT_KEY` expects it (base64).
+    pub fn root_key_b64(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.root_key)
+    }
+
+    /// Opens a vault on this store.
+    pub async fn open(&self) -> Vault {
+        Vault::open(VaultConfig {
+            database_url: self.database_url.clone(),
+            keystore_url: self.keystore_url.clone(),
+            root_key: RootKey::new(Key32::from_bytes(self.root_key)),
+            read_connections: 4,
+        })
+        .await
+        .expect("open vault")
+    }
+}
+
+fn sqlite_url(p: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", p.display())
+}
+
+/// A real server on loopback, in this process, on its own port.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The admin token.
+    pub admin: String,
+    /// The server's vault (for checks below the API).
+    pub vault: Vault,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer").field("base", &self.base).finish()
+    }
+}
+
+/// A response: status and JSON body (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// `content-type` header.
+    pub content_type: String,
+    /// Body parsed as JSON.
+    pub body: Value,
+}
+
+impl Reply {
+    /// The problem `code`, if the body is a problem.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    /// Starts a server on `store`.
+    pub async fn start(store: &TestStore) -> Self {
+        let vault = store.open().await;
+        let admin = format!("cadm_test_{}", uuid::Uuid::new_v4().simple());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let app = custos_server::router(AppState {
+            vault: vault.clone(),
+            admin_token: Arc::new(BearerSecret::new(admin.clone())),
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            admin,
+            vault,
+            http: reqwest::Client::new(),
+            task,
+        }
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("send");
+        Self::reply(res).await
+    }
+
+    /// Sends raw bytes as the body with the given content type.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::reply(req.send().await.expect("send")).await
+    }
+
+    async fn reply(res: reqwest::Response) -> Reply {
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = res.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// Creates a tenant (admin).
+    pub async fn tenant(&self, id: &str) {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(&self.admin),
+                Some(json!({"id": id, "name": id})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create tenant {id}: {:?}", r.body);
+    }
+
+    /// Creates an API key of `tenant` with `scopes` (admin); returns the key.
+    pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/keys",
+                Some(&self.admin),
+                Some(json!({"tenant": tenant, "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create key: {:?}", r.body);
+        r.body["key"].as_str().expect("key").to_owned()
+    }
+
+    /// Stops serving and closes the vault (flushes the writer).
+    pub async fn stop(self) {
+        self.task.abort();
+        self.vault.close().await;
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each named
+/// `async fn name(store: TestStore)`; PostgreSQL tests are skipped when the
+/// harness has no server (and fail when `CUSTOS_REQUIRE_PG=1`).
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = $crate::TestStore::new($crate::Backend::Sqlite)
+                        .await
+                        .expect("sqlite store");
+                    super::$name(store).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(store) = $crate::TestStore::new($crate::Backend::Postgres).await {
+                        super::$name(store).await
+                    }
+                }
+            )*
+        }
+    };
+}
