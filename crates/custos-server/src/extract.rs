@@ -79,6 +79,21 @@ fn backticked(msg: &str) -> Option<String> {
     msg.get(start..start + len).map(str::to_owned)
 }
 
+/// A raw body whose rejections (too large, unreadable) are problems.
+#[derive(Debug)]
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(body_problem)
+    }
+}
+
 fn body_problem(r: BytesRejection) -> Problem {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::new(

@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod extract;
+pub mod map_source;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
@@ -26,7 +27,9 @@ use axum::{Json, Router};
 use custos_core::secret::BearerSecret;
 use custos_store::Vault;
 
+use crate::map_source::MapSource;
 use crate::problem::Problem;
+use crate::routes::scrub::Scrubbers;
 
 /// Largest request body accepted (records, scrub input).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -38,11 +41,39 @@ pub struct AppState {
     pub vault: Vault,
     /// The system administrator's token.
     pub admin_token: Arc<BearerSecret>,
+    /// The data map in service (possibly none).
+    pub map: Arc<MapSource>,
+    /// Scrubbers of `POST /v1/scrub`.
+    pub scrubbers: Arc<Scrubbers>,
+}
+
+impl AppState {
+    /// A state without a data map and without a scrub key.
+    pub fn new(vault: Vault, admin_token: BearerSecret) -> Self {
+        Self {
+            vault,
+            admin_token: Arc::new(admin_token),
+            map: Arc::new(MapSource::none()),
+            scrubbers: Arc::new(Scrubbers::new(None)),
+        }
+    }
+
+    /// Serves `map` at `/v1/map` and `/v1/ropa`.
+    pub fn with_map(mut self, map: MapSource) -> Self {
+        self.map = Arc::new(map);
+        self
+    }
+
+    /// The key of the keyed scrub modes (`CUSTOS_SCRUB_KEY` text).
+    pub fn with_scrub_key(mut self, key: Option<String>) -> Self {
+        self.scrubbers = Arc::new(Scrubbers::new(key));
+        self
+    }
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, audit, subjects};
+    use routes::{admin, audit, map, scrub, subjects};
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
@@ -82,6 +113,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tokens/{token}", get(subjects::resolve_token))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/map", get(map::get_map))
+        .route("/v1/map/reload", post(map::reload))
+        .route("/v1/ropa", get(map::get_ropa))
+        .route("/v1/scrub", post(scrub::scrub))
         .fallback(|| async { Problem::no_route() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -5,12 +5,12 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, audit, subjects};
+use crate::routes::{admin, audit, map, scrub, subjects};
 
 /// The API document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "custos", description = "Self-hosted data-protection engine: vault, audit, data map."),
+    info(title = "custos", description = "Self-hosted data-protection engine: vault, audit, data map, scrubber."),
     paths(
         crate::healthz,
         admin::create_tenant, admin::list_tenants, admin::shred_tenant, admin::rotate_tenant_key,
@@ -21,6 +21,8 @@ use crate::routes::{admin, audit, subjects};
         subjects::get_restriction, subjects::put_restriction, subjects::delete_restriction,
         subjects::erase,
         audit::list,
+        map::get_map, map::get_ropa, map::reload,
+        scrub::scrub,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&Security),

@@ -22,6 +22,8 @@ backend_tests!(
     audit_records_and_detects_tampering,
     two_servers_share_one_store,
     key_rotation_keeps_data_readable,
+    map_and_ropa_are_served,
+    scrub_endpoint_redacts_text_and_json_lines,
 );
 
 const ALL: &[&str] = &["write", "reveal", "lookup", "erase", "audit"];
@@ -110,7 +112,10 @@ async fn vault_round_trip(store: TestStore) {
     assert_eq!((r.status, r.code()), (404, "not_found"));
 
     let fields = json!({"name": "Jane Doe", "iban": "NL91ABNA0417164300", "age": 41});
-    assert_eq!(put(&s, &key, &id, "profile", "main", fields.clone()).await, 200);
+    assert_eq!(
+        put(&s, &key, &id, "profile", "main", fields.clone()).await,
+        200
+    );
     let r = s
         .call(
             Method::GET,
@@ -191,7 +196,12 @@ async fn masked_without_reveal_or_purpose(store: TestStore) {
     // A purpose but no reveal scope: masked.
     let low = s.key("acme", &["lookup"]).await;
     let r = s
-        .call(Method::GET, &format!("{path}?purpose=support"), Some(&low), None)
+        .call(
+            Method::GET,
+            &format!("{path}?purpose=support"),
+            Some(&low),
+            None,
+        )
         .await;
     assert_eq!((r.status, r.body["masked"].as_bool()), (200, Some(true)));
     s.stop().await;
@@ -222,7 +232,10 @@ async fn tokens_are_stable_per_audience_and_gone_after_erasure(store: TestStore)
     let m = token("mailer").await;
     assert_eq!(a1, a2, "stable per audience");
     assert_ne!(a1, m, "unlinkable across audiences");
-    assert!(!a1.contains(&id[4..]), "a token does not embed the subject id");
+    assert!(
+        !a1.contains(&id[4..]),
+        "a token does not embed the subject id"
+    );
     let r = s
         .call(Method::GET, &format!("/v1/tokens/{a1}"), Some(&key), None)
         .await;
@@ -255,7 +268,10 @@ async fn restriction_limits_purposes(store: TestStore) {
     put(&s, &key, &id, "profile", "main", json!({"name": "R"})).await;
     let rpath = format!("/v1/subjects/{id}/restriction");
     let r = s.call(Method::PUT, &rpath, Some(&key), None).await;
-    assert_eq!((r.status, r.body["restricted"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        (r.status, r.body["restricted"].as_bool()),
+        (200, Some(true))
+    );
     let r = s.call(Method::GET, &rpath, Some(&key), None).await;
     assert_eq!(r.body["restricted"], true);
     assert!(r.body["restricted_at"].is_string());
@@ -274,9 +290,15 @@ async fn restriction_limits_purposes(store: TestStore) {
     let r = read("marketing").await;
     assert_eq!((r.status, r.code()), (403, "subject_restricted"));
     let r = read("legal_claims").await;
-    assert_eq!((r.status, r.body["fields"]["name"].as_str()), (200, Some("R")));
+    assert_eq!(
+        (r.status, r.body["fields"]["name"].as_str()),
+        (200, Some("R"))
+    );
     let r = s.call(Method::DELETE, &rpath, Some(&key), None).await;
-    assert_eq!((r.status, r.body["restricted"].as_bool()), (200, Some(false)));
+    assert_eq!(
+        (r.status, r.body["restricted"].as_bool()),
+        (200, Some(false))
+    );
     assert_eq!(read("marketing").await.status, 200);
     s.stop().await;
 }
@@ -285,13 +307,25 @@ async fn erasure_makes_every_read_gone(store: TestStore) {
     let (s, key) = setup(&store).await;
     let id = subject(&s, &key, "gone@example.com").await;
     for i in 0..20 {
-        put(&s, &key, &id, "comments", &format!("c{i}"), json!({"text": "hello"})).await;
+        put(
+            &s,
+            &key,
+            &id,
+            "comments",
+            &format!("c{i}"),
+            json!({"text": "hello"}),
+        )
+        .await;
     }
     let erased = erase(&s, &key, &id).await;
     let at = erased["erased_at"].as_str().unwrap().to_owned();
     for (m, path, body) in [
         (Method::GET, format!("/v1/subjects/{id}"), None),
-        (Method::GET, format!("/v1/subjects/{id}/records/comments/c1?purpose=x"), None),
+        (
+            Method::GET,
+            format!("/v1/subjects/{id}/records/comments/c1?purpose=x"),
+            None,
+        ),
         (Method::GET, format!("/v1/subjects/{id}/export"), None),
         (Method::GET, format!("/v1/subjects/{id}/restriction"), None),
         (
@@ -365,7 +399,11 @@ async fn tenants_are_isolated(store: TestStore) {
     // Key A sees nothing of B: 404, never 403 (existence is not leaked).
     for (m, path, body) in [
         (Method::GET, format!("/v1/subjects/{idb}"), None),
-        (Method::GET, format!("/v1/subjects/{idb}/records/profile/main?purpose=x"), None),
+        (
+            Method::GET,
+            format!("/v1/subjects/{idb}/records/profile/main?purpose=x"),
+            None,
+        ),
         (Method::GET, format!("/v1/subjects/{idb}/export"), None),
         (
             Method::PUT,
@@ -385,7 +423,12 @@ async fn tenants_are_isolated(store: TestStore) {
     }
     // Lookup by the same email in A finds A's subject only.
     let r = s
-        .call(Method::GET, "/v1/subjects/lookup?email=same%40example.com", Some(&a), None)
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=same%40example.com",
+            Some(&a),
+            None,
+        )
         .await;
     assert_eq!(r.body["id"].as_str(), Some(ida.as_str()));
     // B's data is intact.
@@ -424,9 +467,17 @@ async fn scopes_are_enforced(store: TestStore) {
     let id = subject(&s, &all, "scope@example.com").await;
     let write_only = s.key("acme", &["write"]).await;
     let cases = [
-        (Method::GET, "/v1/subjects/lookup?email=scope%40example.com".to_owned(), None),
+        (
+            Method::GET,
+            "/v1/subjects/lookup?email=scope%40example.com".to_owned(),
+            None,
+        ),
         (Method::GET, format!("/v1/subjects/{id}/export"), None),
-        (Method::DELETE, format!("/v1/subjects/{id}"), Some(json!({"reason": "x"}))),
+        (
+            Method::DELETE,
+            format!("/v1/subjects/{id}"),
+            Some(json!({"reason": "x"})),
+        ),
         (Method::GET, "/v1/audit".to_owned(), None),
     ];
     for (m, path, body) in cases {
@@ -452,19 +503,32 @@ async fn bad_input_gets_clear_problems(store: TestStore) {
     let rec = format!("/v1/subjects/{id}/records/profile/main");
 
     let r = s
-        .call_raw(Method::PUT, &rec, Some(&key), "application/json", b"{\"fields\": {".to_vec())
+        .call_raw(
+            Method::PUT,
+            &rec,
+            Some(&key),
+            "application/json",
+            b"{\"fields\": {".to_vec(),
+        )
         .await;
     assert_eq!((r.status, r.code()), (400, "malformed_json"));
     assert_eq!(r.content_type, "application/problem+json");
     assert!(r.body["detail"].as_str().unwrap().contains("line 1"));
 
     let r = s
-        .call(Method::PUT, &rec, Some(&key), Some(json!({"fields": {}, "feilds": 1})))
+        .call(
+            Method::PUT,
+            &rec,
+            Some(&key),
+            Some(json!({"fields": {}, "feilds": 1})),
+        )
         .await;
     assert_eq!((r.status, r.code()), (400, "unknown_field"));
     assert_eq!(r.body["field"], "feilds");
 
-    let r = s.call(Method::PUT, &rec, Some(&key), Some(json!({"fields": 3}))).await;
+    let r = s
+        .call(Method::PUT, &rec, Some(&key), Some(json!({"fields": 3})))
+        .await;
     assert_eq!(r.status, 400, "{:?}", r.body);
 
     let r = s
@@ -472,15 +536,29 @@ async fn bad_input_gets_clear_problems(store: TestStore) {
         .await;
     assert_eq!((r.status, r.code()), (415, "unsupported_media_type"));
 
-    let big = format!("{{\"fields\": {{\"x\": \"{}\"}}}}", "a".repeat(2 * 1024 * 1024));
+    let big = format!(
+        "{{\"fields\": {{\"x\": \"{}\"}}}}",
+        "a".repeat(2 * 1024 * 1024)
+    );
     let r = s
-        .call_raw(Method::PUT, &rec, Some(&key), "application/json", big.into_bytes())
+        .call_raw(
+            Method::PUT,
+            &rec,
+            Some(&key),
+            "application/json",
+            big.into_bytes(),
+        )
         .await;
     assert_eq!((r.status, r.code()), (413, "body_too_large"));
 
     for bad in ["not-an-id", "sub_zz", "sub_%27%3B%20drop"] {
         let r = s
-            .call(Method::GET, &format!("/v1/subjects/{bad}"), Some(&key), None)
+            .call(
+                Method::GET,
+                &format!("/v1/subjects/{bad}"),
+                Some(&key),
+                None,
+            )
             .await;
         assert_eq!((r.status, r.code()), (400, "invalid_id"), "{bad}");
         assert_eq!(r.body["field"], "id");
@@ -493,7 +571,10 @@ async fn bad_input_gets_clear_problems(store: TestStore) {
             Some(json!({"fields": {}})),
         )
         .await;
-    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("collection")));
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (400, Some("collection"))
+    );
     // Unknown, well-formed subject: 404.
     let r = s
         .call(
@@ -558,11 +639,18 @@ async fn bad_input_gets_clear_problems(store: TestStore) {
     // Unknown route and method.
     let r = s.call(Method::GET, "/v1/nothing", Some(&key), None).await;
     assert_eq!((r.status, r.code()), (404, "no_such_route"));
-    let r = s.call(Method::PATCH, "/v1/subjects", Some(&key), None).await;
+    let r = s
+        .call(Method::PATCH, "/v1/subjects", Some(&key), None)
+        .await;
     assert_eq!((r.status, r.code()), (405, "method_not_allowed"));
     // Nothing was lost by the failed writes.
     let r = s
-        .call(Method::GET, "/v1/subjects/lookup?email=bad%40example.com", Some(&key), None)
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=bad%40example.com",
+            Some(&key),
+            None,
+        )
         .await;
     assert_eq!(r.body["id"].as_str(), Some(id.as_str()));
     s.stop().await;
@@ -586,7 +674,9 @@ async fn keys_expire_and_revoke(store: TestStore) {
     let mut tampered = good.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    let r = s.call(Method::GET, "/v1/audit", Some(&tampered), None).await;
+    let r = s
+        .call(Method::GET, "/v1/audit", Some(&tampered), None)
+        .await;
     assert_eq!(r.status, 401);
     // Revoked.
     let r = s
@@ -601,9 +691,19 @@ async fn keys_expire_and_revoke(store: TestStore) {
         r.body["id"].as_str().unwrap().to_owned(),
         r.body["key"].as_str().unwrap().to_owned(),
     );
-    assert_eq!(s.call(Method::GET, "/v1/audit", Some(&k), None).await.status, 200);
+    assert_eq!(
+        s.call(Method::GET, "/v1/audit", Some(&k), None)
+            .await
+            .status,
+        200
+    );
     let r = s
-        .call(Method::DELETE, &format!("/v1/keys/{kid}"), Some(&s.admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{kid}"),
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(r.status, 204);
     let r = s.call(Method::GET, "/v1/audit", Some(&k), None).await;
@@ -618,7 +718,12 @@ async fn keys_expire_and_revoke(store: TestStore) {
         )
         .await;
     let k = r.body["key"].as_str().unwrap().to_owned();
-    assert_eq!(s.call(Method::GET, "/v1/audit", Some(&k), None).await.status, 200);
+    assert_eq!(
+        s.call(Method::GET, "/v1/audit", Some(&k), None)
+            .await
+            .status,
+        200
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let r = s.call(Method::GET, "/v1/audit", Some(&k), None).await;
     assert_eq!(r.status, 401);
@@ -679,20 +784,35 @@ async fn audit_records_and_detects_tampering(store: TestStore) {
         None,
     )
     .await;
-    s.call(Method::GET, "/v1/subjects/lookup?email=audit%40example.com", Some(&key), None)
-        .await;
+    s.call(
+        Method::GET,
+        "/v1/subjects/lookup?email=audit%40example.com",
+        Some(&key),
+        None,
+    )
+    .await;
     let r = s
-        .call(Method::GET, &format!("/v1/audit?subject={id}"), Some(&key), None)
+        .call(
+            Method::GET,
+            &format!("/v1/audit?subject={id}"),
+            Some(&key),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let entries = r.body["entries"].as_array().unwrap();
-    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert!(actions.contains(&"reveal"), "{actions:?}");
     assert!(actions.contains(&"lookup"), "{actions:?}");
     let reveal = entries.iter().find(|e| e["action"] == "reveal").unwrap();
     assert_eq!(reveal["purpose"], "support");
     // No personal data in the audit log.
-    let all = s.call(Method::GET, "/v1/audit?limit=1000", Some(&key), None).await;
+    let all = s
+        .call(Method::GET, "/v1/audit?limit=1000", Some(&key), None)
+        .await;
     assert!(!all.body.to_string().contains("audit@example.com"));
 
     let report = s.vault.verify_audit().await.unwrap();
@@ -724,7 +844,12 @@ async fn two_servers_share_one_store(store: TestStore) {
             None,
         )
         .await;
-    assert_eq!((r.status, r.body["fields"]["v"].as_i64()), (200, Some(1)), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.body["fields"]["v"].as_i64()),
+        (200, Some(1)),
+        "{:?}",
+        r.body
+    );
     // Both write concurrently.
     let mut tasks = Vec::new();
     for (n, base) in [(0, one.base.clone()), (1, two.base.clone())] {
@@ -772,7 +897,12 @@ async fn key_rotation_keeps_data_readable(store: TestStore) {
     let id = subject(&s, &key, "rot@example.com").await;
     put(&s, &key, &id, "p", "k", json!({"v": "before"})).await;
     let r = s
-        .call(Method::POST, "/v1/tenants/acme/rotate-key", Some(&s.admin), None)
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/rotate-key",
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     s.vault.clear_key_cache();
@@ -786,8 +916,128 @@ async fn key_rotation_keeps_data_readable(store: TestStore) {
         .await;
     assert_eq!(r.body["fields"]["v"], "before", "{:?}", r.body);
     let r = s
-        .call(Method::GET, "/v1/subjects/lookup?email=rot%40example.com", Some(&key), None)
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=rot%40example.com",
+            Some(&key),
+            None,
+        )
         .await;
     assert_eq!(r.body["id"].as_str(), Some(id.as_str()));
+    s.stop().await;
+}
+
+async fn map_and_ropa_are_served(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let r = s.call(Method::GET, "/v1/map", Some(&key), None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body.is_object());
+    let r = s.call(Method::GET, "/v1/map", None, None).await;
+    assert_eq!(r.status, 401);
+    for (format, ct) in [
+        ("csv", "text/csv"),
+        ("json", "application/json"),
+        ("md", "text/markdown"),
+        ("html", "text/html"),
+    ] {
+        let res = s
+            .http
+            .get(format!("{}/v1/ropa?format={format}", s.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{format}");
+        let got = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(got.starts_with(ct), "{format}: {got}");
+        let text = res.text().await.unwrap();
+        assert!(text.len() > 200, "{format}: {text}");
+    }
+    let r = s
+        .call(Method::GET, "/v1/ropa?format=pdf", Some(&key), None)
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("format")));
+    // Reload of the built-in map works and needs the admin token.
+    let r = s
+        .call(Method::POST, "/v1/map/reload", Some(&key), None)
+        .await;
+    assert_eq!(r.status, 401);
+    let r = s
+        .call(Method::POST, "/v1/map/reload", Some(&s.admin), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    s.stop().await;
+}
+
+async fn scrub_endpoint_redacts_text_and_json_lines(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let post = |query: &'static str, ct: &'static str, body: &'static str| {
+        let (s, key) = (&s, key.clone());
+        async move {
+            let res = s
+                .http
+                .post(format!("{}/v1/scrub{query}", s.base))
+                .bearer_auth(key)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let findings = res
+                .headers()
+                .get("custos-findings")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, findings, res.text().await.unwrap())
+        }
+    };
+    let (st, n, out) = post(
+        "",
+        "text/plain",
+        "login jane.doe@example.com from 203.0.113.7\ncard 4111 1111 1111 1111\n",
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(n.as_deref(), Some("3"));
+    assert!(!out.contains("jane.doe") && !out.contains("203.0.113.7") && !out.contains("4111"));
+    assert!(out.contains("[EMAIL]"), "{out}");
+    assert_eq!(out.lines().count(), 2);
+
+    let (st, _, out) = post(
+        "",
+        "application/x-ndjson",
+        "{\"user\":\"jane.doe@example.com\",\"n\":1}\n",
+    )
+    .await;
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["n"], 1);
+    assert!(!v["user"].as_str().unwrap().contains("jane"));
+
+    let (st, _, out) = post("?mode=mask", "text/plain", "mail jane@example.com").await;
+    assert_eq!(st, 200);
+    assert!(
+        out.contains("@example.com") && !out.contains("jane@"),
+        "{out}"
+    );
+
+    let (st, _, out) = post("?mode=pseudonymize", "text/plain", "x").await;
+    assert_eq!(st, 400, "no key configured: {out}");
+    let (st, _, _) = post("?mode=shout", "text/plain", "x").await;
+    assert_eq!(st, 400);
+    let r = s
+        .call_raw(Method::POST, "/v1/scrub", None, "text/plain", b"x".to_vec())
+        .await;
+    assert_eq!(r.status, 401);
+    let r = s
+        .call_raw(
+            Method::POST,
+            "/v1/scrub",
+            Some(&key),
+            "text/plain",
+            vec![b'a'; 2 * 1024 * 1024],
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (413, "body_too_large"));
     s.stop().await;
 }

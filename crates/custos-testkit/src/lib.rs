@@ -20,7 +20,6 @@ pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use custos_core::keys::RootKey;
 use custos_core::secret::{BearerSecret, Key32};
@@ -71,7 +70,10 @@ impl TestStore {
             }
         };
         let mut root_key = [0u8; 32];
-        custos_core::rand_core::RngCore::fill_bytes(&mut custos_core::rand_core::OsRng, &mut root_key);
+        custos_core::rand_core::RngCore::fill_bytes(
+            &mut custos_core::rand_core::OsRng,
+            &mut root_key,
+        );
         Some(Self {
             backend,
             database_url,
@@ -124,7 +126,9 @@ pub struct TestServer {
 
 impl std::fmt::Debug for TestServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestServer").field("base", &self.base).finish()
+        f.debug_struct("TestServer")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -155,10 +159,15 @@ impl TestServer {
             .await
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
-        let app = custos_server::router(AppState {
-            vault: vault.clone(),
-            admin_token: Arc::new(BearerSecret::new(admin.clone())),
-        });
+        let app = custos_server::router(
+            AppState::new(vault.clone(), BearerSecret::new(admin.clone())).with_map(
+                custos_server::map_source::MapSource::load(
+                    custos_server::map_source::MapOrigin::Builtin(custos_map::DEMO_MAP),
+                )
+                .expect("demo map")
+                .0,
+            ),
+        );
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -2,4 +2,6 @@
 
 pub mod admin;
 pub mod audit;
+pub mod map;
+pub mod scrub;
 pub mod subjects;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use custos_core::blind::IdentityKind;
 use custos_core::ids::{Audience, Collection, Purpose, RecordKey, SubjectId, TenantId};
 use custos_core::scope::{Scope, ScopeSet};
+use custos_server::map_source::MapOrigin;
 use custos_store::{Actor, Principal, Vault};
 use serde_json::json;
 
@@ -53,7 +54,8 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         let admin = admin_token();
         let admin_secret = admin.0.expose().to_owned();
         let tour = seed(&vault).await?;
-        serve(vault, admin, args.listen, move |addr| {
+        let map = super::serve::load_map(MapOrigin::Builtin(custos_map::DEMO_MAP))?;
+        serve(vault, admin, args.listen, map, move |addr| {
             print_tour(addr, &admin_secret, &tour)
         })
         .await
@@ -238,6 +240,8 @@ fn print_tour(addr: SocketAddr, admin: &str, t: &Tour) {
     println!("curl -s -H \"Authorization: Bearer $KEY\" \"$CUSTOS/v1/subjects/{}/records/billing/sepa?purpose=legal_claims\"", t.restricted);
     println!("curl -s -X DELETE -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' -d '{{\"reason\":\"subject_request\"}}' \"$CUSTOS/v1/subjects/{}\"", t.jane);
     println!("curl -s -H \"Authorization: Bearer $KEY\" \"$CUSTOS/v1/audit?limit=20\"");
+    println!("curl -s -H \"Authorization: Bearer $KEY\" \"$CUSTOS/v1/ropa?format=md\"");
+    println!("curl -s -H \"Authorization: Bearer $KEY\" -H 'Content-Type: text/plain' --data-binary 'login ok for jane.doe@example.com from 203.0.113.7' \"$CUSTOS/v1/scrub\"");
     println!("curl -s $CUSTOS/openapi.json | head -c 300");
     println!();
 }

@@ -1,7 +1,10 @@
 //! `custos serve`: the HTTP server on the embedded store by default.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use custos_server::map_source::{MapOrigin, MapSource, ReloadError};
 
 use anyhow::Context;
 use custos_core::rand_core::{OsRng, RngCore};
@@ -19,14 +22,41 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CUSTOS_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
+    /// Data map served at /v1/map and /v1/ropa; reloaded on SIGHUP or
+    /// POST /v1/map/reload.
+    #[arg(long, env = "CUSTOS_MAP")]
+    pub(crate) map: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
+        let map = match &args.map {
+            Some(path) => load_map(MapOrigin::File(path.clone()))?,
+            None => MapSource::none(),
+        };
         let vault = args.store.open(true).await?;
         let admin = admin_token();
-        serve(vault, admin, args.listen, |_| {}).await
+        serve(vault, admin, args.listen, map, |_| {}).await
     })
+}
+
+/// Loads the map at start; errors stop the server with every diagnostic.
+pub(crate) fn load_map(origin: MapOrigin) -> anyhow::Result<MapSource> {
+    match MapSource::load(origin) {
+        Ok((map, warnings)) => {
+            if !warnings.is_empty() {
+                tracing::warn!(warnings = warnings.len(), "data map loaded with warnings");
+            }
+            Ok(map)
+        }
+        Err(ReloadError::Load(custos_map::LoadError::Invalid { path, diagnostics })) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            anyhow::bail!("the data map {path} has errors (custos map check {path})")
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -57,16 +87,13 @@ pub(crate) async fn serve(
     vault: Vault,
     (admin, generated): (BearerSecret, bool),
     listen: SocketAddr,
+    map: MapSource,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
-    println!(
-        "custos listening on http://{addr} ({:?} store)",
-        vault.engine()
-    );
     if generated {
         println!(
             "admin token (shown once; set CUSTOS_ADMIN_TOKEN to choose one): {}",
@@ -76,19 +103,44 @@ pub(crate) async fn serve(
         println!("admin token: from CUSTOS_ADMIN_TOKEN");
     }
     println!("authenticate with: Authorization: Bearer <admin token or API key>");
+    println!(
+        "custos listening on http://{addr} ({:?} store)",
+        vault.engine()
+    );
     ready(addr);
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let app = custos_server::router(AppState {
-        vault: vault.clone(),
-        admin_token: Arc::new(admin),
-    });
+    let state = AppState::new(vault.clone(), admin)
+        .with_map(map)
+        .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok());
+    reload_map_on_hangup(state.map.clone());
+    let app = custos_server::router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
     vault.close().await;
     Ok(())
+}
+
+/// SIGHUP re-reads the map file; a map with errors leaves the old one in
+/// service.
+fn reload_map_on_hangup(map: Arc<MapSource>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match map.reload() {
+                Ok(w) => tracing::info!(warnings = w.len(), "data map reloaded"),
+                Err(e) => tracing::warn!(error = %e, "data map reload failed; previous map kept"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = map;
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,542 @@
+//! `custos serve`, `demo` and `audit verify` as processes: first start with
+//! no configuration, a kill -9 in the middle of writes and erasures, audit
+//! verification of the stores left behind, map reload on SIGHUP.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use custos_testkit::{backend_tests, TestStore};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "cadm_cli_test_token_0123456789";
+
+fn custos() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
+    for var in [
+        "CUSTOS_ROOT_KEY",
+        "CUSTOS_ROOT_KEY_FILE",
+        "CUSTOS_ADMIN_TOKEN",
+        "CUSTOS_DATABASE_URL",
+        "CUSTOS_KEYSTORE_URL",
+        "CUSTOS_DATA_DIR",
+        "CUSTOS_LISTEN",
+        "CUSTOS_MAP",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// A running server process, its address and the stdout lines it printed
+/// up to "listening".
+struct Server {
+    child: Child,
+    base: String,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        let base = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!(
+                    "server exited before listening: {stdout:?}\n{}",
+                    stderr.lock().unwrap()
+                );
+            };
+            stdout.push(line.clone());
+            if let Some(rest) = line.strip_prefix("custos listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Self {
+            child,
+            base,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn kill9(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let s = self.stderr.lock().unwrap().clone();
+        s
+    }
+
+    fn terminate(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "no graceful stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let s = self.stderr.lock().unwrap().clone();
+        s
+    }
+}
+
+fn serve_cmd(store: &TestStore, dir: &Path) -> Command {
+    let mut c = custos();
+    c.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--database-url")
+        .arg(&store.database_url)
+        .arg("--keystore-url")
+        .arg(&store.keystore_url)
+        .env("CUSTOS_ROOT_KEY", store.root_key_b64())
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN)
+        .env("CUSTOS_LOG", "debug");
+    c
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut req = http.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await?;
+    let status = res.status().as_u16();
+    let body = res.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+async fn tenant_key(http: &reqwest::Client, base: &str) -> String {
+    let (st, _) = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/v1/tenants"),
+        ADMIN,
+        Some(json!({"id": "acme", "name": "Acme"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201);
+    let (st, b) = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/v1/keys"),
+        ADMIN,
+        Some(json!({"tenant": "acme", "scopes": ["write", "reveal", "lookup", "erase", "audit"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201);
+    b["key"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn serve_with_no_configuration_creates_two_stores_and_a_dev_root_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = custos();
+    cmd.current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = Server::start(cmd);
+    let printed = server.stdout.join("\n");
+    let token = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("cadm_"))
+        .expect("admin token printed")
+        .to_owned();
+    assert!(printed.contains("Authorization: Bearer"));
+    let base = server.base.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let (st, _) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/v1/tenants"),
+            &token,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 200);
+    });
+    let stderr = server.terminate();
+    assert!(stderr.contains("WARNING"), "{stderr}");
+    let data = dir.path().join("custos-data");
+    assert!(data.join("data.db").exists());
+    assert!(data.join("keys/keys.db").exists());
+    assert!(data.join("root.key").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("root.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "root key readable by others: {mode:o}");
+    }
+}
+
+#[test]
+fn demo_prints_a_working_tour() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = custos();
+    cmd.current_dir(dir.path())
+        .args(["demo", "--listen", "127.0.0.1:0"]);
+    let mut server = Server::start(cmd);
+    // The tour follows the listening line; read until the key appears.
+    std::thread::sleep(Duration::from_millis(300));
+    let base = server.base.clone();
+    let _ = &mut server;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let res = http.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let res = http.get(format!("{base}/v1/tenants")).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+    });
+    server.terminate();
+}
+
+backend_tests!(
+    kill9_loses_no_acknowledged_write_and_leaves_no_half_erasure,
+    audit_verify_names_the_tampered_entry
+);
+
+/// What the clients were told.
+#[derive(Default)]
+struct Acks {
+    /// subject → (email, acknowledged records: key → value)
+    subjects: HashMap<String, (String, HashMap<String, i64>)>,
+    erase_sent: Vec<String>,
+    erase_acked: Vec<String>,
+}
+
+async fn kill9_loses_no_acknowledged_write_and_leaves_no_half_erasure(store: TestStore) {
+    let dir = store.dir().join("srv");
+    let server = Server::start(serve_cmd(&store, &dir));
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let key = tenant_key(&http, &base).await;
+    let acks = Arc::new(Mutex::new(Acks::default()));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (http, key, base, acks) = (http.clone(), key.clone(), base.clone(), acks.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0.. {
+                let email = format!("w{w}n{n}@example.com");
+                let Ok((201, b)) = call(
+                    &http,
+                    reqwest::Method::POST,
+                    format!("{base}/v1/subjects"),
+                    &key,
+                    Some(json!({"identities": {"email": email}})),
+                )
+                .await
+                else {
+                    return;
+                };
+                let id = b["id"].as_str().unwrap().to_owned();
+                acks.lock()
+                    .unwrap()
+                    .subjects
+                    .insert(id.clone(), (email, HashMap::new()));
+                for r in 0..3i64 {
+                    let rk = format!("r{r}");
+                    match call(
+                        &http,
+                        reqwest::Method::PUT,
+                        format!("{base}/v1/subjects/{id}/records/notes/{rk}"),
+                        &key,
+                        Some(json!({"fields": {"v": r, "text": "some note"}})),
+                    )
+                    .await
+                    {
+                        Ok((200, _)) => {
+                            let mut a = acks.lock().unwrap();
+                            a.subjects.get_mut(&id).unwrap().1.insert(rk, r);
+                        }
+                        Ok((st, b)) => panic!("write answered {st}: {b}"),
+                        Err(_) => return,
+                    }
+                }
+                // Every other subject is erased right away.
+                if n % 2 == 1 {
+                    acks.lock().unwrap().erase_sent.push(id.clone());
+                    match call(
+                        &http,
+                        reqwest::Method::DELETE,
+                        format!("{base}/v1/subjects/{id}"),
+                        &key,
+                        Some(json!({"reason": "subject_request"})),
+                    )
+                    .await
+                    {
+                        Ok((200, _)) => acks.lock().unwrap().erase_acked.push(id),
+                        Ok((st, b)) => panic!("erase answered {st}: {b}"),
+                        Err(_) => return,
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stderr = server.kill9();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acks = Arc::try_unwrap(acks).ok().unwrap().into_inner().unwrap();
+    assert!(
+        acks.subjects.len() > 20,
+        "too little load: {}",
+        acks.subjects.len()
+    );
+    assert!(!acks.erase_acked.is_empty());
+    // The logs of a busy server at debug level hold no personal data.
+    assert!(!stderr.contains("@example.com"), "{stderr}");
+
+    let server = Server::start(serve_cmd(&store, &dir));
+    let base = server.base.clone();
+    let mut checked = 0;
+    for (id, (email, records)) in &acks.subjects {
+        let (st, b) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/v1/subjects/{id}"),
+            &key,
+            None,
+        )
+        .await
+        .unwrap();
+        let (lst, lb) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/v1/subjects/lookup?email={email}"),
+            &key,
+            None,
+        )
+        .await
+        .unwrap();
+        if acks.erase_acked.contains(id) {
+            assert_eq!(st, 410, "acknowledged erasure of {id} lost: {b}");
+        }
+        if st == 410 {
+            assert!(acks.erase_sent.contains(id), "{id} erased unasked");
+            assert_eq!(lst, 404, "erased {id} still found by lookup");
+            for rk in records.keys() {
+                let (rs, _) = call(
+                    &http,
+                    reqwest::Method::GET,
+                    format!("{base}/v1/subjects/{id}/records/notes/{rk}?purpose=x"),
+                    &key,
+                    None,
+                )
+                .await
+                .unwrap();
+                assert_eq!(rs, 410);
+            }
+        } else {
+            assert_eq!(st, 200, "{id}: {b}");
+            assert_eq!((lst, lb["id"].as_str()), (200, Some(id.as_str())));
+            for (rk, v) in records {
+                let (rs, rb) = call(
+                    &http,
+                    reqwest::Method::GET,
+                    format!("{base}/v1/subjects/{id}/records/notes/{rk}?purpose=x"),
+                    &key,
+                    None,
+                )
+                .await
+                .unwrap();
+                assert_eq!(rs, 200, "acknowledged write {id}/{rk} lost: {rb}");
+                assert_eq!(rb["fields"]["v"].as_i64(), Some(*v));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+    server.terminate();
+
+    // The audit chain survived the crash.
+    let out = custos()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&dir)
+        .arg("--database-url")
+        .arg(&store.database_url)
+        .arg("--keystore-url")
+        .arg(&store.keystore_url)
+        .env("CUSTOS_ROOT_KEY", store.root_key_b64())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("intact"), "{text}");
+}
+
+async fn audit_verify_names_the_tampered_entry(store: TestStore) {
+    let dir = store.dir().join("srv");
+    let server = Server::start(serve_cmd(&store, &dir));
+    let http = reqwest::Client::new();
+    let key = tenant_key(&http, &server.base).await;
+    for i in 0..5 {
+        let (st, _) = call(
+            &http,
+            reqwest::Method::GET,
+            format!(
+                "{}/v1/subjects/lookup?email=nobody{i}%40example.com",
+                server.base
+            ),
+            &key,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 404);
+    }
+    server.terminate();
+    let verify = || {
+        custos()
+            .args(["audit", "verify", "--json", "--data-dir"])
+            .arg(&dir)
+            .arg("--database-url")
+            .arg(&store.database_url)
+            .arg("--keystore-url")
+            .arg(&store.keystore_url)
+            .env("CUSTOS_ROOT_KEY", store.root_key_b64())
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Edit entry 3 behind custos' back.
+    let vault = store.open().await;
+    sqlx::query("UPDATE audit_log SET outcome = 'edited' WHERE seq = 3")
+        .execute(vault.read_pool())
+        .await
+        .unwrap();
+    vault.close().await;
+    let bad = verify();
+    assert_eq!(bad.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert_eq!(report["first_bad_seq"], 3, "{report}");
+    // The wrong root key is refused with a clear error, not a panic.
+    let wrong = custos()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&dir)
+        .arg("--database-url")
+        .arg(&store.database_url)
+        .arg("--keystore-url")
+        .arg(&store.keystore_url)
+        .env(
+            "CUSTOS_ROOT_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("root key"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn sighup_reloads_the_map_and_keeps_the_old_one_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map.yaml");
+    std::fs::write(&map, custos_map::DEMO_MAP).unwrap();
+    let mut cmd = custos();
+    cmd.current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--map"])
+        .arg(&map)
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN);
+    let server = Server::start(cmd);
+    let base = server.base.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let controller = |base: &str| {
+        let base = base.to_owned();
+        rt.block_on(async move {
+            let http = reqwest::Client::new();
+            let (st, b) = call(
+                &http,
+                reqwest::Method::GET,
+                format!("{base}/v1/map"),
+                ADMIN,
+                None,
+            )
+            .await
+            .unwrap();
+            assert_eq!(st, 200, "{b}");
+            b["organisation"].to_string()
+        })
+    };
+    let before = controller(&base);
+    let hup = || {
+        Command::new("kill")
+            .args(["-HUP", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // A broken map: the old one stays in service.
+    std::fs::write(&map, "organisation: [unclosed").unwrap();
+    hup();
+    assert_eq!(controller(&base), before);
+    // A changed, valid map is picked up.
+    let renamed =
+        custos_map::DEMO_MAP.replace("controller: Acme Intranet GmbH", "controller: Zenith GmbH");
+    assert_ne!(renamed, custos_map::DEMO_MAP, "demo map names Acme");
+    std::fs::write(&map, renamed).unwrap();
+    hup();
+    let after = controller(&base);
+    assert_ne!(after, before, "{after}");
+    assert!(after.contains("Zenith"), "{after}");
+    server.terminate();
+}
