@@ -5,6 +5,7 @@
 //! detection time over 5 runs as JSON.
 //! `scrub_bench throughput FILE [RUNS]` scrubs FILE (text format, all
 //! detectors, one thread) into a sink and prints the median MB/s and lines/s.
+//! `scrub_bench scrub FILE OUT` writes the scrubbed FILE to OUT (for diffs).
 
 // A benchmark driver: aborting on bad input is fine.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -73,7 +74,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 serde_json::json!({"file": args[2], "mb_per_s": median(mbs), "lines_per_s": median(lps), "findings": findings})
             );
         }
-        _ => eprintln!("usage: scrub_bench predict CORPUS OUT | throughput FILE [RUNS]"),
+        Some("scrub") => {
+            // Scrubbed output of FILE (text format) to OUT, for comparisons.
+            let file = std::fs::File::open(&args[2])?;
+            let out = std::io::BufWriter::new(std::fs::File::create(&args[3])?);
+            let report = scrubber.scrub_stream(file, out, Format::Text)?;
+            println!("{report}");
+        }
+        _ => eprintln!(
+            "usage: scrub_bench predict CORPUS OUT | throughput FILE [RUNS] | scrub FILE OUT"
+        ),
     }
     Ok(())
 }

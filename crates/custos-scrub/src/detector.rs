@@ -156,6 +156,14 @@ pub(crate) struct PatternSpec {
 
 const HEX: &str = "[0-9A-Fa-f]";
 
+/// The domain part of an e-mail address (after `@`). The candidate finder
+/// checks it once per `@` before trying the local parts in front of it.
+pub(crate) const EMAIL_DOMAIN: &str =
+    r"(?:[A-Za-z0-9\x80-\xFF][A-Za-z0-9\-\x80-\xFF]*\.)+[A-Za-z\x80-\xFF][A-Za-z0-9\-\x80-\xFF]+";
+
+/// Everything of a `user:password@` URL from `://` on; checked once per `://`.
+pub(crate) const URL_TAIL: &str = r#"://[^ \t\r\n:/@"'<>\[\]]+:[^ \t\r\n/@"'<>]*@"#;
+
 /// The built-in patterns, most specific first: at equal start the earlier
 /// pattern wins (leftmost-first), the others are re-tried on rejection.
 pub(crate) fn builtin_patterns() -> Vec<PatternSpec> {
@@ -181,7 +189,7 @@ pub(crate) fn builtin_patterns() -> Vec<PatternSpec> {
         ),
         p(
             D::UrlCredentials,
-            r#"\b[A-Za-z][A-Za-z0-9+.\-]*://[^ \t\r\n:/@"'<>\[\]]+:[^ \t\r\n/@"'<>]*@"#,
+            &format!(r"\b[A-Za-z][A-Za-z0-9+.\-]*{URL_TAIL}"),
             C::UrlCredentials,
             Alone,
         ),
@@ -217,7 +225,9 @@ pub(crate) fn builtin_patterns() -> Vec<PatternSpec> {
         ),
         p(
             D::Email,
-            r#"(?:[A-Za-z0-9_%+\-\x80-\xFF][A-Za-z0-9._%+\-\x80-\xFF]*|"[A-Za-z0-9 ._%+\-\x80-\xFF]+")@(?:[A-Za-z0-9\x80-\xFF][A-Za-z0-9\-\x80-\xFF]*\.)+[A-Za-z\x80-\xFF][A-Za-z0-9\-\x80-\xFF]+"#,
+            &format!(
+                r#"(?:[A-Za-z0-9_%+\-\x80-\xFF][A-Za-z0-9._%+\-\x80-\xFF]*|"[A-Za-z0-9 ._%+\-\x80-\xFF]+")@{EMAIL_DOMAIN}"#
+            ),
             C::Email,
             Alone,
         ),

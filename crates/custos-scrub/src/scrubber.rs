@@ -7,12 +7,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use regex_automata::hybrid::dfa::{self as lazy, DFA};
 use regex_automata::meta::{self, Regex};
-use regex_automata::util::syntax;
+use regex_automata::nfa::thompson;
+use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, Input};
 
+use crate::candidates::{self, Prefilter, PrefilterCache, Special};
 use crate::config::{ScrubConfig, ValidatorName};
-use crate::detector::{builtin_patterns, Group, PatternSpec};
+use crate::detector::{builtin_patterns, Group, PatternSpec, EMAIL_DOMAIN, URL_TAIL};
 use crate::replace::{mask, normalize, redact_token};
 use crate::validate::{self, Check, Opts};
 use crate::{Detector, Mode, ScrubError, ScrubKey};
@@ -43,10 +46,14 @@ pub struct Report {
 impl Report {
     /// Counts one finding.
     pub fn add(&mut self, detector: &Detector) {
+        self.add_n(detector, 1);
+    }
+
+    fn add_n(&mut self, detector: &Detector, n: u64) {
         match self.counts.get_mut(detector.name()) {
-            Some(count) => *count += 1,
+            Some(count) => *count += n,
             None => {
-                self.counts.insert(detector.name().to_owned(), 1);
+                self.counts.insert(detector.name().to_owned(), n);
             }
         }
     }
@@ -100,7 +107,14 @@ struct Compiled {
 }
 
 struct Inner {
+    /// Unanchored, for the reference search and as the fallback when the
+    /// lazy DFA gives up.
     combined: Regex,
+    /// The same patterns, searched anchored at candidate starts.
+    anchored: DFA,
+    prefilter: Prefilter,
+    /// `[EMAIL]` etc. per pattern.
+    tokens: Vec<String>,
     singles: Vec<Regex>,
     specs: Vec<Compiled>,
     mode: Mode,
@@ -275,12 +289,50 @@ impl ScrubberBuilder {
                     reason: e.to_string(),
                 })
         };
+        let lazy_config = lazy::Config::new()
+            .match_kind(regex_automata::MatchKind::LeftmostFirst)
+            .cache_capacity(8 << 20)
+            // Anchored searches are short; never trade the cache for the
+            // (slower) fallback engine.
+            .minimum_cache_clear_count(None);
+        let build_lazy = |patterns: &[&str], per_pattern: bool| {
+            lazy::Builder::new()
+                .syntax(syntax)
+                .thompson(thompson::Config::new().utf8(false))
+                .configure(lazy_config.clone().starts_for_each_pattern(per_pattern))
+                .build_many(patterns)
+                .map_err(|e| ScrubError::BadPattern {
+                    name: "combined".to_owned(),
+                    reason: e.to_string(),
+                })
+        };
         let mut singles = Vec::with_capacity(specs.len());
         for s in &specs {
             singles.push(compile(&[s.pattern.as_str()], s.detector.name())?);
         }
         let all: Vec<&str> = specs.iter().map(|s| s.pattern.as_str()).collect();
         let combined = compile(&all, "combined")?;
+        let anchored = build_lazy(&all, false)?;
+        // Built-in patterns that may start on almost any byte are found
+        // from a byte they contain (see `candidates`); the rest go through
+        // the first-byte table.
+        let mut special = Special::default();
+        let mut table = Vec::new();
+        for s in &specs {
+            match (&s.detector, s.check) {
+                (Detector::Email, Check::Email) => special.email = true,
+                (Detector::Ipv6, Check::Ipv6) => special.ipv6 = true,
+                (Detector::UrlCredentials, Check::UrlCredentials) => special.url = true,
+                (Detector::AwsKey, Check::AwsSecret) => special.aws_secret = true,
+                _ => table.push(s.pattern.as_str()),
+            }
+        }
+        let prefilter = Prefilter::new(
+            &build_lazy(&table, false)?,
+            build_lazy(&[EMAIL_DOMAIN, URL_TAIL], true)?,
+            special,
+        );
+        let tokens = specs.iter().map(|s| redact_token(&s.detector)).collect();
         let allow = self
             .allow
             .iter()
@@ -297,6 +349,9 @@ impl ScrubberBuilder {
         Ok(Scrubber {
             inner: Arc::new(Inner {
                 combined,
+                anchored,
+                prefilter,
+                tokens,
                 singles,
                 specs,
                 mode: self.mode,
@@ -312,11 +367,52 @@ impl ScrubberBuilder {
     }
 }
 
+/// The leftmost-first match (end, pattern) of the lazy DFA anchored at `p`:
+/// `DFA::try_search_fwd` without its per-call set-up, since nearly all
+/// candidate starts die within a byte or two. Matches are reported one byte
+/// late, so a match state seen on byte `i` means a match ending at `i`.
+fn anchored_at(
+    dfa: &DFA,
+    cache: &mut lazy::Cache,
+    hay: &[u8],
+    p: usize,
+) -> Result<Option<(usize, usize)>, ()> {
+    let behind = p.checked_sub(1).and_then(|i| hay.get(i)).copied();
+    let config = start::Config::new()
+        .anchored(Anchored::Yes)
+        .look_behind(behind);
+    let mut sid = dfa.start_state(cache, &config).map_err(drop)?;
+    let mut mat = None;
+    let mut at = p;
+    while let Some(&b) = hay.get(at) {
+        sid = dfa.next_state(cache, sid, b).map_err(drop)?;
+        if sid.is_tagged() {
+            if sid.is_match() {
+                mat = Some((at, dfa.match_pattern(cache, sid, 0).as_usize()));
+            } else if sid.is_dead() {
+                return Ok(mat);
+            } else if sid.is_quit() {
+                return Err(());
+            }
+        }
+        at += 1;
+    }
+    sid = dfa.next_eoi_state(cache, sid).map_err(drop)?;
+    if sid.is_match() {
+        mat = Some((hay.len(), dfa.match_pattern(cache, sid, 0).as_usize()));
+    }
+    Ok(mat)
+}
+
 /// Reusable per-thread search state; `Scrubber::scrub_*` methods without a
 /// cache argument take one from an internal pool.
 pub struct ScrubCache {
     cache: meta::Cache,
+    anchored: lazy::Cache,
+    pre: PrefilterCache,
     findings: Vec<Finding>,
+    /// Findings per pattern id, folded into the report after each call.
+    counts: Vec<u64>,
 }
 
 impl fmt::Debug for ScrubCache {
@@ -357,7 +453,10 @@ impl Scrubber {
     pub fn cache(&self) -> ScrubCache {
         ScrubCache {
             cache: self.inner.combined.create_cache(),
+            anchored: self.inner.anchored.create_cache(),
+            pre: self.inner.prefilter.cache(),
             findings: Vec::new(),
+            counts: vec![0; self.inner.specs.len()],
         }
     }
 
@@ -386,22 +485,89 @@ impl Scrubber {
     pub fn find(&self, hay: &[u8]) -> Vec<Finding> {
         self.with_pooled_cache(|c| {
             let mut out = Vec::new();
-            self.find_into(&mut c.cache, hay, &mut out);
+            self.find_into(c, hay, &mut out, |_| {});
             out
         })
     }
 
-    fn find_into(&self, cache: &mut meta::Cache, hay: &[u8], out: &mut Vec<Finding>) {
+    /// [`Scrubber::find`] with the plain unanchored search over every byte
+    /// instead of the candidate prefilter: the reference the fast path is
+    /// tested against. Same results, slower.
+    #[doc(hidden)]
+    pub fn find_reference(&self, hay: &[u8]) -> Vec<Finding> {
+        self.with_pooled_cache(|c| {
+            let mut out = Vec::new();
+            let mut next = |at: usize| {
+                let input = Input::new(hay).range(at..);
+                self.inner
+                    .combined
+                    .search_with(&mut c.cache, &input)
+                    .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+            };
+            self.confirm(hay, &mut next, &mut out, |_| {});
+            out
+        })
+    }
+
+    /// The leftmost-first match starting at or after `at`: the first
+    /// candidate start with an anchored match.
+    fn next_match(
+        &self,
+        cache: &mut ScrubCache,
+        hay: &[u8],
+        mut at: usize,
+    ) -> Option<(usize, usize, usize)> {
+        let inner = &*self.inner;
+        loop {
+            let p = candidates::next(&cache.pre.bits, at)?;
+            let found = match anchored_at(&inner.anchored, &mut cache.anchored, hay, p) {
+                Ok(m) => m.map(|(end, pid)| (p, end, pid)),
+                // The lazy DFA gave up: same search, other engine.
+                Err(()) => {
+                    let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
+                    inner
+                        .combined
+                        .search_with(&mut cache.cache, &input)
+                        .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+                }
+            };
+            if found.is_some() {
+                return found;
+            }
+            at = p + 1;
+        }
+    }
+
+    /// Confirmed findings of `hay` into `out`; `on_find` sees each pattern id.
+    fn find_into(
+        &self,
+        cache: &mut ScrubCache,
+        hay: &[u8],
+        out: &mut Vec<Finding>,
+        on_find: impl FnMut(usize),
+    ) {
+        self.inner.prefilter.fill(&mut cache.pre, hay);
+        let mut next = |at: usize| self.next_match(cache, hay, at);
+        self.confirm(hay, &mut next, out, on_find);
+    }
+
+    /// Runs validators, group retries and the allow-list on the matches
+    /// `next(at)` yields.
+    fn confirm(
+        &self,
+        hay: &[u8],
+        next: &mut dyn FnMut(usize) -> Option<(usize, usize, usize)>,
+        out: &mut Vec<Finding>,
+        mut on_find: impl FnMut(usize),
+    ) {
         out.clear();
         let inner = &*self.inner;
         let mut at = 0;
         let mut opts = inner.opts;
         while at < hay.len() {
-            let input = Input::new(hay).range(at..);
-            let Some(m) = inner.combined.search_with(cache, &input) else {
+            let Some((s, e, pid)) = next(at) else {
                 break;
             };
-            let (s, e, pid) = (m.start(), m.end(), m.pattern().as_usize());
             let Some(spec) = inner.specs.get(pid) else {
                 break;
             };
@@ -421,6 +587,7 @@ impl Scrubber {
                                 start: fs,
                                 end: fe,
                             });
+                            on_find(fpid);
                             opts.prev_end = fe;
                         }
                     }
@@ -463,6 +630,15 @@ impl Scrubber {
         None
     }
 
+    /// Whether every finding becomes its fixed `[NAME]` token.
+    fn redacts_only(&self) -> bool {
+        let inner = &*self.inner;
+        !matches!(
+            (inner.mode, &inner.key),
+            (Mode::Mask, _) | (Mode::Pseudonymize | Mode::Hash, Some(_))
+        )
+    }
+
     /// Appends the replacement of `value` (found by `detector`) to `out`.
     fn render(&self, detector: &Detector, value: &[u8], out: &mut Vec<u8>) {
         let inner = &*self.inner;
@@ -486,21 +662,44 @@ impl Scrubber {
         report: &mut Report,
     ) -> bool {
         let mut findings = std::mem::take(&mut cache.findings);
-        self.find_into(&mut cache.cache, hay, &mut findings);
+        let mut counts = std::mem::take(&mut cache.counts);
+        counts.resize(self.inner.specs.len(), 0);
+        // Pattern ids of the findings, in order (for the redaction tokens).
+        let mut pids = Vec::new();
+        let redact = self.redacts_only();
+        self.find_into(cache, hay, &mut findings, |pid| {
+            if let Some(c) = counts.get_mut(pid) {
+                *c += 1;
+            }
+            if redact {
+                pids.push(pid);
+            }
+        });
         let mut last = 0;
-        for f in &findings {
+        for (i, f) in findings.iter().enumerate() {
             out.extend_from_slice(hay.get(last..f.start).unwrap_or_default());
-            self.render(
-                &f.detector,
-                hay.get(f.start..f.end).unwrap_or_default(),
-                out,
-            );
-            report.add(&f.detector);
+            match pids.get(i).and_then(|&pid| self.inner.tokens.get(pid)) {
+                Some(token) => out.extend_from_slice(token.as_bytes()),
+                None => self.render(
+                    &f.detector,
+                    hay.get(f.start..f.end).unwrap_or_default(),
+                    out,
+                ),
+            }
             last = f.end;
         }
         out.extend_from_slice(hay.get(last..).unwrap_or_default());
+        for (pid, c) in counts.iter_mut().enumerate() {
+            if *c > 0 {
+                if let Some(spec) = self.inner.specs.get(pid) {
+                    report.add_n(&spec.detector, *c);
+                }
+                *c = 0;
+            }
+        }
         let changed = !findings.is_empty();
         cache.findings = findings;
+        cache.counts = counts;
         changed
     }
 

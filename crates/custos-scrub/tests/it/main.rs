@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod equivalence;
 mod golden;
 mod modes;
 mod props;
