@@ -1,0 +1,126 @@
+//! `custos-bench`: benchmarks of custos that anyone can run and that print a
+//! Markdown report.
+//!
+//! ```sh
+//! cargo run --release -p custos-bench -- vault          # full (1M subjects)
+//! cargo run --release -p custos-bench -- vault --quick  # quick (100k subjects)
+//! ```
+//!
+//! See `bench/vault/README.md` for what each figure means.
+
+mod util;
+mod vault;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+const USAGE: &str = "usage: custos-bench vault [--quick] [--out <report.md>]
+
+  vault     the vault over HTTP on the embedded SQLite store: record writes/s,
+            reveals/s, blind-index lookup latency and speedup, erasure time,
+            encryption cost
+  --quick   100,000 subjects instead of 1,000,000 and 2 s rounds (< 2 min)
+  --out     where to write the report (default: bench/out/vault-report.md)";
+
+fn default_out() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../bench/out/vault-report.md"
+    ))
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut suite = None;
+    let mut quick = false;
+    let mut out = default_out();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--out" => {
+                out = PathBuf::from(args.next().context("--out needs a path")?);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            s if !s.starts_with('-') && suite.is_none() => suite = Some(s.to_owned()),
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    match suite.as_deref() {
+        Some("vault") => {}
+        Some(other) => bail!("unknown benchmark {other:?}\n\n{USAGE}"),
+        None => bail!("name a benchmark\n\n{USAGE}"),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = rt.block_on(vault::run(vault::Plan::new(quick)))?;
+    let report = render(&outcome, quick);
+    println!("{report}");
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("report written to {}", out.display());
+    Ok(())
+}
+
+fn render(o: &vault::Outcome, quick: bool) -> String {
+    let m = &o.machine;
+    let mut s = String::new();
+    let cmd = if quick {
+        "cargo run --release -p custos-bench -- vault --quick"
+    } else {
+        "cargo run --release -p custos-bench -- vault"
+    };
+    let _ = writeln!(s, "# custos vault benchmark\n");
+    let _ = writeln!(s, "- command: `{cmd}`");
+    let _ = writeln!(
+        s,
+        "- machine: nproc = {}, {}, {}; load average at start {}",
+        m.nproc, m.cpu, m.kernel, m.loadavg
+    );
+    let _ = writeln!(
+        s,
+        "- store: embedded SQLite (WAL, synchronous = FULL) + SQLite key store in a temp dir; 4 KiB write + fdatasync there: p50 {}, p99 {}",
+        util::ms(m.fsync_p50_us),
+        util::ms(m.fsync_p99_us)
+    );
+    let _ = writeln!(
+        s,
+        "- server: custos_server::router in-process on 127.0.0.1 (axum), clients: reqwest over loopback, same tokio runtime; commit {}",
+        m.git
+    );
+    let _ = writeln!(
+        s,
+        "- total run time: {:.0} s; load average at end {}\n",
+        o.elapsed.as_secs_f64(),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "n/a".into())
+    );
+    let _ = writeln!(s, "| metric | figure (median / p99) | target | result |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for x in &o.metrics {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            x.name,
+            x.figure,
+            x.target,
+            if x.pass { "PASS" } else { "**FAIL**" }
+        );
+    }
+    if !o.notes.is_empty() {
+        let _ = writeln!(s, "\nNotes:\n");
+        for n in &o.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
