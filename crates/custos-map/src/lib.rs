@@ -23,6 +23,7 @@ pub mod ropa;
 mod suggest;
 pub mod summary;
 pub mod taxonomy;
+mod tree;
 pub mod validate;
 pub mod yaml;
 
@@ -66,6 +67,50 @@ pub fn check_str(src: &str, file: &str) -> Vec<Diagnostic> {
     match load_str(src, file) {
         Ok((_, d)) | Err(d) => d,
     }
+}
+
+/// How long each phase of [`check_str`] took, for the benchmark
+/// (`examples/map_bench.rs`): reading the YAML tree, building the map,
+/// validating it, and dropping the map and tree.
+#[doc(hidden)]
+pub fn check_str_timed(
+    src: &str,
+    file: &str,
+) -> (Vec<Diagnostic>, [(&'static str, std::time::Duration); 4]) {
+    use std::time::Instant;
+    let t0 = Instant::now();
+    let doc = parse::read_tree(src, file);
+    let t1 = Instant::now();
+    let (diags, t2, t3) = match doc {
+        Err(d) => (d, t1, t1),
+        Ok(doc) => {
+            let built = parse::build(&doc, file);
+            let t2 = Instant::now();
+            match built {
+                Err(mut diags) => {
+                    diagnostic::sort(&mut diags);
+                    (diags, t2, Instant::now())
+                }
+                Ok(map) => {
+                    let index = parse::SourceIndex::from_doc(file, doc);
+                    let diags = validate::validate(&map, &index);
+                    let t3 = Instant::now();
+                    drop((map, index));
+                    (diags, t2, t3)
+                }
+            }
+        }
+    };
+    let t4 = Instant::now();
+    (
+        diags,
+        [
+            ("parse", t1 - t0),
+            ("build", t2 - t1),
+            ("validate", t3 - t2),
+            ("drop", t4 - t3),
+        ],
+    )
 }
 
 /// Why [`load`] failed.

@@ -1,27 +1,31 @@
 //! From YAML text to a [`DataMap`], with a position for every problem.
 //!
 //! The YAML is first read into a tree whose every node carries its line and
-//! column (`marked-yaml`), then converted by hand rather than through serde:
+//! column ([`crate::tree`]: a fast reader for the plain YAML maps are written
+//! in, `marked-yaml` for anything else), then converted by hand rather than
+//! through serde:
 //! serde stops at the first error, and we want every structural error of the
 //! file at once, each with the path of its node and a way to fix it.
 //! Semantic rules live in [`crate::validate`]; they need the [`SourceIndex`]
 //! returned here to point back into the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
 
-use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
-use marked_yaml::{LoadError, LoaderOptions, Node};
+use marked_yaml::{LoadError, LoaderOptions};
 
 use crate::diagnostic::{Diagnostic, Position, Severity};
 use crate::duration::Duration;
 use crate::model::*;
 use crate::suggest;
+use crate::tree::{self, Doc, View, M, N};
 
 /// The parsed YAML tree, kept to find the position of a node by its path.
 #[derive(Debug, Clone)]
 pub struct SourceIndex {
     file: String,
-    root: Option<Node>,
+    doc: Option<Arc<Doc>>,
 }
 
 impl SourceIndex {
@@ -29,7 +33,14 @@ impl SourceIndex {
     pub fn none(file: &str) -> Self {
         Self {
             file: file.to_owned(),
-            root: None,
+            doc: None,
+        }
+    }
+
+    pub(crate) fn from_doc(file: &str, doc: Doc) -> Self {
+        Self {
+            file: file.to_owned(),
+            doc: Some(Arc::new(doc)),
         }
     }
 
@@ -41,33 +52,35 @@ impl SourceIndex {
     /// Position of the node at `path` (as written in diagnostics), or of its
     /// nearest existing ancestor.
     pub fn position(&self, path: &str) -> Option<Position> {
-        let mut node = self.root.as_ref()?;
-        let mut best = pos(node);
+        let mut node = self.doc.as_deref()?.root()?;
+        let mut best = node.pos();
         for seg in path.split('.').filter(|s| !s.is_empty()) {
             let (name, index) = split_index(seg);
-            let next = match node {
-                Node::Mapping(m) => m.get_node(name),
-                Node::Sequence(s) => s.iter().find(|item| {
-                    item.as_mapping().is_some_and(|m| {
+            let next = if let Some(m) = node.mapping() {
+                m.get(name)
+            } else if let Some(s) = node.sequence() {
+                s.iter().find(|item| {
+                    item.mapping().is_some_and(|m| {
                         ["id", "name"]
                             .iter()
-                            .any(|k| m.get_scalar(k).is_some_and(|v| v.as_str() == name))
+                            .any(|k| m.get_scalar(k).is_some_and(|v| v.scalar() == Some(name)))
                     })
-                }),
-                Node::Scalar(_) => None,
+                })
+            } else {
+                None
             };
             let Some(mut next) = next else { break };
             if let Some(i) = index {
-                match next.as_sequence().and_then(|s| s.get(i)) {
+                match next.sequence().and_then(|s| s.get(i)) {
                     Some(n) => next = n,
                     None => {
-                        best = pos(next).or(best);
+                        best = next.pos().or(best);
                         break;
                     }
                 }
             }
             node = next;
-            best = pos(node).or(best);
+            best = node.pos().or(best);
         }
         best
     }
@@ -85,63 +98,50 @@ fn split_index(seg: &str) -> (&str, Option<usize>) {
     }
 }
 
-/// Where a node starts; for a mapping, where its first key starts (the span
-/// of a block mapping begins at its first `:`).
-fn pos(node: &Node) -> Option<Position> {
-    if let Node::Mapping(m) = node {
-        return mapping_pos(m);
+fn scalar_pos(node: &marked_yaml::types::MarkedScalarNode) -> Option<Position> {
+    node.span().start().map(|m| Position {
+        line: m.line(),
+        column: m.column(),
+    })
+}
+
+/// The YAML tree of map text: by the fast reader when the text is in the
+/// plain subset it handles, otherwise by the full parser (which also
+/// reports YAML errors).
+pub(crate) fn read_tree(src: &str, file: &str) -> Result<Doc, Vec<Diagnostic>> {
+    if let Some(doc) = tree::fast(src) {
+        return Ok(doc);
     }
-    node.span().start().map(|m| Position {
-        line: m.line(),
-        column: m.column(),
-    })
-}
-
-fn mapping_pos(m: &MarkedMappingNode) -> Option<Position> {
-    m.keys().next().and_then(scalar_pos).or_else(|| {
-        m.span().start().map(|mk| Position {
-            line: mk.line(),
-            column: mk.column(),
-        })
-    })
-}
-
-fn scalar_pos(node: &MarkedScalarNode) -> Option<Position> {
-    node.span().start().map(|m| Position {
-        line: m.line(),
-        column: m.column(),
-    })
+    match marked_yaml::parse_yaml_with_options(
+        0,
+        src,
+        LoaderOptions::default().error_on_duplicate_keys(true),
+    ) {
+        Ok(root) => Ok(tree::from_marked(&root)),
+        Err(e) => Err(vec![load_error(&e, file)]),
+    }
 }
 
 /// Parse map text. `Ok` holds the map and the index for validation; `Err`
 /// holds every structural error found (and any warnings met on the way).
 pub fn parse(src: &str, file: &str) -> Result<(DataMap, SourceIndex), Vec<Diagnostic>> {
-    let root = match marked_yaml::parse_yaml_with_options(
-        0,
-        src,
-        LoaderOptions::default().error_on_duplicate_keys(true),
-    ) {
-        Ok(root) => root,
-        Err(e) => return Err(vec![load_error(&e, file)]),
-    };
+    let doc = read_tree(src, file)?;
+    let map = build(&doc, file)?;
+    Ok((map, SourceIndex::from_doc(file, doc)))
+}
+
+/// Build the map from its YAML tree; `Err` holds every structural error.
+pub(crate) fn build(doc: &Doc, file: &str) -> Result<DataMap, Vec<Diagnostic>> {
     let mut p = Parser {
         file,
         diags: Vec::new(),
+        identity_kinds: IdentityKind::ALL.iter().map(|k| (k.key(), *k)).collect(),
     };
-    let map = p.data_map(&root);
+    let map = doc.root().and_then(|root| p.data_map(root));
     if p.diags.iter().any(Diagnostic::is_error) {
         return Err(p.diags);
     }
-    match map {
-        Some(map) => Ok((
-            map,
-            SourceIndex {
-                file: file.to_owned(),
-                root: Some(root),
-            },
-        )),
-        None => Err(p.diags),
-    }
+    map.ok_or(p.diags)
 }
 
 fn load_error(e: &LoadError, file: &str) -> Diagnostic {
@@ -212,25 +212,93 @@ fn load_error(e: &LoadError, file: &str) -> Diagnostic {
 struct Parser<'f> {
     file: &'f str,
     diags: Vec<Diagnostic>,
+    identity_kinds: Vec<(&'static str, IdentityKind)>,
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
+/// Maps with at least this many YAML nodes read their top-level lists on
+/// two threads.
+const PARALLEL_NODES: usize = 100_000;
+
+/// The ids met in a list, with where each was first: a short list is
+/// searched, a long one hashed.
+enum Seen<'d> {
+    Few(Vec<(&'d str, Option<Position>)>),
+    Many(HashMap<&'d str, Option<Position>>),
+}
+
+impl<'d> Seen<'d> {
+    fn new(len: usize) -> Self {
+        if len <= 32 {
+            Seen::Few(Vec::with_capacity(len))
+        } else {
+            Seen::Many(HashMap::with_capacity(len))
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Option<Position>> {
+        match self {
+            Seen::Few(v) => v.iter().find(|(k, _)| *k == id).map(|(_, p)| *p),
+            Seen::Many(m) => m.get(id).copied(),
+        }
+    }
+
+    fn insert(&mut self, id: &'d str, at: Option<Position>) {
+        match self {
+            Seen::Few(v) => v.push((id, at)),
+            Seen::Many(m) => {
+                m.insert(id, at);
+            }
+        }
     }
 }
 
-fn is_null(s: &MarkedScalarNode) -> bool {
-    s.may_coerce() && matches!(s.as_str(), "" | "~" | "null" | "Null" | "NULL")
+/// The path of a node as diagnostics write it (`systems.db.datasets[2]`),
+/// built only when a diagnostic needs it.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    /// `parent.key`, or `key` when the parent's path is empty.
+    Key(&'a Path<'a>, &'a str),
+    /// `parent[i]`.
+    Index(&'a Path<'a>, usize),
 }
 
-fn kind_name(node: &Node) -> &'static str {
-    match node {
-        Node::Scalar(_) => "a scalar",
-        Node::Mapping(_) => "a mapping",
-        Node::Sequence(_) => "a list",
+const ROOT: Path<'static> = Path::Root;
+
+impl Path<'_> {
+    fn write(&self, out: &mut String) {
+        match self {
+            Path::Root => {}
+            Path::Key(parent, key) => {
+                parent.write(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Path::Index(parent, i) => {
+                parent.write(out);
+                let _ = write!(out, "[{i}]");
+            }
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+}
+
+fn is_null(s: &str) -> bool {
+    matches!(s, "" | "~" | "null" | "Null" | "NULL")
+}
+
+fn as_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
     }
 }
 
@@ -241,13 +309,13 @@ pub(crate) fn valid_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-impl Parser<'_> {
+impl<'d> Parser<'_> {
     fn push(
         &mut self,
         severity: Severity,
         code: &str,
         position: Option<Position>,
-        path: &str,
+        path: &Path<'_>,
         message: String,
         hint: Option<String>,
     ) {
@@ -256,7 +324,7 @@ impl Parser<'_> {
             code: code.to_owned(),
             file: self.file.to_owned(),
             position,
-            path: path.to_owned(),
+            path: path.render(),
             message,
             hint,
         });
@@ -266,7 +334,7 @@ impl Parser<'_> {
         &mut self,
         code: &str,
         at: Option<Position>,
-        path: &str,
+        path: &Path<'_>,
         msg: String,
         hint: Option<String>,
     ) {
@@ -274,19 +342,19 @@ impl Parser<'_> {
     }
 
     /// `node` as a mapping with only `known` keys; reports unknown keys.
-    fn mapping<'n>(
+    fn mapping(
         &mut self,
-        node: &'n Node,
-        path: &str,
+        node: N<'d>,
+        path: &Path<'_>,
         what: &str,
         known: &[&str],
-    ) -> Option<&'n MarkedMappingNode> {
-        let Some(m) = node.as_mapping() else {
+    ) -> Option<M<'d>> {
+        let Some(m) = node.mapping() else {
             self.error(
                 "wrong-type",
-                pos(node),
+                node.pos(),
                 path,
-                format!("{what} must be a mapping, found {}", kind_name(node)),
+                format!("{what} must be a mapping, found {}", node.kind_name()),
                 Some(format!(
                     "write it as `key: value` lines; expected keys: {}",
                     known.join(", ")
@@ -295,16 +363,20 @@ impl Parser<'_> {
             return None;
         };
         for key in m.keys() {
-            if !known.contains(&key.as_str()) {
-                let hint = match suggest::closest(key.as_str(), known.iter().copied()) {
+            let k = key.scalar().unwrap_or_default();
+            if !known
+                .iter()
+                .any(|c| tree::same_bytes(c.as_bytes(), k.as_bytes()))
+            {
+                let hint = match suggest::closest(k, known.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`? allowed keys: {}", known.join(", ")),
                     None => format!("allowed keys: {}", known.join(", ")),
                 };
                 self.error(
                     "unknown-key",
-                    scalar_pos(key),
-                    &join(path, key.as_str()),
-                    format!("unknown key `{}` in {what}", key.as_str()),
+                    key.pos(),
+                    &Path::Key(path, k),
+                    format!("unknown key `{k}` in {what}"),
                     Some(hint),
                 );
             }
@@ -313,12 +385,11 @@ impl Parser<'_> {
     }
 
     /// A present, non-null value.
-    fn get<'n>(m: &'n MarkedMappingNode, key: &str) -> Option<&'n Node> {
-        m.get_node(key)
-            .filter(|n| !n.as_scalar().is_some_and(is_null))
+    fn get(m: M<'d>, key: &str) -> Option<N<'d>> {
+        m.get(key).filter(|n| !n.scalar().is_some_and(is_null))
     }
 
-    fn missing(&mut self, m: &MarkedMappingNode, path: &str, key: &str, what: &str, hint: &str) {
+    fn missing(&mut self, m: M<'d>, path: &Path<'_>, key: &str, what: &str, hint: &str) {
         let code = if key == "legal_basis" {
             "missing-legal-basis"
         } else {
@@ -326,22 +397,23 @@ impl Parser<'_> {
         };
         self.error(
             code,
-            mapping_pos(m),
+            m.pos(),
             path,
             format!("{what} has no `{key}`"),
             Some(hint.to_owned()),
         );
     }
 
-    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
-        match node {
-            Node::Scalar(s) => Some(s.as_str().to_owned()),
-            other => {
+    /// The text of a scalar; an error for a mapping or list.
+    fn text(&mut self, node: N<'d>, path: &Path<'_>) -> Option<&'d str> {
+        match node.scalar() {
+            Some(s) => Some(s),
+            None => {
                 self.error(
                     "wrong-type",
-                    pos(other),
+                    node.pos(),
                     path,
-                    format!("expected a text value, found {}", kind_name(other)),
+                    format!("expected a text value, found {}", node.kind_name()),
                     None,
                 );
                 None
@@ -349,28 +421,32 @@ impl Parser<'_> {
         }
     }
 
+    fn string(&mut self, node: N<'d>, path: &Path<'_>) -> Option<String> {
+        self.text(node, path).map(str::to_owned)
+    }
+
     fn req_str(
         &mut self,
-        m: &MarkedMappingNode,
-        path: &str,
+        m: M<'d>,
+        path: &Path<'_>,
         key: &str,
         what: &str,
         hint: &str,
     ) -> Option<String> {
         match Self::get(m, key) {
             Some(n) => {
-                let s = self.string(n, &join(path, key))?;
+                let s = self.text(n, &Path::Key(path, key))?;
                 if s.trim().is_empty() {
                     self.error(
                         "missing-key",
-                        pos(n),
-                        &join(path, key),
+                        n.pos(),
+                        &Path::Key(path, key),
                         format!("`{key}` of {what} is empty"),
                         Some(hint.to_owned()),
                     );
                     return None;
                 }
-                Some(s)
+                Some(s.to_owned())
             }
             None => {
                 self.missing(m, path, key, what, hint);
@@ -379,55 +455,52 @@ impl Parser<'_> {
         }
     }
 
-    fn opt_str(
-        &mut self,
-        m: &MarkedMappingNode,
-        path: &str,
-        key: &str,
-    ) -> Result<Option<String>, ()> {
+    fn opt_str(&mut self, m: M<'d>, path: &Path<'_>, key: &str) -> Result<Option<String>, ()> {
         match Self::get(m, key) {
-            Some(n) => self.string(n, &join(path, key)).map(Some).ok_or(()),
+            Some(n) => self.string(n, &Path::Key(path, key)).map(Some).ok_or(()),
             None => Ok(None),
         }
     }
 
-    fn opt_bool(&mut self, m: &MarkedMappingNode, path: &str, key: &str) -> Result<bool, ()> {
+    fn opt_bool(&mut self, m: M<'d>, path: &Path<'_>, key: &str) -> Result<bool, ()> {
         match Self::get(m, key) {
             None => Ok(false),
-            Some(Node::Scalar(s)) if s.as_bool().is_some() => Ok(s.as_bool().unwrap_or(false)),
-            Some(n) => {
-                self.error(
-                    "wrong-type",
-                    pos(n),
-                    &join(path, key),
-                    format!("`{key}` must be true or false"),
-                    Some("write `true` or `false` without quotes".into()),
-                );
-                Err(())
-            }
+            Some(n) => match n.scalar().and_then(as_bool) {
+                Some(b) => Ok(b),
+                None => {
+                    self.error(
+                        "wrong-type",
+                        n.pos(),
+                        &Path::Key(path, key),
+                        format!("`{key}` must be true or false"),
+                        Some("write `true` or `false` without quotes".into()),
+                    );
+                    Err(())
+                }
+            },
         }
     }
 
     /// A keyword out of `choices`, with "did you mean".
     fn keyword<T: Copy>(
         &mut self,
-        node: &Node,
-        path: &str,
+        node: N<'d>,
+        path: &Path<'_>,
         what: &str,
         choices: &[(&str, T)],
     ) -> Option<T> {
-        let s = self.string(node, path)?;
+        let s = self.text(node, path)?;
         if let Some((_, v)) = choices.iter().find(|(k, _)| *k == s) {
             return Some(*v);
         }
         let keys: Vec<&str> = choices.iter().map(|(k, _)| *k).collect();
-        let hint = match suggest::closest(&s, keys.iter().copied()) {
+        let hint = match suggest::closest(s, keys.iter().copied()) {
             Some(c) => format!("did you mean `{c}`? allowed: {}", keys.join(", ")),
             None => format!("allowed: {}", keys.join(", ")),
         };
         self.error(
             "invalid-value",
-            pos(node),
+            node.pos(),
             path,
             format!("unknown {what} `{s}`"),
             Some(hint),
@@ -436,26 +509,26 @@ impl Parser<'_> {
     }
 
     /// A list of strings; a single scalar counts as a list of one when `lenient`.
-    fn str_list(&mut self, node: &Node, path: &str, lenient: bool) -> Option<Vec<String>> {
-        match node {
-            Node::Sequence(seq) => {
-                let mut out = Vec::with_capacity(seq.len());
-                let mut ok = true;
-                for (i, item) in seq.iter().enumerate() {
-                    match self.string(item, &format!("{path}[{i}]")) {
-                        Some(s) => out.push(s),
-                        None => ok = false,
-                    }
+    fn str_list(&mut self, node: N<'d>, path: &Path<'_>, lenient: bool) -> Option<Vec<String>> {
+        if let Some(seq) = node.sequence() {
+            let mut out = Vec::with_capacity(seq.len());
+            let mut ok = true;
+            for (i, item) in seq.iter().enumerate() {
+                match self.string(item, &Path::Index(path, i)) {
+                    Some(s) => out.push(s),
+                    None => ok = false,
                 }
-                ok.then_some(out)
             }
-            Node::Scalar(s) if lenient => Some(vec![s.as_str().to_owned()]),
-            other => {
+            return ok.then_some(out);
+        }
+        match node.scalar() {
+            Some(s) if lenient => Some(vec![s.to_owned()]),
+            _ => {
                 self.error(
                     "wrong-type",
-                    pos(other),
+                    node.pos(),
                     path,
-                    format!("expected a list, found {}", kind_name(other)),
+                    format!("expected a list, found {}", node.kind_name()),
                     Some("write `[a, b]` or one `- item` per line".into()),
                 );
                 None
@@ -463,72 +536,121 @@ impl Parser<'_> {
         }
     }
 
-    fn opt_list(
-        &mut self,
-        m: &MarkedMappingNode,
-        path: &str,
-        key: &str,
-    ) -> Result<Vec<String>, ()> {
+    fn opt_list(&mut self, m: M<'d>, path: &Path<'_>, key: &str) -> Result<Vec<String>, ()> {
         match Self::get(m, key) {
-            Some(n) => self.str_list(n, &join(path, key), false).ok_or(()),
+            Some(n) => self.str_list(n, &Path::Key(path, key), false).ok_or(()),
             None => Ok(Vec::new()),
         }
     }
 
-    /// Items of a list of mappings keyed by `id_key`, with their paths and
-    /// a duplicate-id check.
-    fn items<'n>(
+    /// The items of a list of mappings keyed by `id_key`, each read by `f`
+    /// with its path (`list.<id>` or `list[i]`), after a duplicate-id check
+    /// of the whole list.
+    fn items<T>(
         &mut self,
-        m: &'n MarkedMappingNode,
-        path: &str,
+        m: M<'d>,
+        path: &Path<'_>,
         key: &str,
         id_key: &str,
-    ) -> Vec<(&'n Node, String)> {
+        f: impl Fn(&mut Self, N<'d>, &Path<'_>) -> Option<T> + Sync,
+    ) -> Option<Vec<T>>
+    where
+        T: Send,
+    {
         let Some(node) = Self::get(m, key) else {
-            return Vec::new();
+            return Some(Vec::new());
         };
-        let list_path = join(path, key);
-        let Some(seq) = node.as_sequence() else {
+        let list_path = Path::Key(path, key);
+        let Some(seq) = node.sequence() else {
             self.error(
                 "wrong-type",
-                pos(node),
+                node.pos(),
                 &list_path,
-                format!("`{key}` must be a list, found {}", kind_name(node)),
+                format!("`{key}` must be a list, found {}", node.kind_name()),
                 Some("write one `- ` item per entry".into()),
             );
-            return Vec::new();
+            return Some(Vec::new());
         };
-        let mut seen: BTreeMap<String, Option<Position>> = BTreeMap::new();
-        let mut out = Vec::with_capacity(seq.len());
+        let mut seen = Seen::new(seq.len());
+        let mut ids: Vec<Option<&'d str>> = Vec::with_capacity(seq.len());
         for (i, item) in seq.iter().enumerate() {
-            let id = item.as_mapping().and_then(|im| im.get_scalar(id_key));
-            let item_path = match id {
-                Some(id)
-                    if !is_null(id) && !id.as_str().contains('.') && !id.as_str().contains('[') =>
-                {
-                    let s = id.as_str().to_owned();
-                    if let Some(first) = seen.get(&s) {
+            let id = item.mapping().and_then(|im| im.get_scalar(id_key));
+            let id = match id.and_then(|n| n.scalar().map(|s| (n, s))) {
+                Some((n, s)) if !is_null(s) && !s.contains('.') && !s.contains('[') => {
+                    if let Some(first) = seen.get(s) {
                         let line = first.map_or(0, |p| p.line);
                         self.error(
                             "duplicate-id",
-                            scalar_pos(id),
-                            &format!("{list_path}[{i}].{id_key}"),
+                            n.pos(),
+                            &Path::Key(&Path::Index(&list_path, i), id_key),
                             format!("{id_key} `{s}` is already used in `{key}` (line {line})"),
                             Some(format!("give each entry of `{key}` its own {id_key}")),
                         );
                     } else {
-                        seen.insert(s.clone(), scalar_pos(id));
+                        seen.insert(s, n.pos());
                     }
-                    join(&list_path, &s)
+                    Some(s)
                 }
-                _ => format!("{list_path}[{i}]"),
+                _ => None,
             };
-            out.push((item, item_path));
+            ids.push(id);
         }
-        out
+        // Every item is read (to report every error); the list is whole only
+        // if every item is.
+        let entries: Vec<(N<'d>, Option<&'d str>)> = seq.iter().zip(ids).collect();
+        let run = |p: &mut Self, from: usize, part: &[(N<'d>, Option<&'d str>)]| {
+            let mut out = Vec::with_capacity(part.len());
+            let mut ok = true;
+            for (k, (item, id)) in part.iter().enumerate() {
+                let v = match id {
+                    Some(id) => f(p, *item, &Path::Key(&list_path, id)),
+                    None => f(p, *item, &Path::Index(&list_path, from + k)),
+                };
+                match v {
+                    Some(v) if ok => out.push(v),
+                    Some(_) => {}
+                    None => ok = false,
+                }
+            }
+            ok.then_some(out)
+        };
+        // A large map's top-level lists are read in two halves at once; the
+        // second half's diagnostics follow the first's, as if read in turn.
+        let big = matches!(path, Path::Root)
+            && entries.len() >= 2
+            && node.doc_nodes() >= PARALLEL_NODES
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        if !big {
+            return run(self, 0, &entries);
+        }
+        let mid = entries.len() / 2;
+        let (first, second) = entries.split_at(mid);
+        let mut other = Parser {
+            file: self.file,
+            diags: Vec::new(),
+            identity_kinds: self.identity_kinds.clone(),
+        };
+        let (a, b) = std::thread::scope(|scope| {
+            let handle =
+                std::thread::Builder::new().spawn_scoped(scope, || run(&mut other, mid, second));
+            let a = run(self, 0, first);
+            let b = handle.ok().and_then(|h| h.join().ok());
+            (a, b)
+        });
+        let b = match b {
+            Some(b) => {
+                self.diags.append(&mut other.diags);
+                b
+            }
+            // No second thread: read the second half here.
+            None => run(self, mid, second),
+        };
+        let (mut a, b) = (a?, b?);
+        a.extend(b);
+        Some(a)
     }
 
-    fn id(&mut self, m: &MarkedMappingNode, path: &str, key: &str, what: &str) -> Option<String> {
+    fn id(&mut self, m: M<'d>, path: &Path<'_>, key: &str, what: &str) -> Option<String> {
         let s = self.req_str(
             m,
             path,
@@ -537,11 +659,11 @@ impl Parser<'_> {
             &format!("add `{key}: <name>`: letters, digits, `_` or `-`"),
         )?;
         if !valid_id(&s) {
-            let at = m.get_node(key).and_then(pos);
+            let at = m.get(key).and_then(|n| n.pos());
             self.error(
                 "invalid-id",
                 at,
-                &join(path, key),
+                &Path::Key(path, key),
                 format!("{key} `{s}` may contain only letters, digits, `_` and `-`"),
                 Some(format!("rename it, e.g. `{}`", sanitize(&s))),
             );
@@ -552,10 +674,10 @@ impl Parser<'_> {
 
     // ---- the document ----
 
-    fn data_map(&mut self, root: &Node) -> Option<DataMap> {
+    fn data_map(&mut self, root: N<'d>) -> Option<DataMap> {
         let m = self.mapping(
             root,
-            "",
+            &ROOT,
             "the map",
             &[
                 "version",
@@ -569,13 +691,13 @@ impl Parser<'_> {
         )?;
         let version = match Self::get(m, "version") {
             None => Some(1),
-            Some(n) => match n.as_scalar().and_then(|s| s.as_u32()) {
+            Some(n) => match n.scalar().and_then(|s| s.parse::<u32>().ok()) {
                 Some(1) => Some(1),
                 _ => {
                     self.error(
                         "invalid-value",
-                        pos(n),
-                        "version",
+                        n.pos(),
+                        &Path::Key(&ROOT, "version"),
                         "unsupported map version".into(),
                         Some("this custos reads `version: 1`".into()),
                     );
@@ -583,13 +705,13 @@ impl Parser<'_> {
                 }
             },
         };
-        let updated = self.opt_str(m, "", "updated").ok().flatten();
-        if let (Some(u), Some(n)) = (&updated, m.get_node("updated")) {
+        let updated = self.opt_str(m, &ROOT, "updated").ok().flatten();
+        if let (Some(u), Some(n)) = (&updated, m.get("updated")) {
             if !valid_date(u) {
                 self.error(
                     "invalid-value",
-                    pos(n),
-                    "updated",
+                    n.pos(),
+                    &Path::Key(&ROOT, "updated"),
                     format!("`{u}` is not a date"),
                     Some("write YYYY-MM-DD".into()),
                 );
@@ -600,7 +722,7 @@ impl Parser<'_> {
             None => {
                 self.missing(
                     m,
-                    "",
+                    &ROOT,
                     "organisation",
                     "the map",
                     "add `organisation:` with `controller:` and `contact:`",
@@ -608,38 +730,24 @@ impl Parser<'_> {
                 None
             }
         };
-        let purposes: Vec<Option<Purpose>> = self
-            .items(m, "", "purposes", "id")
-            .into_iter()
-            .map(|(n, p)| self.purpose(n, &p))
-            .collect();
-        let processors: Vec<Option<Processor>> = self
-            .items(m, "", "processors", "id")
-            .into_iter()
-            .map(|(n, p)| self.processor(n, &p))
-            .collect();
-        let systems: Vec<Option<System>> = self
-            .items(m, "", "systems", "id")
-            .into_iter()
-            .map(|(n, p)| self.system(n, &p))
-            .collect();
-        let on_behalf_of: Vec<Option<ClientController>> = self
-            .items(m, "", "on_behalf_of", "name")
-            .into_iter()
-            .map(|(n, p)| self.client(n, &p))
-            .collect();
+        let purposes: Option<Vec<Purpose>> = self.items(m, &ROOT, "purposes", "id", Self::purpose);
+        let processors: Option<Vec<Processor>> =
+            self.items(m, &ROOT, "processors", "id", Self::processor);
+        let systems: Option<Vec<System>> = self.items(m, &ROOT, "systems", "id", Self::system);
+        let on_behalf_of: Option<Vec<ClientController>> =
+            self.items(m, &ROOT, "on_behalf_of", "name", Self::client);
         Some(DataMap {
             version: version?,
             updated,
             organisation: organisation?,
-            purposes: purposes.into_iter().collect::<Option<_>>()?,
-            processors: processors.into_iter().collect::<Option<_>>()?,
-            systems: systems.into_iter().collect::<Option<_>>()?,
-            on_behalf_of: on_behalf_of.into_iter().collect::<Option<_>>()?,
+            purposes: purposes?,
+            processors: processors?,
+            systems: systems?,
+            on_behalf_of: on_behalf_of?,
         })
     }
 
-    fn contact(&mut self, node: &Node, path: &str, what: &str) -> Option<Contact> {
+    fn contact(&mut self, node: N<'d>, path: &Path<'_>, what: &str) -> Option<Contact> {
         let m = self.mapping(node, path, what, &["name", "contact"])?;
         let name = self.req_str(m, path, "name", what, "add `name:`");
         let contact = self.req_str(
@@ -655,8 +763,8 @@ impl Parser<'_> {
         })
     }
 
-    fn organisation(&mut self, node: &Node) -> Option<Organisation> {
-        let path = "organisation";
+    fn organisation(&mut self, node: N<'d>) -> Option<Organisation> {
+        let path = &Path::Key(&ROOT, "organisation");
         let m = self.mapping(
             node,
             path,
@@ -685,12 +793,18 @@ impl Parser<'_> {
             "add `contact:` with the privacy contact (email or URL)",
         );
         let dpo = match Self::get(m, "dpo") {
-            Some(n) => self.contact(n, "organisation.dpo", "the DPO").map(Some),
+            Some(n) => self
+                .contact(n, &Path::Key(path, "dpo"), "the DPO")
+                .map(Some),
             None => Some(None),
         };
         let rep = match Self::get(m, "eu_representative") {
             Some(n) => self
-                .contact(n, "organisation.eu_representative", "the EU representative")
+                .contact(
+                    n,
+                    &Path::Key(path, "eu_representative"),
+                    "the EU representative",
+                )
                 .map(Some),
             None => Some(None),
         };
@@ -703,7 +817,7 @@ impl Parser<'_> {
         })
     }
 
-    fn client(&mut self, node: &Node, path: &str) -> Option<ClientController> {
+    fn client(&mut self, node: N<'d>, path: &Path<'_>) -> Option<ClientController> {
         let m = self.mapping(
             node,
             path,
@@ -720,7 +834,7 @@ impl Parser<'_> {
         })
     }
 
-    fn purpose(&mut self, node: &Node, path: &str) -> Option<Purpose> {
+    fn purpose(&mut self, node: N<'d>, path: &Path<'_>) -> Option<Purpose> {
         let what = "a purpose";
         let m = self.mapping(
             node,
@@ -753,7 +867,7 @@ impl Parser<'_> {
         let bases: Vec<(&str, LegalBasis)> =
             LegalBasis::ALL.iter().map(|b| (b.key(), *b)).collect();
         let legal_basis = match Self::get(m, "legal_basis") {
-            Some(n) => self.keyword(n, &join(path, "legal_basis"), "legal basis", &bases),
+            Some(n) => self.keyword(n, &Path::Key(path, "legal_basis"), "legal basis", &bases),
             None => {
                 self.missing(
                     m,
@@ -775,7 +889,7 @@ impl Parser<'_> {
             Some(n) => self
                 .keyword(
                     n,
-                    &join(path, "special_category"),
+                    &Path::Key(path, "special_category"),
                     "Art. 9(2) exception",
                     &specials,
                 )
@@ -788,7 +902,7 @@ impl Parser<'_> {
         let sale_or_sharing = self.opt_bool(m, path, "sale_or_sharing");
         let consent = match Self::get(m, "consent") {
             Some(n) => {
-                let cp = join(path, "consent");
+                let cp = Path::Key(path, "consent");
                 match self.mapping(n, &cp, "consent", &["collected_via", "withdraw_via"]) {
                     Some(cm) => {
                         let collected_via = self.req_str(cm, &cp, "collected_via", "consent", "say where consent is asked, e.g. `collected_via: signup form checkbox`");
@@ -822,7 +936,7 @@ impl Parser<'_> {
         })
     }
 
-    fn processor(&mut self, node: &Node, path: &str) -> Option<Processor> {
+    fn processor(&mut self, node: N<'d>, path: &Path<'_>) -> Option<Processor> {
         let what = "a processor";
         let m = self.mapping(
             node,
@@ -848,7 +962,7 @@ impl Parser<'_> {
             ("recipient", ProcessorRole::Recipient),
         ];
         let role = match Self::get(m, "role") {
-            Some(n) => self.keyword(n, &join(path, "role"), "role", &roles),
+            Some(n) => self.keyword(n, &Path::Key(path, "role"), "role", &roles),
             None => {
                 self.missing(
                     m,
@@ -867,12 +981,12 @@ impl Parser<'_> {
             what,
             "add `country:` with the ISO 3166 code where the data goes, e.g. `DE` or `US`",
         );
-        if let (Some(c), Some(n)) = (&country, m.get_node("country")) {
+        if let (Some(c), Some(n)) = (&country, m.get("country")) {
             if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
                 self.error(
                     "invalid-value",
-                    pos(n),
-                    &join(path, "country"),
+                    n.pos(),
+                    &Path::Key(path, "country"),
                     format!("country `{c}` is not an ISO 3166-1 alpha-2 code"),
                     Some("write two capital letters, e.g. `DE`, `IE`, `US`".into()),
                 );
@@ -887,7 +1001,7 @@ impl Parser<'_> {
             Some(n) => self
                 .keyword(
                     n,
-                    &join(path, "transfer"),
+                    &Path::Key(path, "transfer"),
                     "transfer mechanism",
                     &mechanisms,
                 )
@@ -895,11 +1009,11 @@ impl Parser<'_> {
             None => Some(None),
         };
         let dpa = match Self::get(m, "dpa") {
-            Some(n) => self.dpa(n, &join(path, "dpa")).map(Some),
+            Some(n) => self.dpa(n, &Path::Key(path, "dpa")).map(Some),
             None => Some(None),
         };
         let notify = match Self::get(m, "notify") {
-            Some(n) => self.notify(n, &join(path, "notify")),
+            Some(n) => self.notify(n, &Path::Key(path, "notify")),
             None => {
                 self.missing(
                     m,
@@ -926,7 +1040,7 @@ impl Parser<'_> {
         })
     }
 
-    fn dpa(&mut self, node: &Node, path: &str) -> Option<Dpa> {
+    fn dpa(&mut self, node: N<'d>, path: &Path<'_>) -> Option<Dpa> {
         let m = self.mapping(node, path, "dpa", &["status", "date"])?;
         let statuses = [
             ("signed", DpaStatus::Signed),
@@ -935,7 +1049,7 @@ impl Parser<'_> {
             ("not_required", DpaStatus::NotRequired),
         ];
         let status = match Self::get(m, "status") {
-            Some(n) => self.keyword(n, &join(path, "status"), "DPA status", &statuses),
+            Some(n) => self.keyword(n, &Path::Key(path, "status"), "DPA status", &statuses),
             None => {
                 self.missing(
                     m,
@@ -948,12 +1062,12 @@ impl Parser<'_> {
             }
         };
         let date = self.opt_str(m, path, "date").ok()?;
-        if let (Some(d), Some(n)) = (&date, m.get_node("date")) {
+        if let (Some(d), Some(n)) = (&date, m.get("date")) {
             if !valid_date(d) {
                 self.error(
                     "invalid-value",
-                    pos(n),
-                    &join(path, "date"),
+                    n.pos(),
+                    &Path::Key(path, "date"),
                     format!("`{d}` is not a date"),
                     Some("write YYYY-MM-DD".into()),
                 );
@@ -966,18 +1080,18 @@ impl Parser<'_> {
         })
     }
 
-    fn notify(&mut self, node: &Node, path: &str) -> Option<Notify> {
+    fn notify(&mut self, node: N<'d>, path: &Path<'_>) -> Option<Notify> {
         let hint = "write `notify: { url: https://... }`, `notify: { email: privacy@... }` or `notify: manual`";
-        match node {
-            Node::Scalar(s) if s.as_str() == "manual" => Some(Notify::Manual),
-            Node::Mapping(_) => {
+        match node.view() {
+            View::Scalar("manual") => Some(Notify::Manual),
+            View::Mapping => {
                 let m = self.mapping(node, path, "notify", &["url", "email"])?;
                 let url = self.opt_str(m, path, "url").ok()?;
                 let email = self.opt_str(m, path, "email").ok()?;
                 match (url, email) {
                     (Some(u), None) => {
                         if !(u.starts_with("https://") || u.starts_with("http://")) {
-                            self.error("invalid-value", m.get_node("url").and_then(pos), &join(path, "url"), format!("`{u}` is not an http(s) URL"), Some("write the full URL, e.g. https://vendor.example/custos/notices".into()));
+                            self.error("invalid-value", m.get("url").and_then(|n| n.pos()), &Path::Key(path, "url"), format!("`{u}` is not an http(s) URL"), Some("write the full URL, e.g. https://vendor.example/custos/notices".into()));
                             return None;
                         }
                         Some(Notify::Url(u))
@@ -986,8 +1100,8 @@ impl Parser<'_> {
                         if !e.contains('@') {
                             self.error(
                                 "invalid-value",
-                                m.get_node("email").and_then(pos),
-                                &join(path, "email"),
+                                m.get("email").and_then(|n| n.pos()),
+                                &Path::Key(path, "email"),
                                 format!("`{e}` is not an email address"),
                                 None,
                             );
@@ -998,7 +1112,7 @@ impl Parser<'_> {
                     _ => {
                         self.error(
                             "invalid-value",
-                            pos(node),
+                            node.pos(),
                             path,
                             "notify needs exactly one of `url` or `email`".into(),
                             Some(hint.into()),
@@ -1007,10 +1121,10 @@ impl Parser<'_> {
                     }
                 }
             }
-            other => {
+            _ => {
                 self.error(
                     "invalid-value",
-                    pos(other),
+                    node.pos(),
                     path,
                     "unknown notification method".into(),
                     Some(hint.into()),
@@ -1020,7 +1134,7 @@ impl Parser<'_> {
         }
     }
 
-    fn system(&mut self, node: &Node, path: &str) -> Option<System> {
+    fn system(&mut self, node: N<'d>, path: &Path<'_>) -> Option<System> {
         let what = "a system";
         let m = self.mapping(
             node,
@@ -1040,7 +1154,7 @@ impl Parser<'_> {
         let kinds: Vec<(&str, SystemKind)> =
             SystemKind::ALL.iter().map(|k| (k.key(), *k)).collect();
         let kind = match Self::get(m, "kind") {
-            Some(n) => self.keyword(n, &join(path, "kind"), "system kind", &kinds),
+            Some(n) => self.keyword(n, &Path::Key(path, "kind"), "system kind", &kinds),
             None => {
                 self.missing(
                     m,
@@ -1054,16 +1168,12 @@ impl Parser<'_> {
         };
         let description = self.opt_str(m, path, "description");
         let connection = match Self::get(m, "connection") {
-            Some(n) => self.connection(n, &join(path, "connection")),
+            Some(n) => self.connection(n, &Path::Key(path, "connection")),
             None => Some(BTreeMap::new()),
         };
         let processor = self.opt_str(m, path, "processor");
         let security = self.opt_list(m, path, "security");
-        let datasets: Vec<Option<Dataset>> = self
-            .items(m, path, "datasets", "id")
-            .into_iter()
-            .map(|(n, p)| self.dataset(n, &p))
-            .collect();
+        let datasets: Option<Vec<Dataset>> = self.items(m, path, "datasets", "id", Self::dataset);
         Some(System {
             id: SystemId(id?),
             kind: kind?,
@@ -1071,17 +1181,17 @@ impl Parser<'_> {
             connection: connection?,
             processor: processor.ok()?.map(ProcessorId),
             security: security.ok()?,
-            datasets: datasets.into_iter().collect::<Option<_>>()?,
+            datasets: datasets?,
         })
     }
 
-    fn connection(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
-        let Some(m) = node.as_mapping() else {
+    fn connection(&mut self, node: N<'d>, path: &Path<'_>) -> Option<BTreeMap<String, String>> {
+        let Some(m) = node.mapping() else {
             self.error(
                 "wrong-type",
-                pos(node),
+                node.pos(),
                 path,
-                format!("connection must be a mapping, found {}", kind_name(node)),
+                format!("connection must be a mapping, found {}", node.kind_name()),
                 Some("write `connection: { url_env: DATABASE_URL }`".into()),
             );
             return None;
@@ -1089,7 +1199,8 @@ impl Parser<'_> {
         let mut out = BTreeMap::new();
         let mut ok = true;
         for (k, v) in m.iter() {
-            let p = join(path, k.as_str());
+            let k = k.scalar().unwrap_or_default();
+            let p = Path::Key(path, k);
             let Some(val) = self.string(v, &p) else {
                 ok = false;
                 continue;
@@ -1097,20 +1208,20 @@ impl Parser<'_> {
             if !is_env_name(&val) {
                 self.error(
                     "secret-in-map",
-                    pos(v),
+                    v.pos(),
                     &p,
-                    format!("connection setting `{}` must name an environment variable, not hold a value", k.as_str()),
+                    format!("connection setting `{k}` must name an environment variable, not hold a value"),
                     Some("put the value in an environment variable and write its name here, e.g. `url_env: APP_DATABASE_URL`".into()),
                 );
                 ok = false;
                 continue;
             }
-            out.insert(k.as_str().to_owned(), val);
+            out.insert(k.to_owned(), val);
         }
         ok.then_some(out)
     }
 
-    fn location(&mut self, m: &MarkedMappingNode, path: &str) -> Option<Location> {
+    fn location(&mut self, m: M<'d>, path: &Path<'_>) -> Option<Location> {
         const KEYS: [&str; 6] = ["table", "collection", "path", "key", "endpoint", "place"];
         let present: Vec<&str> = KEYS
             .iter()
@@ -1132,7 +1243,7 @@ impl Parser<'_> {
             [] => {
                 self.error(
                     "missing-key",
-                    mapping_pos(m),
+                    m.pos(),
                     path,
                     "the dataset does not say where it is".into(),
                     Some("add one of `table:`, `collection:`, `path:`, `key:`, `endpoint:` or `place:`".into()),
@@ -1142,8 +1253,8 @@ impl Parser<'_> {
             many => {
                 self.error(
                     "invalid-value",
-                    m.get_node(many.get(1).copied().unwrap_or("table"))
-                        .and_then(pos),
+                    m.get(many.get(1).copied().unwrap_or("table"))
+                        .and_then(|n| n.pos()),
                     path,
                     format!("the dataset has several locations ({})", many.join(", ")),
                     Some("keep one; declare another dataset for the other location".into()),
@@ -1153,7 +1264,7 @@ impl Parser<'_> {
         }
     }
 
-    fn dataset(&mut self, node: &Node, path: &str) -> Option<Dataset> {
+    fn dataset(&mut self, node: N<'d>, path: &Path<'_>) -> Option<Dataset> {
         let what = "a dataset";
         let m = self.mapping(
             node,
@@ -1180,28 +1291,28 @@ impl Parser<'_> {
         let location = self.location(m, path);
         let description = self.opt_str(m, path, "description");
         let subject = match Self::get(m, "subject") {
-            Some(n) => self.subject(n, &join(path, "subject")).map(Some),
+            Some(n) => self.subject(n, &Path::Key(path, "subject")).map(Some),
             None => Some(None),
         };
         let purposes = self.opt_list(m, path, "purposes");
         let erasure = match Self::get(m, "erasure") {
-            Some(n) => self.erasure(n, &join(path, "erasure")).map(Some),
+            Some(n) => self.erasure(n, &Path::Key(path, "erasure")).map(Some),
             None => Some(None),
         };
         let retention = match Self::get(m, "retention") {
-            Some(n) => self.retention(n, &join(path, "retention")).map(Some),
+            Some(n) => self.retention(n, &Path::Key(path, "retention")).map(Some),
             None => Some(None),
         };
         let derived_from = match Self::get(m, "derived_from") {
             Some(n) => {
-                let p = join(path, "derived_from");
+                let p = Path::Key(path, "derived_from");
                 let s = self.string(n, &p)?;
                 match s.parse::<DatasetRef>() {
                     Ok(r) => Some(Some(r)),
                     Err(_) => {
                         self.error(
                             "invalid-value",
-                            pos(n),
+                            n.pos(),
                             &p,
                             format!("`{s}` is not a dataset reference"),
                             Some("write `dataset` or `system.dataset`".into()),
@@ -1212,11 +1323,7 @@ impl Parser<'_> {
             }
             None => Some(None),
         };
-        let fields: Vec<Option<Field>> = self
-            .items(m, path, "fields", "name")
-            .into_iter()
-            .map(|(n, p)| self.field(n, &p))
-            .collect();
+        let fields: Option<Vec<Field>> = self.items(m, path, "fields", "name", Self::field);
         Some(Dataset {
             id: DatasetId(id?),
             location: location?,
@@ -1226,11 +1333,11 @@ impl Parser<'_> {
             erasure: erasure?,
             retention: retention?,
             derived_from: derived_from?,
-            fields: fields.into_iter().collect::<Option<_>>()?,
+            fields: fields?,
         })
     }
 
-    fn subject(&mut self, node: &Node, path: &str) -> Option<SubjectLink> {
+    fn subject(&mut self, node: N<'d>, path: &Path<'_>) -> Option<SubjectLink> {
         let m = self.mapping(node, path, "subject", &["identity", "via", "referenced_by"])?;
         let identity = self.opt_str(m, path, "identity").ok()?;
         let via = self.opt_str(m, path, "via").ok()?;
@@ -1243,8 +1350,8 @@ impl Parser<'_> {
                 Err(_) => {
                     self.error(
                         "invalid-value",
-                        m.get_node("referenced_by").and_then(pos),
-                        &join(path, "referenced_by"),
+                        m.get("referenced_by").and_then(|n| n.pos()),
+                        &Path::Key(path, "referenced_by"),
                         format!("`{r}` is not a field reference"),
                         Some("write `dataset.field` or `system.dataset.field`".into()),
                     );
@@ -1254,7 +1361,7 @@ impl Parser<'_> {
             _ => {
                 self.error(
                     "invalid-value",
-                    pos(node),
+                    node.pos(),
                     path,
                     "subject needs exactly one of `identity`, `via` or `referenced_by`".into(),
                     Some("`identity: <field>` when a field identifies the person; `via: <field>` when a field references a row that does; `referenced_by: <dataset.field>` when another dataset points here".into()),
@@ -1264,10 +1371,10 @@ impl Parser<'_> {
         }
     }
 
-    fn erasure(&mut self, node: &Node, path: &str) -> Option<ErasureStrategy> {
+    fn erasure(&mut self, node: N<'d>, path: &Path<'_>) -> Option<ErasureStrategy> {
         let hint = "write `delete`, `shred`, `{ anonymize: set_null }`, `{ anonymize: keyed_hash }`, `{ anonymize: { placeholder: \"Removed user\" } }` or `{ retain: { ground: ..., period: 10y, from_column: ... } }`";
-        match node {
-            Node::Scalar(s) => match s.as_str() {
+        match node.view() {
+            View::Scalar(s) => match s {
                 "delete" => Some(ErasureStrategy::Delete),
                 "shred" => Some(ErasureStrategy::Shred),
                 other => {
@@ -1281,7 +1388,7 @@ impl Parser<'_> {
                     };
                     self.error(
                         "invalid-value",
-                        pos(node),
+                        node.pos(),
                         path,
                         format!("unknown erasure strategy `{other}`"),
                         Some(h),
@@ -1289,19 +1396,19 @@ impl Parser<'_> {
                     None
                 }
             },
-            Node::Mapping(_) => {
+            View::Mapping => {
                 let m = self.mapping(node, path, "erasure", &["anonymize", "retain"])?;
-                match (m.get_node("anonymize"), m.get_node("retain")) {
+                match (m.get("anonymize"), m.get("retain")) {
                     (Some(a), None) => {
-                        let ap = join(path, "anonymize");
-                        match a {
-                            Node::Scalar(s) if is_null(s) || s.as_str() == "set_null" => {
+                        let ap = Path::Key(path, "anonymize");
+                        match a.view() {
+                            View::Scalar(s) if is_null(s) || s == "set_null" => {
                                 Some(ErasureStrategy::Anonymize(Anonymize::SetNull))
                             }
-                            Node::Scalar(s) if s.as_str() == "keyed_hash" => {
+                            View::Scalar("keyed_hash") => {
                                 Some(ErasureStrategy::Anonymize(Anonymize::KeyedHash))
                             }
-                            Node::Mapping(_) => {
+                            View::Mapping => {
                                 let am = self.mapping(a, &ap, "anonymize", &["placeholder"])?;
                                 let v = self.req_str(
                                     am,
@@ -1312,14 +1419,14 @@ impl Parser<'_> {
                                 )?;
                                 Some(ErasureStrategy::Anonymize(Anonymize::Placeholder(v)))
                             }
-                            other => {
-                                self.error("invalid-value", pos(other), &ap, "unknown anonymisation method".into(), Some("write `set_null`, `keyed_hash` or `{ placeholder: \"Removed user\" }`".into()));
+                            _ => {
+                                self.error("invalid-value", a.pos(), &ap, "unknown anonymisation method".into(), Some("write `set_null`, `keyed_hash` or `{ placeholder: \"Removed user\" }`".into()));
                                 None
                             }
                         }
                     }
                     (None, Some(r)) => {
-                        let rp = join(path, "retain");
+                        let rp = Path::Key(path, "retain");
                         let rm = self.mapping(
                             r,
                             &rp,
@@ -1336,7 +1443,7 @@ impl Parser<'_> {
                     _ => {
                         self.error(
                             "invalid-value",
-                            pos(node),
+                            node.pos(),
                             path,
                             "erasure needs exactly one of `anonymize` or `retain`".into(),
                             Some(hint.into()),
@@ -1345,10 +1452,10 @@ impl Parser<'_> {
                     }
                 }
             }
-            Node::Sequence(_) => {
+            View::Sequence => {
                 self.error(
                     "wrong-type",
-                    pos(node),
+                    node.pos(),
                     path,
                     "erasure must be a word or a mapping, found a list".into(),
                     Some(hint.into()),
@@ -1358,7 +1465,7 @@ impl Parser<'_> {
         }
     }
 
-    fn retention(&mut self, node: &Node, path: &str) -> Option<Retention> {
+    fn retention(&mut self, node: N<'d>, path: &Path<'_>) -> Option<Retention> {
         let m = self.mapping(
             node,
             path,
@@ -1368,17 +1475,17 @@ impl Parser<'_> {
         self.retention_fields(m, path)
     }
 
-    fn retention_fields(&mut self, m: &MarkedMappingNode, path: &str) -> Option<Retention> {
+    fn retention_fields(&mut self, m: M<'d>, path: &Path<'_>) -> Option<Retention> {
         let period = match Self::get(m, "period") {
             Some(n) => {
-                let p = join(path, "period");
+                let p = Path::Key(path, "period");
                 let s = self.string(n, &p)?;
                 match s.parse::<Duration>() {
                     Ok(d) => Some(d),
                     Err(e) => {
                         self.error(
                             "invalid-duration",
-                            pos(n),
+                            n.pos(),
                             &p,
                             e.to_string(),
                             Some("e.g. `period: 30d`, `12w`, `6m` or `3y`".into()),
@@ -1406,7 +1513,7 @@ impl Parser<'_> {
             _ => {
                 self.error(
                     "invalid-value",
-                    mapping_pos(m),
+                    m.pos(),
                     path,
                     "retention needs exactly one of `from_column` or `from_event`".into(),
                     Some("count from a timestamp column (`from_column: created_at`) or a named event (`from_event: account_closed`)".into()),
@@ -1420,7 +1527,7 @@ impl Parser<'_> {
         })
     }
 
-    fn field(&mut self, node: &Node, path: &str) -> Option<Field> {
+    fn field(&mut self, node: N<'d>, path: &Path<'_>) -> Option<Field> {
         let what = "a field";
         let m = self.mapping(
             node,
@@ -1438,19 +1545,19 @@ impl Parser<'_> {
             ],
         )?;
         let name = self.req_str(m, path, "name", what, "add `name:` with the column name");
-        if let (Some(n), Some(node)) = (&name, m.get_node("name")) {
-            if n.contains('.') || n.contains('[') {
+        if let Some(n) = name.as_ref().filter(|n| n.contains('.') || n.contains('[')) {
+            if let Some(node) = m.get("name") {
                 self.error(
                     "invalid-id",
-                    pos(node),
-                    &join(path, "name"),
+                    node.pos(),
+                    &Path::Key(path, "name"),
                     format!("field name `{n}` may not contain `.` or `[`"),
                     None,
                 );
             }
         }
         let category = match Self::get(m, "category") {
-            Some(n) => self.str_list(n, &join(path, "category"), true),
+            Some(n) => self.str_list(n, &Path::Key(path, "category"), true),
             None => {
                 self.missing(m, path, "category", "the field", "add `category:` with a fideslang data category, e.g. `user.contact.email` or `system.operations`");
                 None
@@ -1460,32 +1567,32 @@ impl Parser<'_> {
             if c.is_empty() {
                 self.error(
                     "missing-key",
-                    m.get_node("category").and_then(pos),
-                    &join(path, "category"),
+                    m.get("category").and_then(|n| n.pos()),
+                    &Path::Key(path, "category"),
                     "the field has an empty category list".into(),
                     Some("name at least one data category".into()),
                 );
             }
         }
         let purposes = self.opt_list(m, path, "purposes");
-        let kinds: Vec<(&str, IdentityKind)> =
-            IdentityKind::ALL.iter().map(|k| (k.key(), *k)).collect();
+        let kinds = std::mem::take(&mut self.identity_kinds);
         let identity = match Self::get(m, "identity") {
             Some(n) => self
-                .keyword(n, &join(path, "identity"), "identity kind", &kinds)
+                .keyword(n, &Path::Key(path, "identity"), "identity kind", &kinds)
                 .map(Some),
             None => Some(None),
         };
+        self.identity_kinds = kinds;
         let references = match Self::get(m, "references") {
             Some(n) => {
-                let p = join(path, "references");
+                let p = Path::Key(path, "references");
                 let s = self.string(n, &p)?;
                 match s.parse::<FieldRef>() {
                     Ok(r) => Some(Some(r)),
                     Err(_) => {
                         self.error(
                             "invalid-value",
-                            pos(n),
+                            n.pos(),
                             &p,
                             format!("`{s}` is not a field reference"),
                             Some(
@@ -1501,11 +1608,11 @@ impl Parser<'_> {
         };
         let primary_key = self.opt_bool(m, path, "primary_key");
         let erasure = match Self::get(m, "erasure") {
-            Some(n) => self.erasure(n, &join(path, "erasure")).map(Some),
+            Some(n) => self.erasure(n, &Path::Key(path, "erasure")).map(Some),
             None => Some(None),
         };
         let retention = match Self::get(m, "retention") {
-            Some(n) => self.retention(n, &join(path, "retention")).map(Some),
+            Some(n) => self.retention(n, &Path::Key(path, "retention")).map(Some),
             None => Some(None),
         };
         Some(Field {
@@ -1571,6 +1678,49 @@ mod tests {
         assert!(valid_date("2024-03-01"));
         assert!(!valid_date("2024-13-01"));
         assert!(!valid_date("24-03-01"));
+    }
+
+    /// A map big enough to be read on two threads reports the same
+    /// diagnostics, in the same order, as when read on one.
+    #[test]
+    fn big_map_read_in_two_halves() {
+        use std::fmt::Write as _;
+        let mut src = String::from(
+            "organisation:\n  controller: X\n  contact: x@x.example\npurposes:\n  - id: s\n    title: S\n    legal_basis: contract\n    subjects: [customer]\nsystems:\n",
+        );
+        for s in 0..300 {
+            let kind = if s == 10 { "postgress" } else { "postgres" };
+            let _ = writeln!(src, "  - id: sys{s}\n    kind: {kind}\n    datasets:");
+            for d in 0..8 {
+                let _ = writeln!(src, "      - id: t{d}\n        table: t{d}\n        purposes: [s]\n        retention: {{ period: 3y, from_column: f0 }}\n        fields:");
+                for f in 0..12 {
+                    let extra = if (s, d, f) == (250, 3, 4) {
+                        ", colour: red"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(
+                        src,
+                        "          - {{ name: f{f}, category: user.name, identity: email{extra} }}"
+                    );
+                }
+            }
+        }
+        let doc = tree::fast(&src).unwrap();
+        assert!(doc.root().unwrap().doc_nodes() >= PARALLEL_NODES);
+        let diags = build(&doc, "big.yaml").unwrap_err();
+        let got: Vec<String> = diags
+            .iter()
+            .map(|d| format!("{}:{}", d.code, d.path))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "invalid-value:systems.sys10.kind",
+                "unknown-key:systems.sys250.datasets.t3.fields.f4.colour",
+            ]
+        );
+        assert!(diags[0].position < diags[1].position);
     }
 
     #[test]

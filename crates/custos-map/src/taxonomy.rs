@@ -6,6 +6,7 @@
 //! them in custos is our own.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 const DATA_CATEGORIES_TXT: &str = include_str!("../data/fideslang-data-categories.txt");
@@ -21,16 +22,41 @@ fn lines(src: &'static str) -> impl Iterator<Item = &'static str> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
-fn set(
-    cell: &'static OnceLock<HashSet<&'static str>>,
-    src: &'static str,
-) -> &'static HashSet<&'static str> {
+/// A fast hash (FNV-1a) for the fixed key sets: every field of a map is
+/// looked up, and the sets hold only the shipped keys, so nothing that a
+/// map says can make the tables slow.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type KeySet = HashSet<&'static str, BuildHasherDefault<Fnv>>;
+
+fn set(cell: &'static OnceLock<KeySet>, src: &'static str) -> &'static KeySet {
     cell.get_or_init(|| lines(src).collect())
 }
 
-static CATEGORIES: OnceLock<HashSet<&'static str>> = OnceLock::new();
-static SUBJECTS: OnceLock<HashSet<&'static str>> = OnceLock::new();
-static USES: OnceLock<HashSet<&'static str>> = OnceLock::new();
+static CATEGORIES: OnceLock<KeySet> = OnceLock::new();
+static SUBJECTS: OnceLock<KeySet> = OnceLock::new();
+static USES: OnceLock<KeySet> = OnceLock::new();
 
 /// Every data-category key, in file (alphabetical) order.
 pub fn data_categories() -> impl Iterator<Item = &'static str> {

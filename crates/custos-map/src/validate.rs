@@ -68,7 +68,7 @@ pub fn validate(map: &DataMap, index: &SourceIndex) -> Vec<Diagnostic> {
     }
     for (i, c) in map.on_behalf_of.iter().enumerate() {
         let path = format!("on_behalf_of[{i}]");
-        v.purpose_refs(&c.purposes, &format!("{path}.purposes"));
+        v.purpose_refs(&c.purposes, || format!("{path}.purposes"));
     }
     for p in &map.purposes {
         v.purpose(p);
@@ -113,7 +113,9 @@ impl<'a> V<'a> {
         self.push(Severity::Warning, code, path, message, hint.into());
     }
 
-    fn purpose_refs(&mut self, ids: &'a [PurposeId], path: &str) {
+    /// Check references to purposes; `path` (of the list) is built only
+    /// for a diagnostic.
+    fn purpose_refs(&mut self, ids: &'a [PurposeId], path: impl Fn() -> String) {
         for (i, id) in ids.iter().enumerate() {
             if self.purposes.contains(id.as_str()) {
                 self.used_purposes.insert(id.as_str());
@@ -132,7 +134,7 @@ impl<'a> V<'a> {
                 };
                 self.error(
                     "unknown-purpose",
-                    format!("{path}[{i}]"),
+                    format!("{}[{i}]", path()),
                     format!("unknown purpose `{id}`"),
                     hint,
                 );
@@ -140,8 +142,9 @@ impl<'a> V<'a> {
         }
     }
 
-    fn category(&mut self, c: &DataCategory, path: String) {
+    fn category(&mut self, c: &DataCategory, path: impl FnOnce() -> String) {
         if !taxonomy::is_data_category(c.as_str()) {
+            let path = path();
             let hint = match suggest::closest(c.as_str(), taxonomy::data_categories()) {
                 Some(s) => format!("did you mean \"{s}\"?"),
                 None => "use a key of the fideslang data-category taxonomy, e.g. \"user.contact.email\"; `custos map categories` lists them".to_owned(),
@@ -267,9 +270,9 @@ impl<'a> V<'a> {
 
     fn processor(&mut self, p: &'a Processor) {
         let path = format!("processors.{}", p.id);
-        self.purpose_refs(&p.purposes, &format!("{path}.purposes"));
+        self.purpose_refs(&p.purposes, || format!("{path}.purposes"));
         for (i, c) in p.categories.iter().enumerate() {
-            self.category(c, format!("{path}.categories[{i}]"));
+            self.category(c, || format!("{path}.categories[{i}]"));
         }
         let eea = in_eea(&p.country);
         match (eea, p.transfer) {
@@ -441,7 +444,7 @@ impl<'a> V<'a> {
     }
 
     fn dataset(&mut self, sys: &'a System, d: &'a Dataset, path: &str) {
-        self.purpose_refs(&d.purposes, &format!("{path}.purposes"));
+        self.purpose_refs(&d.purposes, || format!("{path}.purposes"));
         let expected = match sys.kind {
             k if k.is_sql() => "table",
             SystemKind::Vault => "collection",
@@ -499,26 +502,27 @@ impl<'a> V<'a> {
         }
         // Fields.
         for f in &d.fields {
-            let fpath = format!("{path}.fields.{}", f.name);
+            // Paths are built only for a diagnostic.
+            let fpath = || format!("{path}.fields.{}", f.name);
             if f.category.len() == 1 {
                 if let Some(c) = f.category.first() {
-                    self.category(c, format!("{fpath}.category"));
+                    self.category(c, || format!("{}.category", fpath()));
                 }
             } else {
                 for (i, c) in f.category.iter().enumerate() {
-                    self.category(c, format!("{fpath}.category[{i}]"));
+                    self.category(c, || format!("{}.category[{i}]", fpath()));
                 }
             }
-            self.purpose_refs(&f.purposes, &format!("{fpath}.purposes"));
+            self.purpose_refs(&f.purposes, || format!("{}.purposes", fpath()));
             if let Some(r) = &f.references {
-                self.field_ref(sys, r, format!("{fpath}.references"));
+                self.field_ref(sys, r, format!("{}.references", fpath()));
             }
             let personal = f.category.iter().any(DataCategory::is_personal);
             let purposes = d.effective_purposes(f);
             if personal && purposes.is_empty() {
                 self.error(
                     "missing-purpose",
-                    fpath.clone(),
+                    fpath(),
                     format!(
                         "field `{}` holds personal data but serves no purpose",
                         f.name
@@ -537,7 +541,7 @@ impl<'a> V<'a> {
                 if !lacking.is_empty() {
                     self.error(
                         "special-category-without-basis",
-                        format!("{fpath}.category"),
+                        format!("{}.category", fpath()),
                         format!("field `{}` holds a special category of data (Art. 9) but purpose {} declares no Art. 9(2) exception", f.name, lacking.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")),
                         "add `special_category:` (e.g. explicit_consent, employment, health_care) to the purpose".to_owned(),
                     );
