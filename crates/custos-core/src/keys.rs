@@ -188,15 +188,21 @@ impl TenantKeys {
     /// audience, unlinkable across audiences, and reveals nothing about the
     /// subject id without the tenant's index root.
     pub fn token(&self, audience: &Audience, subject: &SubjectId) -> String {
-        use base64::Engine;
-        let key = self.token_key(audience);
-        let out = prf(&key, &Context::new("token-value").with(subject.as_bytes()));
-        let short = out.get(..18).unwrap_or_default();
-        format!(
-            "tok_{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(short)
-        )
+        token_with_key(&self.token_key(audience), subject)
     }
+}
+
+/// The token of `subject` under an audience's token key (from
+/// [`TenantKeys::token_key`]); lets bulk callers (suppression lists) derive
+/// the audience key once instead of once per subject.
+pub fn token_with_key(key: &Key32, subject: &SubjectId) -> String {
+    use base64::Engine;
+    let out = prf(key, &Context::new("token-value").with(subject.as_bytes()));
+    let short = out.get(..18).unwrap_or_default();
+    format!(
+        "tok_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(short)
+    )
 }
 
 fn dek_ctx(tenant: &TenantId, subject: &SubjectId, version: i64) -> Context {

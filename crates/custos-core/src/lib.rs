@@ -1,6 +1,6 @@
 //! Domain core of custos: identifiers, secret wrappers, the AEAD envelope and
-//! key hierarchy, blind indexes, pseudonymous tokens, masking, scopes and the
-//! audit hash chain.
+//! key hierarchy, blind indexes, pseudonymous tokens, masking, scopes, the
+//! consent ledger's rules and the audit hash chain.
 //!
 //! This crate does no I/O. Time and randomness come in as parameters (a
 //! [`rand_core::CryptoRngCore`] and explicit timestamps) so that storage,
@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod blind;
+pub mod consent;
 pub mod envelope;
 pub mod error;
 pub mod ids;

@@ -73,7 +73,7 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, audit, map, scrub, subjects};
+    use routes::{admin, audit, consent, map, scrub, subjects};
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
@@ -112,6 +112,20 @@ pub fn router(state: AppState) -> Router {
                 .delete(subjects::delete_restriction),
         )
         .route("/v1/tokens/{token}", get(subjects::resolve_token))
+        .route("/v1/purposes", get(consent::list_purposes))
+        .route("/v1/purposes/{id}/versions", post(consent::publish_version))
+        .route(
+            "/v1/purposes/{id}/versions/{version}",
+            get(consent::get_version),
+        )
+        .route("/v1/purposes/{id}/suppression", get(consent::suppression))
+        .route(
+            "/v1/subjects/{id}/consents",
+            post(consent::record).get(consent::list_consents),
+        )
+        .route("/v1/subjects/{id}/consents/history", get(consent::history))
+        .route("/v1/subjects/{id}/consents/receipt", get(consent::receipt))
+        .route("/v1/consent/check", get(consent::check))
         .route("/v1/audit", get(audit::list))
         .route("/v1/map", get(map::get_map))
         .route("/v1/map/reload", post(map::reload))

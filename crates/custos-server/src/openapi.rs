@@ -5,12 +5,12 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, audit, map, scrub, subjects};
+use crate::routes::{admin, audit, consent, map, scrub, subjects};
 
 /// The API document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "custos", description = "Self-hosted data-protection engine: vault, audit, data map, scrubber."),
+    info(title = "custos", description = "Self-hosted data-protection engine: vault, audit, data map, consent ledger, scrubber."),
     paths(
         crate::healthz,
         admin::create_tenant, admin::list_tenants, admin::shred_tenant, admin::rotate_tenant_key,
@@ -20,6 +20,9 @@ use crate::routes::{admin, audit, map, scrub, subjects};
         subjects::export, subjects::issue_token, subjects::resolve_token,
         subjects::get_restriction, subjects::put_restriction, subjects::delete_restriction,
         subjects::erase,
+        consent::list_purposes, consent::publish_version, consent::get_version,
+        consent::record, consent::list_consents, consent::history, consent::receipt,
+        consent::check, consent::suppression,
         audit::list,
         map::get_map, map::get_ropa, map::reload,
         scrub::scrub,

@@ -150,6 +150,21 @@ impl From<StoreError> for Problem {
             }
             StoreError::Unauthenticated(_) => Problem::unauthenticated(detail),
             StoreError::Invalid { field, message } => Problem::invalid(field, message),
+            StoreError::Consent(c) => {
+                let status = match c {
+                    custos_core::consent::ConsentError::NoPolicyVersion { .. } => S::CONFLICT,
+                    _ => S::BAD_REQUEST,
+                };
+                let title = match c.code() {
+                    "not_consent_based" => "Not a consent purpose",
+                    "action_not_allowed" => "Action not allowed for this purpose",
+                    "not_affirmative" => "Consent must be an affirmative act",
+                    "unknown_version" => "Unknown policy version",
+                    "no_policy_version" => "No policy version",
+                    _ => "Invalid field",
+                };
+                Problem::new(status, c.code(), title, detail).with_field(c.field())
+            }
             StoreError::ShuttingDown => {
                 Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable", detail)
             }

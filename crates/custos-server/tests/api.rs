@@ -1,7 +1,12 @@
 //! The HTTP contract, driven over loopback against a real server on SQLite
 //! and on PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use custos_testkit::{backend_tests, TestServer, TestStore};
 use reqwest::Method;
@@ -20,6 +25,8 @@ backend_tests!(
     keys_expire_and_revoke,
     tenant_shred_forgets_all_its_subjects,
     audit_records_and_detects_tampering,
+    audit_detects_removal_and_truncation,
+    a_failing_write_does_not_fail_its_batch,
     two_servers_share_one_store,
     key_rotation_keeps_data_readable,
     map_and_ropa_are_served,
@@ -1039,5 +1046,87 @@ async fn scrub_endpoint_redacts_text_and_json_lines(store: TestStore) {
         )
         .await;
     assert_eq!((r.status, r.code()), (413, "body_too_large"));
+    s.stop().await;
+}
+
+async fn audit_detects_removal_and_truncation(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    for i in 0..6 {
+        s.call(
+            Method::GET,
+            &format!("/v1/subjects/lookup?email=n{i}%40example.com"),
+            Some(&key),
+            None,
+        )
+        .await;
+    }
+    // Closing signs a final checkpoint that anchors the tail in the key store.
+    s.stop().await;
+    let vault = store.open().await;
+    let last: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+        .fetch_one(vault.read_pool())
+        .await
+        .unwrap();
+    assert!(last >= 8, "{last}");
+    assert!(vault.verify_audit().await.unwrap().first_break.is_none());
+    // Truncating the tail is detected against the anchor.
+    sqlx::query("DELETE FROM audit_log WHERE seq >= $1")
+        .bind(last - 1)
+        .execute(vault.read_pool())
+        .await
+        .unwrap();
+    let report = vault.verify_audit().await.unwrap();
+    assert!(
+        report.first_break.is_some(),
+        "truncation missed: {report:?}"
+    );
+    assert_eq!(report.first_bad_seq, Some(last - 1), "{report:?}");
+    // Removing an entry in the middle is named too.
+    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+        .execute(vault.read_pool())
+        .await
+        .unwrap();
+    let report = vault.verify_audit().await.unwrap();
+    assert_eq!(report.first_bad_seq, Some(3), "{report:?}");
+    vault.close().await;
+}
+
+async fn a_failing_write_does_not_fail_its_batch(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    // 40 concurrent creations, every 4th reusing one external id: they land
+    // in shared group commits; only the duplicates fail.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (http, url, key) = (
+            s.http.clone(),
+            format!("{}/v1/subjects", s.base),
+            key.clone(),
+        );
+        let ext = if i % 4 == 0 {
+            "dup".to_owned()
+        } else {
+            format!("u{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(key)
+                .json(&json!({"external_id": ext, "identities": {"email": format!("p{i}@example.com")}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut created = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            201 => created += 1,
+            409 => conflicts += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((created, conflicts), (31, 9));
     s.stop().await;
 }

@@ -90,16 +90,30 @@ fn migration(version: i64, desc: &'static str, sql: &'static str) -> Migration {
 /// Brings a database to the current schema.
 pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Result<(), StoreError> {
     let list = match (engine, role) {
-        (Engine::Sqlite, Role::Data) => vec![migration(
-            1,
-            "vault",
-            include_str!("../migrations/sqlite/data/0001_vault.sql"),
-        )],
-        (Engine::Postgres, Role::Data) => vec![migration(
-            1,
-            "vault",
-            include_str!("../migrations/postgres/data/0001_vault.sql"),
-        )],
+        (Engine::Sqlite, Role::Data) => vec![
+            migration(
+                1,
+                "vault",
+                include_str!("../migrations/sqlite/data/0001_vault.sql"),
+            ),
+            migration(
+                2,
+                "consent",
+                include_str!("../migrations/sqlite/data/0002_consent.sql"),
+            ),
+        ],
+        (Engine::Postgres, Role::Data) => vec![
+            migration(
+                1,
+                "vault",
+                include_str!("../migrations/postgres/data/0001_vault.sql"),
+            ),
+            migration(
+                2,
+                "consent",
+                include_str!("../migrations/postgres/data/0002_consent.sql"),
+            ),
+        ],
         (Engine::Sqlite, Role::Keys) => vec![migration(
             1,
             "keys",

@@ -49,6 +49,10 @@ pub enum StoreError {
         /// What is wrong with it, without echoing it.
         message: String,
     },
+    /// The consent ledger refused a request (unknown version, not an
+    /// affirmative grant, a purpose the ledger does not govern, …).
+    #[error(transparent)]
+    Consent(#[from] custos_core::consent::ConsentError),
     /// Misconfiguration at startup.
     #[error("configuration: {0}")]
     Config(String),

@@ -153,6 +153,36 @@ impl KeyStore {
         }
     }
 
+    /// Wrapped keys of many subjects of one tenant in one query (bulk
+    /// consent import): `(subject, kek_version, wrapped)`; erased or unknown
+    /// subjects are simply absent.
+    pub(crate) async fn subject_keys_bulk(
+        &self,
+        tenant: &TenantId,
+        subjects: &[String],
+    ) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::with_capacity(subjects.len());
+        for chunk in subjects.chunks(900) {
+            // By primary key only (see `consent::import_consent`); the
+            // tenant is checked on the rows.
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+            let sql = format!(
+                "SELECT subject, kek_version, wrapped, tenant FROM subject_keys WHERE subject IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q.bind(s.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                if r.try_get::<String, _>(3)? == tenant.as_str() {
+                    out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Destroys a subject's key: the crypto-shredding step of erasure.
     pub async fn delete_subject_key(&self, subject: &SubjectId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM subject_keys WHERE subject = $1")

@@ -6,6 +6,7 @@
 //! The data store never holds a usable key, the key store never holds data,
 //! and the root key is in neither.
 
+mod consent;
 mod db;
 mod error;
 mod keystore;
@@ -13,6 +14,7 @@ mod record;
 mod vault;
 mod writer;
 
+pub use consent::*;
 pub use db::Engine;
 pub use error::{db_kind, StoreError};
 pub use keystore::KeyStore;

@@ -67,7 +67,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn audit_name(&self) -> String {
+    pub(crate) fn audit_name(&self) -> String {
         match self {
             Actor::Admin => "admin".into(),
             Actor::Key(p) => p.key_id.to_string(),
@@ -191,21 +191,23 @@ struct CachedKey {
     fetched: Instant,
 }
 
-struct Inner {
-    read: AnyPool,
-    engine: Engine,
-    writer: Writer,
-    keys: KeyStore,
+pub(crate) struct Inner {
+    pub(crate) read: AnyPool,
+    pub(crate) engine: Engine,
+    pub(crate) writer: Writer,
+    pub(crate) keys: KeyStore,
     root: RootKey,
     tenants: Mutex<HashMap<TenantId, Arc<TenantKeys>>>,
     deks: Mutex<HashMap<SubjectId, Arc<SubjectKey>>>,
     auth: Mutex<HashMap<ApiKeyId, Arc<CachedKey>>>,
+    /// Caches of the consent ledger (`consent`).
+    pub(crate) consent: crate::consent::ConsentCache,
 }
 
 /// The vault. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Vault {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -216,13 +218,13 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned cache only means another thread panicked mid-update of a
     // cache; its content is still a valid cache.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn event(
+pub(crate) fn event(
     tenant: &TenantId,
     actor: &Actor,
     action: &str,
@@ -278,6 +280,7 @@ impl Vault {
                 tenants: Mutex::new(HashMap::new()),
                 deks: Mutex::new(HashMap::new()),
                 auth: Mutex::new(HashMap::new()),
+                consent: crate::consent::ConsentCache::default(),
             }),
         };
         vault.replay_ledger().await?;
@@ -567,14 +570,20 @@ impl Vault {
 
     // ----- key material -----------------------------------------------------
 
-    async fn tenant_keys(&self, tenant: &TenantId) -> Result<Arc<TenantKeys>, StoreError> {
+    pub(crate) async fn tenant_keys(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Arc<TenantKeys>, StoreError> {
         if let Some(k) = lock(&self.inner.tenants).get(tenant) {
             return Ok(k.clone());
         }
         self.reload_tenant_keys(tenant).await
     }
 
-    async fn reload_tenant_keys(&self, tenant: &TenantId) -> Result<Arc<TenantKeys>, StoreError> {
+    pub(crate) async fn reload_tenant_keys(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Arc<TenantKeys>, StoreError> {
         let k = self
             .inner
             .keys
@@ -588,7 +597,7 @@ impl Vault {
         Ok(k)
     }
 
-    async fn subject_key(
+    pub(crate) async fn subject_key(
         &self,
         tenant: &TenantId,
         subject: &SubjectId,
@@ -681,7 +690,7 @@ impl Vault {
     }
 
     /// Reads a subject's state row; erased subjects answer `SubjectErased`.
-    async fn live_subject(
+    pub(crate) async fn live_subject(
         &self,
         tenant: &TenantId,
         id: &SubjectId,
@@ -1086,6 +1095,7 @@ impl Vault {
                 vec![ev],
             )
             .await?;
+        self.inner.consent.forget_subject(id);
         self.live_subject(&p.tenant, id).await
     }
 
@@ -1124,6 +1134,7 @@ impl Vault {
             )
             .await?;
         lock(&self.inner.deks).remove(id);
+        self.inner.consent.forget_subject(id);
         if n == 0 {
             // Erased concurrently by someone else: report their time.
             self.live_subject(&p.tenant, id).await?;
@@ -1198,9 +1209,9 @@ impl Vault {
         let mut after = 0i64;
         let fail = |b: ChainBreak, n: i64, k: usize| {
             let seq = match &b {
-                ChainBreak::Edited { seq }
-                | ChainBreak::Gap { seq, .. }
-                | ChainBreak::Checkpoint { seq, .. } => *seq,
+                ChainBreak::Edited { seq } | ChainBreak::Checkpoint { seq, .. } => *seq,
+                // The first entry missing, not the one after the hole.
+                ChainBreak::Gap { expected_prev, .. } => *expected_prev + 1,
                 ChainBreak::Truncated { last_seq, .. } => *last_seq + 1,
             };
             AuditReport {
@@ -1318,6 +1329,7 @@ impl Vault {
 
     /// Closes pools; the writer commits what is queued first.
     pub async fn close(&self) {
+        self.inner.writer.shutdown().await;
         self.inner.read.close().await;
         self.inner.keys.close().await;
     }

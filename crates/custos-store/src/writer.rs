@@ -1,12 +1,21 @@
 //! The single writer of the data store, with group commit.
 //!
 //! All writes and audit appends go through one task that takes whatever
-//! jobs are queued (up to [`MAX_BATCH`]), runs each inside its own
-//! savepoint of one transaction, appends their audit entries to the hash
-//! chain, and commits once. Callers are answered only after the commit, so
-//! an acknowledged write is durable; one fsync is shared by the batch, which
-//! is what lets durable writes and audited reveals run at thousands per
-//! second on one SQLite file. On PostgreSQL several servers each run a
+//! jobs are queued (up to [`MAX_BATCH`]), runs them in one transaction,
+//! appends their audit entries to the hash chain (one multi-row insert), and
+//! commits once. Callers are answered only after the commit. Jobs run
+//! without savepoints first (each savepoint is a round trip); if one fails,
+//! the batch is rolled back and rerun with a savepoint per job, so a failed
+//! job never takes its neighbours down.
+//!
+//! Durability: a batch that changes data is committed durably (SQLite
+//! `synchronous=FULL`, PostgreSQL's default), so an acknowledged write
+//! survives a crash of the machine. A batch that only appends the audit
+//! entries of reads (reveal, lookup, export) is committed before the reader
+//! is answered — it survives a crash of the process — but is flushed to disk
+//! lazily (SQLite `synchronous=NORMAL`, PostgreSQL `synchronous_commit=off`),
+//! at the latest [`SYNC_AFTER`] later or with the next durable commit. That
+//! keeps audited reads off the fsync path. On PostgreSQL several servers each run a
 //! writer; the audit head row is locked for the end of each transaction so
 //! that their chains interleave correctly.
 
@@ -29,6 +38,10 @@ pub(crate) const MAX_BATCH: usize = 512;
 const CHECKPOINT_EVERY: i64 = 1000;
 /// … and when this much time passed since the last one with entries since.
 const CHECKPOINT_AFTER: Duration = Duration::from_secs(5);
+/// Longest time the audit entries of reads stay unflushed.
+pub(crate) const SYNC_AFTER: Duration = Duration::from_millis(200);
+/// Audit rows per INSERT statement (10 parameters each).
+const AUDIT_ROWS_PER_INSERT: usize = 256;
 
 /// One change to the data store.
 #[derive(Debug)]
@@ -90,6 +103,9 @@ pub(crate) enum Op {
         reason: String,
         actor: String,
     },
+    /// Consent ledger changes (`consent`): append-only events with their
+    /// materialised state, policy versions, state rebuilds.
+    Consent(crate::consent::ConsentOp),
 }
 
 /// A queued job: the change, its audit events, and where to answer.
@@ -104,13 +120,30 @@ pub(crate) struct Job {
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    task: std::sync::Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Writer {
     pub(crate) fn spawn(pool: AnyPool, engine: Engine, keystore: KeyStore, root: RootKey) -> Self {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(pool, engine, keystore, root, rx));
-        Self { tx }
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(run(pool, engine, keystore, root, rx, stop.clone()));
+        Self {
+            tx,
+            stop,
+            task: std::sync::Arc::new(tokio::sync::Mutex::new(Some(task))),
+        }
+    }
+
+    /// Commits what is queued, signs a final checkpoint (anchoring the tail
+    /// of the audit chain in the key store), flushes, and stops. Later
+    /// submissions fail with `ShuttingDown`. Idempotent.
+    pub(crate) async fn shutdown(&self) {
+        self.stop.notify_one();
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
     }
 
     /// Submits a job and waits for its commit. Returns rows affected by the op.
@@ -128,6 +161,12 @@ struct State {
     last_checkpoint_seq: i64,
     last_checkpoint_at: Instant,
     signing: ed25519_dalek::SigningKey,
+    /// The SQLite connection's current `synchronous` level is FULL.
+    sqlite_full: bool,
+    /// A lazily flushed commit happened since the last durable one.
+    unsynced_since: Option<Instant>,
+    /// Sign a checkpoint at the next commit whatever the schedule says.
+    force_checkpoint: bool,
 }
 
 async fn run(
@@ -136,15 +175,23 @@ async fn run(
     keystore: KeyStore,
     root: RootKey,
     mut rx: mpsc::Receiver<Job>,
+    stop: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut state = State {
         last_checkpoint_seq: last_checkpoint(&pool).await.unwrap_or(0),
         last_checkpoint_at: Instant::now(),
         signing: root.audit_signing_key(),
+        sqlite_full: true,
+        unsynced_since: None,
+        force_checkpoint: false,
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
-        let tick = tokio::time::sleep(CHECKPOINT_AFTER);
+        let wait = match state.unsynced_since {
+            Some(t) => SYNC_AFTER.saturating_sub(t.elapsed()),
+            None => CHECKPOINT_AFTER,
+        };
+        let tick = tokio::time::sleep(wait);
         tokio::select! {
             n = rx.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
@@ -152,11 +199,49 @@ async fn run(
                 }
             }
             _ = tick => {}
+            _ = stop.notified() => break,
         }
         commit_batch(&pool, engine, &keystore, &mut state, &mut batch).await;
+        if state
+            .unsynced_since
+            .is_some_and(|t| t.elapsed() >= SYNC_AFTER)
+        {
+            flush(&pool, engine, &mut state).await;
+        }
     }
-    // Channel closed: sign a final checkpoint so the tail is anchored.
+    // Stopping: refuse new jobs, commit the queued ones, and sign a final
+    // checkpoint so the tail of the chain is anchored.
+    rx.close();
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&pool, engine, &keystore, &mut state, &mut batch).await;
+    }
+    state.force_checkpoint = true;
     commit_batch(&pool, engine, &keystore, &mut state, &mut batch).await;
+    flush(&pool, engine, &mut state).await;
+}
+
+/// Forces lazily committed audit entries to disk: a durable commit flushes
+/// the log (WAL) up to itself, and with it every earlier lazy commit.
+async fn flush(pool: &AnyPool, engine: Engine, state: &mut State) {
+    if state.unsynced_since.is_none() {
+        return;
+    }
+    if engine == Engine::Sqlite && !state.sqlite_full {
+        match sqlx::query("PRAGMA synchronous = FULL").execute(pool).await {
+            Ok(_) => state.sqlite_full = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not set synchronous");
+                return;
+            }
+        }
+    }
+    match sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(pool)
+        .await
+    {
+        Ok(_) => state.unsynced_since = None,
+        Err(e) => tracing::warn!(error = %e, "could not flush the audit log"),
+    }
 }
 
 async fn last_checkpoint(pool: &AnyPool) -> Result<i64, StoreError> {
@@ -174,39 +259,36 @@ async fn commit_batch(
     batch: &mut Vec<Job>,
 ) {
     let jobs: Vec<Job> = std::mem::take(batch);
-    let mut results: Vec<Result<u64, StoreError>> = Vec::with_capacity(jobs.len());
-    let outcome = async {
-        let mut tx = pool.begin().await?;
-        let now_us = crate::now_us();
-        let mut events: Vec<&AuditEvent> = Vec::new();
-        for job in &jobs {
-            sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
-            match apply(&mut tx, &job.op, now_us).await {
-                Ok(n) => {
-                    sqlx::query("RELEASE SAVEPOINT job")
-                        .execute(&mut *tx)
-                        .await?;
-                    events.extend(job.audit.iter());
-                    results.push(Ok(n));
-                }
-                Err(e) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT job")
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("RELEASE SAVEPOINT job")
-                        .execute(&mut *tx)
-                        .await?;
-                    results.push(Err(e));
-                }
-            }
+    // Checkpoint-only commits (no jobs) are durable too.
+    let durable = jobs.is_empty() || jobs.iter().any(|j| !matches!(j.op, Op::AuditOnly));
+    if engine == Engine::Sqlite && state.sqlite_full != durable {
+        // One writer connection: the pragma holds for the next commit.
+        let level = if durable { "FULL" } else { "NORMAL" };
+        match sqlx::query(&format!("PRAGMA synchronous = {level}"))
+            .execute(pool)
+            .await
+        {
+            Ok(_) => state.sqlite_full = durable,
+            Err(e) => tracing::warn!(error = %e, "could not set synchronous"),
         }
-        let checkpoint = append_audit(&mut tx, engine, state, &events, now_us).await?;
-        tx.commit().await?;
-        Ok::<_, StoreError>(checkpoint)
     }
-    .await;
+    let mut outcome = run_batch(pool, engine, state, &jobs, durable, false).await;
+    if matches!(&outcome, Ok((_, results)) if results.iter().any(Result::is_err))
+        || outcome.is_err()
+    {
+        // Something failed: rerun with a savepoint per job so only the
+        // failing jobs fail.
+        outcome = run_batch(pool, engine, state, &jobs, durable, true).await;
+    }
     match outcome {
-        Ok(checkpoint) => {
+        Ok((checkpoint, results)) => {
+            // A durable commit that wrote something flushed the log up to
+            // itself; an empty one may have written nothing.
+            if durable && !jobs.is_empty() && (engine == Engine::Postgres || state.sqlite_full) {
+                state.unsynced_since = None;
+            } else if !durable && state.unsynced_since.is_none() && !jobs.is_empty() {
+                state.unsynced_since = Some(Instant::now());
+            }
             if let Some(cp) = checkpoint {
                 state.last_checkpoint_seq = cp.seq;
                 state.last_checkpoint_at = Instant::now();
@@ -229,6 +311,73 @@ async fn commit_batch(
     }
 }
 
+type BatchOutcome = (Option<Checkpoint>, Vec<Result<u64, StoreError>>);
+
+/// One attempt at a batch. Without savepoints, the first failing job
+/// aborts the attempt (the caller retries with savepoints).
+async fn run_batch(
+    pool: &AnyPool,
+    engine: Engine,
+    state: &State,
+    jobs: &[Job],
+    durable: bool,
+    savepoints: bool,
+) -> Result<BatchOutcome, StoreError> {
+    let mut results: Vec<Result<u64, StoreError>> = Vec::with_capacity(jobs.len());
+    let mut tx = pool.begin().await?;
+    if engine == Engine::Postgres && !durable {
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let now_us = crate::now_us();
+    let mut events: Vec<&AuditEvent> = Vec::new();
+    for job in jobs {
+        if matches!(job.op, Op::AuditOnly) {
+            events.extend(job.audit.iter());
+            results.push(Ok(0));
+            continue;
+        }
+        if !savepoints {
+            match apply(&mut tx, &job.op, now_us).await {
+                Ok(n) => {
+                    events.extend(job.audit.iter());
+                    results.push(Ok(n));
+                }
+                Err(e) => {
+                    results.push(Err(e));
+                    // Roll back explicitly; the retry starts afresh.
+                    tx.rollback().await?;
+                    return Ok((None, results));
+                }
+            }
+            continue;
+        }
+        sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+        match apply(&mut tx, &job.op, now_us).await {
+            Ok(n) => {
+                sqlx::query("RELEASE SAVEPOINT job")
+                    .execute(&mut *tx)
+                    .await?;
+                events.extend(job.audit.iter());
+                results.push(Ok(n));
+            }
+            Err(e) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT job")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("RELEASE SAVEPOINT job")
+                    .execute(&mut *tx)
+                    .await?;
+                results.push(Err(e));
+            }
+        }
+    }
+    let checkpoint = append_audit(&mut tx, engine, state, &events, now_us).await?;
+    tx.commit().await?;
+    Ok((checkpoint, results))
+}
+
 async fn append_audit(
     tx: &mut Transaction<'static, Any>,
     engine: Engine,
@@ -248,31 +397,53 @@ async fn append_audit(
     .await?;
     let mut seq: i64 = head.try_get(0)?;
     let mut hash = to32(head.try_get(1)?)?;
-    let due_by_time =
-        state.last_checkpoint_at.elapsed() >= CHECKPOINT_AFTER && seq > state.last_checkpoint_seq;
+    let due_by_time = (state.force_checkpoint
+        || state.last_checkpoint_at.elapsed() >= CHECKPOINT_AFTER)
+        && seq > state.last_checkpoint_seq;
     if events.is_empty() && !due_by_time {
         return Ok(None);
     }
+    let mut entries = Vec::with_capacity(events.len());
     for ev in events {
         seq += 1;
         let e = audit::chain(hash, seq, now_us, (*ev).clone());
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(e.seq)
-        .bind(e.at_us)
-        .bind(e.event.tenant)
-        .bind(e.event.actor)
-        .bind(e.event.action)
-        .bind(e.event.subject)
-        .bind(e.event.purpose)
-        .bind(e.event.outcome)
-        .bind(e.prev_hash.to_vec())
-        .bind(e.hash.to_vec())
-        .execute(&mut **tx)
-        .await?;
         hash = e.hash;
+        entries.push(e);
+    }
+    for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO audit_log (seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 10;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for k in 1..=10 {
+                if k > 1 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&(b + k).to_string());
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.seq)
+                .bind(e.at_us)
+                .bind(e.event.tenant.clone())
+                .bind(e.event.actor.clone())
+                .bind(e.event.action.clone())
+                .bind(e.event.subject.clone())
+                .bind(e.event.purpose.clone())
+                .bind(e.event.outcome.clone())
+                .bind(e.prev_hash.to_vec())
+                .bind(e.hash.to_vec());
+        }
+        q.execute(&mut **tx).await?;
     }
     if !events.is_empty() {
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
@@ -313,6 +484,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: &Op, now: i64) -> Result<
     let c = &mut **tx;
     Ok(match op {
         Op::AuditOnly => 0,
+        Op::Consent(op) => crate::consent::apply(c, op, now).await?,
         Op::CreateTenant { id, name } => sqlx::query("INSERT INTO tenants (id, name, created_us) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(name)

@@ -22,6 +22,8 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Verify the audit log.
     Audit(cli::audit::AuditArgs),
+    /// Consent ledger: check, grant, withdraw, history, bulk import.
+    Consent(cli::consent::ConsentArgs),
     /// Rotate root or tenant keys.
     Keys(cli::keys::KeysArgs),
     /// Validate, show and import data maps.
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => cli::demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => cli::audit::run(args),
+        Command::Consent(args) => cli::consent::run(args),
         Command::Keys(args) => cli::keys::run(args).map(|()| ExitCode::SUCCESS),
         Command::Map(args) => cli::map::run(args).map(|()| ExitCode::SUCCESS),
         Command::Ropa(args) => cli::ropa::run(args).map(|()| ExitCode::SUCCESS),

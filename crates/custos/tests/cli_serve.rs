@@ -540,3 +540,79 @@ fn sighup_reloads_the_map_and_keeps_the_old_one_on_errors() {
     assert!(after.contains("Zenith"), "{after}");
     server.terminate();
 }
+
+#[test]
+fn serves_https_when_given_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    let Ok(made) = made else {
+        eprintln!("NOTICE: openssl not installed; HTTPS test skipped");
+        return;
+    };
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut cmd = custos();
+    cmd.current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN);
+    let server = Server::start(cmd);
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&cert)
+        .arg(format!("{}/healthz", server.base))
+        .output();
+    let Ok(out) = out else {
+        server.terminate();
+        eprintln!("NOTICE: curl not installed; HTTPS request skipped");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    // Plain HTTP to the TLS port is refused, not served.
+    let plain = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(server.base.replace("https://", "http://") + "/healthz")
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+    server.terminate();
+
+    // A missing key file is a clear error naming the files.
+    let out = custos()
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .args(["--tls-key", "missing.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.pem"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod consent;
 pub mod map;
 pub mod scrub;
 pub mod subjects;

@@ -55,9 +55,14 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         let admin_secret = admin.0.expose().to_owned();
         let tour = seed(&vault).await?;
         let map = super::serve::load_map(MapOrigin::Builtin(custos_map::DEMO_MAP))?;
-        serve(vault, admin, args.listen, map, move |addr| {
-            print_tour(addr, &admin_secret, &tour)
-        })
+        serve(
+            vault,
+            admin,
+            args.listen,
+            map,
+            &Default::default(),
+            move |addr| print_tour(addr, &admin_secret, &tour),
+        )
         .await
     })
 }

@@ -1,6 +1,7 @@
 //! Command-line surface: argument parsing and dispatch to the libraries.
 
 pub(crate) mod audit;
+pub(crate) mod consent;
 pub(crate) mod demo;
 pub(crate) mod keys;
 pub(crate) mod map;

@@ -26,6 +26,19 @@ pub(crate) struct ServeArgs {
     /// POST /v1/map/reload.
     #[arg(long, env = "CUSTOS_MAP")]
     pub(crate) map: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+/// HTTPS: both a certificate chain and its private key (PEM) turn it on.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct TlsArgs {
+    /// PEM certificate chain; serve HTTPS (with --tls-key).
+    #[arg(long, env = "CUSTOS_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "CUSTOS_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -36,7 +49,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let vault = args.store.open(true).await?;
         let admin = admin_token();
-        serve(vault, admin, args.listen, map, |_| {}).await
+        serve(vault, admin, args.listen, map, &args.tls, |_| {}).await
     })
 }
 
@@ -88,12 +101,33 @@ pub(crate) async fn serve(
     (admin, generated): (BearerSecret, bool),
     listen: SocketAddr,
     map: MapSource,
+    tls: &TlsArgs,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    let tls = match (&tls.tls_cert, &tls.tls_key) {
+        (Some(cert), Some(key)) => {
+            // ring: a vetted provider that builds without a C toolchain
+            // beyond cc. Installing twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "loading the TLS certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?,
+            )
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if generated {
         println!(
             "admin token (shown once; set CUSTOS_ADMIN_TOKEN to choose one): {}",
@@ -104,7 +138,7 @@ pub(crate) async fn serve(
     }
     println!("authenticate with: Authorization: Bearer <admin token or API key>");
     println!(
-        "custos listening on http://{addr} ({:?} store)",
+        "custos listening on {scheme}://{addr} ({:?} store)",
         vault.engine()
     );
     ready(addr);
@@ -115,10 +149,25 @@ pub(crate) async fn serve(
         .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok());
     reload_map_on_hangup(state.map.clone());
     let app = custos_server::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")?,
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, config)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .context("serving HTTPS")?;
+        }
+    }
     vault.close().await;
     Ok(())
 }

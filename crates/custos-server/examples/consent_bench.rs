@@ -1,0 +1,475 @@
+//! Consent ledger benchmark (issue 4). Prints a Markdown report.
+//!
+//! ```sh
+//! cargo run --release -p custos-server --example consent_bench            # 1,000,000 subjects/events
+//! cargo run --release -p custos-server --example consent_bench -- --quick # 100,000
+//! ```
+//!
+//! On one embedded SQLite store in a temp dir, in one process (server and
+//! load generator share the tokio runtime and the machine's cores):
+//! 1. bulk import of consent events through `Vault::import_consent` (the
+//!    path `custos consent import` uses), original timestamps, batches of
+//!    5,000 — events/s;
+//! 2. `GET /v1/consent/check` over HTTP on loopback with 64 connections,
+//!    against a bare `hello` handler on the same axum stack in the same run
+//!    — requests/s, p50/p99, ratio; with the check cache (default TTL) and
+//!    without it (every check reads the database);
+//! 3. the suppression list of every subject streamed as CSV — time and the
+//!    process's resident memory growth while streaming.
+//!
+//! Subjects are inserted with SQL (ids only, as the vault would store them
+//! without identities) so that a million of them take seconds; everything
+//! measured goes through the real code paths.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use custos_core::consent::{Action, Channel, PurposeRule};
+use custos_core::ids::{Purpose, SubjectId, TenantId};
+use custos_core::rand_core::{OsRng, RngCore};
+use custos_store::{Actor, ConsentInput, ImportEvent, ImportSubject};
+use custos_testkit::{Backend, TestServer, TestStore};
+use reqwest::Method;
+use serde_json::json;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Load {
+    rps: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+}
+
+/// 64 connections hammering `urls` (chosen round-robin per task) for `secs`.
+async fn load(
+    client: &reqwest::Client,
+    urls: Arc<Vec<String>>,
+    token: Option<String>,
+    secs: f64,
+) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..64usize {
+        let (client, urls, token, stop, errors) = (
+            client.clone(),
+            urls.clone(),
+            token.clone(),
+            stop.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut i = t * 7919;
+            while !stop.load(Ordering::Relaxed) {
+                let url = &urls[i % urls.len()];
+                i += 64;
+                let mut req = client.get(url);
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                let start = Instant::now();
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(start.elapsed().as_micros() as u64);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    // Warm-up is included in the first 10% and dropped from the count by
+    // measuring only what completes after it.
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    Load {
+        rps: all.len() as f64 / secs,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n: usize = if quick { 100_000 } else { 1_000_000 };
+    let secs = if quick { 3.0 } else { 8.0 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(n, secs, quick));
+}
+
+async fn run(n: usize, secs: f64, quick: bool) {
+    let total = Instant::now();
+    let store = TestStore::new(Backend::Sqlite).await.expect("store");
+    let s = TestServer::start(&store).await;
+    s.tenant("acme").await;
+    let key = s.key("acme", &["write", "lookup", "admin"]).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/purposes/newsletter/versions",
+            Some(&key),
+            Some(json!({"text": "Monthly news", "material": false, "effective_at": "2000-01-01"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let tenant = TenantId::parse("acme").unwrap();
+
+    // Seed subjects (ids only) with SQL.
+    let t0 = Instant::now();
+    let mut ids: Vec<SubjectId> = Vec::with_capacity(n);
+    let pool = s.vault.read_pool().clone();
+    let mut tx = pool.begin().await.unwrap();
+    let now = custos_store::now_us();
+    for chunk_start in (0..n).step_by(500) {
+        let m = 500.min(n - chunk_start);
+        let marks: Vec<String> = (0..m)
+            .map(|i| format!("(${}, 'acme', NULL, {now})", i + 1))
+            .collect();
+        let sql = format!(
+            "INSERT INTO subjects (id, tenant, external_id, created_us) VALUES {}",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for _ in 0..m {
+            let id = SubjectId::generate(&mut OsRng);
+            q = q.bind(id.to_string());
+            ids.push(id);
+        }
+        q.execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let seed_s = t0.elapsed().as_secs_f64();
+
+    // 1. Bulk import: one event per subject (3 in 4 grants, 1 in 4 withdrawals),
+    // original timestamps spread over the past year.
+    let rules: HashMap<String, PurposeRule> = custos_server::routes::consent::rules_of(
+        &custos_map::load_str(custos_map::DEMO_MAP, "demo")
+            .unwrap()
+            .0,
+    )
+    .into_iter()
+    .map(|r| (r.id.to_string(), r))
+    .collect();
+    let newsletter = Purpose::parse("newsletter").unwrap();
+    let channel = Channel::parse("import").unwrap();
+    let year = 365 * 86_400 * 1_000_000i64;
+    let t1 = Instant::now();
+    let mut imported = 0u64;
+    for chunk in ids.chunks(5000) {
+        let batch: Vec<ImportEvent> = chunk
+            .iter()
+            .map(|id| {
+                let r = OsRng.next_u32();
+                ImportEvent {
+                    subject: ImportSubject::Id(*id),
+                    purpose: newsletter.clone(),
+                    at_us: now - year + i64::from(r % 1_000_000) * 31_536,
+                    input: ConsentInput {
+                        action: if r % 4 == 0 {
+                            Action::Withdraw
+                        } else {
+                            Action::Grant
+                        },
+                        version: Some(1),
+                        channel: channel.clone(),
+                        affirmative: true,
+                        gpc: false,
+                        form_id: Some("signup-newsletter".into()),
+                        ip: None,
+                        user_agent: None,
+                    },
+                }
+            })
+            .collect();
+        let rep = s
+            .vault
+            .import_consent(&Actor::Admin, &tenant, &rules, &batch)
+            .await
+            .unwrap();
+        assert!(rep.rejected.is_empty(), "{:?}", rep.rejected.first());
+        imported += rep.accepted;
+    }
+    let import_s = t1.elapsed().as_secs_f64();
+    let import_rate = imported as f64 / import_s;
+
+    // Import with proof (IP + user agent sealed under each subject's key),
+    // on subjects created through the vault so that they have keys.
+    let proof_subjects = if quick { 300 } else { 1000 };
+    let p = s.vault.authenticate(&key).await.unwrap();
+    let mut keyed = Vec::new();
+    for _ in 0..proof_subjects {
+        keyed.push(s.vault.create_subject(&p, None, &[]).await.unwrap());
+    }
+    let per = 20;
+    let t2 = Instant::now();
+    let mut proof_imported = 0u64;
+    let all: Vec<ImportEvent> = keyed
+        .iter()
+        .flat_map(|id| {
+            (0..per).map(|k| ImportEvent {
+                subject: ImportSubject::Id(*id),
+                purpose: newsletter.clone(),
+                at_us: now - year + k as i64 * 1_000_000,
+                input: ConsentInput {
+                    action: if k % 2 == 0 {
+                        Action::Grant
+                    } else {
+                        Action::Withdraw
+                    },
+                    version: Some(1),
+                    channel: channel.clone(),
+                    affirmative: true,
+                    gpc: false,
+                    form_id: None,
+                    ip: Some("203.0.113.9".into()),
+                    user_agent: Some(
+                        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) Safari/605.1.15".into(),
+                    ),
+                },
+            })
+        })
+        .collect();
+    for chunk in all.chunks(5000) {
+        proof_imported += s
+            .vault
+            .import_consent(&Actor::Admin, &tenant, &rules, chunk)
+            .await
+            .unwrap()
+            .accepted;
+    }
+    let proof_rate = proof_imported as f64 / t2.elapsed().as_secs_f64();
+
+    // 2. Check vs hello.
+    let hello = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hello_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, hello).await;
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let hot: usize = std::env::var("CONSENT_BENCH_HOT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+        .min(n);
+    let check_urls: Arc<Vec<String>> = Arc::new(
+        ids.iter()
+            .take(hot)
+            .map(|id| {
+                format!(
+                    "{}/v1/consent/check?subject={id}&purpose=newsletter",
+                    s.base
+                )
+            })
+            .collect(),
+    );
+    let cold_urls: Arc<Vec<String>> = Arc::new(
+        ids.iter()
+            .step_by((n / 200_000).max(1))
+            .map(|id| {
+                format!(
+                    "{}/v1/consent/check?subject={id}&purpose=newsletter",
+                    s.base
+                )
+            })
+            .collect(),
+    );
+    let hello_urls = Arc::new(vec![format!("http://{hello_addr}/hello")]);
+    // Warm both paths.
+    let _ = load(&client, hello_urls.clone(), None, 0.5).await;
+    let _ = load(&client, check_urls.clone(), Some(key.clone()), 0.5).await;
+    let hello_load = load(&client, hello_urls.clone(), None, secs).await;
+    let check_load = load(&client, check_urls.clone(), Some(key.clone()), secs).await;
+    s.vault.set_consent_check_ttl(Duration::ZERO);
+    let nocache_load = load(&client, cold_urls.clone(), Some(key.clone()), secs).await;
+    s.vault
+        .set_consent_check_ttl(custos_store::DEFAULT_CHECK_TTL);
+    let hello2 = load(&client, hello_urls.clone(), None, secs).await;
+    let hello_rps = (hello_load.rps + hello2.rps) / 2.0;
+
+    // 3. Suppression list of every subject, streamed.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicU64::new(0));
+    let before = rss_kib();
+    let sampler = {
+        let (sampling, peak) = (sampling.clone(), peak.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let t3 = Instant::now();
+    let mut res = client
+        .get(format!(
+            "{}/v1/purposes/newsletter/suppression?audience=mailer",
+            s.base
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let (mut bytes, mut lines) = (0usize, 0usize);
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let supp_s = t3.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let growth_mib = peak.load(Ordering::Relaxed).saturating_sub(before) as f64 / 1024.0;
+    let rows = lines.saturating_sub(1);
+
+    // Report.
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let ratio = check_load.rps / hello_rps;
+    let mut out = String::new();
+    let cmd = if quick {
+        "cargo run --release -p custos-server --example consent_bench -- --quick"
+    } else {
+        "cargo run --release -p custos-server --example consent_bench"
+    };
+    out.push_str("# custos consent benchmark\n\n");
+    out.push_str(&format!("- command: `{cmd}`\n- machine: {nproc} cores; server and load generator (reqwest, 64 connections, HTTP/1.1 keep-alive) share one tokio runtime\n"));
+    out.push_str(&format!("- store: embedded SQLite (WAL, synchronous=FULL) in a temp dir; {n} subjects seeded in {seed_s:.1} s\n\n"));
+    out.push_str("| metric | figure | target | result |\n|---|---|---|---|\n");
+    let row = |out: &mut String, m: &str, f: String, t: &str, ok: bool| {
+        out.push_str(&format!(
+            "| {m} | {f} | {t} | {} |\n",
+            if ok { "PASS" } else { "**FAIL**" }
+        ));
+    };
+    row(
+        &mut out,
+        &format!("bulk import, {imported} events, no proof"),
+        format!("{import_rate:.0} events/s ({import_s:.1} s)"),
+        "≥ 50,000 events/s",
+        import_rate >= 50_000.0,
+    );
+    row(
+        &mut out,
+        &format!("bulk import, {proof_imported} events with IP + user agent sealed"),
+        format!("{proof_rate:.0} events/s"),
+        "(information)",
+        true,
+    );
+    row(
+        &mut out,
+        "hello handler (same axum stack)",
+        format!(
+            "{hello_rps:.0} req/s, p50 {}, p99 {}",
+            ms(hello_load.p50_us),
+            ms(hello_load.p99_us)
+        ),
+        "(baseline)",
+        true,
+    );
+    row(
+        &mut out,
+        &format!("consent/check, {hot} hot subjects, cache TTL 1 s"),
+        format!(
+            "{:.0} req/s, p50 {}, p99 {} ({} errors)",
+            check_load.rps,
+            ms(check_load.p50_us),
+            ms(check_load.p99_us),
+            check_load.errors
+        ),
+        "≥ 20,000 req/s, p99 < 2 ms",
+        check_load.rps >= 20_000.0 && check_load.p99_us < 2000,
+    );
+    row(
+        &mut out,
+        "check / hello",
+        format!("{ratio:.2}"),
+        "≥ 0.5",
+        ratio >= 0.5,
+    );
+    row(
+        &mut out,
+        &format!("consent/check without cache, {} subjects", cold_urls.len()),
+        format!(
+            "{:.0} req/s, p50 {}, p99 {} ({:.2} × hello)",
+            nocache_load.rps,
+            ms(nocache_load.p50_us),
+            ms(nocache_load.p99_us),
+            nocache_load.rps / hello_rps
+        ),
+        "(information)",
+        true,
+    );
+    row(
+        &mut out,
+        &format!(
+            "suppression list, {n} subjects → {rows} rows, {:.1} MiB CSV",
+            bytes as f64 / 1048576.0
+        ),
+        format!("{supp_s:.2} s"),
+        "< 5 s",
+        supp_s < 5.0 && rows > 0,
+    );
+    row(
+        &mut out,
+        "RSS growth while streaming",
+        format!(
+            "{growth_mib:.1} MiB (before {:.0} MiB)",
+            before as f64 / 1024.0
+        ),
+        "flat (≪ list size)",
+        growth_mib < (bytes as f64 / 1048576.0).max(16.0),
+    );
+    out.push_str(&format!(
+        "\nTotal run time {:.0} s.\n",
+        total.elapsed().as_secs_f64()
+    ));
+    println!("{out}");
+    s.stop().await;
+}
