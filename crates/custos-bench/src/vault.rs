@@ -802,10 +802,10 @@ impl Bench {
 
         // Diagnostic: cost of one statement round trip through sqlx's Any
         // driver to its SQLite worker thread, as the vault's writer pays for
-        // every SAVEPOINT, RELEASE and INSERT of a batch (writer.rs).
+        // every statement of a batch (writer.rs).
         let rt_us = statement_round_trip(&self.dir.path().join("plain.db")).await?;
         self.notes.push(format!(
-            "writer cost per statement: a `SAVEPOINT`/`RELEASE` round trip through sqlx's Any driver to the SQLite worker thread takes {rt_us:.1} µs here (mean of 2,000 pairs in one transaction); `writer::commit_batch` runs 3 such statements per job (SAVEPOINT, the op or nothing for audit-only jobs, RELEASE) plus one INSERT per audit event, serially, then the commit's fsync."
+            "writer cost per statement: a `SAVEPOINT`/`RELEASE` round trip through sqlx's Any driver to the SQLite worker thread takes {rt_us:.1} µs here (mean of 2,000 pairs in one transaction); `writer::run_batch` runs one statement per data-changing job (savepoints only when a failed job forces a rerun), one multi-row INSERT for the batch's audit entries and the head update, then the commit (fsync only for batches that change data)."
         ));
         plain.close().await;
 
@@ -1009,7 +1009,7 @@ impl Bench {
             ratio >= 1_000.0,
         );
         self.notes.push(format!(
-            "lookup speedup: `Vault::lookup` includes the durable commit of its audit entry; the index probe alone (HMAC + `SELECT … WHERE tenant, kind, blind` on the read pool) has median {} → scan ÷ probe = {}×. Cold full scan (every subject key fetched from the key store and unwrapped, address not found): {}. Scan timings (warm): {:?} ms. HTTP lookup at 100,000 subjects: p50 {}, p99 {}.",
+            "lookup speedup: `Vault::lookup` includes the (lazily flushed) commit of its audit entry; the index probe alone (HMAC + `SELECT … WHERE tenant, kind, blind` on the read pool) has median {} → scan ÷ probe = {}×. Cold full scan (every subject key fetched from the key store and unwrapped, address not found): {}. Scan timings (warm): {:?} ms. HTTP lookup at 100,000 subjects: p50 {}, p99 {}.",
             util::ms_f(probe_med),
             util::thousands((scan_med / probe_med.max(1.0)).round() as u64),
             util::ms_f(cold),

@@ -36,23 +36,15 @@ backend_tests!(
 const ALL: &[&str] = &["write", "reveal", "lookup", "erase", "audit"];
 
 async fn setup(store: &TestStore) -> (TestServer, String) {
-    let s = TestServer::start(store).await;
-    s.tenant("acme").await;
-    let key = s.key("acme", ALL).await;
-    (s, key)
+    TestServer::with_tenant(store, "acme", ALL).await
 }
 
 async fn subject(s: &TestServer, key: &str, email: &str) -> String {
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/subjects",
-            Some(key),
-            Some(json!({"external_id": format!("u-{email}"), "identities": {"email": email}})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    r.body["id"].as_str().unwrap().to_owned()
+    s.subject(
+        key,
+        json!({"external_id": format!("u-{email}"), "identities": {"email": email}}),
+    )
+    .await
 }
 
 async fn put(s: &TestServer, key: &str, id: &str, coll: &str, rk: &str, fields: Value) -> u16 {

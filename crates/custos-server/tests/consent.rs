@@ -34,23 +34,11 @@ const IP: &str = "198.51.100.77";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) ConsentTest/1.0";
 
 async fn setup(store: &TestStore) -> (TestServer, String) {
-    let s = TestServer::start(store).await;
-    s.tenant("acme").await;
-    let key = s.key("acme", SCOPES).await;
-    (s, key)
+    TestServer::with_tenant(store, "acme", SCOPES).await
 }
 
 async fn subject(s: &TestServer, key: &str, ext: &str) -> String {
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/subjects",
-            Some(key),
-            Some(json!({ "external_id": ext })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    r.body["id"].as_str().unwrap().to_owned()
+    s.subject(key, json!({ "external_id": ext })).await
 }
 
 async fn publish(s: &TestServer, key: &str, purpose: &str, body: Value) -> Reply {

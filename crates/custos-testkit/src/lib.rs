@@ -263,6 +263,23 @@ impl TestServer {
         r.body["key"].as_str().expect("key").to_owned()
     }
 
+    /// A server on `store` with one tenant and an API key of it.
+    pub async fn with_tenant(store: &TestStore, tenant: &str, scopes: &[&str]) -> (Self, String) {
+        let s = Self::start(store).await;
+        s.tenant(tenant).await;
+        let key = s.key(tenant, scopes).await;
+        (s, key)
+    }
+
+    /// Creates a subject from a `POST /v1/subjects` body; returns its id.
+    pub async fn subject(&self, key: &str, body: Value) -> String {
+        let r = self
+            .call(Method::POST, "/v1/subjects", Some(key), Some(body))
+            .await;
+        assert_eq!(r.status, 201, "create subject: {:?}", r.body);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
     /// Stops serving and closes the vault (flushes the writer).
     pub async fn stop(self) {
         self.task.abort();

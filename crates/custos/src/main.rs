@@ -7,6 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the server and the map checker allocate many small objects;
+/// it is measurably faster than the system allocator for both.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "custos", version, about = "Self-hosted data-protection engine")]
 struct Cli {
