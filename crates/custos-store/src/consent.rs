@@ -58,11 +58,11 @@ pub const MAX_POLICY_TEXT: usize = 256 * 1024;
 const CHECK_CACHE_MAX: usize = 500_000;
 /// Imported events may not lie further in the future than this (clock skew).
 const IMPORT_FUTURE_SLACK_US: i64 = 5 * 60 * 1_000_000;
-/// Rows per multi-row INSERT of a bulk import (sqlx's SQLite binding cost
-/// grows faster than linearly with parameters per statement; 64 rows measured
-/// best).
-const EVENT_ROWS_PER_INSERT: usize = 64;
-const STATE_ROWS_PER_UPSERT: usize = 64;
+/// Rows per multi-row INSERT of a bulk import (15 parameters each; within
+/// SQLite's and PostgreSQL's parameter limits). SQLite statements use
+/// anonymous placeholders, see [`crate::db::Engine::values`].
+const EVENT_ROWS_PER_INSERT: usize = 256;
+const STATE_ROWS_PER_UPSERT: usize = 256;
 /// Rows per batch sent to a suppression-list stream.
 const SUPPRESSION_BATCH: usize = 2048;
 
@@ -232,25 +232,6 @@ const UPSERT_STATE_TAIL: &str = " ON CONFLICT (tenant, subject, purpose) DO UPDA
 
 const EVENT_COLS: &str = "INSERT INTO consent_events (id, tenant, subject, purpose, version, text_sha256, action, at_us, recorded_us, channel, affirmative, gpc, form_id, proof_ct, actor)";
 
-fn placeholders(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        if r > 0 {
-            s.push_str(", ");
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push_str(", ");
-            }
-            s.push('$');
-            s.push_str(&(r * cols + c + 1).to_string());
-        }
-        s.push(')');
-    }
-    s
-}
-
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 fn bind_event<'q>(q: AnyQuery<'q>, e: &'q EventRow, now: i64) -> AnyQuery<'q> {
@@ -286,7 +267,7 @@ async fn upsert_states(c: &mut AnyConnection, states: &[StateRow]) -> Result<(),
     for chunk in states.chunks(STATE_ROWS_PER_UPSERT) {
         let sql = format!(
             "INSERT INTO consent_state (tenant, subject, purpose, state, version, at_us, rank, event_id) VALUES {}{}",
-            placeholders(chunk.len(), 8),
+            crate::db::Engine::of_connection(c).values(chunk.len(), 8),
             UPSERT_STATE_TAIL
         );
         let mut q = sqlx::query(&sql);
@@ -385,7 +366,10 @@ pub(crate) async fn apply(
         }
         ConsentOp::Import { events, states } => {
             for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
-                let sql = format!("{EVENT_COLS} VALUES {}", placeholders(chunk.len(), 15));
+                let sql = format!(
+                    "{EVENT_COLS} VALUES {}",
+                    crate::db::Engine::of_connection(c).values(chunk.len(), 15)
+                );
                 let mut q = sqlx::query(&sql);
                 for e in chunk {
                     q = bind_event(q, e, now);
@@ -833,7 +817,7 @@ fn prepare(
     if let Some(ua) = &input.user_agent {
         check_user_agent(ua)?;
     }
-    let id = rules::new_event_id(&mut OsRng);
+    let id = rules::new_event_id(&mut OsRng, now_us());
     let proof_ct = if ip.is_some() || input.user_agent.is_some() {
         let Some(dek) = dek else {
             return Err(ConsentError::Invalid {

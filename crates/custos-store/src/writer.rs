@@ -411,24 +411,10 @@ async fn append_audit(
         entries.push(e);
     }
     for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO audit_log (seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash) VALUES ",
+        let sql = format!(
+            "INSERT INTO audit_log (seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash) VALUES {}",
+            engine.values(chunk.len(), 10)
         );
-        for i in 0..chunk.len() {
-            let b = i * 10;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for k in 1..=10 {
-                if k > 1 {
-                    sql.push_str(", ");
-                }
-                sql.push('$');
-                sql.push_str(&(b + k).to_string());
-            }
-            sql.push(')');
-        }
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
