@@ -269,15 +269,24 @@ async fn commit_batch(
             .await
         {
             Ok(_) => state.sqlite_full = durable,
+            Err(e) if durable => {
+                // Never acknowledge a write that might not be durable.
+                tracing::error!(error = %e, "could not set synchronous = FULL");
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Database("batch commit failed".into())));
+                }
+                return;
+            }
             Err(e) => tracing::warn!(error = %e, "could not set synchronous"),
         }
     }
     let mut outcome = run_batch(pool, engine, state, &jobs, durable, false).await;
-    if matches!(&outcome, Ok((_, results)) if results.iter().any(Result::is_err))
-        || outcome.is_err()
-    {
-        // Something failed: rerun with a savepoint per job so only the
-        // failing jobs fail.
+    // A job failed (and the attempt was rolled back): rerun with a savepoint
+    // per job so only the failing jobs fail. A failed commit is not retried:
+    // on a lost connection it may have committed.
+    if matches!(&outcome, Ok((_, results)) if results.iter().any(Result::is_err)) {
         outcome = run_batch(pool, engine, state, &jobs, durable, true).await;
     }
     match outcome {
