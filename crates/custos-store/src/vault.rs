@@ -854,31 +854,29 @@ impl Vault {
         let actor = Actor::Key(p.clone());
         let action = if clear { "reveal" } else { "reveal.masked" };
         let purpose_s = purpose.map(|x| x.as_str());
+        // Every outcome of a reveal is audited, refusals included.
+        let audit = |outcome: &str| {
+            self.inner.writer.submit(
+                Op::AuditOnly,
+                vec![event(
+                    &p.tenant,
+                    &actor,
+                    action,
+                    Some(id.to_string()),
+                    purpose_s,
+                    outcome,
+                )],
+            )
+        };
         if let Some(e) = row.try_get::<Option<i64>, _>(0)? {
-            let ev = event(
-                &p.tenant,
-                &actor,
-                action,
-                Some(id.to_string()),
-                purpose_s,
-                "gone",
-            );
-            self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+            audit("gone").await?;
             return Err(StoreError::SubjectErased {
                 erased_at: rfc3339(e),
             });
         }
         let restricted = row.try_get::<Option<i64>, _>(1)?.is_some();
         if restricted && !purpose_s.is_some_and(|x| RESTRICTED_PURPOSES.contains(&x)) {
-            let ev = event(
-                &p.tenant,
-                &actor,
-                action,
-                Some(id.to_string()),
-                purpose_s,
-                "denied_restricted",
-            );
-            self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+            audit("denied_restricted").await?;
             return Err(StoreError::Restricted);
         }
         let Some(blob) = row.try_get::<Option<Vec<u8>>, _>(2)? else {
@@ -887,15 +885,7 @@ impl Vault {
         let updated: i64 = row.try_get::<Option<i64>, _>(3)?.unwrap_or_default();
         let dek = self.subject_key(&p.tenant, id).await?;
         let fields = open_fields(&dek, collection.as_str(), key.as_str(), &blob, !clear)?;
-        let ev = event(
-            &p.tenant,
-            &actor,
-            action,
-            Some(id.to_string()),
-            purpose_s,
-            "ok",
-        );
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        audit("ok").await?;
         Ok(RecordView {
             fields,
             masked: !clear,

@@ -112,6 +112,23 @@ impl Server {
     }
 }
 
+/// `custos audit verify [--json]` on the stores of `store`.
+fn verify_cmd(store: &TestStore, dir: &Path, json: bool) -> Command {
+    let mut c = custos();
+    c.args(["audit", "verify"]);
+    if json {
+        c.arg("--json");
+    }
+    c.arg("--data-dir")
+        .arg(dir)
+        .arg("--database-url")
+        .arg(&store.database_url)
+        .arg("--keystore-url")
+        .arg(&store.keystore_url)
+        .env("CUSTOS_ROOT_KEY", store.root_key_b64());
+    c
+}
+
 fn serve_cmd(store: &TestStore, dir: &Path) -> Command {
     let mut c = custos();
     c.arg("serve")
@@ -398,16 +415,7 @@ async fn kill9_loses_no_acknowledged_write_and_leaves_no_half_erasure(store: Tes
     server.terminate();
 
     // The audit chain survived the crash.
-    let out = custos()
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&dir)
-        .arg("--database-url")
-        .arg(&store.database_url)
-        .arg("--keystore-url")
-        .arg(&store.keystore_url)
-        .env("CUSTOS_ROOT_KEY", store.root_key_b64())
-        .output()
-        .unwrap();
+    let out = verify_cmd(&store, &dir, false).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -438,18 +446,7 @@ async fn audit_verify_names_the_tampered_entry(store: TestStore) {
         assert_eq!(st, 404);
     }
     server.terminate();
-    let verify = || {
-        custos()
-            .args(["audit", "verify", "--json", "--data-dir"])
-            .arg(&dir)
-            .arg("--database-url")
-            .arg(&store.database_url)
-            .arg("--keystore-url")
-            .arg(&store.keystore_url)
-            .env("CUSTOS_ROOT_KEY", store.root_key_b64())
-            .output()
-            .unwrap()
-    };
+    let verify = || verify_cmd(&store, &dir, true).output().unwrap();
     let ok = verify();
     assert!(
         ok.status.success(),
@@ -468,13 +465,7 @@ async fn audit_verify_names_the_tampered_entry(store: TestStore) {
     let report: Value = serde_json::from_slice(&bad.stdout).unwrap();
     assert_eq!(report["first_bad_seq"], 3, "{report}");
     // The wrong root key is refused with a clear error, not a panic.
-    let wrong = custos()
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&dir)
-        .arg("--database-url")
-        .arg(&store.database_url)
-        .arg("--keystore-url")
-        .arg(&store.keystore_url)
+    let wrong = verify_cmd(&store, &dir, false)
         .env(
             "CUSTOS_ROOT_KEY",
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
