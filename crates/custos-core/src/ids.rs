@@ -214,6 +214,10 @@ random_id!(
     /// An API key's public half; the secret half is stored only hashed.
     ApiKeyId, "key", "api key id"
 );
+random_id!(
+    /// A data-subject request (`request`): random, never derived from the person.
+    RequestId, "req", "request id"
+);
 
 #[cfg(test)]
 mod tests {

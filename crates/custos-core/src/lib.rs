@@ -1,6 +1,7 @@
 //! Domain core of custos: identifiers, secret wrappers, the AEAD envelope and
 //! key hierarchy, blind indexes, pseudonymous tokens, masking, scopes, the
-//! consent ledger's rules and the audit hash chain.
+//! consent ledger's rules, the lifecycle of data-subject requests and the
+//! audit hash chain.
 //!
 //! This crate does no I/O. Time and randomness come in as parameters (a
 //! [`rand_core::CryptoRngCore`] and explicit timestamps) so that storage,
@@ -14,6 +15,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod mask;
+pub mod request;
 pub mod scope;
 pub mod secret;
 

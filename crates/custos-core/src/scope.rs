@@ -22,11 +22,13 @@ pub enum Scope {
     Admin,
     /// A processor's key: answers notices, resolves tokens.
     Processor,
+    /// Create and manage data-subject requests (access, erasure, …).
+    Dsr,
 }
 
 impl Scope {
     /// Every scope, in a stable order.
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::Write,
         Scope::Reveal,
         Scope::Lookup,
@@ -34,6 +36,7 @@ impl Scope {
         Scope::Audit,
         Scope::Admin,
         Scope::Processor,
+        Scope::Dsr,
     ];
 
     /// The stable name.
@@ -46,6 +49,7 @@ impl Scope {
             Scope::Audit => "audit",
             Scope::Admin => "admin",
             Scope::Processor => "processor",
+            Scope::Dsr => "dsr",
         }
     }
 
@@ -109,5 +113,16 @@ mod tests {
         assert_eq!(ScopeSet::from_csv("write,reveal").unwrap(), s);
         assert!(s.contains(Scope::Write) && !s.contains(Scope::Erase));
         assert!(ScopeSet::from_csv("write,root").is_err());
+    }
+
+    #[test]
+    fn dsr_scope_round_trips() {
+        assert_eq!(Scope::parse("dsr").unwrap(), Scope::Dsr);
+        let s = ScopeSet::from_scopes([Scope::Dsr, Scope::Write]);
+        assert_eq!(s.to_csv(), "write,dsr");
+        assert_eq!(ScopeSet::from_csv("write,dsr").unwrap(), s);
+        let all = ScopeSet::from_scopes(Scope::ALL);
+        assert_eq!(all.iter().count(), Scope::ALL.len());
+        assert_eq!(ScopeSet::from_csv(&all.to_csv()).unwrap(), all);
     }
 }

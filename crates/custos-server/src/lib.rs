@@ -45,6 +45,9 @@ pub struct AppState {
     pub map: Arc<MapSource>,
     /// Scrubbers of `POST /v1/scrub`.
     pub scrubbers: Arc<Scrubbers>,
+    /// Development outbox: one-time verification codes of data-subject
+    /// requests are written here as `.eml` files (none: not delivered).
+    pub outbox: Option<Arc<std::path::PathBuf>>,
 }
 
 impl AppState {
@@ -55,12 +58,20 @@ impl AppState {
             admin_token: Arc::new(admin_token),
             map: Arc::new(MapSource::none()),
             scrubbers: Arc::new(Scrubbers::new(None)),
+            outbox: None,
         }
     }
 
     /// Serves `map` at `/v1/map` and `/v1/ropa`.
     pub fn with_map(mut self, map: MapSource) -> Self {
         self.map = Arc::new(map);
+        self
+    }
+
+    /// Writes verification codes of data-subject requests as files into
+    /// `dir` (`CUSTOS_DEV_OUTBOX`); without it codes are not delivered.
+    pub fn with_outbox(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.outbox = dir.map(Arc::new);
         self
     }
 
@@ -73,7 +84,7 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, audit, consent, map, scrub, subjects};
+    use routes::{admin, audit, consent, map, requests, scrub, subjects};
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
@@ -126,6 +137,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{id}/consents/history", get(consent::history))
         .route("/v1/subjects/{id}/consents/receipt", get(consent::receipt))
         .route("/v1/consent/check", get(consent::check))
+        .route(
+            "/v1/requests",
+            post(requests::create_request).get(requests::list_requests),
+        )
+        .route("/v1/requests/{id}", get(requests::get_request))
+        .route("/v1/requests/{id}/verify", post(requests::verify_request))
+        .route("/v1/requests/{id}/extend", post(requests::extend_request))
+        .route("/v1/requests/{id}/reject", post(requests::reject_request))
         .route("/v1/audit", get(audit::list))
         .route("/v1/map", get(map::get_map))
         .route("/v1/map/reload", post(map::reload))

@@ -5,12 +5,12 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, audit, consent, map, scrub, subjects};
+use crate::routes::{admin, audit, consent, map, requests, scrub, subjects};
 
 /// The API document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "custos", description = "Self-hosted data-protection engine: vault, audit, data map, consent ledger, scrubber."),
+    info(title = "custos", description = "Self-hosted data-protection engine: vault, audit, data map, consent ledger, data-subject requests, scrubber."),
     paths(
         crate::healthz,
         admin::create_tenant, admin::list_tenants, admin::shred_tenant, admin::rotate_tenant_key,
@@ -23,6 +23,8 @@ use crate::routes::{admin, audit, consent, map, scrub, subjects};
         consent::list_purposes, consent::publish_version, consent::get_version,
         consent::record, consent::list_consents, consent::history, consent::receipt,
         consent::check, consent::suppression,
+        requests::create_request, requests::verify_request, requests::get_request,
+        requests::list_requests, requests::extend_request, requests::reject_request,
         audit::list,
         map::get_map, map::get_ropa, map::reload,
         scrub::scrub,

@@ -165,6 +165,25 @@ impl From<StoreError> for Problem {
                 };
                 Problem::new(status, c.code(), title, detail).with_field(c.field())
             }
+            StoreError::Request(r) => {
+                use custos_core::request::RequestError as R;
+                let (status, title) = match r {
+                    R::IllegalTransition { .. } => (S::CONFLICT, "Illegal transition"),
+                    R::ExtensionLimit { .. } => (S::CONFLICT, "Extension limit reached"),
+                    R::Closed(_) => (S::CONFLICT, "Request closed"),
+                    R::WrongCode { .. } => (S::BAD_REQUEST, "Wrong verification code"),
+                    R::CodeExpired => (S::CONFLICT, "Verification code expired"),
+                    R::Concurrent => (S::CONFLICT, "Concurrent change"),
+                    R::ExtensionMonths | R::ReasonRequired | R::TimeRange => {
+                        (S::BAD_REQUEST, "Invalid field")
+                    }
+                };
+                let p = Problem::new(status, r.code(), title, detail);
+                match r.field() {
+                    Some(f) => p.with_field(f),
+                    None => p,
+                }
+            }
             StoreError::ShuttingDown => {
                 Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Unavailable", detail)
             }

@@ -148,6 +148,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 "consent",
                 include_str!("../migrations/sqlite/data/0002_consent.sql"),
             ),
+            migration(
+                3,
+                "requests",
+                include_str!("../migrations/sqlite/data/0003_requests.sql"),
+            ),
         ],
         (Engine::Postgres, Role::Data) => vec![
             migration(
@@ -159,6 +164,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 2,
                 "consent",
                 include_str!("../migrations/postgres/data/0002_consent.sql"),
+            ),
+            migration(
+                3,
+                "requests",
+                include_str!("../migrations/postgres/data/0003_requests.sql"),
             ),
         ],
         (Engine::Sqlite, Role::Keys) => vec![migration(

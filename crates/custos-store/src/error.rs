@@ -53,6 +53,10 @@ pub enum StoreError {
     /// affirmative grant, a purpose the ledger does not govern, …).
     #[error(transparent)]
     Consent(#[from] custos_core::consent::ConsentError),
+    /// A data-subject request refused a change (illegal transition,
+    /// extension limit, wrong or expired code, …).
+    #[error(transparent)]
+    Request(#[from] custos_core::request::RequestError),
     /// Misconfiguration at startup.
     #[error("configuration: {0}")]
     Config(String),

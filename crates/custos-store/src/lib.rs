@@ -11,6 +11,7 @@ mod db;
 mod error;
 mod keystore;
 mod record;
+mod request;
 mod vault;
 mod writer;
 
@@ -18,6 +19,7 @@ pub use consent::*;
 pub use db::Engine;
 pub use error::{db_kind, StoreError};
 pub use keystore::KeyStore;
+pub use request::*;
 pub use vault::*;
 
 /// Microseconds since the Unix epoch, the unit of every stored time.

@@ -731,25 +731,7 @@ impl Vault {
         value: &str,
     ) -> Result<SubjectId, StoreError> {
         p.require(Scope::Lookup)?;
-        let norm = kind
-            .normalise(value)
-            .map_err(|e| StoreError::invalid(kind.as_str(), e))?;
-        let tk = self.tenant_keys(&p.tenant).await?;
-        let blind = blind_index(&tk.blind_index_key(kind.as_str()), &norm);
-        let row = sqlx::query(
-            "SELECT subject FROM identities WHERE tenant = $1 AND kind = $2 AND blind = $3",
-        )
-        .bind(p.tenant.as_str())
-        .bind(kind.as_str())
-        .bind(blind.to_vec())
-        .fetch_optional(&self.inner.read)
-        .await?;
-        let found = match row {
-            Some(r) => {
-                Some(SubjectId::parse(&r.try_get::<String, _>(0)?).map_err(StoreError::Integrity)?)
-            }
-            None => None,
-        };
+        let (found, _) = self.find_by_identity(&p.tenant, kind, value).await?;
         let actor = Actor::Key(p.clone());
         let ev = event(
             &p.tenant,
@@ -761,6 +743,37 @@ impl Vault {
         );
         self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
         found.ok_or(StoreError::NotFound("subject"))
+    }
+
+    /// Resolves an identity through its blind index (not audited: callers
+    /// audit what they do with it). Returns the subject, if one matches,
+    /// and the blind index, which is all that may be kept of the value.
+    pub(crate) async fn find_by_identity(
+        &self,
+        tenant: &TenantId,
+        kind: &IdentityKind,
+        value: &str,
+    ) -> Result<(Option<SubjectId>, [u8; 32]), StoreError> {
+        let norm = kind
+            .normalise(value)
+            .map_err(|e| StoreError::invalid(kind.as_str(), e))?;
+        let tk = self.tenant_keys(tenant).await?;
+        let blind = blind_index(&tk.blind_index_key(kind.as_str()), &norm);
+        let row = sqlx::query(
+            "SELECT subject FROM identities WHERE tenant = $1 AND kind = $2 AND blind = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(kind.as_str())
+        .bind(blind.to_vec())
+        .fetch_optional(&self.inner.read)
+        .await?;
+        let found = match row {
+            Some(r) => {
+                Some(SubjectId::parse(&r.try_get::<String, _>(0)?).map_err(StoreError::Integrity)?)
+            }
+            None => None,
+        };
+        Ok((found, blind))
     }
 
     // ----- records ----------------------------------------------------------

@@ -106,6 +106,8 @@ pub(crate) enum Op {
     /// Consent ledger changes (`consent`): append-only events with their
     /// materialised state, policy versions, state rebuilds.
     Consent(crate::consent::ConsentOp),
+    /// Data-subject requests (`request`): creation and guarded updates.
+    Request(crate::request::RequestOp),
 }
 
 /// A queued job: the change, its audit events, and where to answer.
@@ -480,6 +482,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: &Op, now: i64) -> Result<
     Ok(match op {
         Op::AuditOnly => 0,
         Op::Consent(op) => crate::consent::apply(c, op, now).await?,
+        Op::Request(op) => crate::request::apply(c, op).await?,
         Op::CreateTenant { id, name } => sqlx::query("INSERT INTO tenants (id, name, created_us) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(name)

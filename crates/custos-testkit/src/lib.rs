@@ -153,21 +153,29 @@ impl Reply {
 impl TestServer {
     /// Starts a server on `store`.
     pub async fn start(store: &TestStore) -> Self {
+        Self::start_with(store, |s| s).await
+    }
+
+    /// Starts a server on `store` with its state adjusted by `f` (an
+    /// outbox, a scrub key, …).
+    pub async fn start_with(store: &TestStore, f: impl FnOnce(AppState) -> AppState) -> Self {
         let vault = store.open().await;
         let admin = format!("cadm_test_{}", uuid::Uuid::new_v4().simple());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
-        let app = custos_server::router(
-            AppState::new(vault.clone(), BearerSecret::new(admin.clone())).with_map(
-                custos_server::map_source::MapSource::load(
-                    custos_server::map_source::MapOrigin::Builtin(custos_map::DEMO_MAP),
-                )
-                .expect("demo map")
-                .0,
-            ),
-        );
+        let app = custos_server::router(f(AppState::new(
+            vault.clone(),
+            BearerSecret::new(admin.clone()),
+        )
+        .with_map(
+            custos_server::map_source::MapSource::load(
+                custos_server::map_source::MapOrigin::Builtin(custos_map::DEMO_MAP),
+            )
+            .expect("demo map")
+            .0,
+        )));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -106,7 +106,7 @@ pub struct CreateKey {
     /// The tenant the key belongs to.
     #[schema(example = "acme")]
     pub tenant: String,
-    /// Scopes: write, reveal, lookup, erase, audit, admin, processor.
+    /// Scopes: write, reveal, lookup, erase, audit, admin, processor, dsr.
     #[schema(example = json!(["write", "reveal"]))]
     pub scopes: Vec<String>,
     /// Optional lifetime in seconds; the key stops working afterwards.

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod audit;
 pub mod consent;
 pub mod map;
+pub mod requests;
 pub mod scrub;
 pub mod subjects;

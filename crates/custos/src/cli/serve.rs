@@ -146,7 +146,8 @@ pub(crate) async fn serve(
     let _ = std::io::stdout().flush();
     let state = AppState::new(vault.clone(), admin)
         .with_map(map)
-        .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok());
+        .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok())
+        .with_outbox(std::env::var_os("CUSTOS_DEV_OUTBOX").map(std::path::PathBuf::from));
     reload_map_on_hangup(state.map.clone());
     let app = custos_server::router(state);
     match tls {
