@@ -902,7 +902,7 @@ impl Bench {
         );
         let missing: Vec<u64> = missing.lock().map(|m| m.clone()).unwrap_or_default();
         self.notes.push(format!(
-            "seeding: `Vault::create_subject` with 64 concurrent tasks managed {} ({} created, {} failed{}) — each call inserts the wrapped subject key into the key store as its own autocommit (one fsync, serialised by SQLite; `KeyStore::put_subject_key`), so 1,000,000 subjects would take ≈{:.0} min. The rest were bulk-inserted at {} with the rows `Vault::create_subject` writes (subjects + identities in data.db, subject_keys in keys.db), built with the same custos-core calls (SubjectKey::generate, blind_index over the tenant's blind-index key, seal_identity, wrap_subject_key) in 10,000-row transactions.",
+            "seeding: `Vault::create_subject` with 64 concurrent tasks managed {} ({} created, {} failed{}) — each call waits for two durable group commits (the wrapped subject key in the key store, `KeyStore::put_subject_key`, then the subject row in the data store), so 1,000,000 subjects would take ≈{:.0} min. The rest were bulk-inserted at {} with the rows `Vault::create_subject` writes (subjects + identities in data.db, subject_keys in keys.db), built with the same custos-core calls (SubjectKey::generate, blind_index over the tenant's blind-index key, seal_identity, wrap_subject_key) in 10,000-row transactions.",
             util::per_sec(api_rate),
             util::thousands(created),
             sample.errors,

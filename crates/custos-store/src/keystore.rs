@@ -5,6 +5,7 @@
 //! stored here; deleting a subject's row is that subject's erasure.
 
 use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use custos_core::audit::Checkpoint;
 use custos_core::ids::{SubjectId, TenantId};
@@ -20,6 +21,63 @@ use crate::StoreError;
 pub struct KeyStore {
     pool: AnyPool,
     engine: Engine,
+    new_keys: mpsc::Sender<NewKey>,
+}
+
+/// A wrapped subject key waiting for the group commit of [`store_new_keys`].
+#[derive(Debug)]
+struct NewKey {
+    subject: String,
+    tenant: String,
+    kek_version: i64,
+    wrapped: Vec<u8>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Most subject keys inserted by one transaction.
+const NEW_KEYS_PER_COMMIT: usize = 256;
+
+/// Group commit of new subject keys: every queued key goes into one
+/// multi-row insert and one durable commit, so creating subjects does not
+/// pay one fsync each. If the batch fails, each key is retried alone so one
+/// bad row fails only its own caller.
+async fn store_new_keys(pool: AnyPool, engine: Engine, mut rx: mpsc::Receiver<NewKey>) {
+    let mut batch = Vec::with_capacity(NEW_KEYS_PER_COMMIT);
+    while rx.recv_many(&mut batch, NEW_KEYS_PER_COMMIT).await > 0 {
+        let keys: Vec<NewKey> = std::mem::take(&mut batch);
+        let sql = format!(
+            "INSERT INTO subject_keys (subject, tenant, kek_version, wrapped) VALUES {}",
+            engine.values(keys.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for k in &keys {
+            q = q
+                .bind(k.subject.clone())
+                .bind(k.tenant.clone())
+                .bind(k.kek_version)
+                .bind(k.wrapped.clone());
+        }
+        if q.execute(&pool).await.is_ok() {
+            for k in keys {
+                let _ = k.reply.send(Ok(()));
+            }
+            continue;
+        }
+        for k in keys {
+            let r = sqlx::query(
+                "INSERT INTO subject_keys (subject, tenant, kek_version, wrapped) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(k.subject)
+            .bind(k.tenant)
+            .bind(k.kek_version)
+            .bind(k.wrapped)
+            .execute(&pool)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from);
+            let _ = k.reply.send(r);
+        }
+    }
 }
 
 impl KeyStore {
@@ -28,7 +86,13 @@ impl KeyStore {
     pub async fn open(url: &str, root: &RootKey) -> Result<Self, StoreError> {
         let (pool, engine) = db::connect(url, 4).await?;
         db::migrate(&pool, engine, Role::Keys).await?;
-        let ks = Self { pool, engine };
+        let (new_keys, rx) = mpsc::channel(4096);
+        tokio::spawn(store_new_keys(pool.clone(), engine, rx));
+        let ks = Self {
+            pool,
+            engine,
+            new_keys,
+        };
         ks.check_root(root).await?;
         Ok(ks)
     }
@@ -116,7 +180,8 @@ impl KeyStore {
         Ok(Some(TenantKeys::new(tenant.clone(), version, kek, idx)))
     }
 
-    /// Stores a subject's wrapped data key.
+    /// Stores a subject's wrapped data key; durable when this returns
+    /// (group-committed with other new keys, see `store_new_keys`).
     pub async fn put_subject_key(
         &self,
         tenant: &TenantId,
@@ -124,14 +189,18 @@ impl KeyStore {
         kek_version: i64,
         wrapped: Vec<u8>,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO subject_keys (subject, tenant, kek_version, wrapped) VALUES ($1, $2, $3, $4)")
-            .bind(subject.to_string())
-            .bind(tenant.as_str())
-            .bind(kek_version)
-            .bind(wrapped)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let (reply, done) = oneshot::channel();
+        self.new_keys
+            .send(NewKey {
+                subject: subject.to_string(),
+                tenant: tenant.as_str().to_owned(),
+                kek_version,
+                wrapped,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        done.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// A subject's wrapped key and the KEK version that wraps it.
