@@ -482,6 +482,28 @@ impl<'d> Parser<'_> {
     }
 
     /// A keyword out of `choices`, with "did you mean".
+    /// A required key whose value is one of `choices`; reports the missing
+    /// key (with `hint`) or an unknown value (with the closest choice).
+    #[allow(clippy::too_many_arguments)]
+    fn req_keyword<T: Copy>(
+        &mut self,
+        m: M<'d>,
+        path: &Path<'_>,
+        key: &str,
+        label: &str,
+        what: &str,
+        choices: &[(&str, T)],
+        hint: &str,
+    ) -> Option<T> {
+        match Self::get(m, key) {
+            Some(n) => self.keyword(n, &Path::Key(path, key), label, choices),
+            None => {
+                self.missing(m, path, key, what, hint);
+                None
+            }
+        }
+    }
+
     fn keyword<T: Copy>(
         &mut self,
         node: N<'d>,
@@ -866,19 +888,15 @@ impl<'d> Parser<'_> {
         let description = self.opt_str(m, path, "description");
         let bases: Vec<(&str, LegalBasis)> =
             LegalBasis::ALL.iter().map(|b| (b.key(), *b)).collect();
-        let legal_basis = match Self::get(m, "legal_basis") {
-            Some(n) => self.keyword(n, &Path::Key(path, "legal_basis"), "legal basis", &bases),
-            None => {
-                self.missing(
-                    m,
-                    path,
-                    "legal_basis",
-                    "the purpose",
-                    "add `legal_basis:` with one of consent, contract, legal_obligation, vital_interest, public_task, legitimate_interest (Art. 6(1))",
-                );
-                None
-            }
-        };
+        let legal_basis = self.req_keyword(
+            m,
+            path,
+            "legal_basis",
+            "legal basis",
+            "the purpose",
+            &bases,
+            "add `legal_basis:` with one of consent, contract, legal_obligation, vital_interest, public_task, legitimate_interest (Art. 6(1))",
+        );
         let balancing_test = self.opt_str(m, path, "balancing_test");
         let basis_reference = self.opt_str(m, path, "basis_reference");
         let specials: Vec<(&str, SpecialCategoryBasis)> = SpecialCategoryBasis::ALL
@@ -961,19 +979,15 @@ impl<'d> Parser<'_> {
             ("joint_controller", ProcessorRole::JointController),
             ("recipient", ProcessorRole::Recipient),
         ];
-        let role = match Self::get(m, "role") {
-            Some(n) => self.keyword(n, &Path::Key(path, "role"), "role", &roles),
-            None => {
-                self.missing(
-                    m,
-                    path,
-                    "role",
-                    "the processor",
-                    "add `role:` with processor, joint_controller or recipient",
-                );
-                None
-            }
-        };
+        let role = self.req_keyword(
+            m,
+            path,
+            "role",
+            "role",
+            "the processor",
+            &roles,
+            "add `role:` with processor, joint_controller or recipient",
+        );
         let country = self.req_str(
             m,
             path,
@@ -1048,19 +1062,15 @@ impl<'d> Parser<'_> {
             ("missing", DpaStatus::Missing),
             ("not_required", DpaStatus::NotRequired),
         ];
-        let status = match Self::get(m, "status") {
-            Some(n) => self.keyword(n, &Path::Key(path, "status"), "DPA status", &statuses),
-            None => {
-                self.missing(
-                    m,
-                    path,
-                    "status",
-                    "dpa",
-                    "add `status:` with signed, pending, missing or not_required",
-                );
-                None
-            }
-        };
+        let status = self.req_keyword(
+            m,
+            path,
+            "status",
+            "DPA status",
+            "dpa",
+            &statuses,
+            "add `status:` with signed, pending, missing or not_required",
+        );
         let date = self.opt_str(m, path, "date").ok()?;
         if let (Some(d), Some(n)) = (&date, m.get("date")) {
             if !valid_date(d) {
@@ -1153,19 +1163,15 @@ impl<'d> Parser<'_> {
         let id = self.id(m, path, "id", what);
         let kinds: Vec<(&str, SystemKind)> =
             SystemKind::ALL.iter().map(|k| (k.key(), *k)).collect();
-        let kind = match Self::get(m, "kind") {
-            Some(n) => self.keyword(n, &Path::Key(path, "kind"), "system kind", &kinds),
-            None => {
-                self.missing(
-                    m,
-                    path,
-                    "kind",
-                    "the system",
-                    "add `kind:` with vault, postgres, mysql, sqlite, files, redis, http or manual",
-                );
-                None
-            }
-        };
+        let kind = self.req_keyword(
+            m,
+            path,
+            "kind",
+            "system kind",
+            "the system",
+            &kinds,
+            "add `kind:` with vault, postgres, mysql, sqlite, files, redis, http or manual",
+        );
         let description = self.opt_str(m, path, "description");
         let connection = match Self::get(m, "connection") {
             Some(n) => self.connection(n, &Path::Key(path, "connection")),
