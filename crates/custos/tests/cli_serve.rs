@@ -44,6 +44,8 @@ struct Server {
     child: Child,
     base: String,
     stdout: Vec<String>,
+    /// Stdout lines printed after the listening line.
+    later: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -80,12 +82,42 @@ impl Server {
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let later = Arc::new(Mutex::new(Vec::new()));
+        let sink = later.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             base,
             stdout,
+            later,
             stderr,
+        }
+    }
+
+    /// The first stdout line after the listening line that starts with
+    /// `prefix`, waiting up to 10 s for it.
+    fn wait_line(&self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self
+                .later
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with(prefix))
+            {
+                return l.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line starting with {prefix:?}: {:?}",
+                self.later.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -239,18 +271,65 @@ fn demo_prints_a_working_tour() {
     let mut cmd = custos();
     cmd.current_dir(dir.path())
         .args(["demo", "--listen", "127.0.0.1:0"]);
-    let mut server = Server::start(cmd);
-    // The tour follows the listening line; read until the key appears.
-    std::thread::sleep(Duration::from_millis(300));
-    let base = server.base.clone();
-    let _ = &mut server;
+    let server = Server::start(cmd);
+    // `export CUSTOS=… ADMIN=… KEY=… SUPPORT=…`: the tour's credentials.
+    let export = server.wait_line("export CUSTOS=");
+    let var = |name: &str| {
+        export
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} missing in {export}"))
+            .to_owned()
+    };
+    let (base, admin, key, support) = (var("CUSTOS"), var("ADMIN"), var("KEY"), var("SUPPORT"));
+    assert_eq!(base, server.base);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let res = http.get(format!("{base}/healthz")).send().await.unwrap();
-        assert_eq!(res.status(), 200);
-        let res = http.get(format!("{base}/v1/tenants")).send().await.unwrap();
-        assert_eq!(res.status(), 401);
+        let get = |url: String, token: String| {
+            let http = http.clone();
+            async move { call(&http, reqwest::Method::GET, url, &token, None).await }
+        };
+        let (st, tenants) = get(format!("{base}/v1/tenants"), admin.clone())
+            .await
+            .unwrap();
+        assert_eq!(st, 200);
+        let text = tenants.to_string();
+        assert!(text.contains("acme") && text.contains("globex"), "{text}");
+        // The seeded subject is found by the blind index, revealed with a
+        // purpose, and masked for the support key.
+        let (st, found) = get(
+            format!("{base}/v1/subjects/lookup?email=jane.doe%40example.com"),
+            key.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 200, "{found}");
+        let id = found["id"].as_str().unwrap().to_owned();
+        let record = format!("{base}/v1/subjects/{id}/records/profile/main");
+        let (st, clear) = get(format!("{record}?purpose=support"), key.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (st, clear["masked"].as_bool()),
+            (200, Some(false)),
+            "{clear}"
+        );
+        let (st, masked) = get(record, support.clone()).await.unwrap();
+        assert_eq!(
+            (st, masked["masked"].as_bool()),
+            (200, Some(true)),
+            "{masked}"
+        );
+        // The demo loads its data map: the ROPA is served.
+        let (st, _) = get(format!("{base}/v1/ropa?format=json"), key.clone())
+            .await
+            .unwrap();
+        assert_eq!(st, 200);
+        let (st, _) = get(format!("{base}/v1/tenants"), String::new())
+            .await
+            .unwrap();
+        assert_eq!(st, 401);
     });
     server.terminate();
 }
