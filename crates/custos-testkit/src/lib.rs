@@ -17,6 +17,7 @@
 )]
 
 pub mod pg;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::Path;

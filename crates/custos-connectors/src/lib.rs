@@ -1,0 +1,319 @@
+//! Connectors: the places a data-subject request does its work. Each
+//! system of the data map is reached through one [`Connector`], chosen by
+//! the system's kind; the request executor (in `custos-server`) never
+//! touches an application's store itself.
+//!
+//! Invariants every connector keeps:
+//! * values of the person are only ever bound as parameters or matched as
+//!   literals (SQL parameters, escaped glob/SCAN patterns, sanitised path
+//!   segments) — never spliced into SQL, patterns or paths;
+//! * identifiers (tables, columns, key prefixes) come from the data map and
+//!   are quoted;
+//! * [`Connector::erase`] is idempotent: running it again after a crash
+//!   finds nothing more to do and reports zero changes;
+//! * results carry counts, ids and legal grounds, never values — except
+//!   [`Export`], which holds the person's data for their own archive and
+//!   prints as `[redacted]`.
+
+pub mod archive;
+pub mod files;
+pub mod notice;
+pub mod plan;
+pub mod redis_cache;
+pub mod sql;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use custos_core::secret::Personal;
+use custos_map::{DatasetId, IdentityKind, SystemId};
+use serde::{Deserialize, Serialize};
+
+pub use plan::{plan_steps, PlannedStep, StepKind};
+
+/// Everything known to identify one data subject: the identities the
+/// request named, the vault's, and those discovered in the application's
+/// stores (an email leads to a `users` row whose `id` is the `user_id`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Person {
+    values: BTreeMap<IdentityKind, Vec<Personal<String>>>,
+}
+
+impl fmt::Debug for Person {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Kinds and counts only: the values are personal data.
+        let mut m = f.debug_map();
+        for (k, v) in &self.values {
+            m.entry(&k.key(), &v.len());
+        }
+        m.finish()
+    }
+}
+
+impl Person {
+    /// A person known by nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a value of an identity kind; returns whether it was new.
+    /// Empty values are ignored: they would match every blank column.
+    pub fn add(&mut self, kind: IdentityKind, value: &str) -> bool {
+        let value = value.trim();
+        if value.is_empty() {
+            return false;
+        }
+        let list = self.values.entry(kind).or_default();
+        if list.iter().any(|v| v.expose() == value) {
+            return false;
+        }
+        list.push(Personal::new(value.to_owned()));
+        true
+    }
+
+    /// The values of a kind, in the order they were learnt.
+    pub fn values(&self, kind: IdentityKind) -> &[Personal<String>] {
+        self.values.get(&kind).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Whether nothing identifies the person.
+    pub fn is_empty(&self) -> bool {
+        self.values.values().all(Vec::is_empty)
+    }
+
+    /// Adds everything `other` knows.
+    pub fn merge(&mut self, other: &Person) -> bool {
+        let mut grew = false;
+        for (k, vs) in &other.values {
+            for v in vs {
+                grew |= self.add(*k, v.expose());
+            }
+        }
+        grew
+    }
+
+    /// Serialisable form, for sealing into the request (encrypted at rest
+    /// by the caller). Only for that: it exposes the values.
+    pub fn to_sealable(&self) -> BTreeMap<String, Vec<String>> {
+        self.values
+            .iter()
+            .map(|(k, vs)| {
+                (
+                    k.key().to_owned(),
+                    vs.iter().map(|v| v.expose().clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// The inverse of [`Person::to_sealable`]; unknown kinds are skipped.
+    pub fn from_sealable(m: &BTreeMap<String, Vec<String>>) -> Self {
+        let mut p = Person::new();
+        for (k, vs) in m {
+            if let Some(kind) = IdentityKind::ALL.iter().find(|i| i.key() == k) {
+                for v in vs {
+                    p.add(*kind, v);
+                }
+            }
+        }
+        p
+    }
+}
+
+/// What one dataset of a system holds of the person, or what was done to
+/// it. Counts only: safe to store, audit and hand out as a receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetOutcome {
+    /// The dataset of the map.
+    pub dataset: DatasetId,
+    /// Rows, files or keys of the person found.
+    pub found: u64,
+    /// Removed (rows deleted, files unlinked, keys deleted, key shredded).
+    pub deleted: u64,
+    /// Kept but with the personal values replaced.
+    pub anonymized: u64,
+    /// Changed in place by a rectification.
+    pub rectified: u64,
+    /// Kept as they are, for `retained_ground`.
+    pub retained: u64,
+    /// The legal ground of what was retained (from the map), or why a row
+    /// had to stay as a placeholder (`"referenced by retained invoices"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_ground: Option<String>,
+}
+
+impl DatasetOutcome {
+    /// An empty outcome of a dataset.
+    pub fn new(dataset: DatasetId) -> Self {
+        Self {
+            dataset,
+            found: 0,
+            deleted: 0,
+            anonymized: 0,
+            rectified: 0,
+            retained: 0,
+            retained_ground: None,
+        }
+    }
+}
+
+/// One record of the person: a row, a Redis value, a processor's answer.
+pub type Record = serde_json::Map<String, serde_json::Value>;
+
+/// One file of the person, for the archive.
+pub struct ExportFile {
+    /// Path relative to the dataset's root (never absolute, never `..`).
+    pub name: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// What a dataset holds of the person, for an access or portability
+/// archive. Personal data: it never prints its content.
+pub struct Export {
+    /// The dataset of the map.
+    pub dataset: DatasetId,
+    /// Records, each a JSON object of field → value.
+    pub records: Vec<Record>,
+    /// Files, for file datasets.
+    pub files: Vec<ExportFile>,
+}
+
+impl fmt::Debug for Export {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Export")
+            .field("dataset", &self.dataset)
+            .field("records", &self.records.len())
+            .field("files", &self.files.len())
+            .finish()
+    }
+}
+
+/// A typed change of one field for a rectification (Art. 16).
+pub struct FieldChange {
+    /// The field's name in the map (the same name in every dataset that has it).
+    pub field: String,
+    /// The new value; `null` clears it.
+    pub value: Personal<String>,
+}
+
+impl fmt::Debug for FieldChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldChange")
+            .field("field", &self.field)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connector could not do its work. Messages name systems,
+/// datasets, tables, columns and constraints — never values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectorError {
+    /// The map lacks something the connector needs (a connection setting,
+    /// an environment variable, an identity field).
+    #[error("system {system}: {message}")]
+    Config {
+        /// The system of the map.
+        system: SystemId,
+        /// What is missing, naming the setting or variable.
+        message: String,
+    },
+    /// The store refused or failed; worth retrying later.
+    #[error("system {system}: {message}")]
+    Unavailable {
+        /// The system of the map.
+        system: SystemId,
+        /// What failed (an error kind or a constraint name).
+        message: String,
+    },
+    /// The store and the map disagree (a table or column the map names is
+    /// missing, a path would leave its root); retrying will not help.
+    #[error("system {system}: {message}")]
+    Mismatch {
+        /// The system of the map.
+        system: SystemId,
+        /// What disagrees.
+        message: String,
+    },
+    /// This kind of system has no connector here.
+    #[error("system {system}: no connector for kind {kind}")]
+    Unsupported {
+        /// The system of the map.
+        system: SystemId,
+        /// Its kind.
+        kind: &'static str,
+    },
+}
+
+impl ConnectorError {
+    /// Whether a retry with backoff may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A system a request can reach. One value per system of the map,
+/// configured from the environment variables its `connection` names.
+///
+/// `identify` and `access` change nothing; `erase` and `rectify` are
+/// idempotent.
+pub trait Connector: Send + Sync {
+    /// Learns more identities of the person from this system (a `users`
+    /// row found by email gives its `id` as `user_id`). Returns what the
+    /// system knows, to be merged by the caller until nothing new appears.
+    fn identify(
+        &self,
+        person: &Person,
+    ) -> impl Future<Output = Result<Person, ConnectorError>> + Send;
+
+    /// Counts what each dataset holds of the person and what erasure would
+    /// do to it (a dry run: `deleted`/`anonymized`/`retained` are what
+    /// would happen).
+    fn plan_erasure(
+        &self,
+        person: &Person,
+    ) -> impl Future<Output = Result<Vec<DatasetOutcome>, ConnectorError>> + Send;
+
+    /// Everything each dataset holds of the person.
+    fn access(
+        &self,
+        person: &Person,
+    ) -> impl Future<Output = Result<Vec<Export>, ConnectorError>> + Send;
+
+    /// Applies the map's erasure strategy to every dataset, in an order
+    /// the store accepts (children before parents, files with their
+    /// derived files).
+    fn erase(
+        &self,
+        person: &Person,
+    ) -> impl Future<Output = Result<Vec<DatasetOutcome>, ConnectorError>> + Send;
+
+    /// Sets the changed fields wherever a dataset of this system has them.
+    fn rectify(
+        &self,
+        person: &Person,
+        changes: &[FieldChange],
+    ) -> impl Future<Output = Result<Vec<DatasetOutcome>, ConnectorError>> + Send;
+}
+
+/// Reads the environment variable a system's `connection` names for
+/// `setting` (e.g. `url_env` → `APP_DATABASE_URL` → its value).
+pub fn connection_value(
+    system: &custos_map::System,
+    setting: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConnectorError> {
+    let var = system
+        .connection
+        .get(setting)
+        .ok_or_else(|| ConnectorError::Config {
+            system: system.id.clone(),
+            message: format!("connection setting `{setting}` is missing"),
+        })?;
+    env(var).ok_or_else(|| ConnectorError::Config {
+        system: system.id.clone(),
+        message: format!("environment variable {var} (connection.{setting}) is not set"),
+    })
+}
