@@ -4,10 +4,13 @@
 //! ```sh
 //! cargo run --release -p custos-bench -- vault          # full (1M subjects)
 //! cargo run --release -p custos-bench -- vault --quick  # quick (100k subjects)
+//! cargo run --release -p custos-bench -- dsr            # requests on 6 × 1M rows
+//! cargo run --release -p custos-bench -- dsr --quick    # 6 × 100k rows
 //! ```
 //!
 //! See `bench/vault/README.md` for what each figure means.
 
+mod dsr;
 mod util;
 mod vault;
 
@@ -16,18 +19,21 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-const USAGE: &str = "usage: custos-bench vault [--quick] [--out <report.md>]
+const USAGE: &str = "usage: custos-bench vault|dsr [--quick] [--out <report.md>]
 
   vault     the vault over HTTP on the embedded SQLite store: record writes/s,
             reveals/s, blind-index lookup latency and speedup, erasure time,
             encryption cost
+  dsr       data-subject requests end to end: access and erasure across an
+            application database of 6 tables x 1M rows, 100 files and a
+            processor; 1,000 concurrent requests with peak memory
   --quick   100,000 subjects instead of 1,000,000 and 2 s rounds (< 2 min)
-  --out     where to write the report (default: bench/out/vault-report.md)";
+  --out     where to write the report (default: bench/out/<name>-report.md)";
 
-fn default_out() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../bench/out/vault-report.md"
+fn default_out(suite: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "{}/../../bench/out/{suite}-report.md",
+        env!("CARGO_MANIFEST_DIR")
     ))
 }
 
@@ -35,12 +41,12 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut suite = None;
     let mut quick = false;
-    let mut out = default_out();
+    let mut out = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--out" => {
-                out = PathBuf::from(args.next().context("--out needs a path")?);
+                out = Some(PathBuf::from(args.next().context("--out needs a path")?));
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -50,17 +56,21 @@ fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }
-    match suite.as_deref() {
-        Some("vault") => {}
+    let suite = match suite.as_deref() {
+        Some(s @ ("vault" | "dsr")) => s.to_owned(),
         Some(other) => bail!("unknown benchmark {other:?}\n\n{USAGE}"),
         None => bail!("name a benchmark\n\n{USAGE}"),
-    }
+    };
+    let out = out.unwrap_or_else(|| default_out(&suite));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcome = rt.block_on(vault::run(vault::Plan::new(quick)))?;
-    let report = render(&outcome, quick);
+    let report = if suite == "dsr" {
+        dsr::render(&rt.block_on(dsr::run(dsr::Plan::new(quick)))?, quick)
+    } else {
+        render(&rt.block_on(vault::run(vault::Plan::new(quick)))?, quick)
+    };
     println!("{report}");
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -173,6 +173,25 @@ impl TenantKeys {
         )
     }
 
+    /// The key sealing what a data-subject request must know of the person
+    /// while it runs (identities, changes) and its archive key. Derived from
+    /// the index root, so KEK rotation leaves open requests readable, and
+    /// shredding the tenant makes them unreadable.
+    pub fn request_key(&self, request: &str) -> Key32 {
+        derive(
+            &self.index_root,
+            &Context::new("dsr-request").with(request.as_bytes()),
+        )
+    }
+
+    /// The key of `anonymize: keyed_hash` in the tenant's application
+    /// stores: the same value always gives the same replacement, so joins
+    /// and counts survive, and nobody without the tenant's keys can test a
+    /// guess.
+    pub fn anonymization_key(&self) -> Key32 {
+        derive(&self.index_root, &Context::new("anonymize"))
+    }
+
     /// The token key of one audience: tokens of different audiences are
     /// unlinkable because their keys are independent PRF outputs.
     pub fn token_key(&self, audience: &Audience) -> Key32 {

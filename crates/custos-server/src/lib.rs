@@ -9,6 +9,7 @@
 // request; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod executor;
 pub mod extract;
 pub mod map_source;
 pub mod openapi;
@@ -48,6 +49,8 @@ pub struct AppState {
     /// Development outbox: one-time verification codes of data-subject
     /// requests are written here as `.eml` files (none: not delivered).
     pub outbox: Option<Arc<std::path::PathBuf>>,
+    /// How requests are executed: connection settings, callback URL.
+    pub executor: Arc<executor::ExecutorConfig>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             map: Arc::new(MapSource::none()),
             scrubbers: Arc::new(Scrubbers::new(None)),
             outbox: None,
+            executor: Arc::new(executor::ExecutorConfig::new("http://127.0.0.1:8080")),
         }
     }
 
@@ -72,6 +76,12 @@ impl AppState {
     /// `dir` (`CUSTOS_DEV_OUTBOX`); without it codes are not delivered.
     pub fn with_outbox(mut self, dir: Option<std::path::PathBuf>) -> Self {
         self.outbox = dir.map(Arc::new);
+        self
+    }
+
+    /// How requests are executed (see [`executor`]).
+    pub fn with_executor_config(mut self, cfg: executor::ExecutorConfig) -> Self {
+        self.executor = Arc::new(cfg);
         self
     }
 
@@ -145,6 +155,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests/{id}/verify", post(requests::verify_request))
         .route("/v1/requests/{id}/extend", post(requests::extend_request))
         .route("/v1/requests/{id}/reject", post(requests::reject_request))
+        .route("/v1/requests/{id}/plan", post(requests::plan_request))
+        .route(
+            "/v1/requests/{id}/steps/{step}/complete",
+            post(requests::complete_step),
+        )
+        .route("/v1/requests/{id}/archive", get(requests::archive_link))
+        .route("/v1/requests/{id}/completion", get(requests::completion))
+        .route("/v1/archives/{token}", get(requests::download_archive))
+        .route(
+            "/v1/processor-callbacks/{id}/{step}",
+            post(requests::processor_callback),
+        )
         .route("/v1/audit", get(audit::list))
         .route("/v1/map", get(map::get_map))
         .route("/v1/map/reload", post(map::reload))

@@ -25,6 +25,8 @@ use crate::routes::{admin, audit, consent, map, requests, scrub, subjects};
         consent::check, consent::suppression,
         requests::create_request, requests::verify_request, requests::get_request,
         requests::list_requests, requests::extend_request, requests::reject_request,
+        requests::plan_request, requests::complete_step, requests::archive_link,
+        requests::download_archive, requests::completion, requests::processor_callback,
         audit::list,
         map::get_map, map::get_ropa, map::reload,
         scrub::scrub,

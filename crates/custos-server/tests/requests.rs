@@ -368,10 +368,21 @@ async fn reject_and_illegal_transitions(store: TestStore) {
     let (_, b) = create(
         &s,
         &key,
-        json!({"type": "rectification", "identity": {"email": EMAIL}}),
+        json!({"type": "rectification", "identity": {"email": EMAIL}, "changes": {"name": "Jane R."}}),
     )
     .await;
     let id = b["id"].as_str().unwrap().to_owned();
+    // A rectification names its changes; other types carry none.
+    for body in [
+        json!({"type": "rectification", "identity": {"email": EMAIL}}),
+        json!({"type": "access", "identity": {"email": EMAIL}, "changes": {"name": "x"}}),
+    ] {
+        let r = s
+            .call(Method::POST, "/v1/requests", Some(&key), Some(body))
+            .await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert_eq!(r.body["field"], "changes", "{:?}", r.body);
+    }
     let path = format!("/v1/requests/{id}/reject");
     let r = s
         .call(

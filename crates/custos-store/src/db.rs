@@ -153,6 +153,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 "requests",
                 include_str!("../migrations/sqlite/data/0003_requests.sql"),
             ),
+            migration(
+                4,
+                "request_steps",
+                include_str!("../migrations/sqlite/data/0004_request_steps.sql"),
+            ),
         ],
         (Engine::Postgres, Role::Data) => vec![
             migration(
@@ -169,6 +174,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 3,
                 "requests",
                 include_str!("../migrations/postgres/data/0003_requests.sql"),
+            ),
+            migration(
+                4,
+                "request_steps",
+                include_str!("../migrations/postgres/data/0004_request_steps.sql"),
             ),
         ],
         (Engine::Sqlite, Role::Keys) => vec![migration(

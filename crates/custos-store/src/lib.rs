@@ -9,6 +9,7 @@
 mod consent;
 mod db;
 mod error;
+mod execution;
 mod keystore;
 mod record;
 mod request;
@@ -18,6 +19,7 @@ mod writer;
 pub use consent::*;
 pub use db::Engine;
 pub use error::{db_kind, StoreError};
+pub use execution::*;
 pub use keystore::KeyStore;
 pub use request::*;
 pub use vault::*;

@@ -75,7 +75,7 @@ pub(crate) struct RequestRow {
 pub(crate) enum RequestOp {
     /// A new request; fails with `Conflict` if an open one of the same
     /// person and type exists (the caller then merges).
-    Insert(Box<RequestRow>),
+    Insert(Box<RequestRow>, Option<Vec<u8>>),
     /// Writes `row` if the stored request still has the status, attempts
     /// and extension it was read with.
     Update {
@@ -121,7 +121,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, StoreError> {
 /// Applies one request op inside the writer's transaction.
 pub(crate) async fn apply(c: &mut AnyConnection, op: &RequestOp) -> Result<u64, StoreError> {
     match op {
-        RequestOp::Insert(row) => {
+        RequestOp::Insert(row, payload) => {
             let sql = format!(
                 "INSERT INTO dsr_requests ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
                  $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
@@ -148,7 +148,16 @@ pub(crate) async fn apply(c: &mut AnyConnection, op: &RequestOp) -> Result<u64, 
                 .bind(row.updated_us)
                 .bind(row.closed_us);
             match q.execute(&mut *c).await {
-                Ok(r) => Ok(r.rows_affected()),
+                Ok(r) => {
+                    if let Some(p) = payload {
+                        sqlx::query("UPDATE dsr_requests SET payload_sealed = $1 WHERE id = $2")
+                            .bind(p.clone())
+                            .bind(row.id.clone())
+                            .execute(&mut *c)
+                            .await?;
+                    }
+                    Ok(r.rows_affected())
+                }
                 Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("open request")),
                 Err(e) => Err(e.into()),
             }
@@ -163,7 +172,8 @@ pub(crate) async fn apply(c: &mut AnyConnection, op: &RequestOp) -> Result<u64, 
                 "UPDATE dsr_requests SET status = $1, due_us = $2, extended_months = $3, \
                  extension_reason = $4, verification = $5, code_hash = $6, code_salt = $7, \
                  code_attempts = $8, code_expires_us = $9, rejection_reason = $10, \
-                 updated_us = $11, closed_us = $12 \
+                 updated_us = $11, closed_us = $12, \
+                 payload_sealed = CASE WHEN $12 IS NULL THEN payload_sealed ELSE NULL END \
                  WHERE tenant = $13 AND id = $14 AND status = $15 AND code_attempts = $16 \
                  AND extended_months = $17",
             )
@@ -386,6 +396,8 @@ impl Vault {
     /// authenticated the person: the request is verified at once. Otherwise
     /// a one-time code is issued and returned for delivery. An open request
     /// of the same person and type is returned instead (`merged`).
+    /// `payload` (JSON: identities, changes) is sealed under the tenant's
+    /// request key for the executor and wiped when the request closes.
     pub async fn create_request(
         &self,
         p: &Principal,
@@ -393,6 +405,7 @@ impl Vault {
         identity: &IdentityKind,
         value: &str,
         vouched: bool,
+        payload: &Personal<Vec<u8>>,
     ) -> Result<CreatedRequest, StoreError> {
         p.require(Scope::Dsr)?;
         let (subject, blind) = self
@@ -461,7 +474,13 @@ impl Vault {
             match self
                 .inner
                 .writer
-                .submit(Op::Request(RequestOp::Insert(Box::new(row.clone()))), audit)
+                .submit(
+                    Op::Request(RequestOp::Insert(
+                        Box::new(row.clone()),
+                        Some(self.seal_payload(&p.tenant, &row.id, payload).await?),
+                    )),
+                    audit,
+                )
                 .await
             {
                 Ok(_) => {

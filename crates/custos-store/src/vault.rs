@@ -196,7 +196,7 @@ pub(crate) struct Inner {
     pub(crate) engine: Engine,
     pub(crate) writer: Writer,
     pub(crate) keys: KeyStore,
-    root: RootKey,
+    pub(crate) root: RootKey,
     tenants: Mutex<HashMap<TenantId, Arc<TenantKeys>>>,
     deks: Mutex<HashMap<SubjectId, Arc<SubjectKey>>>,
     auth: Mutex<HashMap<ApiKeyId, Arc<CachedKey>>>,

@@ -108,6 +108,8 @@ pub(crate) enum Op {
     Consent(crate::consent::ConsentOp),
     /// Data-subject requests (`request`): creation and guarded updates.
     Request(crate::request::RequestOp),
+    /// Execution of requests (`execution`): plans, steps, progress.
+    Exec(crate::execution::ExecOp),
 }
 
 /// A queued job: the change, its audit events, and where to answer.
@@ -483,6 +485,7 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: &Op, now: i64) -> Result<
         Op::AuditOnly => 0,
         Op::Consent(op) => crate::consent::apply(c, op, now).await?,
         Op::Request(op) => crate::request::apply(c, op).await?,
+        Op::Exec(op) => crate::execution::apply(c, op).await?,
         Op::CreateTenant { id, name } => sqlx::query("INSERT INTO tenants (id, name, created_us) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(name)

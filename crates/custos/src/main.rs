@@ -29,6 +29,8 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Consent ledger: check, grant, withdraw, history, bulk import.
     Consent(cli::consent::ConsentArgs),
+    /// Data-subject requests through a running server: create, plan, status, list, export.
+    Dsr(cli::dsr::DsrArgs),
     /// Rotate root or tenant keys.
     Keys(cli::keys::KeysArgs),
     /// Validate, show and import data maps.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cli::demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => cli::audit::run(args),
         Command::Consent(args) => cli::consent::run(args),
+        Command::Dsr(args) => cli::dsr::run(args),
         Command::Keys(args) => cli::keys::run(args).map(|()| ExitCode::SUCCESS),
         Command::Map(args) => cli::map::run(args).map(|()| ExitCode::SUCCESS),
         Command::Ropa(args) => cli::ropa::run(args).map(|()| ExitCode::SUCCESS),

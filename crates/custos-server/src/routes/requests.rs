@@ -1,7 +1,10 @@
 //! Data-subject requests: creation (with identity verification and merging
 //! of duplicates), verification, reading, listing, extension, rejection.
-//! Every endpoint needs the `dsr` scope. Planning and execution are not
-//! built yet.
+//! planning (dry run), steps, manual completion, processor callbacks,
+//! archives and completion records. Every endpoint needs the `dsr` scope
+//! except the one-time archive download (the link's 256-bit token is the
+//! credential) and processor callbacks (HMAC-signed with the processor's
+//! secret). Execution itself is the background [`crate::executor`].
 //!
 //! Verification codes are delivered through a development outbox: when
 //! `AppState::outbox` is set (`CUSTOS_DEV_OUTBOX`), the code is written as
@@ -18,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use custos_core::blind::IdentityKind;
 use custos_core::ids::RequestId;
 use custos_core::request::{RequestStatus, RequestType};
-use custos_store::{CreatedRequest, RequestInfo};
+use custos_store::{CreatedRequest, PendingRequest, RequestInfo, StepInfo};
 
 use crate::extract::{parse_id, ApiJson, ApiPath, ApiQuery, KeyAuth};
 use crate::problem::Problem;
@@ -50,6 +53,10 @@ pub struct CreateRequest {
     /// verified at once. Otherwise a one-time code is issued.
     #[serde(default)]
     pub verified_by_app: bool,
+    /// Rectification only: field name (as in the data map) → new value,
+    /// applied wherever a dataset of the person has that field.
+    #[serde(default)]
+    pub changes: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Answer of `POST /v1/requests`.
@@ -132,13 +139,50 @@ pub async fn create_request(
             ))
         }
     };
+    let changes = match (kind, b.changes) {
+        (RequestType::Rectification, Some(c)) if !c.is_empty() => c,
+        (RequestType::Rectification, _) => {
+            return Err(Problem::invalid(
+                "changes",
+                "a rectification names the fields to correct: {\"field\": \"new value\"}",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(Problem::invalid(
+                "changes",
+                "only a rectification request carries changes",
+            ))
+        }
+        (_, None) => Default::default(),
+    };
+    if let Some(f) = changes.keys().find(|f| f.is_empty() || f.len() > 128) {
+        let _ = f;
+        return Err(Problem::invalid(
+            "changes",
+            "field names are 1 to 128 characters",
+        ));
+    }
+    let mut payload = crate::executor::Payload {
+        changes,
+        ..Default::default()
+    };
+    payload
+        .identities
+        .insert(identity.as_str().to_owned(), vec![value.clone()]);
     let CreatedRequest {
         request,
         merged,
         code,
     } = s
         .vault
-        .create_request(&p, kind, &identity, &value, b.verified_by_app)
+        .create_request(
+            &p,
+            kind,
+            &identity,
+            &value,
+            b.verified_by_app,
+            &payload.seal(),
+        )
         .await?;
     let verification = match (&code, s.outbox.as_deref()) {
         _ if merged => "unchanged",
@@ -188,17 +232,29 @@ pub async fn verify_request(
     Ok(Json(s.vault.verify_request(&p, &id, &b.code).await?))
 }
 
-/// One request: status, due date, verification, extension.
+/// A request with its steps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestView {
+    /// The request.
+    #[serde(flatten)]
+    pub request: RequestInfo,
+    /// Its steps, in order (empty until planned).
+    pub steps: Vec<StepInfo>,
+}
+
+/// One request: status, due date, verification, extension, steps.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
     params(("id" = String, Path)), security(("api_key" = ["dsr"])),
-    responses((status = 200, body = RequestInfo), (status = 404, body = Problem)))]
+    responses((status = 200, body = RequestView), (status = 404, body = Problem)))]
 pub async fn get_request(
     State(s): State<AppState>,
     KeyAuth(p): KeyAuth,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<RequestInfo>, Problem> {
+) -> Result<Json<RequestView>, Problem> {
     let id = request_id(&id)?;
-    Ok(Json(s.vault.get_request(&p, &id).await?))
+    let request = s.vault.get_request(&p, &id).await?;
+    let steps = s.vault.request_steps(&p, &id).await?;
+    Ok(Json(RequestView { request, steps }))
 }
 
 /// Query of `GET /v1/requests`.
@@ -310,4 +366,190 @@ pub async fn reject_request(
 ) -> Result<Json<RequestInfo>, Problem> {
     let id = request_id(&id)?;
     Ok(Json(s.vault.reject_request(&p, &id, &b.reason).await?))
+}
+
+/// What a request would do, system by system, with counts: which steps,
+/// how many rows, files and keys each dataset holds of the person, and
+/// whether erasure would delete, anonymise or retain them. Changes nothing.
+#[utoipa::path(post, path = "/v1/requests/{id}/plan", tag = "requests",
+    params(("id" = String, Path)), security(("api_key" = ["dsr"])),
+    responses((status = 200, description = "the plan with counts"), (status = 404, body = Problem)))]
+pub async fn plan_request(
+    State(s): State<AppState>,
+    KeyAuth(p): KeyAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let id = request_id(&id)?;
+    let r = s.vault.get_request(&p, &id).await?;
+    let pending = PendingRequest {
+        tenant: p.tenant.clone(),
+        id,
+        kind: r.kind,
+        subject: r.subject.clone(),
+    };
+    Ok(Json(
+        crate::executor::dry_run(&s, &s.executor, &pending).await?,
+    ))
+}
+
+/// Body of `POST /v1/requests/{id}/steps/{step}/complete`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteStep {
+    /// What was done (kept with the step; do not write personal data here).
+    pub note: Option<String>,
+}
+
+/// Ticks off a manual step (paper files shredded, recipient told by phone).
+#[utoipa::path(post, path = "/v1/requests/{id}/steps/{step}/complete", tag = "requests",
+    request_body = CompleteStep, params(("id" = String, Path), ("step" = i64, Path)),
+    security(("api_key" = ["dsr"])),
+    responses((status = 200, body = StepInfo), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn complete_step(
+    State(s): State<AppState>,
+    KeyAuth(p): KeyAuth,
+    ApiPath((id, step)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<CompleteStep>,
+) -> Result<Json<StepInfo>, Problem> {
+    let id = request_id(&id)?;
+    let step = step_no(&step)?;
+    Ok(Json(
+        s.vault
+            .complete_manual_step(&p, &id, step, b.note.as_deref())
+            .await?,
+    ))
+}
+
+fn step_no(s: &str) -> Result<i64, Problem> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| Problem::invalid("step", "a step number from 1"))
+}
+
+/// A one-time download link of an access archive.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ArchiveLinkView {
+    /// Path of the download (`/v1/archives/arc_…`); works once.
+    pub url: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// Mints a one-time, expiring link to the request's archive (access and
+/// portability requests, once collected). Each call gives a new link.
+#[utoipa::path(get, path = "/v1/requests/{id}/archive", tag = "requests",
+    params(("id" = String, Path)), security(("api_key" = ["dsr"])),
+    responses((status = 200, body = ArchiveLinkView), (status = 404, body = Problem)))]
+pub async fn archive_link(
+    State(s): State<AppState>,
+    KeyAuth(p): KeyAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ArchiveLinkView>, Problem> {
+    let id = request_id(&id)?;
+    let link = s.vault.archive_link(&p, &id).await?;
+    Ok(Json(ArchiveLinkView {
+        url: format!("/v1/archives/{}", link.token.expose()),
+        expires_at: link.expires_at,
+    }))
+}
+
+/// Downloads an archive through a one-time link: the ZIP, decrypted. A
+/// used, expired or unknown link answers 404 alike.
+#[utoipa::path(get, path = "/v1/archives/{token}", tag = "requests",
+    params(("token" = String, Path)),
+    responses((status = 200, content_type = "application/zip"), (status = 404, body = Problem)))]
+pub async fn download_archive(
+    State(s): State<AppState>,
+    ApiPath(token): ApiPath<String>,
+) -> Result<axum::response::Response, Problem> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    if !token.starts_with("arc_") || token.len() != 68 {
+        return Err(custos_store::StoreError::NotFound("archive link").into());
+    }
+    let (id, zip) = s.vault.download_archive(&token).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.zip\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        zip.expose().clone(),
+    )
+        .into_response())
+}
+
+/// The signed completion record: every step, what it touched (counts),
+/// when and by whom. Its SHA-256 is in the audit chain (`dsr.completed`).
+#[utoipa::path(get, path = "/v1/requests/{id}/completion", tag = "requests",
+    params(("id" = String, Path)), security(("api_key" = ["dsr"])),
+    responses((status = 200, description = "record and signature"), (status = 404, body = Problem)))]
+pub async fn completion(
+    State(s): State<AppState>,
+    KeyAuth(p): KeyAuth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let id = request_id(&id)?;
+    Ok(Json(s.vault.completion(&p, &id).await?))
+}
+
+/// A processor confirms a notice: signed like the notice
+/// (`custos-signature: t=…,v1=HMAC-SHA256(secret, "t." + body)`) with the
+/// secret shared with that processor.
+#[utoipa::path(post, path = "/v1/processor-callbacks/{id}/{step}", tag = "requests",
+    request_body(content = String, content_type = "application/json",
+        description = "{\"holds_nothing_more\": true, \"note\": \"…\", \"counts\": {…}}, signed"),
+    params(("id" = String, Path), ("step" = i64, Path)),
+    responses((status = 200, body = StepInfo), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn processor_callback(
+    State(s): State<AppState>,
+    ApiPath((id, step)): ApiPath<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<StepInfo>, Problem> {
+    let id = request_id(&id)?;
+    let step = step_no(&step)?;
+    let (tenant, processor, _system, _status) = s.vault.step_processor(&id, step).await?;
+    let unauthenticated = || {
+        Problem::from(custos_store::StoreError::Unauthenticated(
+            "missing or invalid custos-signature",
+        ))
+    };
+    let processor = processor.ok_or_else(unauthenticated)?;
+    let secret = s
+        .executor
+        .var(&crate::executor::processor_secret_var(&processor))
+        .ok_or_else(unauthenticated)?;
+    let header = headers
+        .get("custos-signature")
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(unauthenticated)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    custos_connectors::notice::verify(secret.as_bytes(), header, &body, now, 300)
+        .map_err(|_| unauthenticated())?;
+    let confirmation: custos_connectors::notice::ProcessorConfirmation =
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::invalid(
+                "body",
+                format!(
+                    "not a confirmation (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+    let result = serde_json::json!({
+        "processor": processor,
+        "holds_nothing_more": confirmation.holds_nothing_more,
+        "counts": confirmation.counts,
+    });
+    Ok(Json(
+        s.vault
+            .confirm_processor_step(&tenant, &id, step, &processor, result)
+            .await?,
+    ))
 }

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod consent;
 pub(crate) mod demo;
+pub(crate) mod dsr;
 pub(crate) mod keys;
 pub(crate) mod map;
 pub(crate) mod ropa;

@@ -147,8 +147,15 @@ pub(crate) async fn serve(
     let state = AppState::new(vault.clone(), admin)
         .with_map(map)
         .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok())
-        .with_outbox(std::env::var_os("CUSTOS_DEV_OUTBOX").map(std::path::PathBuf::from));
+        .with_outbox(std::env::var_os("CUSTOS_DEV_OUTBOX").map(std::path::PathBuf::from))
+        .with_executor_config(custos_server::executor::ExecutorConfig::new(
+            std::env::var("CUSTOS_PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}")),
+        ));
     reload_map_on_hangup(state.map.clone());
+    // Data-subject requests are carried out in the background by every
+    // server sharing the store (steps are leased in the database).
+    let executor =
+        custos_server::executor::Executor::spawn(state.clone(), (*state.executor).clone());
     let app = custos_server::router(state);
     match tls {
         None => axum::serve(listener, app)
@@ -169,6 +176,7 @@ pub(crate) async fn serve(
                 .context("serving HTTPS")?;
         }
     }
+    executor.stop().await;
     vault.close().await;
     Ok(())
 }
