@@ -607,9 +607,8 @@ async fn run_step(state: &AppState, cfg: &ExecutorConfig, c: &ClaimedStep) -> St
                         .collect();
                     r.rectify(&person, &changes).await
                 }
-                RequestType::Restriction | RequestType::Objection => {
-                    restrict(state, &req, sys).await
-                }
+                RequestType::Restriction => restrict(state, &req, sys).await,
+                RequestType::Objection => object(state, &map, &req, sys).await,
             };
             match res {
                 Ok(v) => StepEnd::Done(outcomes_json(sys.id.as_str(), &v)),
@@ -626,9 +625,8 @@ async fn run_step(state: &AppState, cfg: &ExecutorConfig, c: &ClaimedStep) -> St
     }
 }
 
-/// Restriction and objection in the vault: the subject is marked
-/// restricted (objection: processing on legitimate interests stops the
-/// same way until the objection is weighed).
+/// Restriction (Art. 18) in the vault: the subject is marked restricted,
+/// so reveals answer only for legal claims and storage.
 async fn restrict(
     state: &AppState,
     req: &PendingRequest,
@@ -652,6 +650,69 @@ async fn restrict(
                 o.rectified = 1;
             }
             Err(StoreError::SubjectErased { .. }) => {}
+            Err(e) => return Err(unavailable(sys, &e)),
+        }
+    }
+    Ok(vec![o])
+}
+
+/// Objection (Art. 21) in the consent ledger: an `objected` event for
+/// every purpose the map bases on legitimate interests, so that
+/// `GET /v1/consent/check` answers "no" for them from now on.
+async fn object(
+    state: &AppState,
+    map: &DataMap,
+    req: &PendingRequest,
+    sys: &System,
+) -> Result<Vec<DatasetOutcome>, ConnectorError> {
+    use custos_core::consent::{Action, Channel};
+    let ds = sys
+        .datasets
+        .first()
+        .map(|d| d.id.clone())
+        .unwrap_or_else(|| "subjects".into());
+    let mut o = DatasetOutcome::new(ds);
+    let Some(id) = req
+        .subject
+        .as_deref()
+        .and_then(|s| SubjectId::parse(s).ok())
+    else {
+        return Ok(vec![o]);
+    };
+    let p = principal(&req.tenant).map_err(|e| unavailable(sys, &e))?;
+    let actor = custos_store::Actor::Key(p);
+    let channel = Channel::parse("dsr").map_err(|_| ConnectorError::Config {
+        system: sys.id.clone(),
+        message: "channel".into(),
+    })?;
+    for purpose in map
+        .purposes
+        .iter()
+        .filter(|p| p.legal_basis == custos_map::LegalBasis::LegitimateInterest)
+    {
+        let Some(rule) = crate::routes::consent::rule_of(purpose) else {
+            continue;
+        };
+        let input = custos_store::ConsentInput {
+            action: Action::Object,
+            version: None,
+            channel: channel.clone(),
+            affirmative: true,
+            gpc: false,
+            form_id: None,
+            ip: None,
+            user_agent: None,
+        };
+        match state
+            .vault
+            .record_consent(&actor, &req.tenant, &id, &rule, &input, &[])
+            .await
+        {
+            Ok(_) => {
+                o.found += 1;
+                o.rectified += 1;
+            }
+            Err(StoreError::SubjectErased { .. }) => break,
             Err(e) => return Err(unavailable(sys, &e)),
         }
     }

@@ -30,6 +30,7 @@ backend_tests!(
     access_archive_holds_everything_and_its_link_works_once,
     a_step_of_a_dead_worker_is_taken_over_after_its_lease,
     malicious_identity_values_are_harmless,
+    restriction_and_objection_reach_vault_ledger_and_processors,
 );
 
 const SCHEMA: &[&str] = &[
@@ -71,6 +72,11 @@ purposes:
   - id: support
     title: Support
     legal_basis: contract
+    subjects: [customer]
+  - id: analytics
+    title: Product analytics
+    legal_basis: legitimate_interest
+    balancing_test: Pseudonymous events only.
     subjects: [customer]
 processors:
   - id: crm
@@ -814,5 +820,83 @@ async fn malicious_identity_values_are_harmless(store: TestStore) {
     assert_eq!(app.rows("SELECT * FROM users ORDER BY id").await, users);
     assert_eq!(files_under(&app.files).len(), 4);
     assert_eq!(app.redis_keys().await.len(), 3);
+    app.server.stop().await;
+}
+
+async fn restriction_and_objection_reach_vault_ledger_and_processors(store: TestStore) {
+    let Some(app) = app(&store, 0).await else {
+        return;
+    };
+    let users = app.rows("SELECT * FROM users ORDER BY id").await;
+    let id = app.request("restriction", "jane@example.com").await;
+    let r = app.run_until(&id, &["waiting_processor", "failed"]).await;
+    assert_eq!(r["status"], "waiting_processor", "{r:#}");
+    // Only the vault and the processor take part.
+    let kinds: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["system"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(kinds, vec!["crm_api", "vault"], "{r:#}");
+    let notice: Value =
+        serde_json::from_slice(&app.processor.notices.lock().unwrap().last().unwrap().1).unwrap();
+    assert_eq!(notice["type"], "restriction");
+    app.confirm_processor(&id).await;
+    let r = app.run_until(&id, &["completed", "failed"]).await;
+    assert_eq!(r["status"], "completed", "{r:#}");
+    let subject = r["subject"].as_str().unwrap().to_owned();
+    let g = app
+        .server
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{subject}/restriction"),
+            Some(&app.key),
+            None,
+        )
+        .await;
+    assert_eq!(g.body["restricted"], true, "{:?}", g.body);
+
+    // A restricted subject's purposes are all refused; lift it to see the
+    // objection on its own.
+    let check = format!("/v1/consent/check?subject={subject}&purpose=analytics");
+    let c = app
+        .server
+        .call(Method::GET, &check, Some(&app.key), None)
+        .await;
+    assert_eq!(
+        (&c.body["allowed"], &c.body["reason"]),
+        (&json!(false), &json!("restricted"))
+    );
+    let d = app
+        .server
+        .call(
+            Method::DELETE,
+            &format!("/v1/subjects/{subject}/restriction"),
+            Some(&app.key),
+            None,
+        )
+        .await;
+    assert_eq!(d.status, 200, "{:?}", d.body);
+
+    // Objection: the legitimate-interest purpose is objected to in the ledger.
+    let check = format!("/v1/consent/check?subject={subject}&purpose=analytics");
+    let before = app
+        .server
+        .call(Method::GET, &check, Some(&app.key), None)
+        .await;
+    assert_eq!(before.body["allowed"], true, "{:?}", before.body);
+    let id = app.request("objection", "jane@example.com").await;
+    app.run_until(&id, &["waiting_processor", "failed"]).await;
+    app.confirm_processor(&id).await;
+    let r = app.run_until(&id, &["completed", "failed"]).await;
+    assert_eq!(r["status"], "completed", "{r:#}");
+    let after = app
+        .server
+        .call(Method::GET, &check, Some(&app.key), None)
+        .await;
+    assert_eq!(after.body["allowed"], false, "{:?}", after.body);
+    // The application's own stores are not changed by either.
+    assert_eq!(app.rows("SELECT * FROM users ORDER BY id").await, users);
     app.server.stop().await;
 }
