@@ -238,13 +238,22 @@ async fn processor(secret: &'static str) -> anyhow::Result<String> {
                     let now = time::OffsetDateTime::now_utc().unix_timestamp();
                     let sig =
                         custos_connectors::notice::sign(secret.as_bytes(), now, body.as_bytes());
-                    let _ = http
+                    match http
                         .post(url)
                         .header("custos-signature", sig)
                         .header("content-type", "application/json")
                         .body(body)
                         .send()
-                        .await;
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => {}
+                        Ok(r) => eprintln!(
+                            "processor callback answered {}: {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        ),
+                        Err(e) => eprintln!("processor callback failed: {e}"),
+                    }
                 });
                 axum::http::StatusCode::ACCEPTED
             }
@@ -291,6 +300,7 @@ impl Api {
     }
 
     async fn wait(&self, id: &str) -> anyhow::Result<Value> {
+        let started = Instant::now();
         loop {
             let r: Value = self
                 .http
@@ -303,6 +313,9 @@ impl Api {
             match r["status"].as_str() {
                 Some("completed") => return Ok(r),
                 Some("failed" | "rejected") => bail!("request failed: {r}"),
+                _ if started.elapsed() > Duration::from_secs(120) => {
+                    bail!("request not completed after 120 s: {r}")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(2)).await,
             }
         }

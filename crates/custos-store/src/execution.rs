@@ -244,6 +244,8 @@ pub(crate) enum ExecOp {
         by: String,
         note: Option<String>,
         result: Option<String>,
+        /// A running step may be confirmed too (processor notices).
+        or_running: bool,
         now: i64,
     },
     /// The request moves on; closing it wipes the payload.
@@ -353,12 +355,14 @@ pub(crate) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             by,
             note,
             result,
+            or_running,
             now,
         } => {
             let n = sqlx::query(
                 "UPDATE dsr_steps SET status = 'done', completed_by = $1, note = $2, \
-                 result = COALESCE($3, result), updated_us = $4 \
-                 WHERE tenant = $5 AND request_id = $6 AND step = $7 AND status = $8",
+                 result = COALESCE($3, result), updated_us = $4, lease_owner = NULL \
+                 WHERE tenant = $5 AND request_id = $6 AND step = $7 \
+                 AND (status = $8 OR ($9 AND status = 'running'))",
             )
             .bind(by)
             .bind(note.clone())
@@ -368,6 +372,7 @@ pub(crate) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             .bind(request)
             .bind(*step)
             .bind(from.as_str())
+            .bind(*or_running)
             .execute(&mut *c)
             .await?
             .rows_affected();
@@ -905,7 +910,11 @@ impl Vault {
             .iter()
             .find(|s| s.step == step)
             .ok_or(StoreError::NotFound("step"))?;
-        if current.status != from {
+        // A fast processor may confirm before its notice step is recorded
+        // as waiting: the step is still running then (and the worker's late
+        // `end_step` loses to this confirmation).
+        let or_running = from == StepStatus::WaitingProcessor && current.kind == "processor_notice";
+        if current.status != from && !(or_running && current.status == StepStatus::Running) {
             return Err(StoreError::Conflict(match from {
                 StepStatus::WaitingManual => "step is not waiting for a person",
                 _ => "step is not waiting for a processor",
@@ -941,6 +950,7 @@ impl Vault {
                     by: by.to_owned(),
                     note,
                     result,
+                    or_running,
                     now: now_us(),
                 }),
                 vec![ev],
