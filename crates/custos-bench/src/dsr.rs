@@ -299,7 +299,7 @@ impl Api {
         r["id"].as_str().map(str::to_owned).context("no request id")
     }
 
-    async fn wait(&self, id: &str) -> anyhow::Result<Value> {
+    async fn wait(&self, id: &str, limit: Duration) -> anyhow::Result<Value> {
         let started = Instant::now();
         loop {
             let r: Value = self
@@ -313,8 +313,8 @@ impl Api {
             match r["status"].as_str() {
                 Some("completed") => return Ok(r),
                 Some("failed" | "rejected") => bail!("request failed: {r}"),
-                _ if started.elapsed() > Duration::from_secs(120) => {
-                    bail!("request not completed after 120 s: {r}")
+                _ if started.elapsed() > limit => {
+                    bail!("request not completed after {limit:?}: {r}")
                 }
                 _ => tokio::time::sleep(Duration::from_millis(2)).await,
             }
@@ -424,7 +424,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         let id = api
             .create("access", &format!("user{i}@example.com"))
             .await?;
-        let r = api.wait(&id).await?;
+        let r = api.wait(&id, Duration::from_secs(60)).await?;
         access_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         access_rows = rows_touched(&r);
     }
@@ -436,7 +436,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         let id = api
             .create("erasure", &format!("user{i}@example.com"))
             .await?;
-        let r = api.wait(&id).await?;
+        let r = api.wait(&id, Duration::from_secs(60)).await?;
         erasure_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         erasure_rows = rows_touched(&r);
         if !std::fs::read_dir(files.join(format!("avatars/{i}")))
@@ -458,7 +458,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             let id = api
                 .create("access", &format!("user{i}@example.com"))
                 .await?;
-            api.wait(&id).await.map(|_| ())
+            api.wait(&id, Duration::from_secs(1200)).await.map(|_| ())
         }));
     }
     for task in tasks {

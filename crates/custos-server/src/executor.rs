@@ -59,7 +59,20 @@ pub struct ExecutorConfig {
     /// First retry delay of a failed step; doubles per attempt, capped at
     /// 10 minutes.
     pub retry_base: Duration,
+    /// Steps run at once by this worker.
+    pub parallel: usize,
+    /// Open SQL connectors (pool + catalog), reused for [`SQL_CACHE_TTL`].
+    sql_cache: Arc<std::sync::Mutex<SqlCache>>,
 }
+
+/// Open SQL connectors by (the system's definition in the map, tenant):
+/// the tenant's anonymisation key is part of a connector, and a changed
+/// definition (map reload) gets a new one.
+type SqlCache = HashMap<(String, String), (std::time::Instant, Arc<SqlConnector>)>;
+
+/// How long an SQL connector (and the catalog it read) is reused; a schema
+/// change of the application is seen after at most this long.
+pub const SQL_CACHE_TTL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for ExecutorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,6 +81,7 @@ impl std::fmt::Debug for ExecutorConfig {
             .field("owner", &self.owner)
             .field("lease", &self.lease)
             .field("public_url", &self.public_url)
+            .field("parallel", &self.parallel)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -83,6 +97,8 @@ impl ExecutorConfig {
             public_url: public_url.into(),
             env: Arc::new(HashMap::new()),
             retry_base: Duration::from_secs(1),
+            parallel: 4,
+            sql_cache: Arc::default(),
         }
     }
 
@@ -183,7 +199,8 @@ pub async fn plan_verified(state: &AppState, cfg: &ExecutorConfig) -> Result<usi
     Ok(n)
 }
 
-/// Claims and runs up to `max` ready steps; returns how many ran.
+/// Claims and runs up to `max` ready steps, [`ExecutorConfig::parallel`]
+/// at a time; returns how many ran.
 pub async fn run_ready_steps(
     state: &AppState,
     cfg: &ExecutorConfig,
@@ -192,16 +209,29 @@ pub async fn run_ready_steps(
     let lease = i64::try_from(cfg.lease.as_micros()).unwrap_or(i64::MAX);
     let mut n = 0;
     while n < max {
-        let Some(c) = state.vault.claim_step(&cfg.owner, lease).await? else {
+        let mut claimed = Vec::new();
+        while claimed.len() < cfg.parallel.max(1) && n + claimed.len() < max {
+            match state.vault.claim_step(&cfg.owner, lease).await? {
+                Some(c) => claimed.push(c),
+                None => break,
+            }
+        }
+        if claimed.is_empty() {
             break;
-        };
-        n += 1;
-        let end = run_step(state, cfg, &c).await;
-        match state.vault.end_step(&c, end).await {
-            // Our lease was taken over meanwhile: the other worker's
-            // answer stands.
-            Ok(()) | Err(StoreError::Request(_)) => {}
-            Err(e) => return Err(e),
+        }
+        n += claimed.len();
+        let ends = futures_util::future::join_all(claimed.iter().map(|c| async move {
+            let end = run_step(state, cfg, c).await;
+            state.vault.end_step(c, end).await
+        }))
+        .await;
+        for e in ends {
+            match e {
+                // Our lease was taken over meanwhile (or a processor
+                // confirmed first): the other answer stands.
+                Ok(()) | Err(StoreError::Request(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(n)
@@ -225,10 +255,27 @@ fn map_of(state: &AppState) -> Arc<DataMap> {
     state.map.current().unwrap_or_else(|| Arc::new(empty_map()))
 }
 
+/// The map used when the server has none: only the vault is known.
+const VAULT_ONLY_MAP: &str = "version: 1
+organisation: { controller: not configured, contact: not configured }
+purposes:
+  - { id: service, title: The service, legal_basis: contract, subjects: [customer] }
+systems:
+  - id: vault
+    kind: vault
+    datasets:
+      - id: subjects
+        collection: subjects
+        subject: { identity: subject_id }
+        purposes: [service]
+        erasure: shred
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: subject_id, category: user.unique_id, identity: subject_id }
+";
+
 fn empty_map() -> DataMap {
-    // Without a map only the vault is known.
-    let src = "version: 1\norganisation: {controller: unknown, contact: unknown}\npurposes: []\nsystems:\n  - id: vault\n    kind: vault\n    datasets:\n      - id: subjects\n        collection: subjects\n        subject: { identity: subject_id }\n        erasure: shred\n        fields:\n          - { name: subject_id, category: user.unique_id, identity: subject_id }\n";
-    custos_map::load_str(src, "builtin")
+    custos_map::load_str(VAULT_ONLY_MAP, "builtin")
         .map(|(m, _)| m)
         .unwrap_or_else(|_| DataMap {
             version: 1,
@@ -245,6 +292,20 @@ fn empty_map() -> DataMap {
             systems: Vec::new(),
             on_behalf_of: Vec::new(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_vault_only_map_is_valid_and_reaches_the_vault() {
+        let m = custos_map::load_str(super::VAULT_ONLY_MAP, "builtin");
+        assert!(m.is_ok(), "{m:?}");
+        let steps = custos_connectors::plan_steps(
+            &super::empty_map(),
+            custos_core::request::RequestType::Erasure,
+        );
+        assert_eq!(steps.len(), 2, "{steps:?}");
+    }
 }
 
 /// Everything known of the person: payload, vault subject.
@@ -284,7 +345,7 @@ async fn person_of(
 
 /// A system's connector, by kind.
 enum Reach {
-    Sql(SqlConnector),
+    Sql(Arc<SqlConnector>),
     Files(FileConnector),
     Redis(RedisConnector),
     Vault(VaultReach),
@@ -305,7 +366,24 @@ async fn reach(
                 .anonymization_key(&req.tenant)
                 .await
                 .map_err(|e| unavailable(sys, &e))?;
-            Reach::Sql(SqlConnector::connect(map, sys, &env, *key.expose()).await?)
+            let cache_key = (
+                serde_json::to_string(sys).unwrap_or_default(),
+                req.tenant.to_string(),
+            );
+            let cached = lock(&cfg.sql_cache)
+                .get(&cache_key)
+                .filter(|(at, _)| at.elapsed() < SQL_CACHE_TTL)
+                .map(|(_, c)| c.clone());
+            match cached {
+                Some(c) => Reach::Sql(c),
+                None => {
+                    let c = Arc::new(SqlConnector::connect(map, sys, &env, *key.expose()).await?);
+                    let mut cache = lock(&cfg.sql_cache);
+                    cache.retain(|_, (at, _)| at.elapsed() < SQL_CACHE_TTL);
+                    cache.insert(cache_key, (std::time::Instant::now(), c.clone()));
+                    Reach::Sql(c)
+                }
+            }
         }
         SystemKind::Files => Reach::Files(FileConnector::connect(sys, &env)?),
         SystemKind::Redis => Reach::Redis(RedisConnector::connect(sys, &env)?),
@@ -325,6 +403,11 @@ async fn reach(
             })
         }
     })
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned cache is still a valid cache.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn unavailable(sys: &System, e: &StoreError) -> ConnectorError {

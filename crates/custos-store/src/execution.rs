@@ -568,15 +568,17 @@ impl Vault {
     }
 
     /// Open requests whose steps changed since the request was last looked
-    /// at (see [`Vault::touch_request`]), so idle rounds cost one query.
+    /// at (see [`Vault::touch_request`]), so idle rounds cost one query;
+    /// and those with no step at all (nothing to do: they complete).
     pub async fn requests_in_progress(
         &self,
         limit: i64,
     ) -> Result<Vec<PendingRequest>, StoreError> {
         self.pending_requests(
             "status IN ('running', 'waiting_manual', 'waiting_processor') \
-             AND EXISTS (SELECT 1 FROM dsr_steps s WHERE s.request_id = dsr_requests.id \
-             AND s.updated_us >= dsr_requests.updated_us)",
+             AND (EXISTS (SELECT 1 FROM dsr_steps s WHERE s.request_id = dsr_requests.id \
+             AND s.updated_us >= dsr_requests.updated_us) \
+             OR NOT EXISTS (SELECT 1 FROM dsr_steps s WHERE s.request_id = dsr_requests.id))",
             limit,
         )
         .await

@@ -686,3 +686,106 @@ fn serves_https_when_given_a_certificate() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing.pem"), "{err}");
 }
+
+#[test]
+fn dsr_cli_carries_requests_through_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = custos();
+    cmd.current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN);
+    let server = Server::start(cmd);
+    let base = server.base.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let admin_key = tenant_key(&http, &base).await;
+        let (st, _) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/subjects"),
+            &admin_key,
+            Some(json!({"identities": {"email": "jane@example.com"}})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 201);
+        let (st, b) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/keys"),
+            ADMIN,
+            Some(json!({"tenant": "acme", "scopes": ["dsr"]})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 201);
+        b["key"].as_str().unwrap().to_owned()
+    });
+    let dsr = |args: &[&str]| {
+        let out = custos()
+            .arg("dsr")
+            .args(args)
+            .env("CUSTOS_URL", &base)
+            .env("CUSTOS_API_KEY", &key)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Access: created, carried out, exported as a ZIP.
+    let (code, out, err) = dsr(&[
+        "create",
+        "--type",
+        "access",
+        "--email",
+        "jane@example.com",
+        "--vouched",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    assert!(id.starts_with("req_"), "{out}");
+    let (code, out, err) = dsr(&["status", &id, "--wait"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("completed"), "{out}");
+    let zip = dir.path().join("jane.zip");
+    let (code, out, err) = dsr(&["export", &id, "--out", zip.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(std::fs::read(&zip).unwrap().starts_with(b"PK"), "not a ZIP");
+    // Erasure with its dry run first; the list shows both.
+    let (code, out, err) = dsr(&[
+        "create",
+        "--type",
+        "erasure",
+        "--email",
+        "jane@example.com",
+        "--vouched",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let erasure = out.split_whitespace().next().unwrap().to_owned();
+    let (code, out, err) = dsr(&["plan", &erasure]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("erase in vault"), "{out}");
+    let (code, out, err) = dsr(&["status", &erasure, "--wait"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("completed"), "{out}");
+    let (code, out, _) = dsr(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&id) && out.contains(&erasure), "{out}");
+    // Bad input: a clear message and a non-zero exit.
+    let (code, _, err) = dsr(&["status", "req_nope"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("invalid_id: id: invalid request id"), "{err}");
+    let out = custos()
+        .args(["dsr", "list"])
+        .env("CUSTOS_URL", &base)
+        .env_remove("CUSTOS_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CUSTOS_API_KEY"));
+    server.terminate();
+}

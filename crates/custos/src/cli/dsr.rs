@@ -5,7 +5,8 @@
 //! steps), list, complete a manual step, and export an access archive
 //! (downloaded with a progress bar).
 //!
-//! Problems from the server are printed as `code: message` and exit 1.
+//! Problems from the server are printed as `code: message` and exit 2
+//! (like every command's errors); `status` exits 1 for a failed request.
 
 use std::collections::BTreeMap;
 use std::io::Write;
