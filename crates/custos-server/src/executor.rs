@@ -294,20 +294,6 @@ fn empty_map() -> DataMap {
         })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_vault_only_map_is_valid_and_reaches_the_vault() {
-        let m = custos_map::load_str(super::VAULT_ONLY_MAP, "builtin");
-        assert!(m.is_ok(), "{m:?}");
-        let steps = custos_connectors::plan_steps(
-            &super::empty_map(),
-            custos_core::request::RequestType::Erasure,
-        );
-        assert_eq!(steps.len(), 2, "{steps:?}");
-    }
-}
-
 /// Everything known of the person: payload, vault subject.
 async fn person_of(
     state: &AppState,
@@ -1101,4 +1087,18 @@ pub async fn dry_run(
         out.push(Value::Object(v));
     }
     Ok(json!({ "request": req.id.to_string(), "type": req.kind.as_str(), "steps": out }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_vault_only_map_is_valid_and_reaches_the_vault() {
+        let m = custos_map::load_str(super::VAULT_ONLY_MAP, "builtin");
+        assert!(m.is_ok(), "{m:?}");
+        let steps = custos_connectors::plan_steps(
+            &super::empty_map(),
+            custos_core::request::RequestType::Erasure,
+        );
+        assert_eq!(steps.len(), 2, "{steps:?}");
+    }
 }
