@@ -685,7 +685,7 @@ async fn run_step(state: &AppState, cfg: &ExecutorConfig, c: &ClaimedStep) -> St
             }
         }
         Some(StepKind::ProcessorNotice) => send_processor_notice(cfg, &map, c, &person).await,
-        Some(StepKind::EmailNotice) => email_notice(state, cfg, &map, c).await,
+        Some(StepKind::EmailNotice) => email_notice(state, cfg, &map, c, &person).await,
         Some(StepKind::Verify) => verify_erasure(state, cfg, &map, &req, &person).await,
         Some(StepKind::Manual) | None => StepEnd::Waiting {
             processor: false,
@@ -857,6 +857,7 @@ async fn email_notice(
     cfg: &ExecutorConfig,
     map: &DataMap,
     c: &ClaimedStep,
+    person: &Person,
 ) -> StepEnd {
     let pid = c.processor.as_deref().unwrap_or_default();
     let to = map
@@ -873,19 +874,28 @@ async fn email_notice(
             result: json!({ "processor": pid, "note": "send the notice by email and tick this step off" }),
         };
     };
+    // The recipient needs the identities to find the person; the message
+    // goes only to the address the map names for this processor.
+    let identities: String = person
+        .to_sealable()
+        .iter()
+        .map(|(k, vs)| format!("  {k}: {}\r\n", vs.join(", ")))
+        .collect();
     let body = format!(
         "To: {to}\r\nSubject: Data-subject request {req} ({kind})\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-         We received a {kind} request (reference {req}, step {step}). Please act on the data you \
-         hold for us about this person, as our agreement provides, and confirm to our privacy contact.\r\n",
+         We received a {kind} request (reference {req}, step {step}) from the person identified by:\r\n\
+         {identities}\r\nPlease act on the data you hold for us about this person, as our agreement \
+         provides, and confirm to our privacy contact.\r\n",
         req = c.request,
         kind = c.request_type.as_str(),
         step = c.step,
     );
     let path = outbox.join(format!("{}-step{}.eml", c.request, c.step));
-    match tokio::fs::create_dir_all(outbox)
-        .await
-        .and(tokio::fs::write(&path, body).await)
-    {
+    let written = match tokio::fs::create_dir_all(outbox).await {
+        Ok(()) => tokio::fs::write(&path, body).await,
+        Err(e) => Err(e),
+    };
+    match written {
         Ok(()) => StepEnd::Done(json!({ "processor": pid, "notified": "email" })),
         Err(e) => StepEnd::Retry {
             error: format!("outbox: {}", e.kind()),

@@ -86,6 +86,12 @@ processors:
     dpa: {{ status: signed, date: "2024-01-01" }}
     notify: {{ url: "{processor_url}" }}
     purposes: [support]
+  - id: tax_advisor
+    name: Tax Advisors LLP
+    role: recipient
+    country: DE
+    notify: {{ email: office@tax.example }}
+    purposes: [billing]
 systems:
   - id: vault
     kind: vault
@@ -327,8 +333,12 @@ async fn app(store: &TestStore, processor_fail: usize) -> Option<App> {
     ]));
     let cell = Arc::new(Mutex::new(None));
     let (c2, cfg2) = (cell.clone(), cfg.clone());
+    let outbox = store.dir().join("outbox");
     let server = TestServer::start_with(store, move |s| {
-        let s = s.with_map(map).with_executor_config(cfg2);
+        let s = s
+            .with_map(map)
+            .with_executor_config(cfg2)
+            .with_outbox(Some(outbox));
         *c2.lock().unwrap() = Some(s.clone());
         s
     })
@@ -611,6 +621,17 @@ async fn erasure_reaches_every_store_and_keeps_only_retained_rows(store: TestSto
     let keys = app.redis_keys().await;
     assert!(keys.iter().all(|k| !k.ends_with("session:1")), "{keys:?}");
     assert!(keys.iter().any(|k| k.ends_with("session:2")), "{keys:?}");
+    // The recipient was told by email (the development outbox), with the
+    // identities it needs to find her.
+    let mail = std::fs::read_dir(store.dir().join("outbox"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|m| m.contains("office@tax.example"))
+        .expect("a notice to the tax advisor");
+    assert!(
+        mail.contains(&id) && mail.contains("jane@example.com"),
+        "{mail}"
+    );
     // Vault: the subject answers 410 Gone.
     let subject = r["subject"].as_str().unwrap();
     let g = app
@@ -831,14 +852,14 @@ async fn restriction_and_objection_reach_vault_ledger_and_processors(store: Test
     let id = app.request("restriction", "jane@example.com").await;
     let r = app.run_until(&id, &["waiting_processor", "failed"]).await;
     assert_eq!(r["status"], "waiting_processor", "{r:#}");
-    // Only the vault and the processor take part.
+    // Only the vault, the processor and the recipient take part.
     let kinds: Vec<&str> = r["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["system"].as_str().unwrap_or("-"))
         .collect();
-    assert_eq!(kinds, vec!["crm_api", "vault"], "{r:#}");
+    assert_eq!(kinds, vec!["crm_api", "-", "vault"], "{r:#}");
     let notice: Value =
         serde_json::from_slice(&app.processor.notices.lock().unwrap().last().unwrap().1).unwrap();
     assert_eq!(notice["type"], "restriction");
