@@ -272,18 +272,36 @@ fn import_dataset(
                 .is_some_and(|(ds, _, dir)| ds == &key && dir.as_deref() != Some("to"))
         }) {
             Some(SubjectLink::Via(f.name.clone()))
-        } else if let Some((other, f)) = collections.iter().find_map(|o| {
-            o.fields
+        } else if let Some((other, f)) = {
+            // Every field of another collection that points here; a custos
+            // dataset has one subject link, so the others are noted.
+            let referrers: Vec<_> = collections
                 .iter()
-                .find(|f| {
+                .flat_map(|o| o.fields.iter().map(move |f| (o, f)))
+                .filter(|(_, f)| {
                     f.references.iter().any(|(ds, target, dir)| {
                         ds == &key
                             && dir.as_deref() == Some("to")
                             && target.split('.').next() == Some(c.name.as_str())
                     })
                 })
-                .map(|f| (o, f))
-        }) {
+                .collect();
+            if referrers.len() > 1 {
+                let others: Vec<String> = referrers
+                    .iter()
+                    .skip(1)
+                    .map(|(o, f)| format!("{}.{}", o.name, f.name))
+                    .collect();
+                notes.push(format!(
+                    "{key}.{}: reached through {}.{} only; also referenced by {} (one subject link per dataset: review)",
+                    c.name,
+                    referrers.first().map_or("", |(o, _)| o.name.as_str()),
+                    referrers.first().map_or("", |(_, f)| f.name.as_str()),
+                    others.join(", ")
+                ));
+            }
+            referrers.first().copied()
+        } {
             Some(SubjectLink::ReferencedBy(FieldRef {
                 system: None,
                 dataset: DatasetId(sanitize(&other.name)),

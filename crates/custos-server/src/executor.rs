@@ -376,10 +376,7 @@ async fn reach(
         SystemKind::Vault => Reach::Vault(VaultReach {
             vault: state.vault.clone(),
             principal: principal(&req.tenant).map_err(|e| unavailable(sys, &e))?,
-            subject: req
-                .subject
-                .as_deref()
-                .and_then(|s| SubjectId::parse(s).ok()),
+            subject: subject_of(req),
             system: sys.clone(),
         }),
         other => {
@@ -446,11 +443,7 @@ struct VaultReach {
 
 impl VaultReach {
     fn dataset(&self) -> custos_map::DatasetId {
-        self.system
-            .datasets
-            .first()
-            .map(|d| d.id.clone())
-            .unwrap_or_else(|| "subjects".into())
+        vault_dataset(&self.system)
     }
 
     fn err(&self, e: StoreError) -> ConnectorError {
@@ -694,6 +687,21 @@ async fn run_step(state: &AppState, cfg: &ExecutorConfig, c: &ClaimedStep) -> St
     }
 }
 
+/// The dataset the vault's outcomes are reported under: the map's first.
+fn vault_dataset(sys: &System) -> custos_map::DatasetId {
+    sys.datasets
+        .first()
+        .map(|d| d.id.clone())
+        .unwrap_or_else(|| "subjects".into())
+}
+
+/// The request's vault subject, if its identity matched one.
+fn subject_of(req: &PendingRequest) -> Option<SubjectId> {
+    req.subject
+        .as_deref()
+        .and_then(|s| SubjectId::parse(s).ok())
+}
+
 /// Restriction (Art. 18) in the vault: the subject is marked restricted,
 /// so reveals answer only for legal claims and storage.
 async fn restrict(
@@ -701,17 +709,8 @@ async fn restrict(
     req: &PendingRequest,
     sys: &System,
 ) -> Result<Vec<DatasetOutcome>, ConnectorError> {
-    let ds = sys
-        .datasets
-        .first()
-        .map(|d| d.id.clone())
-        .unwrap_or_else(|| "subjects".into());
-    let mut o = DatasetOutcome::new(ds);
-    if let Some(id) = req
-        .subject
-        .as_deref()
-        .and_then(|s| SubjectId::parse(s).ok())
-    {
+    let mut o = DatasetOutcome::new(vault_dataset(sys));
+    if let Some(id) = subject_of(req) {
         let p = principal(&req.tenant).map_err(|e| unavailable(sys, &e))?;
         match state.vault.set_restriction(&p, &id, true).await {
             Ok(_) => {
@@ -735,17 +734,8 @@ async fn object(
     sys: &System,
 ) -> Result<Vec<DatasetOutcome>, ConnectorError> {
     use custos_core::consent::{Action, Channel};
-    let ds = sys
-        .datasets
-        .first()
-        .map(|d| d.id.clone())
-        .unwrap_or_else(|| "subjects".into());
-    let mut o = DatasetOutcome::new(ds);
-    let Some(id) = req
-        .subject
-        .as_deref()
-        .and_then(|s| SubjectId::parse(s).ok())
-    else {
+    let mut o = DatasetOutcome::new(vault_dataset(sys));
+    let Some(id) = subject_of(req) else {
         return Ok(vec![o]);
     };
     let p = principal(&req.tenant).map_err(|e| unavailable(sys, &e))?;

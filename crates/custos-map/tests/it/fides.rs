@@ -126,6 +126,14 @@ fn imports_the_fides_postgres_example() {
         address.subject,
         Some(SubjectLink::ReferencedBy(_))
     ));
+    // Orders, payment cards and employees point at addresses too; only one
+    // link can be kept, and the others are named, not dropped silently.
+    let note = out
+        .notes
+        .iter()
+        .find(|n| n.contains("also referenced by"))
+        .expect("a note on the address links left out");
+    assert!(note.contains("shipping_address_id"), "{note}");
     // Every category of the example is a valid taxonomy key, and the
     // imported map has no structural or reference errors, only the gaps.
     let text = yaml::to_yaml(&out.map);
