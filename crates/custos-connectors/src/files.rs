@@ -45,6 +45,7 @@ use custos_map::{
 };
 use serde_json::Value;
 
+use crate::template::{mismatch, tokenize, Piece};
 use crate::{
     Connector, ConnectorError, DatasetOutcome, Export, ExportFile, FieldChange, Person, Record,
 };
@@ -87,21 +88,12 @@ enum Strategy {
 struct FileDataset {
     id: DatasetId,
     template: String,
-    segments: Vec<Vec<Tok>>,
+    segments: Vec<Vec<Piece>>,
     /// Number of leading segments without placeholder or wildcard.
     literal_prefix: usize,
     strategy: Strategy,
     /// Whether it is derived from another dataset of this system.
     derived: bool,
-}
-
-/// A token of a template segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Tok {
-    Lit(String),
-    Star,
-    One,
-    Placeholder(IdentityKind),
 }
 
 /// A token of a segment once the placeholders are filled in.
@@ -112,15 +104,6 @@ enum Pat {
     One,
 }
 
-/// The identity kind a placeholder names (`{user_id}`, `{subject}`, …).
-pub(crate) fn placeholder_kind(name: &str) -> Option<IdentityKind> {
-    match name {
-        "subject" => Some(IdentityKind::SubjectId),
-        "external_id" => Some(IdentityKind::UserId),
-        _ => IdentityKind::ALL.iter().copied().find(|k| k.key() == name),
-    }
-}
-
 /// Whether a value of the person may stand in a path segment: it may not
 /// leave its segment (`/`, `\`), end a C string early (NUL), or name the
 /// directory itself, its parent or a hidden entry (`.`, `..`, `.x`).
@@ -128,72 +111,11 @@ fn safe_value(v: &str) -> bool {
     !v.is_empty() && !v.starts_with('.') && !v.contains(['/', '\\', '\0'])
 }
 
-fn mismatch(system: &SystemId, message: String) -> ConnectorError {
-    ConnectorError::Mismatch {
-        system: system.clone(),
-        message,
-    }
-}
-
-fn parse_segment(system: &SystemId, ds: &DatasetId, seg: &str) -> Result<Vec<Tok>, ConnectorError> {
-    let mut toks = Vec::new();
-    let mut lit = String::new();
-    let mut chars = seg.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' => {
-                let mut name = String::new();
-                let mut closed = false;
-                for n in chars.by_ref() {
-                    if n == '}' {
-                        closed = true;
-                        break;
-                    }
-                    name.push(n);
-                }
-                if !closed {
-                    return Err(mismatch(
-                        system,
-                        format!("dataset {ds}: path template has an unclosed `{{`"),
-                    ));
-                }
-                let kind = placeholder_kind(&name).ok_or_else(|| {
-                    mismatch(
-                        system,
-                        format!("dataset {ds}: path template names unknown placeholder {{{name}}}"),
-                    )
-                })?;
-                if !lit.is_empty() {
-                    toks.push(Tok::Lit(std::mem::take(&mut lit)));
-                }
-                toks.push(Tok::Placeholder(kind));
-            }
-            '}' => {
-                return Err(mismatch(
-                    system,
-                    format!("dataset {ds}: path template has a stray `}}`"),
-                ))
-            }
-            '*' | '?' => {
-                if !lit.is_empty() {
-                    toks.push(Tok::Lit(std::mem::take(&mut lit)));
-                }
-                toks.push(if c == '*' { Tok::Star } else { Tok::One });
-            }
-            c => lit.push(c),
-        }
-    }
-    if !lit.is_empty() {
-        toks.push(Tok::Lit(lit));
-    }
-    Ok(toks)
-}
-
 fn parse_template(
     system: &SystemId,
     ds: &DatasetId,
     template: &str,
-) -> Result<Vec<Vec<Tok>>, ConnectorError> {
+) -> Result<Vec<Vec<Piece>>, ConnectorError> {
     if template.starts_with('/') || template.contains(['\\', '\0']) {
         return Err(mismatch(
             system,
@@ -212,12 +134,12 @@ fn parse_template(
                 ),
             ));
         }
-        segments.push(parse_segment(system, ds, seg)?);
+        segments.push(tokenize(system, ds, "path template", seg, true)?);
     }
     if !segments
         .iter()
         .flatten()
-        .any(|t| matches!(t, Tok::Placeholder(_)))
+        .any(|t| matches!(t, Piece::Placeholder(_)))
     {
         return Err(mismatch(
             system,
@@ -325,7 +247,7 @@ impl FileConnector {
             let segments = parse_template(sid, &ds.id, template)?;
             let literal_prefix = segments
                 .iter()
-                .take_while(|s| s.iter().all(|t| matches!(t, Tok::Lit(_))))
+                .take_while(|s| s.iter().all(|t| matches!(t, Piece::Lit(_))))
                 .count();
             let source = ds
                 .derived_from
@@ -426,7 +348,7 @@ impl Inner {
     fn expansions(&self, ds: &FileDataset, person: &Person) -> Vec<Vec<Vec<Pat>>> {
         let mut kinds: Vec<IdentityKind> = Vec::new();
         for t in ds.segments.iter().flatten() {
-            if let Tok::Placeholder(k) = t {
+            if let Piece::Placeholder(k) = t {
                 if !kinds.contains(k) {
                     kinds.push(*k);
                 }
@@ -459,10 +381,10 @@ impl Inner {
                         let mut pats = Vec::new();
                         for t in seg {
                             match t {
-                                Tok::Lit(s) => pats.extend(s.chars().map(Pat::Char)),
-                                Tok::Star => pats.push(Pat::Star),
-                                Tok::One => pats.push(Pat::One),
-                                Tok::Placeholder(k) => {
+                                Piece::Lit(s) => pats.extend(s.chars().map(Pat::Char)),
+                                Piece::Glob('*') => pats.push(Pat::Star),
+                                Piece::Glob(_) => pats.push(Pat::One),
+                                Piece::Placeholder(k) => {
                                     if let Some(v) = c.get(k) {
                                         pats.extend(v.chars().map(Pat::Char));
                                     }
@@ -483,7 +405,7 @@ impl Inner {
             let mut current = vec![self.root.clone()];
             let last = segs.len().saturating_sub(1);
             for (i, (pats, toks)) in segs.iter().zip(&ds.segments).enumerate() {
-                let named = toks.iter().any(|t| matches!(t, Tok::Placeholder(_)));
+                let named = toks.iter().any(|t| matches!(t, Piece::Placeholder(_)));
                 let mut next = Vec::new();
                 for dir in &current {
                     for p in self.match_segment(ds, dir, pats)? {
@@ -687,7 +609,7 @@ impl Inner {
                 let name: String = s
                     .iter()
                     .filter_map(|t| match t {
-                        Tok::Lit(l) => Some(l.as_str()),
+                        Piece::Lit(l) => Some(l.as_str()),
                         _ => None,
                     })
                     .collect();

@@ -21,6 +21,7 @@ pub mod notice;
 pub mod plan;
 pub mod redis_cache;
 pub mod sql;
+mod template;
 
 use std::collections::BTreeMap;
 use std::fmt;

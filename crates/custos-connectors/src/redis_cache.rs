@@ -19,14 +19,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use custos_map::{
-    DatasetId, ErasureStrategy, IdentityKind, Location, System, SystemId, SystemKind,
-};
+use custos_map::{DatasetId, ErasureStrategy, Location, System, SystemId, SystemKind};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value as RValue};
 use serde_json::{Map, Number, Value};
 
-use crate::files::placeholder_kind;
+use crate::template::{mismatch, tokenize, Piece};
 use crate::{Connector, ConnectorError, DatasetOutcome, Export, FieldChange, Person, Record};
 
 /// Keys asked per `SCAN` round.
@@ -64,76 +62,21 @@ enum Strategy {
 }
 
 #[derive(Clone, Debug)]
-enum Part {
-    Lit(String),
-    Placeholder(IdentityKind),
-}
-
-#[derive(Clone, Debug)]
 struct KeyDataset {
     id: DatasetId,
     template: String,
-    parts: Vec<Part>,
+    parts: Vec<Piece>,
     strategy: Strategy,
-}
-
-fn mismatch(system: &SystemId, message: String) -> ConnectorError {
-    ConnectorError::Mismatch {
-        system: system.clone(),
-        message,
-    }
 }
 
 fn parse_template(
     system: &SystemId,
     ds: &DatasetId,
     template: &str,
-) -> Result<Vec<Part>, ConnectorError> {
-    let mut parts = Vec::new();
-    let mut lit = String::new();
-    let mut chars = template.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' => {
-                let mut name = String::new();
-                let mut closed = false;
-                for n in chars.by_ref() {
-                    if n == '}' {
-                        closed = true;
-                        break;
-                    }
-                    name.push(n);
-                }
-                if !closed {
-                    return Err(mismatch(
-                        system,
-                        format!("dataset {ds}: key pattern has an unclosed `{{`"),
-                    ));
-                }
-                let kind = placeholder_kind(&name).ok_or_else(|| {
-                    mismatch(
-                        system,
-                        format!("dataset {ds}: key pattern names unknown placeholder {{{name}}}"),
-                    )
-                })?;
-                if !lit.is_empty() {
-                    parts.push(Part::Lit(std::mem::take(&mut lit)));
-                }
-                parts.push(Part::Placeholder(kind));
-            }
-            '}' => {
-                return Err(mismatch(
-                    system,
-                    format!("dataset {ds}: key pattern has a stray `}}`"),
-                ))
-            }
-            c => lit.push(c),
-        }
-    }
-    if !lit.is_empty() {
-        parts.push(Part::Lit(lit));
-    }
-    if !parts.iter().any(|p| matches!(p, Part::Placeholder(_))) {
+) -> Result<Vec<Piece>, ConnectorError> {
+    // The map's own `*` and `?` stay in the literal: SCAN matches them.
+    let parts = tokenize(system, ds, "key pattern", template, false)?;
+    if !parts.iter().any(|p| matches!(p, Piece::Placeholder(_))) {
         return Err(mismatch(
             system,
             format!(
@@ -283,8 +226,9 @@ impl RedisConnector {
         let mut out = vec![String::new()];
         for part in &ds.parts {
             match part {
-                Part::Lit(s) => out.iter_mut().for_each(|p| p.push_str(s)),
-                Part::Placeholder(k) => {
+                Piece::Lit(s) => out.iter_mut().for_each(|p| p.push_str(s)),
+                Piece::Glob(c) => out.iter_mut().for_each(|p| p.push(*c)),
+                Piece::Placeholder(k) => {
                     let vals: Vec<String> = person
                         .values(*k)
                         .iter()
@@ -620,6 +564,7 @@ impl Connector for RedisConnector {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use custos_map::IdentityKind;
 
     #[test]
     fn escapes_every_glob_character() {
