@@ -67,6 +67,12 @@ pub(crate) fn run(
     let span = hay.get(start..end)?;
     let whole = Some((start, end));
     let ok = |b: bool| if b { whole } else { None };
+    // Digits glued to a mask (`*******07`, `**** 1111`) are the kept tail of
+    // a value already masked, not a new value: finding them again would make
+    // a second pass change the output.
+    if span.first().is_some_and(u8::is_ascii_digit) && glued_to_mask(hay, start) {
+        return None;
+    }
     match check {
         Check::Email => ok(email(span)),
         Check::Ipv4 => ok(ipv4(hay, start, end, opts)),
@@ -74,6 +80,8 @@ pub(crate) fn run(
         Check::PhoneIntl => phone_intl(hay, start, end),
         Check::PhoneNational => phone_national(hay, start, end, opts.prev_end),
         Check::PhoneNanp => ok(!dotted_neighbour(hay, start, end)
+            && !dashed_before(hay, start)
+            && !dashed_after(hay, end)
             && !inside_digit_run(hay, start, opts.prev_end)
             && phone_nanp(span)),
         Check::Card => card(hay, start, end),
@@ -105,6 +113,17 @@ pub(crate) fn digits(span: &[u8]) -> Vec<u8> {
         .filter(|b| b.is_ascii_digit())
         .map(|b| b - b'0')
         .collect()
+}
+
+/// The byte before `start`, or the one before a single separator there,
+/// is the mask character.
+fn glued_to_mask(hay: &[u8], start: usize) -> bool {
+    let at = |back: usize| start.checked_sub(back).and_then(|i| hay.get(i));
+    match at(1) {
+        Some(b'*') => true,
+        Some(b' ' | b'-' | b'.') => at(2) == Some(&b'*'),
+        _ => false,
+    }
 }
 
 fn is_word(b: Option<&u8>) -> bool {
@@ -496,11 +515,11 @@ fn group_ends(hay: &[u8], start: usize, end: usize) -> Vec<usize> {
 }
 
 fn phone_intl(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
-    if dotted_before(hay, start) {
+    if dotted_before(hay, start) || dashed_before(hay, start) {
         return None;
     }
     for e in group_ends(hay, start, end) {
-        if dotted_after(hay, e) {
+        if dotted_after(hay, e) || dashed_after(hay, e) {
             continue;
         }
         let span = hay.get(start..e)?;
@@ -546,12 +565,27 @@ fn looks_like_date(span: &[u8]) -> bool {
     }
 }
 
+/// The span continues a dash-joined alphanumeric token (a UUID such as
+/// `a0a0000a-0100-4000-8000-…`): not a value of its own.
+fn dashed_before(hay: &[u8], start: usize) -> bool {
+    let at = |back: usize| start.checked_sub(back).and_then(|i| hay.get(i));
+    at(1) == Some(&b'-') && at(2).is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// The span is followed by `-` and more of the same token.
+fn dashed_after(hay: &[u8], end: usize) -> bool {
+    hay.get(end) == Some(&b'-') && hay.get(end + 1).is_some_and(u8::is_ascii_alphanumeric)
+}
+
 fn phone_national(hay: &[u8], start: usize, end: usize, prev_end: usize) -> Option<(usize, usize)> {
-    if dotted_before(hay, start) || inside_digit_run(hay, start, prev_end) {
+    if dotted_before(hay, start)
+        || dashed_before(hay, start)
+        || inside_digit_run(hay, start, prev_end)
+    {
         return None;
     }
     for e in group_ends(hay, start, end) {
-        if dotted_after(hay, e) {
+        if dotted_after(hay, e) || dashed_after(hay, e) {
             continue;
         }
         let span = hay.get(start..e)?;
