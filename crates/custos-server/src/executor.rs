@@ -40,6 +40,7 @@ use custos_store::{
     ClaimedStep, NewStep, PendingRequest, Principal, StepEnd, StepStatus, StoreError, Vault,
 };
 
+use crate::mail::Delivery;
 use crate::AppState;
 
 /// How the executor runs.
@@ -840,8 +841,9 @@ async fn send_processor_notice(
     }
 }
 
-/// An email notice to a recipient: written to the development outbox, or
-/// left to a person when no mail transport is configured.
+/// An email notice to a recipient: sent through the mailer (SMTP or the
+/// development outbox), or left to a person when no mail transport is
+/// configured.
 async fn email_notice(
     state: &AppState,
     cfg: &ExecutorConfig,
@@ -858,11 +860,12 @@ async fn email_notice(
             Notify::Email(e) => Some(e.clone()),
             _ => None,
         });
-    let (Some(to), Some(outbox)) = (to, state.outbox.as_deref()) else {
-        return StepEnd::Waiting {
-            processor: false,
-            result: json!({ "processor": pid, "note": "send the notice by email and tick this step off" }),
-        };
+    let manual = || StepEnd::Waiting {
+        processor: false,
+        result: json!({ "processor": pid, "note": "send the notice by email and tick this step off" }),
+    };
+    let Some(to) = to.filter(|_| state.mailer.is_configured()) else {
+        return manual();
     };
     // The recipient needs the identities to find the person; the message
     // goes only to the address the map names for this processor.
@@ -871,24 +874,26 @@ async fn email_notice(
         .iter()
         .map(|(k, vs)| format!("  {k}: {}\r\n", vs.join(", ")))
         .collect();
+    let subject = format!(
+        "Data-subject request {} ({})",
+        c.request,
+        c.request_type.as_str()
+    );
     let body = format!(
-        "To: {to}\r\nSubject: Data-subject request {req} ({kind})\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-         We received a {kind} request (reference {req}, step {step}) from the person identified by:\r\n\
+        "We received a {kind} request (reference {req}, step {step}) from the person identified by:\r\n\
          {identities}\r\nPlease act on the data you hold for us about this person, as our agreement \
          provides, and confirm to our privacy contact.\r\n",
         req = c.request,
         kind = c.request_type.as_str(),
         step = c.step,
     );
-    let path = outbox.join(format!("{}-step{}.eml", c.request, c.step));
-    let written = match tokio::fs::create_dir_all(outbox).await {
-        Ok(()) => tokio::fs::write(&path, body).await,
-        Err(e) => Err(e),
-    };
-    match written {
-        Ok(()) => StepEnd::Done(json!({ "processor": pid, "notified": "email" })),
+    let stem = format!("{}-step{}", c.request, c.step);
+    match state.mailer.send(&to, &subject, &body, &stem).await {
+        Ok(Delivery::Delivered) => StepEnd::Done(json!({ "processor": pid, "notified": "email" })),
+        Ok(Delivery::NotConfigured) => manual(),
+        // The error names a kind only, never the address or the message.
         Err(e) => StepEnd::Retry {
-            error: format!("outbox: {}", e.kind()),
+            error: e.to_string(),
             delay_us: backoff(cfg, c.attempts),
         },
     }

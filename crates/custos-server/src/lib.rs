@@ -11,6 +11,7 @@
 
 pub mod executor;
 pub mod extract;
+pub mod mail;
 pub mod map_source;
 pub mod openapi;
 pub mod problem;
@@ -46,9 +47,9 @@ pub struct AppState {
     pub map: Arc<MapSource>,
     /// Scrubbers of `POST /v1/scrub`.
     pub scrubbers: Arc<Scrubbers>,
-    /// Development outbox: one-time verification codes of data-subject
-    /// requests are written here as `.eml` files (none: not delivered).
-    pub outbox: Option<Arc<std::path::PathBuf>>,
+    /// Outgoing mail: one-time verification codes of data-subject requests
+    /// and email notices (SMTP, the development outbox, or none).
+    pub mailer: Arc<mail::Mailer>,
     /// How requests are executed: connection settings, callback URL.
     pub executor: Arc<executor::ExecutorConfig>,
 }
@@ -61,7 +62,7 @@ impl AppState {
             admin_token: Arc::new(admin_token),
             map: Arc::new(MapSource::none()),
             scrubbers: Arc::new(Scrubbers::new(None)),
-            outbox: None,
+            mailer: Arc::new(mail::Mailer::None),
             executor: Arc::new(executor::ExecutorConfig::new("http://127.0.0.1:8080")),
         }
     }
@@ -72,10 +73,16 @@ impl AppState {
         self
     }
 
-    /// Writes verification codes of data-subject requests as files into
-    /// `dir` (`CUSTOS_DEV_OUTBOX`); without it codes are not delivered.
-    pub fn with_outbox(mut self, dir: Option<std::path::PathBuf>) -> Self {
-        self.outbox = dir.map(Arc::new);
+    /// Writes outgoing mail (verification codes, email notices) as files
+    /// into `dir` (`CUSTOS_DEV_OUTBOX`); without it mail is not delivered.
+    /// Replaces the mailer.
+    pub fn with_outbox(self, dir: Option<std::path::PathBuf>) -> Self {
+        self.with_mailer(dir.map_or(mail::Mailer::None, mail::Mailer::Outbox))
+    }
+
+    /// Sends outgoing mail with `mailer` (see [`mail`]).
+    pub fn with_mailer(mut self, mailer: mail::Mailer) -> Self {
+        self.mailer = Arc::new(mailer);
         self
     }
 

@@ -28,6 +28,7 @@ backend_tests!(
     bad_input_names_the_field,
     audit_has_ids_but_no_identity_values,
     openapi_lists_request_paths,
+    code_is_sent_over_smtp,
 );
 
 const SCOPES: &[&str] = &["write", "dsr", "audit"];
@@ -796,5 +797,155 @@ async fn openapi_lists_request_paths(store: TestStore) {
     }
     assert!(doc.body["paths"]["/v1/requests"]["get"].is_object());
     assert!(doc.body["paths"]["/v1/requests"]["post"].is_object());
+    s.stop().await;
+}
+
+/// One message received by [`fake_smtp`]: envelope recipients and the
+/// message as sent (dot-stuffing undone).
+#[derive(Debug)]
+struct Captured {
+    rcpt: Vec<String>,
+    data: String,
+}
+
+/// A minimal SMTP server on 127.0.0.1: accepts every message and hands it
+/// over the channel.
+async fn fake_smtp() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Captured>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+                let mut rcpt = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" => b"250-fake\r\n250 8BITMIME\r\n",
+                        "HELO" | "MAIL" | "RSET" | "NOOP" => b"250 OK\r\n",
+                        "RCPT" => {
+                            rcpt.push(line[4..].trim().to_owned());
+                            b"250 OK\r\n"
+                        }
+                        "DATA" => {
+                            w.write_all(b"354 go ahead\r\n").await.unwrap();
+                            let mut data = String::new();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                                data.push_str("\r\n");
+                            }
+                            let _ = tx.send(Captured {
+                                rcpt: std::mem::take(&mut rcpt),
+                                data,
+                            });
+                            b"250 queued\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            break;
+                        }
+                        _ => b"502 not implemented\r\n",
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+async fn code_is_sent_over_smtp(store: TestStore) {
+    use custos_server::mail::Mailer;
+    let (addr, mut inbox) = fake_smtp().await;
+    let s = TestServer::start_with(&store, |st| {
+        st.with_mailer(
+            Mailer::smtp(&format!("smtp://{addr}"), "custos@example.com").expect("mailer"),
+        )
+    })
+    .await;
+    s.tenant("acme").await;
+    let key = s.key("acme", SCOPES).await;
+    jane(&s, &key).await;
+    let (st, b) = create(
+        &s,
+        &key,
+        json!({"type": "access", "identity": {"email": EMAIL}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(b["verification"], "code_sent");
+    let id = b["id"].as_str().unwrap().to_owned();
+
+    let mail = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv())
+        .await
+        .expect("a message within 10 s")
+        .expect("a message");
+    assert_eq!(mail.rcpt.len(), 1, "{mail:?}");
+    assert!(mail.rcpt[0].contains(&format!("<{EMAIL}>")), "{mail:?}");
+    assert!(mail.rcpt[0].to_ascii_uppercase().starts_with("TO:"));
+    // Headers: to the person, from the configured sender.
+    let (head, body) = mail.data.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(&format!("To: {EMAIL}")), "{head}");
+    assert!(head.contains("From: custos@example.com"), "{head}");
+    assert!(head.contains("Subject: Your verification code"), "{head}");
+    // Undo quoted-printable soft line breaks, should the body use them.
+    let body = body.replace("=\r\n", "");
+    assert!(body.contains(&id), "{body}");
+    let code: String = body
+        .split("is: ")
+        .nth(1)
+        .expect("the code")
+        .chars()
+        .take(6)
+        .collect();
+    assert!(
+        code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()),
+        "{code}"
+    );
+
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/requests/{id}/verify"),
+            Some(&key),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "verified");
+    s.stop().await;
+
+    // An unreachable SMTP server: the code is not delivered.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let s = TestServer::start_with(&store, |st| {
+        st.with_mailer(
+            Mailer::smtp(&format!("smtp://{closed}"), "custos@example.com").expect("mailer"),
+        )
+    })
+    .await;
+    let (st, b) = create(
+        &s,
+        &key,
+        json!({"type": "erasure", "identity": {"email": EMAIL}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(b["verification"], "pending_delivery");
     s.stop().await;
 }

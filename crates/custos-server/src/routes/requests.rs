@@ -6,11 +6,12 @@
 //! credential) and processor callbacks (HMAC-signed with the processor's
 //! secret). Execution itself is the background [`crate::executor`].
 //!
-//! Verification codes are delivered through a development outbox: when
-//! `AppState::outbox` is set (`CUSTOS_DEV_OUTBOX`), the code is written as
-//! `<outbox>/<request id>.eml`; otherwise it is not delivered and the
-//! answer says `"verification": "pending_delivery"`. The code never
-//! appears in a response, a log line or the audit log.
+//! Verification codes are sent by email through `AppState::mailer`
+//! ([`crate::mail`]): over SMTP (`CUSTOS_SMTP_URL`), or written as
+//! `<outbox>/<request id>.eml` in the development outbox
+//! (`CUSTOS_DEV_OUTBOX`). Without a mailer, or when sending fails, the code
+//! is not delivered and the answer says `"verification": "pending_delivery"`.
+//! The code never appears in a response, a log line or the audit log.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -70,9 +71,9 @@ pub struct CreatedView {
     pub due_at: String,
     /// An open request of the same person and type existed and is returned.
     pub merged: bool,
-    /// `vouched`, `code_sent` (written to the outbox), `pending_delivery`
-    /// (no outbox configured: the code was not delivered) or `unchanged`
-    /// (merged).
+    /// `vouched`, `code_sent` (emailed, or written to the development
+    /// outbox), `pending_delivery` (no mail transport configured, or sending
+    /// failed: the code was not delivered) or `unchanged` (merged).
     pub verification: &'static str,
     /// The whole request.
     pub request: RequestInfo,
@@ -82,31 +83,28 @@ fn request_id(s: &str) -> Result<RequestId, Problem> {
     parse_id("id", RequestId::parse(s))
 }
 
-/// Writes the code as an `.eml` file; returns whether it was delivered.
+/// Emails the code (or writes it to the outbox); returns whether it was
+/// delivered. Failures are logged by kind only.
 async fn deliver(
-    outbox: &std::path::Path,
+    mailer: &crate::mail::Mailer,
     req: &RequestInfo,
     to: &str,
     code: &custos_core::secret::Personal<String>,
 ) -> bool {
-    let to: String = to.chars().filter(|c| !c.is_control()).collect();
     let body = format!(
-        "To: {to}\r\nSubject: Your verification code\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-         Your code to confirm your {} request {} is: {}\r\nIt expires in 24 hours.\r\n",
+        "Your code to confirm your {} request {} is: {}\r\nIt expires in 24 hours.\r\n",
         req.kind.as_str(),
         req.id,
         code.expose()
     );
-    let path = outbox.join(format!("{}.eml", req.id));
-    let res = async {
-        tokio::fs::create_dir_all(outbox).await?;
-        tokio::fs::write(&path, body).await
-    }
-    .await;
-    match res {
-        Ok(()) => true,
+    match mailer
+        .send(to, "Your verification code", &body, &req.id)
+        .await
+    {
+        Ok(crate::mail::Delivery::Delivered) => true,
+        Ok(crate::mail::Delivery::NotConfigured) => false,
         Err(e) => {
-            tracing::warn!(error = %e.kind(), "could not write to the outbox");
+            tracing::warn!(request = %req.id, error = %e, "verification code not delivered");
             false
         }
     }
@@ -184,11 +182,19 @@ pub async fn create_request(
             &payload.seal(),
         )
         .await?;
-    let verification = match (&code, s.outbox.as_deref()) {
+    let verification = match &code {
         _ if merged => "unchanged",
-        (None, _) => "vouched",
-        (Some(c), Some(dir)) if deliver(dir, &request, &value, c).await => "code_sent",
-        (Some(_), _) => "pending_delivery",
+        None => "vouched",
+        // There is no SMS transport: a phone number only gets its code in
+        // the development outbox.
+        Some(c)
+            if (identity == IdentityKind::Email
+                || matches!(*s.mailer, crate::mail::Mailer::Outbox(_)))
+                && deliver(&s.mailer, &request, &value, c).await =>
+        {
+            "code_sent"
+        }
+        Some(_) => "pending_delivery",
     };
     let status = if merged {
         StatusCode::OK

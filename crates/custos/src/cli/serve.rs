@@ -104,6 +104,11 @@ pub(crate) async fn serve(
     tls: &TlsArgs,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    // CUSTOS_SMTP_URL + CUSTOS_MAIL_FROM, else CUSTOS_DEV_OUTBOX. The error
+    // names the variable, never its value (the URL may carry a password).
+    let mailer = custos_server::mail::Mailer::from_env()
+        .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
+    tracing::info!(?mailer, "outgoing mail");
     let tls = match (&tls.tls_cert, &tls.tls_key) {
         (Some(cert), Some(key)) => {
             // ring: a vetted provider that builds without a C toolchain
@@ -147,7 +152,7 @@ pub(crate) async fn serve(
     let state = AppState::new(vault.clone(), admin)
         .with_map(map)
         .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok())
-        .with_outbox(std::env::var_os("CUSTOS_DEV_OUTBOX").map(std::path::PathBuf::from))
+        .with_mailer(mailer)
         .with_executor_config(custos_server::executor::ExecutorConfig::new(
             std::env::var("CUSTOS_PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}")),
         ));
