@@ -208,17 +208,7 @@ impl FileConnector {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConnectorError> {
         let sid = &system.id;
-        if system.kind != SystemKind::Files {
-            return Err(mismatch(
-                sid,
-                format!("is of kind {}, not files", system.kind.key()),
-            ));
-        }
-        let root_raw = crate::connection_value(system, "root_env", env)?;
-        let var = system
-            .connection
-            .get("root_env")
-            .map_or("root_env", String::as_str);
+        let (root_raw, var) = crate::kind_and_setting(system, SystemKind::Files, "root_env", env)?;
         let root = std::fs::canonicalize(&root_raw).map_err(|e| ConnectorError::Unavailable {
             system: sid.clone(),
             message: format!("root directory (from {var}) is not reachable: {}", e.kind()),

@@ -299,6 +299,29 @@ pub trait Connector: Send + Sync {
     ) -> impl Future<Output = Result<Vec<DatasetOutcome>, ConnectorError>> + Send;
 }
 
+/// Checks a system is of the kind a connector serves and reads the setting
+/// it needs; returns the value and the variable's name (for messages that
+/// must not quote the value).
+pub(crate) fn kind_and_setting<'a>(
+    system: &'a custos_map::System,
+    kind: custos_map::SystemKind,
+    setting: &'a str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, &'a str), ConnectorError> {
+    if system.kind != kind {
+        return Err(ConnectorError::Mismatch {
+            system: system.id.clone(),
+            message: format!("is of kind {}, not {}", system.kind.key(), kind.key()),
+        });
+    }
+    let value = connection_value(system, setting, env)?;
+    let var = system
+        .connection
+        .get(setting)
+        .map_or(setting, String::as_str);
+    Ok((value, var))
+}
+
 /// Reads the environment variable a system's `connection` names for
 /// `setting` (e.g. `url_env` → `APP_DATABASE_URL` → its value).
 pub fn connection_value(

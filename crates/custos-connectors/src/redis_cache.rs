@@ -128,17 +128,7 @@ impl RedisConnector {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConnectorError> {
         let sid = &system.id;
-        if system.kind != SystemKind::Redis {
-            return Err(mismatch(
-                sid,
-                format!("is of kind {}, not redis", system.kind.key()),
-            ));
-        }
-        let url = crate::connection_value(system, "url_env", env)?;
-        let var = system
-            .connection
-            .get("url_env")
-            .map_or("url_env", String::as_str);
+        let (url, var) = crate::kind_and_setting(system, SystemKind::Redis, "url_env", env)?;
         let client = redis::Client::open(url.as_str()).map_err(|_| ConnectorError::Config {
             system: sid.clone(),
             message: format!("environment variable {var} does not hold a valid Redis URL"),
