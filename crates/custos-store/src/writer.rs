@@ -337,7 +337,14 @@ async fn run_batch(
     savepoints: bool,
 ) -> Result<BatchOutcome, StoreError> {
     let mut results: Vec<Result<u64, StoreError>> = Vec::with_capacity(jobs.len());
-    let mut tx = pool.begin().await?;
+    // SQLite: take the write lock up front. A deferred transaction that
+    // reads first cannot be upgraded once another connection (consent,
+    // the request executor) has committed since: it fails at once with
+    // SQLITE_BUSY_SNAPSHOT instead of waiting out the busy timeout.
+    let mut tx = match engine {
+        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Engine::Postgres => pool.begin().await?,
+    };
     if engine == Engine::Postgres && !durable {
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
