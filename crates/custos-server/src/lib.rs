@@ -2,8 +2,10 @@
 //!
 //! Handlers are thin: they parse and validate the request into domain types,
 //! call the [`Vault`], and map errors to problems in one place
-//! ([`problem`]). Every route except `/healthz` and `/openapi.json` needs
-//! the admin token or an API key; the tenant always comes from the key.
+//! ([`problem`]). Every route except `/healthz`, `/openapi.json` and the
+//! rate-limited public ones ([`rate_limit`]: archive downloads by one-time
+//! token, signed processor callbacks) needs the admin token or an API key;
+//! the tenant always comes from the key.
 
 // Problems are the error path of HTTP handlers and are built once per failed
 // request; boxing them would only add noise.
@@ -15,6 +17,7 @@ pub mod mail;
 pub mod map_source;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 
 use std::sync::Arc;
@@ -52,6 +55,8 @@ pub struct AppState {
     pub mailer: Arc<mail::Mailer>,
     /// How requests are executed: connection settings, callback URL.
     pub executor: Arc<executor::ExecutorConfig>,
+    /// Limits of the endpoints that take no API key.
+    pub rate_limits: Arc<rate_limit::RateLimits>,
 }
 
 impl AppState {
@@ -64,6 +69,7 @@ impl AppState {
             scrubbers: Arc::new(Scrubbers::new(None)),
             mailer: Arc::new(mail::Mailer::None),
             executor: Arc::new(executor::ExecutorConfig::new("http://127.0.0.1:8080")),
+            rate_limits: Arc::new(rate_limit::RateLimits::default()),
         }
     }
 
@@ -92,6 +98,12 @@ impl AppState {
         self
     }
 
+    /// Limits of the public endpoints (see [`rate_limit`]).
+    pub fn with_rate_limits(mut self, limits: rate_limit::RateLimits) -> Self {
+        self.rate_limits = Arc::new(limits);
+        self
+    }
+
     /// The key of the keyed scrub modes (`CUSTOS_SCRUB_KEY` text).
     pub fn with_scrub_key(mut self, key: Option<String>) -> Self {
         self.scrubbers = Arc::new(Scrubbers::new(key));
@@ -102,6 +114,13 @@ impl AppState {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     use routes::{admin, audit, consent, map, requests, scrub, subjects};
+    let limits = &state.rate_limits;
+    let public = |limit| {
+        middleware::from_fn_with_state(
+            rate_limit::Buckets::new(limit, limits.client_ip_header.clone()),
+            rate_limit::limit,
+        )
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
@@ -169,10 +188,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/requests/{id}/archive", get(requests::archive_link))
         .route("/v1/requests/{id}/completion", get(requests::completion))
-        .route("/v1/archives/{token}", get(requests::download_archive))
+        .route(
+            "/v1/archives/{token}",
+            get(requests::download_archive).layer(public(limits.archives)),
+        )
         .route(
             "/v1/processor-callbacks/{id}/{step}",
-            post(requests::processor_callback),
+            post(requests::processor_callback).layer(public(limits.callbacks)),
         )
         .route("/v1/audit", get(audit::list))
         .route("/v1/map", get(map::get_map))

@@ -29,6 +29,7 @@ backend_tests!(
     audit_has_ids_but_no_identity_values,
     openapi_lists_request_paths,
     code_is_sent_over_smtp,
+    public_endpoints_are_rate_limited,
 );
 
 const SCOPES: &[&str] = &["write", "dsr", "audit"];
@@ -948,4 +949,39 @@ async fn code_is_sent_over_smtp(store: TestStore) {
     assert_eq!(st, 201, "{b}");
     assert_eq!(b["verification"], "pending_delivery");
     s.stop().await;
+}
+
+async fn public_endpoints_are_rate_limited(store: TestStore) {
+    use custos_server::rate_limit::{Limit, RateLimits};
+    let s = TestServer::start_with(&store, |st| {
+        st.with_rate_limits(RateLimits {
+            archives: Limit::new(1, 2),
+            callbacks: Limit::new(1, 3),
+            client_ip_header: None,
+        })
+    })
+    .await;
+    let path = format!("/v1/archives/{}", "A".repeat(43));
+    for _ in 0..2 {
+        let r = s.call(Method::GET, &path, None, None).await;
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+    let r = s.call(Method::GET, &path, None, None).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
+    // The callbacks have buckets of their own.
+    let cb = "/v1/processor-callbacks/dsr_00000000000000000000000000000000/1";
+    for _ in 0..3 {
+        let r = s.call(Method::POST, cb, None, Some(json!({}))).await;
+        assert_ne!(r.status, 429, "{}", r.body);
+    }
+    let r = s.call(Method::POST, cb, None, Some(json!({}))).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
+    // Retry-After tells the client when to come back.
+    let raw = reqwest::get(format!("{}{path}", s.base)).await.unwrap();
+    let after: u64 = raw.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=61).contains(&after), "{after}");
 }

@@ -178,7 +178,12 @@ impl TestServer {
             .0,
         )));
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            // As `custos serve` does: the peer address keys rate limits.
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
         });
         Self {
             base: format!("http://{addr}"),

@@ -109,6 +109,8 @@ pub(crate) async fn serve(
     let mailer = custos_server::mail::Mailer::from_env()
         .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
     tracing::info!(?mailer, "outgoing mail");
+    let rate_limits = custos_server::rate_limit::RateLimits::from_env()
+        .map_err(|e| anyhow::anyhow!("rate limits: {e}"))?;
     let tls = match (&tls.tls_cert, &tls.tls_key) {
         (Some(cert), Some(key)) => {
             // ring: a vetted provider that builds without a C toolchain
@@ -153,6 +155,7 @@ pub(crate) async fn serve(
         .with_map(map)
         .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok())
         .with_mailer(mailer)
+        .with_rate_limits(rate_limits)
         .with_executor_config(custos_server::executor::ExecutorConfig::new(
             std::env::var("CUSTOS_PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}")),
         ));
@@ -163,10 +166,14 @@ pub(crate) async fn serve(
         custos_server::executor::Executor::spawn(state.clone(), (*state.executor).clone());
     let app = custos_server::router(state);
     match tls {
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")?,
+        // The peer address keys the public endpoints' rate limits.
+        None => axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?,
         Some(config) => {
             let handle = axum_server::Handle::new();
             let stopper = handle.clone();
@@ -176,7 +183,7 @@ pub(crate) async fn serve(
             });
             axum_server::from_tcp_rustls(listener.into_std()?, config)?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
                 .context("serving HTTPS")?;
         }
