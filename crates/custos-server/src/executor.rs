@@ -32,7 +32,8 @@ use custos_connectors::sql::SqlConnector;
 use custos_connectors::{
     plan_steps, Connector, ConnectorError, DatasetOutcome, Export, FieldChange, Person, StepKind,
 };
-use custos_core::ids::{Purpose, SubjectId};
+use custos_core::blind::IdentityKind as VaultIdentity;
+use custos_core::ids::{Collection, Purpose, RecordKey, SubjectId};
 use custos_core::request::RequestType;
 use custos_core::secret::Personal;
 use custos_map::{DataMap, IdentityKind, Notify, System, SystemKind};
@@ -540,14 +541,116 @@ impl Connector for VaultReach {
         Ok(outcome)
     }
 
+    /// Every record of a vault dataset that holds a changed field gets the
+    /// new value (records without the field are left alone; unchanged
+    /// values are not rewritten, so a rerun changes nothing). A changed
+    /// field that is the dataset's `email`/`phone` identity also replaces
+    /// the subject's identity, so lookups find the new value and not the
+    /// old. Previous values are not kept: the step's result records the
+    /// datasets and counts, the audit log the kinds.
     async fn rectify(
         &self,
         _p: &Person,
-        _c: &[FieldChange],
+        changes: &[FieldChange],
     ) -> Result<Vec<DatasetOutcome>, ConnectorError> {
-        // Vault records are rectified by the application's own PUT; the
-        // identities are the request's anchor and are not rewritten here.
-        Ok(vec![DatasetOutcome::new(self.dataset())])
+        let Some(id) = &self.subject else {
+            return Ok(vec![DatasetOutcome::new(self.dataset())]);
+        };
+        let x = match self.vault.export(&self.principal, id, None).await {
+            Ok(x) => x,
+            Err(StoreError::SubjectErased { .. }) => {
+                return Ok(vec![DatasetOutcome::new(self.dataset())])
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        let mut identities = DatasetOutcome::new("identities".into());
+        for d in &self.system.datasets {
+            let fields: Vec<(&FieldChange, &custos_map::Field)> = changes
+                .iter()
+                .filter_map(|c| {
+                    d.fields
+                        .iter()
+                        .find(|f| f.name == c.field && !f.primary_key)
+                        .map(|f| (c, f))
+                })
+                .collect();
+            if fields.is_empty() {
+                continue;
+            }
+            let mut o = DatasetOutcome::new(d.id.clone());
+            let collection = d.location.value();
+            for (key, record) in x.records.get(collection).into_iter().flatten() {
+                let mut new = record.clone();
+                for (c, _) in &fields {
+                    let v = json!(c.value.expose());
+                    if let Some(old) = new.get_mut(&c.field) {
+                        if *old != v {
+                            *old = v;
+                        }
+                    }
+                }
+                if !fields.iter().any(|(c, _)| record.contains_key(&c.field)) {
+                    continue;
+                }
+                o.found += 1;
+                if new == *record {
+                    continue;
+                }
+                let (Ok(coll), Ok(rkey)) = (Collection::parse(collection), RecordKey::parse(key))
+                else {
+                    continue;
+                };
+                self.vault
+                    .put_record(&self.principal, id, &coll, &rkey, &new)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                o.rectified += 1;
+            }
+            out.push(o);
+            for (c, f) in fields {
+                let kind = match f.identity {
+                    Some(IdentityKind::Email) => VaultIdentity::Email,
+                    Some(IdentityKind::Phone) => VaultIdentity::Phone,
+                    _ => continue,
+                };
+                let now = x.identities.get(kind.as_str());
+                let same = kind
+                    .normalise(c.value.expose())
+                    .ok()
+                    .zip(now)
+                    .is_some_and(|(n, cur)| n.expose() == cur);
+                identities.found += u64::from(now.is_some());
+                if same {
+                    continue;
+                }
+                match self
+                    .vault
+                    .rectify_identity(&self.principal, id, &kind, c.value.expose())
+                    .await
+                {
+                    Ok(()) => identities.rectified += 1,
+                    Err(StoreError::Invalid { .. }) => {
+                        return Err(ConnectorError::Config {
+                            system: self.system.id.clone(),
+                            message: format!(
+                                "the new value of {} is not a valid {}",
+                                c.field,
+                                kind.as_str()
+                            ),
+                        })
+                    }
+                    Err(e) => return Err(self.err(e)),
+                }
+            }
+        }
+        if identities.found + identities.rectified > 0 {
+            out.push(identities);
+        }
+        if out.is_empty() {
+            out.push(DatasetOutcome::new(self.dataset()));
+        }
+        Ok(out)
     }
 }
 

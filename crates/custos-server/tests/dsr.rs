@@ -31,6 +31,7 @@ backend_tests!(
     a_step_of_a_dead_worker_is_taken_over_after_its_lease,
     malicious_identity_values_are_harmless,
     restriction_and_objection_reach_vault_ledger_and_processors,
+    rectification_changes_every_copy_and_the_vault_identity,
 );
 
 const SCHEMA: &[&str] = &[
@@ -923,5 +924,115 @@ async fn restriction_and_objection_reach_vault_ledger_and_processors(store: Test
     assert_eq!(after.body["allowed"], false, "{:?}", after.body);
     // The application's own stores are not changed by either.
     assert_eq!(app.rows("SELECT * FROM users ORDER BY id").await, users);
+    app.server.stop().await;
+}
+
+async fn rectification_changes_every_copy_and_the_vault_identity(store: TestStore) {
+    let Some(app) = app(&store, 0).await else {
+        return;
+    };
+    let s = &app.server;
+    let found = s
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=jane@example.com",
+            Some(&app.key),
+            None,
+        )
+        .await;
+    let subject = found.body["id"].as_str().unwrap().to_owned();
+    let record = format!("/v1/subjects/{subject}/records/profiles/main");
+    let put = s
+        .call(
+            Method::PUT,
+            &record,
+            Some(&app.key),
+            Some(json!({"fields": {"email": "jane@example.com", "nickname": "JD"}})),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let others = app.rows("SELECT * FROM users WHERE id <> 1").await;
+
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/requests",
+            Some(&app.key),
+            Some(json!({
+                "type": "rectification",
+                "identity": {"email": "jane@example.com"},
+                "verified_by_app": true,
+                "changes": {"email": "Jane.New@example.com", "name": "Jane Q. Doe"},
+            })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    app.run_until(&id, &["waiting_processor", "failed"]).await;
+    let notice: Value =
+        serde_json::from_slice(&app.processor.notices.lock().unwrap().last().unwrap().1).unwrap();
+    assert_eq!(notice["type"], "rectification");
+    app.confirm_processor(&id).await;
+    let done = app.run_until(&id, &["completed", "failed"]).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+
+    // The application's row, and no one else's.
+    assert_eq!(
+        app.rows("SELECT email, name FROM users WHERE id = 1").await,
+        vec!["Jane.New@example.com|Jane Q. Doe".to_owned()]
+    );
+    assert_eq!(app.rows("SELECT * FROM users WHERE id <> 1").await, others);
+    // The vault record: the changed field only.
+    let rec = s
+        .call(
+            Method::GET,
+            &format!("{record}?purpose=support"),
+            Some(&app.key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        rec.body["fields"],
+        json!({"email": "Jane.New@example.com", "nickname": "JD"}),
+        "{:?}",
+        rec.body
+    );
+    // The vault identity: found by the new address, not by the old.
+    let new = s
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=jane.new@example.com",
+            Some(&app.key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (new.status, new.body["id"].as_str()),
+        (200, Some(subject.as_str()))
+    );
+    let old = s
+        .call(
+            Method::GET,
+            "/v1/subjects/lookup?email=jane@example.com",
+            Some(&app.key),
+            None,
+        )
+        .await;
+    assert_eq!(old.status, 404);
+    // Counts, never values, in the step results; the vault step counts
+    // the record and the identity.
+    let text = done.to_string();
+    assert!(
+        !text.contains("Jane.New") && !text.contains("Q. Doe"),
+        "{text}"
+    );
+    let vault = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["system"] == "vault")
+        .unwrap();
+    let ds = &vault["result"]["datasets"];
+    assert!(ds.to_string().contains("\"rectified\":1"), "{vault:#}");
     app.server.stop().await;
 }

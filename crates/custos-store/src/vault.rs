@@ -689,6 +689,63 @@ impl Vault {
         Ok(id)
     }
 
+    /// Replaces the subject's identities of `kind` by `value` (Art. 16):
+    /// the blind index entry and the sealed value change together, so a
+    /// lookup by the old value no longer finds the subject. The audit entry
+    /// names the kind only; the previous value is not kept.
+    pub async fn rectify_identity(
+        &self,
+        p: &Principal,
+        id: &SubjectId,
+        kind: &IdentityKind,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        p.require(Scope::Write)?;
+        let field = format!("identities.{}", kind.as_str());
+        let norm = kind
+            .normalise(value)
+            .map_err(|e| StoreError::invalid(field.clone(), e))?;
+        let tk = self.tenant_keys(&p.tenant).await?;
+        let dek = match self.subject_key(&p.tenant, id).await {
+            Ok(k) => k,
+            Err(StoreError::NotFound(_)) => {
+                self.live_subject(&p.tenant, id).await?;
+                return Err(StoreError::NotFound("subject"));
+            }
+            Err(e) => return Err(e),
+        };
+        let blind = blind_index(&tk.blind_index_key(kind.as_str()), &norm);
+        let ct = dek.seal_identity(kind.as_str(), norm.expose().as_bytes(), &mut OsRng);
+        let actor = Actor::Key(p.clone());
+        let ev = event(
+            &p.tenant,
+            &actor,
+            &format!("rectify_identity.{}", kind.as_str()),
+            Some(id.to_string()),
+            None,
+            "ok",
+        );
+        let n = self
+            .inner
+            .writer
+            .submit(
+                Op::ReplaceIdentity {
+                    tenant: p.tenant.to_string(),
+                    subject: id.to_string(),
+                    kind: kind.as_str().to_owned(),
+                    blind: blind.to_vec(),
+                    ct,
+                },
+                vec![ev],
+            )
+            .await?;
+        if n == 0 {
+            self.live_subject(&p.tenant, id).await?;
+            return Err(StoreError::NotFound("subject"));
+        }
+        Ok(())
+    }
+
     /// Reads a subject's state row; erased subjects answer `SubjectErased`.
     pub(crate) async fn live_subject(
         &self,

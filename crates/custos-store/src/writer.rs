@@ -73,6 +73,14 @@ pub(crate) enum Op {
         /// (kind, blind index, encrypted value)
         identities: Vec<(String, Vec<u8>, Vec<u8>)>,
     },
+    /// Replaces a live subject's identities of one kind (rectification).
+    ReplaceIdentity {
+        tenant: String,
+        subject: String,
+        kind: String,
+        blind: Vec<u8>,
+        ct: Vec<u8>,
+    },
     PutRecord {
         tenant: String,
         subject: String,
@@ -571,6 +579,40 @@ async fn apply(tx: &mut Transaction<'static, Any>, op: &Op, now: i64) -> Result<
                     .await
                     .map_err(conflict("subject with this identity"))?;
             }
+            1
+        }
+        Op::ReplaceIdentity {
+            tenant,
+            subject,
+            kind,
+            blind,
+            ct,
+        } => {
+            let live = sqlx::query(
+                "SELECT 1 FROM subjects WHERE id = $1 AND tenant = $2 AND erased_us IS NULL",
+            )
+            .bind(subject)
+            .bind(tenant)
+            .fetch_optional(&mut *c)
+            .await?;
+            if live.is_none() {
+                return Ok(0);
+            }
+            sqlx::query("DELETE FROM identities WHERE tenant = $1 AND subject = $2 AND kind = $3")
+                .bind(tenant)
+                .bind(subject)
+                .bind(kind)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query("INSERT INTO identities (tenant, kind, blind, subject, value_ct) VALUES ($1, $2, $3, $4, $5)")
+                .bind(tenant)
+                .bind(kind)
+                .bind(blind.clone())
+                .bind(subject)
+                .bind(ct.clone())
+                .execute(&mut *c)
+                .await
+                .map_err(conflict("subject with this identity"))?;
             1
         }
         Op::PutRecord {
