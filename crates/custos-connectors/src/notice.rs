@@ -292,6 +292,45 @@ pub struct ProcessorConfirmation {
     /// Counts of what it did, in its own words (`{"deleted": 3}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<serde_json::Value>,
+    /// Answering an access or portability notice: what it holds of the
+    /// person, per dataset; it goes into the person's archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<ProcessorRecords>>,
+}
+
+/// A processor's records of the person in one of its datasets.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessorRecords {
+    /// The dataset, preferably as the map names it under the processor's
+    /// system (`contacts`), so the archive's page can explain it.
+    pub dataset: String,
+    /// One JSON object per record.
+    pub records: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl fmt::Debug for ProcessorRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessorRecords")
+            .field("dataset", &self.dataset)
+            .field("records", &self.records.len())
+            .finish()
+    }
+}
+
+impl ProcessorRecords {
+    /// Why these records cannot go into an archive, naming the field.
+    pub fn check(list: &[Self]) -> Result<(), (String, &'static str)> {
+        for (i, r) in list.iter().enumerate() {
+            let name = r.dataset.trim();
+            if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+                return Err((
+                    format!("data[{i}].dataset"),
+                    "a dataset name of 1 to 128 printable characters",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for ProcessorConfirmation {
@@ -300,6 +339,7 @@ impl fmt::Debug for ProcessorConfirmation {
             .field("holds_nothing_more", &self.holds_nothing_more)
             .field("note", &self.note.as_ref().map(|_| "[redacted]"))
             .field("counts", &self.counts.is_some())
+            .field("data", &self.data)
             .finish()
     }
 }
@@ -349,6 +389,27 @@ impl ProcessorConfirmation {
     clippy::panic
 )]
 mod tests {
+    #[test]
+    fn processor_records_name_their_dataset_and_hide_values_in_debug() {
+        let ok: Vec<ProcessorRecords> = serde_json::from_value(serde_json::json!([
+            {"dataset": "contacts", "records": [{"email": "a@b.example"}]}
+        ]))
+        .unwrap();
+        assert!(ProcessorRecords::check(&ok).is_ok());
+        assert!(!format!("{ok:?}").contains("a@b"));
+        let bad = vec![
+            ok[0].clone(),
+            ProcessorRecords {
+                dataset: " ".into(),
+                records: vec![],
+            },
+        ];
+        assert_eq!(
+            ProcessorRecords::check(&bad).unwrap_err().0,
+            "data[1].dataset"
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

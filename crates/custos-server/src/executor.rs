@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use custos_connectors::archive::{self, ArchiveInput};
 use custos_connectors::files::FileConnector;
-use custos_connectors::notice::{self, Notice};
+use custos_connectors::notice::{self, Notice, ProcessorRecords};
 use custos_connectors::redis_cache::RedisConnector;
 use custos_connectors::sql::SqlConnector;
 use custos_connectors::{
@@ -1115,9 +1115,36 @@ async fn build_archive(
             }
         }
     }
+    // What processors answered so far; a later answer drops this archive
+    // and the next round builds it again.
+    let mut answered = std::collections::BTreeSet::new();
+    for (step, processor, answer) in state.vault.processor_answers(&req.tenant, &req.id).await? {
+        let Ok(data) = serde_json::from_slice::<Vec<ProcessorRecords>>(answer.expose()) else {
+            continue;
+        };
+        let system = steps
+            .iter()
+            .find(|s| s.step == step)
+            .and_then(|s| s.system.clone())
+            .unwrap_or(processor);
+        let exports = data
+            .into_iter()
+            .map(|d| Export {
+                dataset: d.dataset.as_str().into(),
+                records: d.records,
+                files: Vec::new(),
+            })
+            .collect();
+        systems.push((custos_map::SystemId::from(system.as_str()), exports));
+        answered.insert(step);
+    }
     let pending: Vec<String> = steps
         .iter()
-        .filter(|s| s.kind != StepKind::Connector.as_str() && s.status != StepStatus::Done)
+        .filter(|s| {
+            s.kind != StepKind::Connector.as_str()
+                && s.status != StepStatus::Done
+                && !answered.contains(&s.step)
+        })
         .map(|s| s.title.clone())
         .collect();
     let generated_at = custos_store::rfc3339(custos_store::now_us());

@@ -418,6 +418,15 @@ impl App {
 
     /// Signs and posts the processor's confirmation of its waiting step.
     async fn confirm_processor(&self, id: &str) {
+        self.confirm_processor_with(
+            id,
+            json!({"holds_nothing_more": true, "note": null, "counts": {"contacts": 1}}),
+        )
+        .await;
+    }
+
+    /// Signs and posts `confirmation` for the processor's waiting step.
+    async fn confirm_processor_with(&self, id: &str, confirmation: Value) {
         let (_, body) = self
             .processor
             .notices
@@ -429,9 +438,7 @@ impl App {
         let notice: Value = serde_json::from_slice(&body).unwrap();
         let step = notice["step"].as_i64().unwrap();
         let path = format!("/v1/processor-callbacks/{id}/{step}");
-        let confirmation =
-            json!({"holds_nothing_more": true, "note": null, "counts": {"contacts": 1}})
-                .to_string();
+        let confirmation = confirmation.to_string();
         // A forged signature is refused.
         let forged = custos_connectors::notice::sign(b"wrong", now(), confirmation.as_bytes());
         let r = self.post_signed(&path, &forged, &confirmation).await;
@@ -741,6 +748,10 @@ async fn access_archive_holds_everything_and_its_link_works_once(store: TestStor
         comments.contains("reply by jane") && !comments.contains("reply by bob"),
         "{comments}"
     );
+    // The processor has not answered yet.
+    let mut manifest = String::new();
+    std::io::Read::read_to_string(&mut z.by_name("manifest.json").unwrap(), &mut manifest).unwrap();
+    assert!(manifest.contains("collect in crm_api"), "{manifest}");
     // The link works once.
     let again = app.server.http.get(&url).send().await.unwrap();
     assert_eq!(again.status(), 404);
@@ -750,9 +761,53 @@ async fn access_archive_holds_everything_and_its_link_works_once(store: TestStor
         vec!["1", "2"]
     );
     assert_eq!(files_under(&app.files).len(), 4);
-    app.confirm_processor(&id).await;
+    // The processor answers with what it holds; the archive is made again
+    // with its records, and the processor is no longer pending.
+    app.confirm_processor_with(
+        &id,
+        json!({"holds_nothing_more": false, "data": [
+            {"dataset": "contacts", "records": [{"email": "jane@example.com", "tier": "gold"}]}
+        ]}),
+    )
+    .await;
     let r = app.run_until(&id, &["completed", "failed"]).await;
     assert_eq!(r["status"], "completed", "{r:#}");
+    assert!(!r.to_string().contains("gold"), "{r:#}");
+    let link = app
+        .server
+        .call(
+            Method::GET,
+            &format!("/v1/requests/{id}/archive"),
+            Some(&app.key),
+            None,
+        )
+        .await;
+    assert_eq!(link.status, 200, "{:?}", link.body);
+    let url = format!("{}{}", app.server.base, link.body["url"].as_str().unwrap());
+    let zip = app.server.http.get(&url).send().await.unwrap();
+    let zip = zip.bytes().await.unwrap().to_vec();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut contacts = String::new();
+    std::io::Read::read_to_string(
+        &mut z.by_name("data/crm_api/contacts.json").unwrap(),
+        &mut contacts,
+    )
+    .unwrap();
+    assert!(contacts.contains("gold"), "{contacts}");
+    let mut manifest = String::new();
+    std::io::Read::read_to_string(&mut z.by_name("manifest.json").unwrap(), &mut manifest).unwrap();
+    assert!(!manifest.contains("collect in crm_api"), "{manifest}");
+    // The answer went with the request's payload when it closed.
+    let answers = app
+        .state
+        .vault
+        .processor_answers(
+            &custos_core::ids::TenantId::parse("acme").unwrap(),
+            &custos_core::ids::RequestId::parse(&id).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(answers.is_empty());
     app.server.stop().await;
 }
 

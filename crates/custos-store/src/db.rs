@@ -158,6 +158,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 "request_steps",
                 include_str!("../migrations/sqlite/data/0004_request_steps.sql"),
             ),
+            migration(
+                5,
+                "processor_answers",
+                include_str!("../migrations/sqlite/data/0005_processor_answers.sql"),
+            ),
         ],
         (Engine::Postgres, Role::Data) => vec![
             migration(
@@ -179,6 +184,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 4,
                 "request_steps",
                 include_str!("../migrations/postgres/data/0004_request_steps.sql"),
+            ),
+            migration(
+                5,
+                "processor_answers",
+                include_str!("../migrations/postgres/data/0005_processor_answers.sql"),
             ),
         ],
         (Engine::Sqlite, Role::Keys) => vec![migration(

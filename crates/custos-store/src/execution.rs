@@ -151,6 +151,21 @@ pub struct StepInfo {
     pub updated_at: String,
 }
 
+/// Whose a step is: what a processor callback is checked against.
+#[derive(Clone, Debug)]
+pub struct StepOwner {
+    /// The request's tenant.
+    pub tenant: TenantId,
+    /// The processor the step waits for, if any.
+    pub processor: Option<String>,
+    /// The system of the map the step works on, if any.
+    pub system: Option<String>,
+    /// Where the step stands.
+    pub status: StepStatus,
+    /// The request's type.
+    pub request_type: RequestType,
+}
+
 /// A step a worker holds the lease of.
 #[derive(Clone, Debug)]
 pub struct ClaimedStep {
@@ -403,6 +418,16 @@ pub(crate) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             .execute(&mut *c)
             .await?
             .rows_affected();
+            if n > 0 && to.is_terminal() {
+                // What processors answered goes with the payload.
+                sqlx::query(
+                    "DELETE FROM dsr_processor_answers WHERE tenant = $1 AND request_id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            }
             sql_err_none(n)
         }
     }
@@ -412,6 +437,13 @@ fn payload_ctx(tenant: &str, id: &str) -> Context {
     Context::new("dsr-payload")
         .with(tenant.as_bytes())
         .with(id.as_bytes())
+}
+
+fn answer_ctx(tenant: &str, id: &str, step: i64) -> Context {
+    Context::new("dsr-processor-answer")
+        .with(tenant.as_bytes())
+        .with(id.as_bytes())
+        .with(&step.to_be_bytes())
 }
 
 fn archive_ctx(tenant: &str, id: &str) -> Context {
@@ -868,31 +900,110 @@ impl Vault {
         .await
     }
 
-    /// The processor and tenant of a step, to check a callback's signature
-    /// before anything else.
-    pub async fn step_processor(
-        &self,
-        id: &RequestId,
-        step: i64,
-    ) -> Result<(TenantId, Option<String>, Option<String>, StepStatus), StoreError> {
+    /// Whose a step is, to check a callback's signature before anything
+    /// else.
+    pub async fn step_owner(&self, id: &RequestId, step: i64) -> Result<StepOwner, StoreError> {
         let r = sqlx::query(
-            "SELECT tenant, processor, system_id, status FROM dsr_steps WHERE request_id = $1 AND step = $2",
+            "SELECT s.tenant, s.processor, s.system_id, s.status, r.kind FROM dsr_steps s \
+             JOIN dsr_requests r ON r.id = s.request_id AND r.tenant = s.tenant \
+             WHERE s.request_id = $1 AND s.step = $2",
         )
         .bind(id.to_string())
         .bind(step)
         .fetch_optional(&self.inner.read)
         .await?
         .ok_or(StoreError::NotFound("step"))?;
+        let bad = || StoreError::Integrity(custos_core::CoreError::MalformedEnvelope);
         let t: String = r.try_get(0)?;
-        let s: String = r.try_get(3)?;
-        Ok((
-            TenantId::parse(&t).map_err(StoreError::Integrity)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            StepStatus::parse(&s).ok_or(StoreError::Integrity(
-                custos_core::CoreError::MalformedEnvelope,
-            ))?,
-        ))
+        let st: String = r.try_get(3)?;
+        let k: String = r.try_get(4)?;
+        Ok(StepOwner {
+            tenant: TenantId::parse(&t).map_err(StoreError::Integrity)?,
+            processor: r.try_get(1)?,
+            system: r.try_get(2)?,
+            status: StepStatus::parse(&st).ok_or_else(bad)?,
+            request_type: RequestType::parse(&k).ok_or_else(bad)?,
+        })
+    }
+
+    /// Keeps a processor's answer to an access notice (its records of the
+    /// person, JSON) sealed under the tenant's request key until the
+    /// archive is built, and drops an archive built without it so the next
+    /// round builds it again. Only while the step still waits for the
+    /// processor: a closed request's archive is never replaced.
+    pub async fn store_processor_answer(
+        &self,
+        tenant: &TenantId,
+        id: &RequestId,
+        step: i64,
+        processor: &str,
+        answer: &Personal<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let rid = id.to_string();
+        let key = self.tenant_request_key(tenant, &rid).await?;
+        let sealed = envelope::seal(
+            &key,
+            &answer_ctx(tenant.as_str(), &rid, step),
+            answer.expose(),
+            &mut OsRng,
+        );
+        let n = sqlx::query(
+            "INSERT INTO dsr_processor_answers (request_id, tenant, step, processor, sealed, created_us) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM dsr_steps \
+               WHERE request_id = $1 AND tenant = $2 AND step = $3 AND status IN ('waiting_processor', 'running')) \
+             ON CONFLICT (request_id, step) DO UPDATE SET sealed = excluded.sealed, created_us = excluded.created_us",
+        )
+        .bind(&rid)
+        .bind(tenant.as_str())
+        .bind(step)
+        .bind(processor)
+        .bind(sealed)
+        .bind(now_us())
+        .execute(&self.inner.read)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict(
+                "the step no longer waits for the processor",
+            ));
+        }
+        sqlx::query("DELETE FROM dsr_archives WHERE request_id = $1 AND tenant = $2")
+            .bind(&rid)
+            .bind(tenant.as_str())
+            .execute(&self.inner.read)
+            .await?;
+        Ok(())
+    }
+
+    /// The processors' answers of an open request, in step order:
+    /// (step, processor, answer JSON).
+    pub async fn processor_answers(
+        &self,
+        tenant: &TenantId,
+        id: &RequestId,
+    ) -> Result<Vec<(i64, String, Personal<Vec<u8>>)>, StoreError> {
+        let rid = id.to_string();
+        let rows = sqlx::query(
+            "SELECT step, processor, sealed FROM dsr_processor_answers \
+             WHERE request_id = $1 AND tenant = $2 ORDER BY step",
+        )
+        .bind(&rid)
+        .bind(tenant.as_str())
+        .fetch_all(&self.inner.read)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.tenant_request_key(tenant, &rid).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let step: i64 = r.try_get(0)?;
+            let sealed: Vec<u8> = r.try_get(2)?;
+            let clear = envelope::open(&key, &answer_ctx(tenant.as_str(), &rid, step), &sealed)
+                .map_err(StoreError::Integrity)?;
+            out.push((step, r.try_get(1)?, Personal::new(clear)));
+        }
+        Ok(out)
     }
 
     #[allow(clippy::too_many_arguments)]

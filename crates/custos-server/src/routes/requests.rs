@@ -519,7 +519,9 @@ pub async fn processor_callback(
 ) -> Result<Json<StepInfo>, Problem> {
     let id = request_id(&id)?;
     let step = step_no(&step)?;
-    let (tenant, processor, _system, _status) = s.vault.step_processor(&id, step).await?;
+    let owner = s.vault.step_owner(&id, step).await?;
+    let tenant = owner.tenant.clone();
+    let processor = owner.processor.clone();
     let unauthenticated = || {
         Problem::from(custos_store::StoreError::Unauthenticated(
             "missing or invalid custos-signature",
@@ -548,11 +550,34 @@ pub async fn processor_callback(
                 ),
             )
         })?;
-    let result = serde_json::json!({
+    let mut result = serde_json::json!({
         "processor": processor,
         "holds_nothing_more": confirmation.holds_nothing_more,
         "counts": confirmation.counts,
     });
+    // What the processor holds of the person goes, sealed, into the
+    // access archive; for other request types it is not kept at all.
+    if let Some(data) = confirmation.data.as_deref().filter(|_| {
+        matches!(
+            owner.request_type,
+            RequestType::Access | RequestType::Portability
+        )
+    }) {
+        custos_connectors::notice::ProcessorRecords::check(data)
+            .map_err(|(field, what)| Problem::invalid(field, format!("expected {what}")))?;
+        let answer = serde_json::to_vec(data)
+            .map_err(|_| Problem::invalid("data", "records must be JSON objects"))?;
+        s.vault
+            .store_processor_answer(
+                &tenant,
+                &id,
+                step,
+                &processor,
+                &custos_core::secret::Personal::new(answer),
+            )
+            .await?;
+        result["records"] = serde_json::json!(data.iter().map(|d| d.records.len()).sum::<usize>());
+    }
     Ok(Json(
         s.vault
             .confirm_processor_step(&tenant, &id, step, &processor, result)

@@ -1,0 +1,12 @@
+-- What processors answer to access notices: their records of the person,
+-- sealed under the tenant's request key, read when the archive is built
+-- and deleted when the request closes.
+CREATE TABLE dsr_processor_answers (
+    request_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    processor TEXT NOT NULL,
+    sealed BYTEA NOT NULL,
+    created_us BIGINT NOT NULL,
+    PRIMARY KEY (request_id, step)
+);
