@@ -34,7 +34,7 @@ use custos_connectors::{
 };
 use custos_core::blind::IdentityKind as VaultIdentity;
 use custos_core::ids::{Collection, Purpose, RecordKey, SubjectId};
-use custos_core::request::RequestType;
+use custos_core::request::{RequestStatus, RequestType};
 use custos_core::secret::Personal;
 use custos_map::{DataMap, IdentityKind, Notify, System, SystemKind};
 use custos_store::{
@@ -1060,8 +1060,8 @@ async fn progress(
     req: &PendingRequest,
 ) -> Result<(), StoreError> {
     let mut archive_pending = false;
+    let steps = state.vault.steps_of(&req.tenant, &req.id).await?;
     if matches!(req.kind, RequestType::Access | RequestType::Portability) {
-        let steps = state.vault.steps_of(&req.tenant, &req.id).await?;
         let connectors_done = steps
             .iter()
             .filter(|s| s.kind == StepKind::Connector.as_str())
@@ -1074,12 +1074,144 @@ async fn progress(
         // Look again next round.
         return Ok(());
     }
+    // The address to send the receipt to must be read before the request
+    // closes: closing wipes the payload.
+    let all_done = !steps.is_empty() && steps.iter().all(|s| s.status == StepStatus::Done);
+    let receipt_to = if all_done {
+        receipt_address(state, req).await?
+    } else {
+        None
+    };
     let before = state.vault.request_status(&req.tenant, &req.id).await?;
     let after = state.vault.advance_request(req).await?;
     if after == before {
         state.vault.touch_request(req).await?;
     }
+    if let (RequestStatus::Completed, false, Some(to)) =
+        (after, before == RequestStatus::Completed, receipt_to)
+    {
+        send_receipt(state, cfg, req, &to, &steps).await;
+    }
     Ok(())
+}
+
+/// Where the person gets the receipt (and, for access, the download link):
+/// the email address they gave, when they verified it with a one-time
+/// code and mail can be sent. A request the application vouched for is
+/// answered by the application, which fetches both through the API.
+async fn receipt_address(
+    state: &AppState,
+    req: &PendingRequest,
+) -> Result<Option<String>, StoreError> {
+    if !state.mailer.is_configured() {
+        return Ok(None);
+    }
+    let info = state
+        .vault
+        .get_request(&principal(&req.tenant)?, &req.id)
+        .await?;
+    if info.verification != "code" {
+        return Ok(None);
+    }
+    let payload = state
+        .vault
+        .request_payload(&req.tenant, &req.id)
+        .await?
+        .map(|p| Payload::open(&p))
+        .unwrap_or_default();
+    Ok(payload
+        .identities
+        .get(IdentityKind::Email.key())
+        .and_then(|v| v.first())
+        .cloned())
+}
+
+/// Mails the person the receipt of a completed request: what was done
+/// where (counts only), the signed completion record, and for access or
+/// portability a fresh one-time download link. Best effort: a failure is
+/// logged (without the address) and the receipt and link stay available
+/// through the API.
+async fn send_receipt(
+    state: &AppState,
+    cfg: &ExecutorConfig,
+    req: &PendingRequest,
+    to: &str,
+    steps: &[custos_store::StepInfo],
+) {
+    let Ok(p) = principal(&req.tenant) else {
+        return;
+    };
+    let mut body = format!(
+        "Your {kind} request {id} has been completed.\r\n\r\nWhat was done:\r\n",
+        kind = req.kind.as_str(),
+        id = req.id
+    );
+    for s in steps {
+        body.push_str(&format!("  - {}", s.title));
+        let counts = s
+            .result
+            .as_ref()
+            .and_then(|r| r.get("datasets"))
+            .and_then(Value::as_array)
+            .map(|ds| {
+                ds.iter()
+                    .filter_map(|d| serde_json::from_value::<DatasetOutcome>(d.clone()).ok())
+                    .map(|d| receipt_counts(&d))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .filter(|c| !c.is_empty());
+        if let Some(c) = counts {
+            body.push_str(&format!(": {c}"));
+        }
+        body.push_str("\r\n");
+    }
+    if matches!(req.kind, RequestType::Access | RequestType::Portability) {
+        match state.vault.archive_link(&p, &req.id).await {
+            Ok(link) => body.push_str(&format!(
+                "\r\nYour data: {}/v1/archives/{}\r\nThe link works once and expires at {}; \
+                 the archive is deleted after 7 days.\r\n",
+                cfg.public_url.trim_end_matches('/'),
+                link.token.expose(),
+                link.expires_at
+            )),
+            Err(e) => {
+                tracing::warn!(request = %req.id, error = %e, "no archive link for the receipt")
+            }
+        }
+    }
+    if let Ok(record) = state.vault.completion(&p, &req.id).await {
+        body.push_str(&format!(
+            "\r\nReceipt (the signed completion record; it names systems and counts, \
+             never your data):\r\n{record}\r\n"
+        ));
+    }
+    let subject = format!("Your {} request {} is complete", req.kind.as_str(), req.id);
+    let stem = format!("{}-receipt", req.id);
+    if let Err(e) = state.mailer.send(to, &subject, &body, &stem).await {
+        tracing::warn!(request = %req.id, error = %e, "receipt not delivered");
+    }
+}
+
+/// `3 found, 2 deleted, 1 kept (ground)` of one dataset.
+fn receipt_counts(d: &DatasetOutcome) -> String {
+    let mut parts = vec![format!("{} found", d.found)];
+    for (n, what) in [
+        (d.deleted, "deleted"),
+        (d.anonymized, "anonymised"),
+        (d.rectified, "corrected"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    if d.retained > 0 {
+        match &d.retained_ground {
+            Some(g) => parts.push(format!("{} kept ({g})", d.retained)),
+            None => parts.push(format!("{} kept", d.retained)),
+        }
+    }
+    format!("{} {}", d.dataset, parts.join(", "))
 }
 
 async fn build_archive(

@@ -32,6 +32,7 @@ backend_tests!(
     malicious_identity_values_are_harmless,
     restriction_and_objection_reach_vault_ledger_and_processors,
     rectification_changes_every_copy_and_the_vault_identity,
+    a_person_who_verified_by_code_gets_receipt_and_link_by_mail,
 );
 
 const SCHEMA: &[&str] = &[
@@ -1089,5 +1090,71 @@ async fn rectification_changes_every_copy_and_the_vault_identity(store: TestStor
         .unwrap();
     let ds = &vault["result"]["datasets"];
     assert!(ds.to_string().contains("\"rectified\":1"), "{vault:#}");
+    app.server.stop().await;
+}
+
+async fn a_person_who_verified_by_code_gets_receipt_and_link_by_mail(store: TestStore) {
+    let Some(app) = app(&store, 0).await else {
+        return;
+    };
+    let s = &app.server;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/requests",
+            Some(&app.key),
+            Some(json!({"type": "access", "identity": {"email": "jane@example.com"}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let outbox = store.dir().join("outbox");
+    let mail = std::fs::read_to_string(outbox.join(format!("{id}.eml"))).unwrap();
+    let code: String = mail.split("is: ").nth(1).unwrap().chars().take(6).collect();
+    let v = s
+        .call(
+            Method::POST,
+            &format!("/v1/requests/{id}/verify"),
+            Some(&app.key),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(v.status, 200, "{:?}", v.body);
+    app.run_until(&id, &["waiting_processor", "failed"]).await;
+    app.confirm_processor(&id).await;
+    let done = app.run_until(&id, &["completed", "failed"]).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+
+    let receipt = std::fs::read_to_string(outbox.join(format!("{id}-receipt.eml"))).unwrap();
+    assert!(receipt.starts_with("To: jane@example.com"), "{receipt}");
+    assert!(receipt.contains("users 1 found"), "{receipt}");
+    assert!(receipt.contains("\"signature\""), "{receipt}");
+    // Counts, never the person's data.
+    assert!(
+        !receipt.contains("Jane Doe") && !receipt.contains("tea"),
+        "{receipt}"
+    );
+    let path = receipt
+        .split(&format!("{}/", app.cfg.public_url.trim_end_matches('/')))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(path.starts_with("v1/archives/"), "{path}");
+    let res = s
+        .http
+        .get(format!("{}/{path}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/zip");
+    // A request the application vouched for is answered by the application.
+    let vouched = app.request("access", "jane@example.com").await;
+    app.run_until(&vouched, &["waiting_processor", "failed"])
+        .await;
+    app.confirm_processor(&vouched).await;
+    app.run_until(&vouched, &["completed", "failed"]).await;
+    assert!(!outbox.join(format!("{vouched}-receipt.eml")).exists());
     app.server.stop().await;
 }
