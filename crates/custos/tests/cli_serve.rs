@@ -336,7 +336,8 @@ fn demo_prints_a_working_tour() {
 
 backend_tests!(
     kill9_loses_no_acknowledged_write_and_leaves_no_half_erasure,
-    audit_verify_names_the_tampered_entry
+    audit_verify_names_the_tampered_entry,
+    a_request_survives_kill9_and_completes_once
 );
 
 /// What the clients were told.
@@ -787,5 +788,199 @@ fn dsr_cli_carries_requests_through_a_running_server() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CUSTOS_API_KEY"));
+    server.terminate();
+}
+
+/// A vault and one processor that takes notices at `url`.
+fn processor_map(url: &str) -> String {
+    format!(
+        r#"version: 1
+organisation: {{ controller: Sample SaaS GmbH, contact: privacy@sample.example }}
+purposes:
+  - id: account
+    title: Provide the account
+    legal_basis: contract
+    subjects: [customer]
+processors:
+  - id: crm
+    name: Sample CRM Ltd.
+    role: processor
+    country: IE
+    dpa: {{ status: signed, date: "2024-01-01" }}
+    notify: {{ url: "{url}" }}
+    purposes: [account]
+systems:
+  - id: vault
+    kind: vault
+    datasets:
+      - id: profiles
+        collection: profiles
+        subject: {{ identity: subject_id }}
+        purposes: [account]
+        erasure: shred
+        retention: {{ period: 30d, from_event: account_closed }}
+        fields:
+          - {{ name: subject_id, category: user.unique_id, identity: subject_id }}
+          - {{ name: email, category: user.contact.email, identity: email }}
+  - id: crm_api
+    kind: http
+    processor: crm
+    datasets:
+      - id: contacts
+        endpoint: "/contacts/{{email}}"
+        subject: {{ identity: email }}
+        purposes: [account]
+        erasure: delete
+        retention: {{ period: 2y, from_event: contract_end }}
+        fields:
+          - {{ name: email, category: user.contact.email, identity: email }}
+"#
+    )
+}
+
+/// An erasure waits for its processor; the server is killed (-9) and
+/// started again: the request resumes from the database, the processor's
+/// confirmation completes it, and every step ran exactly once.
+async fn a_request_survives_kill9_and_completes_once(store: TestStore) {
+    use axum::routing::post;
+    let dir = tempfile::tempdir().unwrap();
+    // The processor: accepts every notice and remembers its step.
+    let notices: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = notices.clone();
+    let app = axum::Router::new().route(
+        "/notice",
+        post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notice", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    let map = dir.path().join("map.yaml");
+    std::fs::write(&map, processor_map(&url)).unwrap();
+    let start = || {
+        let mut c = serve_cmd(&store, dir.path());
+        c.arg("--map")
+            .arg(&map)
+            .env("CUSTOS_PROCESSOR_SECRET_CRM", "crm-secret");
+        Server::start(c)
+    };
+    let http = reqwest::Client::new();
+    let server = start();
+    let base = server.base.clone();
+    let key = tenant_key(&http, &base).await;
+    let (st, subject) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/subjects"),
+        &key,
+        Some(json!({"identities": {"email": "jane@example.com"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201);
+    let subject = subject["id"].as_str().unwrap().to_owned();
+    let (st, b) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/keys"),
+        ADMIN,
+        Some(json!({"tenant": "acme", "scopes": ["dsr", "write"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201);
+    let dsr = b["key"].as_str().unwrap().to_owned();
+    let (st, b) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/requests"),
+        &dsr,
+        Some(json!({"type": "erasure", "identity": {"email": "jane@example.com"}, "verified_by_app": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201, "{b}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    let status = |base: String| {
+        let (http, dsr, id) = (http.clone(), dsr.clone(), id.clone());
+        async move {
+            let (st, b) = call(
+                &http,
+                reqwest::Method::GET,
+                format!("{base}/v1/requests/{id}"),
+                &dsr,
+                None,
+            )
+            .await
+            .unwrap();
+            assert_eq!(st, 200, "{b}");
+            b
+        }
+    };
+    let wait_for = |base: String, want: &'static str| {
+        let status = &status;
+        async move {
+            for _ in 0..300 {
+                let b = status(base.clone()).await;
+                if b["status"] == want {
+                    return b;
+                }
+                assert_ne!(b["status"], "failed", "{b:#}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("never {want}: {:#}", status(base).await);
+        }
+    };
+    wait_for(base.clone(), "waiting_processor").await;
+    let stderr = server.kill9();
+    assert!(!stderr.contains("jane@example.com"), "{stderr}");
+
+    let server = start();
+    let base = server.base.clone();
+    let step = notices.lock().unwrap().last().unwrap()["step"]
+        .as_i64()
+        .unwrap();
+    let body = json!({"holds_nothing_more": true}).to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sig = custos_connectors::notice::sign(b"crm-secret", now, body.as_bytes());
+    let r = http
+        .post(format!("{base}/v1/processor-callbacks/{id}/{step}"))
+        .header("custos-signature", sig)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let done = wait_for(base.clone(), "completed").await;
+    // Every step once, each done; one notice reached the processor.
+    let steps = done["steps"].as_array().unwrap();
+    let mut numbers: Vec<i64> = steps.iter().map(|s| s["step"].as_i64().unwrap()).collect();
+    numbers.dedup();
+    assert_eq!(numbers.len(), steps.len(), "{done:#}");
+    assert!(steps.iter().all(|s| s["status"] == "done"), "{done:#}");
+    assert_eq!(notices.lock().unwrap().len(), 1);
+    let (st, _) = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/v1/subjects/{subject}"),
+        &key,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 410);
     server.terminate();
 }
