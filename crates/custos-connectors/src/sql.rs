@@ -1,9 +1,11 @@
-//! The SQL connector: an application's PostgreSQL or SQLite database.
+//! The SQL connector: an application's PostgreSQL, MySQL/MariaDB or SQLite
+//! database.
 //!
-//! One [`SqlConnector`] per `postgres`/`sqlite` system of the map. At
-//! connect it reads the real schema from the catalog (columns, primary
-//! keys, foreign keys) and refuses a map that names a table or column the
-//! database lacks. Every request then works in one transaction:
+//! One [`SqlConnector`] per `postgres`/`mysql`/`sqlite` system of the map.
+//! At connect it reads the real schema from the catalog (columns, primary
+//! keys, foreign keys; `information_schema` on MySQL) and refuses a map
+//! that names a table or column the database lacks. Every request then
+//! works in one transaction:
 //!
 //! * **Finding rows.** A row belongs to the person when one of its
 //!   `identity:` fields holds one of the person's values of that kind, or
@@ -13,19 +15,35 @@
 //!   to another system (`system.dataset.field`) are out of this connector's
 //!   reach and find nothing here.
 //! * **Values are bound, never spliced.** Identifiers come from the map,
-//!   are checked against the catalog and quoted. On PostgreSQL every value
-//!   is bound as text and cast to the column's type, so integer, uuid and
-//!   text keys all keep their index; a value that cannot be of the column's
-//!   type (`abc` for an integer) is dropped before the query, so a hostile
-//!   value finds nothing instead of aborting the transaction. Columns of
-//!   other types (timestamps, enums …) are compared as text for values of
-//!   the person. Values containing NUL are never bound.
+//!   are checked against the catalog and quoted (`"…"`, backticks on
+//!   MySQL). On PostgreSQL and MySQL every value is bound as text and cast
+//!   to the column's type, so integer, uuid and text keys all keep their
+//!   index; a value that cannot be of the column's type (`abc` or an
+//!   out-of-range number for an integer) is dropped before the query, so a
+//!   hostile value finds nothing instead of aborting the transaction (or,
+//!   on MySQL, being read as a number prefix: `'1 OR 1=1'` would be 1).
+//!   Columns of other types (timestamps, enums …) are compared as text for
+//!   values of the person. Values containing NUL are never bound.
+//! * **MySQL compares the person's values exactly**, byte for byte in
+//!   utf8mb4, not by the column's collation (a `_ci` collation would find
+//!   `ALICE` for `alice`, an accent-insensitive one `Muller` for `Müller`).
+//!   A utf8mb4 column is first narrowed by its own collation, which keeps
+//!   its index; a column of another character set is converted (no index,
+//!   but a value it cannot hold finds nothing instead of an "illegal mix of
+//!   collations" error). Keys between tables compare by the column's
+//!   collation, as its foreign keys do.
 //! * **Emails** match case-insensitively: `lower(col) = lower($n)`. That
-//!   uses an index only on `lower(col)`; create one where lookups are slow.
-//!   SQLite's `lower` folds ASCII only.
+//!   uses an index only on `lower(col)` (on MySQL, a `_ci` utf8mb4 column's
+//!   own index narrows first); create one where lookups are slow. SQLite's
+//!   `lower` folds ASCII only.
 //! * **Rows read generically as JSON**: `row_to_json` on PostgreSQL,
-//!   `json_object` over the catalog columns on SQLite, where BLOB values
-//!   are exported as upper-case hex text.
+//!   `json_object` over the catalog columns on SQLite and `JSON_ARRAY` over
+//!   them on MySQL (named here from the catalog), where BLOB/binary values
+//!   are exported as upper-case hex text (and bound back through `UNHEX`).
+//! * **Rows are located** by their primary key, else by `ctid`
+//!   (PostgreSQL) or `rowid` (SQLite). MySQL has no row id: a table without
+//!   a primary key is located by the value of every column, so rows equal
+//!   in every column are found, counted and changed together (each counts).
 //!
 //! Erasure (one transaction per system) applies each dataset's strategy,
 //! then keeps every row that must stay: a row to be deleted that is still
@@ -36,7 +54,10 @@
 //! as a placeholder instead and counted as `retained` with the ground
 //! `referenced by <table>`. Anonymizing UPDATEs run first, then DELETEs,
 //! children before parents, and within a self-referencing table the
-//! deepest rows first. See [`SqlConnector`] for the remaining rules.
+//! deepest rows first (InnoDB checks foreign keys row by row, even within
+//! one statement). Counts come from the rows each statement changed (no
+//! `RETURNING`, which MariaDB lacks on UPDATE). See [`SqlConnector`] for the
+//! remaining rules.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -51,9 +72,10 @@ use custos_map::{
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{Postgres, Row as _, Sqlite, Transaction};
+use sqlx::{MySql, Postgres, Row as _, Sqlite, Transaction};
 use zeroize::Zeroizing;
 
 use crate::{
@@ -76,16 +98,22 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Engine {
     Pg,
+    My,
     Lite,
 }
 
 enum Pool {
     Pg(PgPool),
+    My(MySqlPool),
     Lite(SqlitePool),
 }
 
+/// One row of a query whose every column is text (or NULL).
+type Cells = Vec<Option<String>>;
+
 enum Tx {
     Pg(Transaction<'static, Postgres>),
+    My(Transaction<'static, MySql>),
     Lite(Transaction<'static, Sqlite>),
 }
 
@@ -107,6 +135,23 @@ impl Tx {
                     .map(|r| {
                         (0..r.len())
                             .map(|i| r.try_get::<Option<String>, _>(i))
+                            .collect()
+                    })
+                    .collect()
+            }
+            Tx::My(tx) => {
+                let mut q = sqlx::query(sql);
+                for b in binds {
+                    q = q.bind(b.as_str());
+                }
+                let rows = q.fetch_all(&mut **tx).await?;
+                // Unchecked: MySQL flags text of a binary collation (and some
+                // catalog columns) as BINARY, which the checked decode
+                // refuses; the bytes are still UTF-8 text, checked on decode.
+                rows.iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| r.try_get_unchecked::<Option<String>, _>(i))
                             .collect()
                     })
                     .collect()
@@ -138,6 +183,13 @@ impl Tx {
                 }
                 Ok(q.execute(&mut **tx).await?.rows_affected())
             }
+            Tx::My(tx) => {
+                let mut q = sqlx::query(sql);
+                for b in binds {
+                    q = q.bind(b.as_str());
+                }
+                Ok(q.execute(&mut **tx).await?.rows_affected())
+            }
             Tx::Lite(tx) => {
                 let mut q = sqlx::query(sql);
                 for b in binds {
@@ -151,6 +203,7 @@ impl Tx {
     async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Pg(tx) => tx.commit().await,
+            Tx::My(tx) => tx.commit().await,
             Tx::Lite(tx) => tx.commit().await,
         }
     }
@@ -158,6 +211,7 @@ impl Tx {
     async fn rollback(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Pg(tx) => tx.rollback().await,
+            Tx::My(tx) => tx.rollback().await,
             Tx::Lite(tx) => tx.rollback().await,
         }
     }
@@ -167,11 +221,16 @@ impl Tx {
 /// type before they reach the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
+    /// Signed integer of this many bits.
     Int(u32),
+    /// Unsigned integer of this many bits (MySQL).
+    UInt(u32),
     Numeric,
     Uuid,
     Bool,
     Text,
+    /// Binary strings of MySQL, read and bound as hex.
+    Bytes,
     Other,
 }
 
@@ -180,11 +239,16 @@ struct Column {
     name: String,
     /// Quoted identifier (or `ctid`/`rowid`).
     q: String,
-    /// PostgreSQL type to cast bound text to; `None` for text columns and
-    /// on SQLite (column affinity converts).
+    /// Type to cast bound text to (a PostgreSQL type, or MySQL's
+    /// `SIGNED`/`UNSIGNED`/`DECIMAL(p,s)`); `None` for text columns, on
+    /// SQLite (column affinity converts) and where MySQL converts itself.
     cast: Option<String>,
     family: Family,
     not_null: bool,
+    /// MySQL: the column's type (`DATA_TYPE`) and collation (text only),
+    /// which decide how it is exported and compared. Empty elsewhere.
+    my_type: String,
+    my_collation: Option<String>,
 }
 
 #[derive(Debug)]
@@ -197,8 +261,11 @@ struct Table {
     /// Primary key columns from the catalog.
     pk: Vec<String>,
     /// What identifies a row inside one transaction: the primary key, else
-    /// `ctid` (PostgreSQL) or `rowid` (SQLite).
+    /// `ctid` (PostgreSQL) or `rowid` (SQLite), else (MySQL) every column.
     loc: Vec<Column>,
+    /// Whether `loc` is every column's value (MySQL without a primary key):
+    /// rows equal in every column share a locator.
+    by_value: bool,
 }
 
 impl Table {
@@ -270,7 +337,7 @@ enum Mode {
     Keys,
 }
 
-/// A PostgreSQL or SQLite application database of the map.
+/// A PostgreSQL, MySQL/MariaDB or SQLite application database of the map.
 ///
 /// Invariants beyond the module's: the catalog read at connect is trusted
 /// for the life of the value (reconnect after a migration); primary keys
@@ -280,13 +347,14 @@ enum Mode {
 /// strategy or else the dataset's: `set_null` and `delete` → NULL,
 /// `placeholder` → the text (NULL if the column's type cannot hold it),
 /// `keyed_hash` → HMAC-SHA256 of the value under the hash key (`anon:` + 16
-/// hex on text columns, a negative number on integer columns, a version-8
-/// UUID on uuid columns), `retain` → unchanged. A NOT NULL column that would
-/// become NULL gets `erased:` + 16 hex of a keyed hash of the row's table,
-/// key and column (unique per row, derived from no personal value) if it is
-/// text, and stays unchanged otherwise (so a NOT NULL foreign key keeps its
-/// parent as a placeholder too). Non-personal fields and columns the map
-/// does not name are never changed.
+/// hex on text columns, a negative number on integer columns — on unsigned
+/// ones a number in the upper half of the range —, a version-8 UUID on uuid
+/// columns, NULL on binary ones), `retain` → unchanged. A NOT NULL column
+/// that would become NULL gets `erased:` + 16 hex of a keyed hash of the
+/// row's table, key and column (unique per row, derived from no personal
+/// value) if it is text, and stays unchanged otherwise (so a NOT NULL
+/// foreign key keeps its parent as a placeholder too). Non-personal fields
+/// and columns the map does not name are never changed.
 ///
 /// Erasure is idempotent: rows whose changes are already in place count as
 /// nothing; a placeholder that still matches is counted as `retained` again
@@ -301,6 +369,9 @@ pub struct SqlConnector {
     datasets: Vec<Ds>,
     order: Vec<usize>,
     fks: Vec<Fk>,
+    /// MySQL: the connection's database (`DATABASE()`), where unqualified
+    /// table names of the map are.
+    my_schema: Option<String>,
 }
 
 impl fmt::Debug for SqlConnector {
@@ -317,6 +388,11 @@ impl fmt::Debug for SqlConnector {
 
 fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A MySQL identifier: backticks, doubled inside (whatever `sql_mode`).
+fn quote_my(ident: &str) -> String {
+    format!("`{}`", ident.replace('`', "``"))
 }
 
 fn sql_string(s: &str) -> String {
@@ -344,11 +420,16 @@ fn is_personal(f: &custos_map::Field) -> bool {
 fn fits(family: Family, v: &str) -> bool {
     let t = v.trim();
     match family {
-        Family::Int(bits) => t.parse::<i64>().is_ok_and(|n| match bits {
-            16 => i16::try_from(n).is_ok(),
-            32 => i32::try_from(n).is_ok(),
-            _ => true,
+        Family::Int(bits) => t.parse::<i64>().is_ok_and(|n| {
+            bits >= 64 || {
+                let lim = 1i64 << (bits.max(2) - 1);
+                (-lim..lim).contains(&n)
+            }
         }),
+        Family::UInt(bits) => t
+            .parse::<u64>()
+            .is_ok_and(|n| bits >= 64 || n < (1u64 << bits)),
+        Family::Bytes => t.len() % 2 == 0 && t.chars().all(|c| c.is_ascii_hexdigit()),
         Family::Numeric => t.parse::<f64>().is_ok_and(f64::is_finite),
         Family::Uuid => {
             let t = t
@@ -392,6 +473,11 @@ fn describe(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(d) => {
             let mut s = format!("database error {}", d.code().unwrap_or_default());
+            // MySQL's SQLSTATEs are coarse (23000 for every constraint);
+            // its error number says which.
+            if let Some(my) = d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                s.push_str(&format!("/{}", my.number()));
+            }
             if let Some(c) = d.constraint() {
                 s.push_str(&format!(" (constraint {c})"));
             }
@@ -411,11 +497,11 @@ fn describe(e: &sqlx::Error) -> String {
 impl SqlConnector {
     /// Connects to the system's database and reads its catalog.
     ///
-    /// PostgreSQL reads the URL from `connection.url_env`; SQLite a file
+    /// PostgreSQL and MySQL read the URL from `connection.url_env`
+    /// (`mysql://` or `mariadb://`, naming the database); SQLite a file
     /// path from `connection.path_env` or a URL from `connection.url_env`.
-    /// MySQL answers [`ConnectorError::Unsupported`]: there is no server to
-    /// test a connector against here. `hash_key` keys `keyed_hash`
-    /// anonymization (keep it stable: hashes join across runs).
+    /// Other kinds answer [`ConnectorError::Unsupported`]. `hash_key` keys
+    /// `keyed_hash` anonymization (keep it stable: hashes join across runs).
     pub fn connect(
         map: &DataMap,
         system: &System,
@@ -443,6 +529,15 @@ impl SqlConnector {
                         .map_err(|e| unavailable("connecting", &e))?;
                     (Engine::Pg, Pool::Pg(pool))
                 }
+                Target::My(opts) => {
+                    let pool = MySqlPoolOptions::new()
+                        .max_connections(MAX_CONNECTIONS)
+                        .acquire_timeout(Duration::from_secs(15))
+                        .connect_with(*opts)
+                        .await
+                        .map_err(|e| unavailable("connecting", &e))?;
+                    (Engine::My, Pool::My(pool))
+                }
                 Target::Lite(opts) => {
                     let pool = SqlitePoolOptions::new()
                         .max_connections(MAX_CONNECTIONS)
@@ -462,6 +557,7 @@ impl SqlConnector {
                 datasets: Vec::new(),
                 order: Vec::new(),
                 fks: Vec::new(),
+                my_schema: None,
             };
             let mut tx = c.begin(false).await?;
             let loaded = c.load(&mut tx, &systems).await;
@@ -480,6 +576,22 @@ impl SqlConnector {
             SystemKind::Postgres => Ok(Target::Pg(Zeroizing::new(connection_value(
                 system, "url_env", env,
             )?))),
+            SystemKind::Mysql => {
+                let url = Zeroizing::new(connection_value(system, "url_env", env)?);
+                let bad = || ConnectorError::Config {
+                    system: system.id.clone(),
+                    message: "connection.url_env does not hold a mysql:// or mariadb:// URL"
+                        .to_owned(),
+                };
+                // The parser takes any scheme; another database's URL is a
+                // mistake of the map, not a server to try.
+                let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+                if !matches!(scheme.as_deref(), Some("mysql" | "mariadb")) {
+                    return Err(bad());
+                }
+                let opts = MySqlConnectOptions::from_str(&url).map_err(|_| bad())?;
+                Ok(Target::My(Box::new(opts)))
+            }
             SystemKind::Sqlite => {
                 let opts = if system.connection.contains_key("path_env") {
                     SqliteConnectOptions::new().filename(connection_value(system, "path_env", env)?)
@@ -527,6 +639,13 @@ impl SqlConnector {
                 .map(Tx::Pg),
             // Take the write lock at once: a deferred transaction that
             // upgrades later can fail with SQLITE_BUSY half-way.
+            Pool::My(p) if write => p.begin().await.map(Tx::My),
+            // A read-only snapshot, as on PostgreSQL (InnoDB's default
+            // isolation is REPEATABLE READ).
+            Pool::My(p) => p
+                .begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                .await
+                .map(Tx::My),
             Pool::Lite(p) if write => p.begin_with("BEGIN IMMEDIATE").await.map(Tx::Lite),
             Pool::Lite(p) => p.begin().await.map(Tx::Lite),
         };
@@ -557,13 +676,35 @@ impl SqlConnector {
             }
             names.push(name.clone());
         }
+        if self.engine == Engine::My {
+            self.my_schema = self
+                .catalog_rows(tx, "SELECT DATABASE()", &[])
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next().flatten());
+        }
         let mut oids: Vec<String> = Vec::new();
+        let mut my_keys: Vec<(String, String)> = Vec::new();
         for name in &names {
             let (table, oid) = match self.engine {
                 Engine::Pg => self.pg_table(tx, PgWhere::Name(name)).await?,
+                Engine::My => match self.my_find(tx, name).await? {
+                    Some(key) => {
+                        let t = self.my_table(tx, &key).await?;
+                        my_keys.push(key);
+                        (t, String::new())
+                    }
+                    None => (None, String::new()),
+                },
                 Engine::Lite => (self.lite_table(tx, name).await?, String::new()),
             };
             let Some(mut table) = table else {
+                if self.engine == Engine::My && self.my_schema.is_none() && !name.contains('.') {
+                    return Err(self.mismatch(format!(
+                        "table {name} does not exist (the connection URL names no database)"
+                    )));
+                }
                 return Err(self.mismatch(format!("table {name} does not exist")));
             };
             table.name = name.clone();
@@ -583,6 +724,7 @@ impl SqlConnector {
         }
         match self.engine {
             Engine::Pg => self.pg_fks(tx, &oids).await?,
+            Engine::My => self.my_fks(tx, my_keys).await?,
             Engine::Lite => self.lite_fks(tx).await?,
         }
         self.map_fks(systems)?;
@@ -860,6 +1002,8 @@ impl SqlConnector {
                 cast: (family != Family::Text).then(|| ty.clone()),
                 family,
                 not_null: nn == "true",
+                my_type: String::new(),
+                my_collation: None,
             });
         }
         let pk: Vec<String> = self
@@ -882,6 +1026,8 @@ impl SqlConnector {
                 cast: Some("tid".to_owned()),
                 family: Family::Other,
                 not_null: true,
+                my_type: String::new(),
+                my_collation: None,
             }]
         } else {
             pk.iter()
@@ -900,6 +1046,7 @@ impl SqlConnector {
                 columns,
                 pk,
                 loc,
+                by_value: false,
             }),
             oid,
         ))
@@ -1016,6 +1163,8 @@ impl SqlConnector {
                 cast: None,
                 family,
                 not_null: nn == "1",
+                my_type: String::new(),
+                my_collation: None,
             });
         }
         pk.sort();
@@ -1027,6 +1176,8 @@ impl SqlConnector {
                 cast: None,
                 family: Family::Int(64),
                 not_null: true,
+                my_type: String::new(),
+                my_collation: None,
             }]
         } else {
             pk.iter()
@@ -1039,6 +1190,7 @@ impl SqlConnector {
             columns,
             pk,
             loc,
+            by_value: false,
         }))
     }
 
@@ -1108,9 +1260,271 @@ impl SqlConnector {
         Ok(())
     }
 
+    /// The real `(database, table)` of a map's `table` or `database.table`
+    /// name: the exact spelling if it exists, else the one table matching
+    /// regardless of case (`information_schema` compares case-insensitively).
+    async fn my_find(
+        &self,
+        tx: &mut Tx,
+        name: &str,
+    ) -> Result<Option<(String, String)>, ConnectorError> {
+        let parts: Vec<&str> = name.split('.').collect();
+        let (schema, table) = match parts.as_slice() {
+            [t] if !t.is_empty() => match &self.my_schema {
+                Some(s) => (s.clone(), (*t).to_owned()),
+                None => return Ok(None),
+            },
+            [s, t] if !s.is_empty() && !t.is_empty() => ((*s).to_owned(), (*t).to_owned()),
+            _ => {
+                return Err(self.mismatch(format!(
+                    "table name {name} is not `table` or `database.table`"
+                )))
+            }
+        };
+        let found: Vec<(String, String)> = self
+            .catalog_rows(
+                tx,
+                "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR) \
+                 FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'",
+                &[schema.clone(), table.clone()],
+            )
+            .await?
+            .into_iter()
+            .filter_map(|r| match r.as_slice() {
+                [Some(s), Some(t)] => Some((s.clone(), t.clone())),
+                _ => None,
+            })
+            .collect();
+        if let Some(exact) = found.iter().find(|(s, t)| *s == schema && *t == table) {
+            return Ok(Some(exact.clone()));
+        }
+        Ok(match found.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        })
+    }
+
+    async fn my_table(
+        &self,
+        tx: &mut Tx,
+        key: &(String, String),
+    ) -> Result<Option<Table>, ConnectorError> {
+        let (schema, table) = key;
+        let binds = [schema.clone(), table.clone()];
+        let cols = self
+            .catalog_rows(
+                tx,
+                "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), \
+                 CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
+                 CAST(IS_NULLABLE AS CHAR), CAST(COLLATION_NAME AS CHAR), \
+                 CAST(NUMERIC_PRECISION AS CHAR), CAST(NUMERIC_SCALE AS CHAR) \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                 ORDER BY ORDINAL_POSITION",
+                &binds,
+            )
+            .await?;
+        let mut columns = Vec::new();
+        for r in cols {
+            let [Some(s), Some(t), Some(name), Some(dt), Some(ct), Some(nullable), collation, prec, scale] =
+                r.as_slice()
+            else {
+                continue;
+            };
+            if s != schema || t != table {
+                continue;
+            }
+            let dt = dt.to_ascii_lowercase();
+            let unsigned = ct.to_ascii_lowercase().contains("unsigned");
+            let int = |bits: u32| {
+                if unsigned {
+                    (Family::UInt(bits), Some("UNSIGNED".to_owned()))
+                } else {
+                    (Family::Int(bits), Some("SIGNED".to_owned()))
+                }
+            };
+            let (family, cast) = match dt.as_str() {
+                "tinyint" => int(8),
+                "smallint" => int(16),
+                "mediumint" => int(24),
+                "int" | "integer" => int(32),
+                "bigint" => int(64),
+                "decimal" | "numeric" => {
+                    // Digits only: they are spliced into the CAST.
+                    let digits =
+                        |x: &Option<String>| x.as_deref().and_then(|v| v.parse::<u32>().ok());
+                    let cast = match (digits(prec), digits(scale)) {
+                        (Some(p), Some(s)) => Some(format!("DECIMAL({p},{s})")),
+                        _ => None,
+                    };
+                    (Family::Numeric, cast)
+                }
+                "float" | "double" | "real" => (Family::Numeric, None),
+                "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
+                    (Family::Text, None)
+                }
+                "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+                    (Family::Bytes, None)
+                }
+                "uuid" => (Family::Uuid, None),
+                _ => (Family::Other, None),
+            };
+            columns.push(Column {
+                name: name.clone(),
+                q: quote_my(name),
+                cast,
+                family,
+                not_null: nullable == "NO",
+                my_type: dt,
+                my_collation: collation.clone(),
+            });
+        }
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let pk: Vec<String> = self
+            .catalog_rows(
+                tx,
+                "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR) \
+                 FROM information_schema.KEY_COLUMN_USAGE \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+                 ORDER BY ORDINAL_POSITION",
+                &binds,
+            )
+            .await?
+            .into_iter()
+            .filter_map(|r| match r.as_slice() {
+                [Some(s), Some(t), Some(c)] if s == schema && t == table => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        // No row id in MySQL: without a primary key, every column's value.
+        let by_value = pk.is_empty();
+        let loc = if by_value {
+            columns.clone()
+        } else {
+            pk.iter()
+                .filter_map(|p| columns.iter().find(|c| &c.name == p).cloned())
+                .collect()
+        };
+        let name = if self.my_schema.as_ref() == Some(schema) {
+            table.clone()
+        } else {
+            format!("{schema}.{table}")
+        };
+        Ok(Some(Table {
+            name,
+            q: format!("{}.{}", quote_my(schema), quote_my(table)),
+            columns,
+            pk,
+            loc,
+            by_value,
+        }))
+    }
+
+    /// Foreign keys referencing the mapped tables (`keys[i]` is table `i`),
+    /// with the tables of their children.
+    async fn my_fks(
+        &mut self,
+        tx: &mut Tx,
+        keys: Vec<(String, String)>,
+    ) -> Result<(), ConnectorError> {
+        let schemas: Vec<String> = keys
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if schemas.is_empty() {
+            return Ok(());
+        }
+        let list = vec!["?"; schemas.len()].join(", ");
+        let rows = self
+            .catalog_rows(
+                tx,
+                &format!(
+                    "SELECT CAST(k.TABLE_SCHEMA AS CHAR), CAST(k.TABLE_NAME AS CHAR), \
+                     CAST(k.CONSTRAINT_NAME AS CHAR), CAST(k.COLUMN_NAME AS CHAR), \
+                     CAST(k.REFERENCED_TABLE_SCHEMA AS CHAR), CAST(k.REFERENCED_TABLE_NAME AS CHAR), \
+                     CAST(k.REFERENCED_COLUMN_NAME AS CHAR), CAST(r.DELETE_RULE AS CHAR) \
+                     FROM information_schema.KEY_COLUMN_USAGE k \
+                     JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+                     ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA \
+                     AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME \
+                     WHERE k.REFERENCED_TABLE_SCHEMA IN ({list}) AND k.REFERENCED_TABLE_NAME IS NOT NULL \
+                     ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION"
+                ),
+                &schemas,
+            )
+            .await?;
+        // The columns of each constraint, in order.
+        let mut groups: BTreeMap<(String, String, String), Vec<Cells>> = BTreeMap::new();
+        for r in rows {
+            let key = match r.as_slice() {
+                [Some(s), Some(t), Some(c), ..] => (s.clone(), t.clone(), c.clone()),
+                _ => continue,
+            };
+            groups.entry(key).or_default().push(r);
+        }
+        let mut index: HashMap<(String, String), usize> =
+            keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+        for ((cs, ct, name), cols) in groups {
+            let [r] = cols.as_slice() else {
+                tracing::warn!(system = %self.system.id, constraint = %name, "multi-column foreign key not followed");
+                continue;
+            };
+            let [_, _, _, Some(ccol), Some(ps), Some(pt), Some(pcol), Some(rule)] = r.as_slice()
+            else {
+                continue;
+            };
+            // Parents are mapped tables only (unmapped children join later).
+            let n_mapped = self.system.datasets.len();
+            let Some(&p) = index
+                .get(&(ps.clone(), pt.clone()))
+                .filter(|&&p| p < n_mapped)
+            else {
+                continue;
+            };
+            let child = (cs, ct);
+            let c = match index.get(&child) {
+                Some(&c) => c,
+                None => {
+                    let Some(t) = self.my_table(tx, &child).await? else {
+                        continue;
+                    };
+                    self.tables.push(t);
+                    let i = self.tables.len() - 1;
+                    index.insert(child, i);
+                    i
+                }
+            };
+            self.fks.push(Fk {
+                name,
+                child: c,
+                child_col: ccol.clone(),
+                parent: p,
+                parent_col: pcol.clone(),
+                on_delete: rule.to_ascii_lowercase(),
+            });
+        }
+        Ok(())
+    }
+
     // ----- queries -------------------------------------------------------
 
+    /// The `n`th (from 1) parameter: `$n`, or `?` on MySQL, whose
+    /// parameters are bound in the order they appear.
+    fn ph(&self, n: usize) -> String {
+        match self.engine {
+            Engine::My => "?".to_owned(),
+            Engine::Pg | Engine::Lite => format!("${n}"),
+        }
+    }
+
     fn value_expr(&self, col: &Column, param: &str) -> String {
+        if self.engine == Engine::My && col.family == Family::Bytes {
+            return format!("UNHEX({param})");
+        }
         match &col.cast {
             Some(ty) => format!("CAST({param} AS {ty})"),
             None => param.to_owned(),
@@ -1126,13 +1540,18 @@ impl SqlConnector {
             (Engine::Lite, _) => true,
             (Engine::Pg, Mode::Person { fold_case: true }) => true,
             (Engine::Pg, _) => fits(col.family, v),
+            (Engine::My, Mode::Person { fold_case }) if my_as_text(col, fold_case) => true,
+            (Engine::My, _) => fits(col.family, v),
         }
     }
 
-    /// `col IN (...)` for one chunk, parameters from `$offset+1`.
-    fn in_cond(&self, col: &Column, values: &[String], offset: usize, mode: Mode) -> String {
-        let params = (1..=values.len()).map(|i| format!("${}", offset + i));
-        match mode {
+    /// `col IN (...)` for one chunk, and the values to bind for it.
+    fn in_cond(&self, col: &Column, values: &[String], mode: Mode) -> (String, Vec<String>) {
+        if self.engine == Engine::My {
+            return self.my_in_cond(col, values, mode);
+        }
+        let params = (1..=values.len()).map(|i| self.ph(i));
+        let sql = match mode {
             Mode::Person { fold_case: true } => {
                 let lhs = if col.family == Family::Text || self.engine == Engine::Lite {
                     format!("lower({})", col.q)
@@ -1152,6 +1571,82 @@ impl SqlConnector {
                 let list: Vec<String> = params.map(|p| self.value_expr(col, &p)).collect();
                 format!("{} IN ({})", col.q, list.join(", "))
             }
+        };
+        (sql, values.to_vec())
+    }
+
+    /// MySQL's `col IN (...)`: the person's values exactly (see the module
+    /// doc), keys by the column's collation.
+    fn my_in_cond(&self, col: &Column, values: &[String], mode: Mode) -> (String, Vec<String>) {
+        let list = |p: &str| vec![p; values.len()].join(", ");
+        let utf8mb4 = col
+            .my_collation
+            .as_deref()
+            .is_some_and(|c| c.starts_with("utf8mb4_"));
+        match mode {
+            Mode::Person { fold_case } if my_as_text(col, fold_case) => {
+                let text = if col.family == Family::Text {
+                    format!("CONVERT({} USING utf8mb4)", col.q)
+                } else {
+                    format!("CAST({} AS CHAR)", col.q)
+                };
+                let exact = if fold_case {
+                    format!(
+                        "CAST(LOWER({text}) AS BINARY) IN ({})",
+                        list("CAST(LOWER(?) AS BINARY)")
+                    )
+                } else {
+                    format!("CAST({text} AS BINARY) IN ({})", list("CAST(? AS BINARY)"))
+                };
+                // The column's collation finds a superset (case and accent
+                // variants) through its index; the exact test filters it.
+                let ci = col
+                    .my_collation
+                    .as_deref()
+                    .is_some_and(|c| c.ends_with("_ci"));
+                if col.family == Family::Text && utf8mb4 && (ci || !fold_case) {
+                    let mut binds = values.to_vec();
+                    binds.extend_from_slice(values);
+                    (format!("{} IN ({}) AND {exact}", col.q, list("?")), binds)
+                } else {
+                    (exact, values.to_vec())
+                }
+            }
+            _ => {
+                // Text of another character set is converted: comparing it
+                // with utf8mb4 values it cannot hold is an error.
+                let lhs = if col.family == Family::Text && !utf8mb4 {
+                    format!("CONVERT({} USING utf8mb4)", col.q)
+                } else {
+                    col.q.clone()
+                };
+                (
+                    format!("{lhs} IN ({})", list(&self.value_expr(col, "?"))),
+                    values.to_vec(),
+                )
+            }
+        }
+    }
+
+    /// How MySQL reads a locator column: as text, hex for binary; with
+    /// `by_value` NULL-safe (`N`, which hex never is).
+    fn my_loc_expr(&self, t: &Table, c: &Column, qualified: bool) -> String {
+        let x = if qualified {
+            format!("{ALIAS}.{}", c.q)
+        } else {
+            c.q.clone()
+        };
+        let text = if c.family == Family::Bytes {
+            format!("HEX({x})")
+        } else if t.by_value {
+            format!("HEX(CAST({x} AS CHAR))")
+        } else {
+            format!("CAST({x} AS CHAR)")
+        };
+        if t.by_value {
+            format!("IFNULL({text}, 'N')")
+        } else {
+            text
         }
     }
 
@@ -1159,11 +1654,11 @@ impl SqlConnector {
     /// `$offset+1`.
     fn loc_cond(&self, t: &Table, locs: &[&Vec<String>], offset: usize) -> (String, Vec<String>) {
         let mut binds = Vec::new();
-        if let [one] = t.loc.as_slice() {
+        if let ([one], false) = (t.loc.as_slice(), t.by_value) {
             let mut list = Vec::new();
             for l in locs {
                 binds.push(l.first().cloned().unwrap_or_default());
-                list.push(self.value_expr(one, &format!("${}", offset + binds.len())));
+                list.push(self.value_expr(one, &self.ph(offset + binds.len())));
             }
             return (format!("{} IN ({})", one.q, list.join(", ")), binds);
         }
@@ -1172,8 +1667,12 @@ impl SqlConnector {
             let mut ands = Vec::new();
             for (c, v) in t.loc.iter().zip(l.iter()) {
                 binds.push(v.clone());
-                let p = format!("${}", offset + binds.len());
-                ands.push(format!("{} = {}", c.q, self.value_expr(c, &p)));
+                let p = self.ph(offset + binds.len());
+                if t.by_value {
+                    ands.push(format!("{} = {p}", self.my_loc_expr(t, c, false)));
+                } else {
+                    ands.push(format!("{} = {}", c.q, self.value_expr(c, &p)));
+                }
             }
             ors.push(format!("({})", ands.join(" AND ")));
         }
@@ -1199,14 +1698,39 @@ impl SqlConnector {
                     cols.push(format!("json_object({})", args.join(", ")));
                 }
             }
+            Engine::My => {
+                // An array, named from the catalog: no column names in SQL
+                // string literals (whose escaping depends on `sql_mode`).
+                let args: Vec<String> = t
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        let x = format!("{ALIAS}.{}", c.q);
+                        match (c.family, c.my_type.as_str()) {
+                            (Family::Bytes, _) => format!("HEX({x})"),
+                            (_, "bit") => format!("({x} + 0)"),
+                            (
+                                _,
+                                "geometry" | "point" | "linestring" | "polygon" | "multipoint"
+                                | "multilinestring" | "multipolygon" | "geometrycollection",
+                            ) => format!("ST_AsText({x})"),
+                            _ => x,
+                        }
+                    })
+                    .collect();
+                cols.push(format!("JSON_ARRAY({})", args.join(", ")));
+            }
         }
         for l in &t.loc {
-            cols.push(format!("CAST({ALIAS}.{} AS text)", l.q));
+            cols.push(match self.engine {
+                Engine::My => self.my_loc_expr(t, l, true),
+                Engine::Pg | Engine::Lite => format!("CAST({ALIAS}.{} AS text)", l.q),
+            });
         }
-        let lock = if lock && self.engine == Engine::Pg {
-            format!(" FOR UPDATE OF {ALIAS}")
-        } else {
-            String::new()
+        let lock = match self.engine {
+            Engine::Pg if lock => format!(" FOR UPDATE OF {ALIAS}"),
+            Engine::My if lock => " FOR UPDATE".to_owned(),
+            _ => String::new(),
         };
         format!(
             "SELECT {} FROM {} AS {ALIAS} WHERE {cond}{lock}",
@@ -1217,7 +1741,7 @@ impl SqlConnector {
 
     fn parse_row(&self, t: &Table, cells: Vec<Option<String>>) -> Result<Row, ConnectorError> {
         let n_json = match self.engine {
-            Engine::Pg => 1,
+            Engine::Pg | Engine::My => 1,
             Engine::Lite => t.columns.chunks(JSON_CHUNK).count(),
         };
         let mut it = cells.into_iter();
@@ -1226,6 +1750,9 @@ impl SqlConnector {
             if let Some(Some(s)) = it.next() {
                 match serde_json::from_str::<Value>(&s) {
                     Ok(Value::Object(m)) => data.extend(m),
+                    Ok(Value::Array(a)) if a.len() == t.columns.len() => {
+                        data.extend(t.columns.iter().map(|c| c.name.clone()).zip(a));
+                    }
                     _ => {
                         return Err(self.mismatch(format!(
                             "table {}: a row could not be read as JSON",
@@ -1260,16 +1787,25 @@ impl SqlConnector {
             .into_iter()
             .collect();
         for chunk in values.chunks(CHUNK) {
-            let sql = self.select_sql(t, &self.in_cond(col, chunk, 0, mode), lock);
+            let (cond, binds) = self.in_cond(col, chunk, mode);
+            let sql = self.select_sql(t, &cond, lock);
             let rows = tx
-                .rows(&sql, chunk)
+                .rows(&sql, &binds)
                 .await
                 .map_err(|e| self.db_err(&format!("reading {}", t.name), &e))?;
+            // Rows seen by an earlier query are skipped; rows of this one
+            // all count, even with equal locators (MySQL rows equal in every
+            // column of a table without a key are distinct rows).
+            let mut fresh = Vec::new();
             for cells in rows {
                 let row = self.parse_row(t, cells)?;
-                if seen.insert(row.loc.clone()) {
-                    out.push(row);
+                if !seen.contains(&row.loc) {
+                    fresh.push(row);
                 }
+            }
+            for row in fresh {
+                seen.insert(row.loc.clone());
+                out.push(row);
             }
         }
         Ok(())
@@ -1341,8 +1877,14 @@ impl SqlConnector {
             Family::Int(bits) => {
                 // Negative, so it never collides with a real (positive) id.
                 let n =
-                    u64::from_be_bytes(copy_prefix::<8>(&h)) % (1u64 << (bits.clamp(16, 64) - 2));
+                    u64::from_be_bytes(copy_prefix::<8>(&h)) % (1u64 << (bits.clamp(8, 64) - 2));
                 (-(i64::try_from(n).unwrap_or(0)) - 1).to_string()
+            }
+            Family::UInt(bits) => {
+                // The upper half of the range, far from counters that
+                // start at 1.
+                let half = 1u64 << (bits.clamp(8, 64) - 1);
+                (half + u64::from_be_bytes(copy_prefix::<8>(&h)) % half).to_string()
             }
             Family::Uuid => {
                 let mut b = copy_prefix::<16>(&h);
@@ -1708,7 +2250,7 @@ impl SqlConnector {
                         None => sets.push(format!("{} = NULL", col.q)),
                         Some(v) => {
                             binds.push(v.clone());
-                            let p = format!("${}", binds.len());
+                            let p = self.ph(binds.len());
                             sets.push(format!("{} = {}", col.q, self.value_expr(col, &p)));
                         }
                     }
@@ -1764,6 +2306,7 @@ impl SqlConnector {
 /// Where to connect, read from the environment before any await.
 enum Target {
     Pg(Zeroizing<String>),
+    My(Box<MySqlConnectOptions>),
     Lite(Box<SqliteConnectOptions>),
 }
 
@@ -1771,6 +2314,13 @@ enum Target {
 enum PgWhere<'a> {
     Name(&'a str),
     Oid(&'a str),
+}
+
+/// Whether MySQL compares a column with values of the person as text:
+/// text and types without a checked form, and any non-binary column when
+/// case is folded.
+fn my_as_text(col: &Column, fold_case: bool) -> bool {
+    matches!(col.family, Family::Text | Family::Other) || (fold_case && col.family != Family::Bytes)
 }
 
 fn unquote(q: &str) -> String {
@@ -1878,16 +2428,27 @@ impl Connector for SqlConnector {
                         ),
                         Some(v) => {
                             binds.push(v.clone());
-                            let e = self.value_expr(col, "$1");
+                            let e = self.value_expr(col, &self.ph(1));
                             let differs = match self.engine {
                                 Engine::Pg => format!("{} IS DISTINCT FROM {e}", col.q),
                                 Engine::Lite => format!("{} IS NOT {e}", col.q),
+                                // Byte for byte: a `_ci` collation would
+                                // call a change of case no change.
+                                Engine::My if col.family == Family::Text => format!(
+                                    "NOT (CAST(CONVERT({} USING utf8mb4) AS BINARY) <=> CAST(? AS BINARY))",
+                                    col.q
+                                ),
+                                Engine::My => format!("NOT ({} <=> {e})", col.q),
                             };
                             (format!("{} = {e}", col.q), differs)
                         }
                     };
                     let (cond, lb) = self.loc_cond(t, chunk, binds.len());
                     binds.extend(lb);
+                    // MySQL binds in order of appearance: the value again.
+                    if let (Engine::My, Some(v)) = (self.engine, &value) {
+                        binds.push(v.clone());
+                    }
                     let sql = format!("UPDATE {} SET {set} WHERE ({cond}) AND {differs}", t.q);
                     o.rectified += tx
                         .exec(&sql, &binds)

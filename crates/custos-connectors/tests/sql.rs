@@ -4,8 +4,9 @@
     clippy::indexing_slicing,
     clippy::panic
 )]
-//! The SQL connector against a real SQLite file and a real PostgreSQL
-//! database: the same application schema, map and assertions on both.
+//! The SQL connector against a real SQLite file, a real PostgreSQL and a
+//! real MariaDB database: the same application schema (in each engine's
+//! dialect), map and assertions on all three.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +40,28 @@ const SCHEMA: &[&str] = &[
 
 /// Alice (user 1) is the subject; Bob (2) and Carol (3) are not. Everything
 /// of Alice's mentions "alice"; nothing of the others does.
+/// [`SCHEMA`] for MySQL: VARCHAR where a TEXT column is a key (MySQL
+/// indexes TEXT only by prefix), and table-level FOREIGN KEY clauses (MySQL
+/// parses but ignores column-level REFERENCES).
+const SCHEMA_MY: &[&str] = &[
+    "CREATE TABLE addresses (id INTEGER PRIMARY KEY, street TEXT, city TEXT)",
+    "CREATE TABLE users (id BIGINT PRIMARY KEY, email VARCHAR(255) NOT NULL UNIQUE, name TEXT, \
+     address_id INTEGER, FOREIGN KEY (address_id) REFERENCES addresses(id))",
+    "CREATE TABLE profiles (user_id BIGINT PRIMARY KEY, bio TEXT, \
+     FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE)",
+    "CREATE TABLE comments (id INTEGER PRIMARY KEY, author_id BIGINT, parent_id INTEGER, \
+     body TEXT NOT NULL, author_name TEXT, FOREIGN KEY (author_id) REFERENCES users(id), \
+     FOREIGN KEY (parent_id) REFERENCES comments(id) ON DELETE RESTRICT)",
+    "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id BIGINT NOT NULL, \
+     total_cents INTEGER NOT NULL, billing_name TEXT, FOREIGN KEY (customer_id) REFERENCES users(id))",
+    "CREATE TABLE posts (id INTEGER PRIMARY KEY, author_id BIGINT NOT NULL, title TEXT, \
+     FOREIGN KEY (author_id) REFERENCES users(id))",
+    "CREATE TABLE post_tags (post_id INTEGER NOT NULL, tag VARCHAR(64) NOT NULL, \
+     PRIMARY KEY (post_id, tag), FOREIGN KEY (post_id) REFERENCES posts(id) ON DELETE RESTRICT)",
+    "CREATE TABLE likes (id INTEGER PRIMARY KEY, user_id BIGINT, post_id INTEGER NOT NULL, \
+     FOREIGN KEY (post_id) REFERENCES posts(id) ON DELETE CASCADE)",
+];
+
 const DATA: &[&str] = &[
     "INSERT INTO addresses VALUES (10, '1 Alice Street', 'Aliceville'), (20, '2 Bob Road', 'Bobtown'), \
      (30, '3 Nobody Lane', 'Nowhere')",
@@ -204,6 +227,7 @@ fn map_with(kind: &str, setting: &str, extra: &str, datasets: &str) -> DataMap {
 enum Db {
     Lite(sqlx::SqlitePool),
     Pg(sqlx::PgPool),
+    My(sqlx::MySqlPool),
 }
 
 impl Db {
@@ -211,14 +235,47 @@ impl Db {
         match self {
             Db::Lite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
             Db::Pg(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Db::My(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     async fn setup(&self) {
-        for s in SCHEMA.iter().chain(DATA) {
+        let schema = match self {
+            Db::My(_) => SCHEMA_MY,
+            _ => SCHEMA,
+        };
+        for s in schema.iter().chain(DATA) {
             self.exec(s).await;
         }
+    }
+
+    /// `sql` in this engine's dialect: MySQL casts to CHAR, not TEXT (its
+    /// `||` concatenates: sqlx sets PIPES_AS_CONCAT).
+    fn dialect(&self, sql: &str) -> String {
+        match self {
+            Db::My(_) => sql.replace(" AS TEXT)", " AS CHAR)"),
+            _ => sql.to_owned(),
+        }
+    }
+
+    /// The text values of a one-column query.
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        let sql = self.dialect(sql);
+        match self {
+            Db::Lite(p) => sqlx::query_scalar(&sql).fetch_all(p).await,
+            Db::Pg(p) => sqlx::query_scalar(&sql).fetch_all(p).await,
+            // As bytes: MySQL types some text results as BLOB.
+            Db::My(p) => sqlx::query_scalar::<_, Vec<u8>>(&sql)
+                .fetch_all(p)
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|b| String::from_utf8(b).unwrap())
+                        .collect()
+                }),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Every row of a table as a JSON object, in a stable order.
@@ -228,17 +285,15 @@ impl Db {
         let f = match self {
             Db::Lite(_) => "json_object",
             Db::Pg(_) => "json_build_object",
+            Db::My(_) => "JSON_OBJECT",
         };
         let sql = format!(
             "SELECT CAST({f}({}) AS TEXT) FROM {table} ORDER BY {}",
             args.join(", "),
             cols.join(", ")
         );
-        let texts: Vec<String> = match self {
-            Db::Lite(p) => sqlx::query_scalar(&sql).fetch_all(p).await.unwrap(),
-            Db::Pg(p) => sqlx::query_scalar(&sql).fetch_all(p).await.unwrap(),
-        };
-        texts
+        self.texts(&sql)
+            .await
             .iter()
             .map(|t| serde_json::from_str(t).unwrap())
             .collect()
@@ -465,6 +520,11 @@ async fn lifecycle(db: &Db, map: &DataMap, target: &str) {
     evil.add(IdentityKind::UserId, "1 OR 1=1");
     evil.add(IdentityKind::UserId, "2\0");
     evil.add(IdentityKind::UserId, "99999999999999999999999");
+    evil.add(IdentityKind::UserId, "9223372036854775808");
+    evil.add(IdentityKind::UserId, "1 ; DELETE FROM users");
+    evil.add(IdentityKind::Email, "\\' OR 1=1 -- ");
+    evil.add(IdentityKind::Email, "alice@example.com\u{1F600}");
+    evil.add(IdentityKind::Email, "`users`");
     assert!(conn.identify(&evil).await.unwrap().is_empty());
     assert!(conn
         .access(&evil)
@@ -573,10 +633,15 @@ const EXTRA_DATASETS: &str = r#"
 
 async fn unmapped_and_keyless(db: &Db, kind: &str, setting: &str, target: &str) {
     db.setup().await;
+    let shipments = match db {
+        Db::My(_) => "CREATE TABLE shipments (id INTEGER PRIMARY KEY, address_id INTEGER, \
+                      FOREIGN KEY (address_id) REFERENCES addresses(id) ON DELETE CASCADE)",
+        _ => "CREATE TABLE shipments (id INTEGER PRIMARY KEY, address_id INTEGER REFERENCES addresses(id) ON DELETE CASCADE)",
+    };
     for s in [
         "CREATE TABLE visits (user_id BIGINT, page TEXT)",
         "CREATE TABLE events (user_id BIGINT, what TEXT, n INTEGER)",
-        "CREATE TABLE shipments (id INTEGER PRIMARY KEY, address_id INTEGER REFERENCES addresses(id) ON DELETE CASCADE)",
+        shipments,
         "INSERT INTO visits VALUES (1, 'alice page'), (1, 'alice page'), (2, 'bob page')",
         "INSERT INTO events VALUES (1, 'alice clicked', 1), (1, 'alice scrolled', 2), (2, 'bob clicked', 3)",
         "INSERT INTO shipments VALUES (1, 10)",
@@ -594,18 +659,7 @@ async fn unmapped_and_keyless(db: &Db, kind: &str, setting: &str, target: &str) 
         out["addresses"],
         outcome("addresses", 1, 0, 0, 1, Some("referenced by shipments"))
     );
-    let rows = |sql: &'static str| async move {
-        match db {
-            Db::Lite(p) => sqlx::query_scalar::<_, String>(sql)
-                .fetch_all(p)
-                .await
-                .unwrap(),
-            Db::Pg(p) => sqlx::query_scalar::<_, String>(sql)
-                .fetch_all(p)
-                .await
-                .unwrap(),
-        }
-    };
+    let rows = |sql: &'static str| db.texts(sql);
     assert_eq!(
         rows("SELECT CAST(user_id AS TEXT) || ':' || page FROM visits").await,
         ["2:bob page"]
@@ -712,17 +766,210 @@ async fn postgres_mismatch() {
     mismatches(&db, "postgres", "url_env", &url).await;
 }
 
+async fn my_db(label: &str) -> Option<(Db, String)> {
+    let server = custos_testkit::mysql::server()?;
+    let url = server.create_database(label).await;
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    Some((Db::My(pool), url))
+}
+
 #[tokio::test]
-async fn mysql_is_unsupported_and_missing_env_is_config() {
-    let m = map("mysql", "url_env", "");
-    assert!(matches!(
-        connector(&m, "mysql://nowhere").await,
-        Err(ConnectorError::Unsupported { kind: "mysql", .. })
-    ));
-    let m = map("postgres", "url_env", "");
+async fn mysql_lifecycle() {
+    let Some((db, url)) = my_db("sqlconn").await else {
+        return;
+    };
+    lifecycle(&db, &map("mysql", "url_env", ""), &url).await;
+}
+
+#[tokio::test]
+async fn mysql_mismatch() {
+    let Some((db, url)) = my_db("sqlmis").await else {
+        return;
+    };
+    mismatches(&db, "mysql", "url_env", &url).await;
+}
+
+#[tokio::test]
+async fn mysql_unmapped_and_keyless() {
+    let Some((db, url)) = my_db("sqlkeyless").await else {
+        return;
+    };
+    unmapped_and_keyless(&db, "mysql", "url_env", &url).await;
+}
+
+#[tokio::test]
+async fn missing_env_and_bad_url_are_config() {
     let none = |_: &str| None;
-    match SqlConnector::connect(&m, &m.systems[0], &none, KEY).await {
-        Err(ConnectorError::Config { message, .. }) => assert!(message.contains("APP_DB")),
+    for kind in ["postgres", "mysql"] {
+        let m = map(kind, "url_env", "");
+        match SqlConnector::connect(&m, &m.systems[0], &none, KEY).await {
+            Err(ConnectorError::Config { message, .. }) => assert!(message.contains("APP_DB")),
+            other => panic!("{kind}: expected a config error, got {other:?}"),
+        }
+    }
+    // A URL that is not MySQL's is refused without quoting it.
+    let m = map("mysql", "url_env", "");
+    match connector(&m, "postgres://secret@nowhere/db").await {
+        Err(ConnectorError::Config { message, .. }) => {
+            assert!(!message.contains("secret"), "{message}");
+        }
         other => panic!("expected a config error, got {other:?}"),
     }
+}
+
+/// MySQL's own rules: identities match byte for byte whatever the column's
+/// collation or character set (a `_ci` column does not find `ALICE` for
+/// `alice`; latin1 `Müller` is not `Muller`), values a column's character
+/// set cannot hold find nothing instead of failing, emails fold case even
+/// on a `_bin` utf8mb3 column, binary keys travel as hex, an unsigned key
+/// is hashed into the upper half of its range, and a case-only
+/// rectification under a `_ci` collation is still a change.
+#[tokio::test]
+async fn mysql_collations_and_types() {
+    let Some((db, url)) = my_db("sqltypes").await else {
+        return;
+    };
+    for s in [
+        "CREATE TABLE accounts (id BINARY(16) PRIMARY KEY, \
+         handle VARCHAR(64) CHARACTER SET latin1 NOT NULL, \
+         login VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, \
+         email VARCHAR(255) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin, \
+         score BIGINT UNSIGNED, flags TINYINT)",
+        "CREATE TABLE sessions (id INT UNSIGNED PRIMARY KEY, account_id BINARY(16), \
+         seq BIGINT UNSIGNED NOT NULL, token VARCHAR(64), \
+         FOREIGN KEY (account_id) REFERENCES accounts(id))",
+        "INSERT INTO accounts VALUES \
+         (X'00112233445566778899AABBCCDDEEFF', 'Müller', 'alice', 'Alice@Example.com', 18446744073709551615, 1), \
+         (X'FF0000000000000000000000000000FF', 'Muller', 'ALICE', 'bob@example.com', 5, -2)",
+        "INSERT INTO sessions VALUES (1, X'00112233445566778899AABBCCDDEEFF', 7, 'alice-session'), \
+         (2, X'FF0000000000000000000000000000FF', 8, 'bob-session')",
+    ] {
+        db.exec(s).await;
+    }
+    let src = r#"
+version: 1
+organisation: { controller: Test GmbH, contact: privacy@test.example }
+purposes:
+  - { id: account, title: Accounts, legal_basis: contract, subjects: [customer] }
+systems:
+  - id: app_db
+    kind: mysql
+    connection: { url_env: APP_DB }
+    datasets:
+      - id: accounts
+        table: accounts
+        subject: { identity: id }
+        purposes: [account]
+        erasure: delete
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: id, category: user.unique_id, identity: user_id, primary_key: true }
+          - { name: handle, category: user.name, identity: token }
+          - { name: login, category: user.name, identity: phone }
+          - { name: email, category: user.contact.email, identity: email }
+          - { name: score, category: user.financial }
+          - { name: flags, category: system.operations }
+      - id: sessions
+        table: sessions
+        subject: { via: account_id }
+        purposes: [account]
+        erasure: { anonymize: keyed_hash }
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: id, category: system.operations, primary_key: true }
+          - { name: account_id, category: user.unique_id, references: accounts.id }
+          - { name: seq, category: user.unique_id }
+          - { name: token, category: user.unique_id }
+"#;
+    let m = match custos_map::load_str(src, "types.yaml") {
+        Ok((m, _)) => m,
+        Err(d) => panic!("test map invalid: {d:#?}"),
+    };
+    let conn = connector(&m, &url).await.unwrap();
+    let alice_id = "00112233445566778899AABBCCDDEEFF";
+    let bob_id = "FF0000000000000000000000000000FF";
+    let ids_of = |p: &Person| -> Vec<String> {
+        p.values(IdentityKind::UserId)
+            .iter()
+            .map(|v| v.expose().clone())
+            .collect()
+    };
+    let one = |kind: IdentityKind, v: &str| {
+        let mut p = Person::new();
+        p.add(kind, v);
+        p
+    };
+    for (kind, value, expected) in [
+        (IdentityKind::Token, "Müller", vec![alice_id]),
+        (IdentityKind::Token, "Muller", vec![bob_id]),
+        (IdentityKind::Token, "müller", vec![]),
+        (IdentityKind::Token, "Müller\u{1F600}", vec![]),
+        (IdentityKind::Phone, "alice", vec![alice_id]),
+        (IdentityKind::Phone, "ALICE", vec![bob_id]),
+        (IdentityKind::Phone, "alice\u{1F600}", vec![]),
+        (IdentityKind::Email, "ALICE@example.COM", vec![alice_id]),
+        (IdentityKind::Email, "alice@example.com\u{1F600}", vec![]),
+        (
+            IdentityKind::UserId,
+            &alice_id.to_lowercase(),
+            vec![alice_id],
+        ),
+        (IdentityKind::UserId, "0011", vec![]),
+        (IdentityKind::UserId, "not hex", vec![]),
+    ] {
+        let found = conn.identify(&one(kind, value)).await.unwrap();
+        assert_eq!(ids_of(&found), expected, "{kind:?} {value}");
+    }
+
+    // Binary keys as hex, an unsigned 64-bit value as a JSON number.
+    let alice = one(IdentityKind::UserId, alice_id);
+    let ex = conn.access(&alice).await.unwrap();
+    assert_eq!(ex[0].records.len(), 1);
+    assert_eq!(ex[0].records[0]["id"], json!(alice_id));
+    assert_eq!(ex[0].records[0]["score"], json!(18446744073709551615u64));
+    assert_eq!(ex[0].records[0]["handle"], json!("Müller"));
+    assert_eq!(ex[1].records.len(), 1);
+    assert_eq!(ex[1].records[0]["token"], json!("alice-session"));
+
+    let out = by_dataset(&conn.erase(&alice).await.unwrap());
+    assert_eq!(out["accounts"], outcome("accounts", 1, 1, 0, 0, None));
+    assert_eq!(out["sessions"], outcome("sessions", 1, 0, 1, 0, None));
+    let sessions = db
+        .texts(
+            "SELECT CAST(id AS TEXT) || ':' || COALESCE(HEX(account_id), '-') || ':' || \
+             CAST(seq AS TEXT) || ':' || token FROM sessions ORDER BY id",
+        )
+        .await;
+    let [alice_s, bob_s] = sessions.as_slice() else {
+        panic!("{sessions:?}")
+    };
+    let parts: Vec<&str> = alice_s.split(':').collect();
+    assert_eq!(parts[..2], ["1", "-"], "{alice_s}");
+    assert!(parts[2].parse::<u64>().unwrap() >= 1 << 63, "{alice_s}");
+    assert!(alice_s.contains(":anon:"), "{alice_s}");
+    assert_eq!(bob_s, &format!("2:{bob_id}:8:bob-session"));
+    assert_eq!(
+        db.texts("SELECT HEX(id) || handle || login FROM accounts")
+            .await,
+        [format!("{bob_id}MullerALICE")]
+    );
+
+    // A case-only change is a change, though `_ci` calls it equal.
+    let bob = one(IdentityKind::UserId, bob_id);
+    let change = || FieldChange {
+        field: "login".to_owned(),
+        value: Personal::new("Alice".to_owned()),
+    };
+    let out = by_dataset(&conn.rectify(&bob, &[change()]).await.unwrap());
+    assert_eq!(out["accounts"].rectified, 1);
+    let out = by_dataset(&conn.rectify(&bob, &[change()]).await.unwrap());
+    assert_eq!(out["accounts"].rectified, 0);
+    assert_eq!(
+        db.texts("SELECT login FROM accounts").await,
+        ["Alice".to_owned()]
+    );
 }

@@ -6,7 +6,8 @@
 //! databases) or, when that is unset, from a throw-away `initdb` cluster this
 //! harness starts once per test process. PostgreSQL tests are skipped with a
 //! notice when neither works, unless `CUSTOS_REQUIRE_PG=1` (CI), where they
-//! fail instead.
+//! fail instead. `mysql` and `redis` provide real MySQL/MariaDB and Redis
+//! servers the same way.
 
 // Test support: failing loudly is the point.
 #![allow(
@@ -16,6 +17,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod mysql;
 pub mod pg;
 pub mod redis;
 

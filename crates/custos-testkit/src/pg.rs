@@ -73,8 +73,9 @@ async fn connect_retry(url: &str) -> sqlx::PgConnection {
     }
 }
 
-/// Replaces the database of a `postgres://…/db?params` URL.
-fn with_database(url: &str, db: &str) -> String {
+/// Replaces the database of a `postgres://…/db?params` URL (or of a
+/// `mysql://` one: same shape).
+pub(crate) fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
