@@ -2,7 +2,8 @@
 //! a sample application (its own database on the same engine, uploads with
 //! thumbnails on disk, sessions in a real Redis, a processor played by a
 //! local HTTP server that fails five times before it accepts) is searched
-//! and erased through the request executor.
+//! and erased through the request executor. The application's database
+//! is also played by MySQL (MariaDB), with the store on SQLite.
 
 #![allow(
     clippy::unwrap_used,
@@ -277,9 +278,21 @@ struct App {
 }
 
 async fn app(store: &TestStore, processor_fail: usize) -> Option<App> {
+    app_on(store, processor_fail, false).await
+}
+
+/// The sample application; its database on the store's engine, or on
+/// MySQL with `mysql`.
+async fn app_on(store: &TestStore, processor_fail: usize, mysql: bool) -> Option<App> {
     let redis_url = custos_testkit::redis::server()?.url().to_owned();
     sqlx::any::install_default_drivers();
     let (db_url, kind) = match store.backend {
+        _ if mysql => (
+            custos_testkit::mysql::server()?
+                .create_database("app")
+                .await,
+            "mysql",
+        ),
         Backend::Sqlite => (
             format!("sqlite://{}?mode=rwc", store.dir().join("app.db").display()),
             "sqlite",
@@ -486,6 +499,13 @@ impl App {
                                     .flatten()
                                     .map(|n| n.to_string())
                             })
+                            // MySQL's TEXT reaches `Any` as bytes.
+                            .or_else(|| {
+                                r.try_get::<Option<Vec<u8>>, _>(i)
+                                    .ok()
+                                    .flatten()
+                                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            })
                             .unwrap_or_else(|| "NULL".into())
                     })
                     .collect::<Vec<_>>()
@@ -527,8 +547,31 @@ fn files_under(root: &Path) -> Vec<String> {
     out
 }
 
+/// The application's database on MySQL, the store on SQLite.
+mod mysql {
+    use super::*;
+
+    async fn sqlite_store() -> TestStore {
+        TestStore::new(Backend::Sqlite).await.expect("sqlite store")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn erasure_reaches_every_store_and_keeps_only_retained_rows() {
+        erasure_scenario(sqlite_store().await, true).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn access_archive_holds_everything_and_its_link_works_once() {
+        access_scenario(sqlite_store().await, true).await
+    }
+}
+
 async fn erasure_reaches_every_store_and_keeps_only_retained_rows(store: TestStore) {
-    let Some(app) = app(&store, 5).await else {
+    erasure_scenario(store, false).await
+}
+
+async fn erasure_scenario(store: TestStore, mysql: bool) {
+    let Some(app) = app_on(&store, 5, mysql).await else {
         return;
     };
     let before_bob = (
@@ -686,7 +729,11 @@ async fn erasure_reaches_every_store_and_keeps_only_retained_rows(store: TestSto
 }
 
 async fn access_archive_holds_everything_and_its_link_works_once(store: TestStore) {
-    let Some(app) = app(&store, 0).await else {
+    access_scenario(store, false).await
+}
+
+async fn access_scenario(store: TestStore, mysql: bool) {
+    let Some(app) = app_on(&store, 0, mysql).await else {
         return;
     };
     let id = app.request("access", "jane@example.com").await;
