@@ -5,7 +5,8 @@
 //! How it works: every detector contributes byte-oriented (`(?-u)`) patterns
 //! to one multi-pattern lazy DFA. A cheap pass marks the bytes where some
 //! pattern could start (tables derived from the DFA, plus `@`, `:`, `://`
-//! and `aws` anchors for the patterns that may start on any byte), and the
+//! and `aws` anchors for the patterns that may start on any byte; numbers
+//! too short for any digit-group validator are left out), and the
 //! DFA runs anchored only there, which gives the same leftmost-first matches
 //! as an unanchored search at a fraction of the cost. Each candidate
 //! is then confirmed by its validator (Luhn and issuer prefix, mod-97, the

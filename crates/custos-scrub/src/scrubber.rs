@@ -112,6 +112,12 @@ struct Inner {
     combined: Regex,
     /// The same patterns, searched anchored at candidate starts.
     anchored: DFA,
+    /// Only the table patterns (no specially anchored ones): used where no
+    /// special pattern may start, since its states are fewer and so its
+    /// transitions stay in cache.
+    anchored_table: DFA,
+    /// Pattern index of `anchored_table` → index into `specs`.
+    table_ids: Vec<usize>,
     prefilter: Prefilter,
     /// `[EMAIL]` etc. per pattern.
     tokens: Vec<String>,
@@ -318,17 +324,40 @@ impl ScrubberBuilder {
         // the first-byte table.
         let mut special = Special::default();
         let mut table = Vec::new();
+        let mut table_ids = Vec::new();
+        let mut custom = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            if !matches!(
+                (&s.detector, s.check),
+                (Detector::Email, Check::Email)
+                    | (Detector::Ipv6, Check::Ipv6)
+                    | (Detector::UrlCredentials, Check::UrlCredentials)
+                    | (Detector::AwsKey, Check::AwsSecret)
+            ) {
+                table_ids.push(i);
+            }
+        }
         for s in &specs {
             match (&s.detector, s.check) {
                 (Detector::Email, Check::Email) => special.email = true,
                 (Detector::Ipv6, Check::Ipv6) => special.ipv6 = true,
                 (Detector::UrlCredentials, Check::UrlCredentials) => special.url = true,
                 (Detector::AwsKey, Check::AwsSecret) => special.aws_secret = true,
+                (Detector::Custom(_), _) => {
+                    custom.push(s.pattern.as_str());
+                    table.push(s.pattern.as_str());
+                }
                 _ => table.push(s.pattern.as_str()),
             }
         }
+        let custom = match custom.is_empty() {
+            true => None,
+            false => Some(build_lazy(&custom, false)?),
+        };
+        let anchored_table = build_lazy(&table, false)?;
         let prefilter = Prefilter::new(
-            &build_lazy(&table, false)?,
+            &anchored_table,
+            custom.as_ref(),
             build_lazy(&[EMAIL_DOMAIN, URL_TAIL], true)?,
             special,
         );
@@ -350,6 +379,8 @@ impl ScrubberBuilder {
             inner: Arc::new(Inner {
                 combined,
                 anchored,
+                anchored_table,
+                table_ids,
                 prefilter,
                 tokens,
                 singles,
@@ -382,26 +413,36 @@ fn anchored_at(
         .anchored(Anchored::Yes)
         .look_behind(behind);
     let mut sid = dfa.start_state(cache, &config).map_err(drop)?;
+    // The last match state and where it was seen; its pattern is looked up
+    // once at the end (a lookup is slow, greedy walks see many). A cache
+    // clear in between invalidates the state: then the caller falls back.
+    let clears = cache.clear_count();
     let mut mat = None;
     let mut at = p;
     while let Some(&b) = hay.get(at) {
         sid = dfa.next_state(cache, sid, b).map_err(drop)?;
         if sid.is_tagged() {
             if sid.is_match() {
-                mat = Some((at, dfa.match_pattern(cache, sid, 0).as_usize()));
+                mat = Some((at, sid));
             } else if sid.is_dead() {
-                return Ok(mat);
+                break;
             } else if sid.is_quit() {
                 return Err(());
             }
         }
         at += 1;
     }
-    sid = dfa.next_eoi_state(cache, sid).map_err(drop)?;
-    if sid.is_match() {
-        mat = Some((hay.len(), dfa.match_pattern(cache, sid, 0).as_usize()));
+    if at == hay.len() {
+        sid = dfa.next_eoi_state(cache, sid).map_err(drop)?;
+        if sid.is_match() {
+            mat = Some((hay.len(), sid));
+        }
     }
-    Ok(mat)
+    match mat {
+        None => Ok(None),
+        Some(_) if cache.clear_count() != clears => Err(()),
+        Some((end, sid)) => Ok(Some((end, dfa.match_pattern(cache, sid, 0).as_usize()))),
+    }
 }
 
 /// Reusable per-thread search state; `Scrubber::scrub_*` methods without a
@@ -409,6 +450,7 @@ fn anchored_at(
 pub struct ScrubCache {
     cache: meta::Cache,
     anchored: lazy::Cache,
+    anchored_table: lazy::Cache,
     pre: PrefilterCache,
     findings: Vec<Finding>,
     /// Findings per pattern id, folded into the report after each call.
@@ -454,6 +496,7 @@ impl Scrubber {
         ScrubCache {
             cache: self.inner.combined.create_cache(),
             anchored: self.inner.anchored.create_cache(),
+            anchored_table: self.inner.anchored_table.create_cache(),
             pre: self.inner.prefilter.cache(),
             findings: Vec::new(),
             counts: vec![0; self.inner.specs.len()],
@@ -519,8 +562,16 @@ impl Scrubber {
     ) -> Option<(usize, usize, usize)> {
         let inner = &*self.inner;
         loop {
-            let p = candidates::next(&cache.pre.bits, at)?;
-            let found = match anchored_at(&inner.anchored, &mut cache.anchored, hay, p) {
+            let (p, special) = candidates::next(&cache.pre.bits, &cache.pre.special, at)?;
+            let walk = match special {
+                true => anchored_at(&inner.anchored, &mut cache.anchored, hay, p),
+                // No special pattern matches here (the special marks are a
+                // superset), so the table patterns alone give the same
+                // leftmost-first match.
+                false => anchored_at(&inner.anchored_table, &mut cache.anchored_table, hay, p)
+                    .map(|m| m.and_then(|(end, i)| Some((end, *inner.table_ids.get(i)?)))),
+            };
+            let found = match walk {
                 Ok(m) => m.map(|(end, pid)| (p, end, pid)),
                 // The lazy DFA gave up: same search, other engine.
                 Err(()) => {

@@ -89,6 +89,12 @@ fn prefilter_matches_reference_on_samples() {
         "x.y\"a b\"@ex.com .a.b@c.de \"q\"@x.io a@b@c.de ::1 fe80::1%eth0 1::2:3:4:5:6:7 https://u:p@h/x",
         "MyAWS_Secret_Access_Key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYab\" aws_secret_access_key:abc",
         "-----BEGIN RSA PRIVATE KEY-----MIIEpAIBAAKCAQEA-----END RSA PRIVATE KEY----- Bearer abc.def-123_456",
+        // Digit-run shortcut: short numbers are skipped, values with
+        // separators, parentheses and NIR department letters are not.
+        "[17/Nov/1993:12:54:24 +0000] 200 93424 1.2.3.4 v1.2 5.0 (0)6 12 34 56 78 +33 (0)6 12 34 56 78",
+        "2 55 08 2A 168 025 38 / 1 85 05 2B 123 456 78 / 12345678-Z 1234.56.789 (415) 555-2671 00 31 6 1234 5678",
+        // IPv6 anchors: colons in runs without `::` or seven colons are skipped.
+        "12:54:24 a:b fe80::1 1:2:3:4:5:6:7:8 ::ffff:1.2.3.4 de:ad:be:ef:1:2:3 2001:db8:0:0:0:0:2:1 1::",
     ];
     for s in scrubbers() {
         for l in lines {
