@@ -115,15 +115,20 @@ pub(crate) fn digits(span: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The byte before `start`, or the one before a single separator there,
-/// is the mask character.
+/// Going back from `start` over separators and at most 4 digits (the tail
+/// a mask keeps, `***********0 2`) reaches the mask character.
 fn glued_to_mask(hay: &[u8], start: usize) -> bool {
-    let at = |back: usize| start.checked_sub(back).and_then(|i| hay.get(i));
-    match at(1) {
-        Some(b'*') => true,
-        Some(b' ' | b'-' | b'.') => at(2) == Some(&b'*'),
-        _ => false,
+    let before = hay.get(..start).unwrap_or_default();
+    let mut digits = 0;
+    for &b in before.iter().rev().take(12) {
+        match b {
+            b'*' => return true,
+            b'0'..=b'9' if digits < 4 => digits += 1,
+            b' ' | b'-' | b'.' => {}
+            _ => return false,
+        }
     }
+    false
 }
 
 fn is_word(b: Option<&u8>) -> bool {
