@@ -321,14 +321,19 @@ async fn run(n: usize, secs: f64, quick: bool) {
     );
     let hello_urls = Arc::new(vec![format!("http://{hello_addr}/hello")]);
     // Warm both paths.
+    // CONSENT_BENCH_TTL_MS: the check cache's TTL for the cached run.
+    let ttl = std::env::var("CONSENT_BENCH_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(custos_store::DEFAULT_CHECK_TTL, Duration::from_millis);
+    s.vault.set_consent_check_ttl(ttl);
     let _ = load(&client, hello_urls.clone(), None, 0.5).await;
     let _ = load(&client, check_urls.clone(), Some(key.clone()), 0.5).await;
     let hello_load = load(&client, hello_urls.clone(), None, secs).await;
     let check_load = load(&client, check_urls.clone(), Some(key.clone()), secs).await;
     s.vault.set_consent_check_ttl(Duration::ZERO);
     let nocache_load = load(&client, cold_urls.clone(), Some(key.clone()), secs).await;
-    s.vault
-        .set_consent_check_ttl(custos_store::DEFAULT_CHECK_TTL);
+    s.vault.set_consent_check_ttl(ttl);
     let hello2 = load(&client, hello_urls.clone(), None, secs).await;
     let hello_rps = (hello_load.rps + hello2.rps) / 2.0;
 
@@ -415,7 +420,10 @@ async fn run(n: usize, secs: f64, quick: bool) {
     );
     row(
         &mut out,
-        &format!("consent/check, {hot} hot subjects, cache TTL 1 s"),
+        &format!(
+            "consent/check, {hot} hot subjects, cache TTL {} ms",
+            ttl.as_millis()
+        ),
         format!(
             "{:.0} req/s, p50 {}, p99 {} ({} errors)",
             check_load.rps,

@@ -550,13 +550,9 @@ pub async fn processor_callback(
                 ),
             )
         })?;
-    let mut result = serde_json::json!({
-        "processor": processor,
-        "holds_nothing_more": confirmation.holds_nothing_more,
-        "counts": confirmation.counts,
-    });
     // What the processor holds of the person goes, sealed, into the
     // access archive; for other request types it is not kept at all.
+    let mut records = None;
     if let Some(data) = confirmation.data.as_deref().filter(|_| {
         matches!(
             owner.request_type,
@@ -576,8 +572,14 @@ pub async fn processor_callback(
                 &custos_core::secret::Personal::new(answer),
             )
             .await?;
-        result["records"] = serde_json::json!(data.iter().map(|d| d.records.len()).sum::<usize>());
+        records = Some(data.iter().map(|d| d.records.len()).sum::<usize>());
     }
+    let result = serde_json::json!({
+        "processor": processor,
+        "holds_nothing_more": confirmation.holds_nothing_more,
+        "counts": confirmation.counts,
+        "records": records,
+    });
     Ok(Json(
         s.vault
             .confirm_processor_step(&tenant, &id, step, &processor, result)
