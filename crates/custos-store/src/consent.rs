@@ -18,13 +18,19 @@
 //!   [`PurposeRule`]s so that storage does not depend on the data map.
 //!
 //! Caching: the check answers from a per-process cache of subject state and
-//! policy versions for at most [`DEFAULT_CHECK_TTL`] (configurable, zero
-//! disables it). Writes through this process update it at once; a write on
-//! another server is seen within the TTL. The cache holds ids and states,
-//! never personal data.
+//! policy versions. Writes through this process update it at once. Writes
+//! through other servers sharing the store are followed in the audit log
+//! (every change that can alter an answer is audited in the transaction
+//! that makes it): at most every [`FOLLOW_EVERY`] a check first reads the
+//! audit entries committed since the last look and drops what they touch,
+//! so another server's write is seen within that interval. If the audit
+//! log cannot be read the whole cache is dropped. [`DEFAULT_CHECK_TTL`]
+//! (configurable, zero disables the cache) only bounds the age of an
+//! entry as a safety net. The cache holds ids and states, never personal
+//! data.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,7 +57,22 @@ use crate::writer::Op;
 use crate::{now_us, rfc3339, StoreError, Vault};
 
 /// Default lifetime of cached check answers' inputs (see module docs).
-pub const DEFAULT_CHECK_TTL: Duration = Duration::from_millis(1000);
+pub const DEFAULT_CHECK_TTL: Duration = Duration::from_secs(30);
+/// How often a check looks for other servers' changes in the audit log.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+/// Audited actions after which a cached check answer may be wrong.
+const INVALIDATING: &[&str] = &[
+    "consent.grant",
+    "consent.withdraw",
+    "consent.object",
+    "consent.import",
+    "consent.rebuild",
+    "consent.policy.publish",
+    "erase",
+    "restrict",
+    "unrestrict",
+    "tenant.shred",
+];
 /// Longest policy text accepted.
 pub const MAX_POLICY_TEXT: usize = 256 * 1024;
 /// Upper bound of cached subjects (cleared wholesale when reached).
@@ -90,6 +111,10 @@ pub(crate) struct ConsentCache {
     ttl_us: AtomicU64,
     subjects: Mutex<HashMap<SubjectId, CachedSubject>>,
     policies: Mutex<HashMap<PolicyKey, (Instant, Arc<Policies>)>>,
+    /// Audit sequence number up to which changes have been applied.
+    followed_seq: AtomicI64,
+    /// When (µs) the next check reads the audit log.
+    next_follow_us: AtomicI64,
 }
 
 impl Default for ConsentCache {
@@ -98,11 +123,18 @@ impl Default for ConsentCache {
             ttl_us: AtomicU64::new(DEFAULT_CHECK_TTL.as_micros() as u64),
             subjects: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
+            followed_seq: AtomicI64::new(-1),
+            next_follow_us: AtomicI64::new(0),
         }
     }
 }
 
 impl ConsentCache {
+    fn clear(&self) {
+        lock(&self.subjects).clear();
+        lock(&self.policies).clear();
+    }
+
     fn ttl(&self) -> Duration {
         Duration::from_micros(self.ttl_us.load(Ordering::Relaxed))
     }
@@ -135,11 +167,24 @@ impl ConsentCache {
         Some((c.status.clone(), st.clone()))
     }
 
-    fn store(&self, id: SubjectId, status: SubjectStatus, purpose: &str, st: Option<ConsentState>) {
+    /// Caches what was read while the audit log had been followed up to
+    /// `seen`. If a follow has moved on since, the read may predate a
+    /// change it already applied, so nothing is cached.
+    fn store(
+        &self,
+        id: SubjectId,
+        status: SubjectStatus,
+        purpose: &str,
+        st: Option<ConsentState>,
+        seen: i64,
+    ) {
         if self.ttl().is_zero() {
             return;
         }
         let mut cache = lock(&self.subjects);
+        if self.followed_seq.load(Ordering::Acquire) != seen {
+            return;
+        }
         if cache.len() >= CHECK_CACHE_MAX {
             cache.clear();
         }
@@ -892,8 +937,79 @@ impl Vault {
             .consent
             .ttl_us
             .store(ttl.as_micros() as u64, Ordering::Relaxed);
-        lock(&self.inner.consent.subjects).clear();
-        lock(&self.inner.consent.policies).clear();
+        self.inner.consent.clear();
+    }
+
+    /// Applies other servers' changes to the check cache (see the module
+    /// docs): at most once per [`FOLLOW_EVERY`], by the first check that
+    /// finds the interval over.
+    async fn follow_changes(&self) {
+        let c = &self.inner.consent;
+        if c.ttl().is_zero() {
+            return;
+        }
+        let now = now_us();
+        let due = c.next_follow_us.load(Ordering::Acquire);
+        if now < due
+            || c.next_follow_us
+                .compare_exchange(
+                    due,
+                    now + FOLLOW_EVERY.as_micros() as i64,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.apply_followed_changes().await {
+            tracing::warn!(error = %e, "audit log not readable; consent check cache dropped");
+            c.clear();
+        }
+    }
+
+    async fn apply_followed_changes(&self) -> Result<(), StoreError> {
+        let c = &self.inner.consent;
+        let head: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&self.inner.read)
+            .await?
+            .try_get(0)?;
+        let last = c.followed_seq.load(Ordering::Acquire);
+        if last < 0 {
+            // First look: drop whatever was cached before it.
+            c.followed_seq.fetch_max(head, Ordering::AcqRel);
+            c.clear();
+            return Ok(());
+        }
+        if head <= last {
+            return Ok(());
+        }
+        let marks = (0..INVALIDATING.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT action, subject FROM audit_log WHERE seq > $1 AND seq <= $2 AND action IN ({marks})"
+        );
+        let mut q = sqlx::query(&sql).bind(last).bind(head);
+        for a in INVALIDATING {
+            q = q.bind(*a);
+        }
+        let rows = q.fetch_all(&self.inner.read).await?;
+        // Moved on before dropping entries: a check that read the database
+        // before this follow then declines to cache (see `store`).
+        c.followed_seq.fetch_max(head, Ordering::AcqRel);
+        for r in rows {
+            let action: String = r.try_get(0)?;
+            let subject: Option<String> = r.try_get(1)?;
+            match (action.as_str(), subject.map(|s| SubjectId::parse(&s))) {
+                ("consent.policy.publish", _) => lock(&c.policies).clear(),
+                (_, Some(Ok(id))) => c.forget_subject(&id),
+                // Bulk changes (imports, rebuilds, a shredded tenant).
+                _ => c.clear(),
+            }
+        }
+        Ok(())
     }
 
     /// Publishes a new policy version of a governed purpose. Needs the admin
@@ -1023,6 +1139,7 @@ impl Vault {
                 }
             }
         }
+        let seen = self.inner.consent.followed_seq.load(Ordering::Acquire);
         let rows = sqlx::query(&format!(
             "SELECT {POLICY_COLS} FROM consent_policies WHERE tenant = $1 AND purpose = $2 ORDER BY version"
         ))
@@ -1036,7 +1153,11 @@ impl Vault {
             .collect::<Result<Vec<_>, _>>()?;
         let p = Arc::new(Policies::new(versions));
         if !ttl.is_zero() {
-            lock(&self.inner.consent.policies).insert(key, (Instant::now(), p.clone()));
+            let mut cache = lock(&self.inner.consent.policies);
+            // As for subjects: not if a follow ran since the read.
+            if self.inner.consent.followed_seq.load(Ordering::Acquire) == seen {
+                cache.insert(key, (Instant::now(), p.clone()));
+            }
         }
         Ok(p)
     }
@@ -1197,6 +1318,7 @@ impl Vault {
         rule: &PurposeRule,
     ) -> Result<CheckAnswer, StoreError> {
         authorize(actor, tenant, &[])?;
+        self.follow_changes().await;
         let subject = match target {
             CheckTarget::Subject(s) => *s,
             CheckTarget::Token { token, audience } => {
@@ -1206,6 +1328,7 @@ impl Vault {
         let (status, state) = match self.inner.consent.cached(&subject, rule.id.as_str()) {
             Some(hit) if hit.0.tenant == *tenant => hit,
             _ => {
+                let seen = self.inner.consent.followed_seq.load(Ordering::Acquire);
                 let row = sqlx::query(
                     "SELECT s.erased_us, s.restricted_us, c.state, c.version, c.at_us, c.event_id \
                      FROM subjects s LEFT JOIN consent_state c \
@@ -1229,9 +1352,13 @@ impl Vault {
                     row.try_get(4)?,
                     row.try_get(5)?,
                 )?;
-                self.inner
-                    .consent
-                    .store(subject, status.clone(), rule.id.as_str(), state.clone());
+                self.inner.consent.store(
+                    subject,
+                    status.clone(),
+                    rule.id.as_str(),
+                    state.clone(),
+                    seen,
+                );
                 (status, state)
             }
         };
