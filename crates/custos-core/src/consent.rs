@@ -357,6 +357,19 @@ impl Policies {
         self.0.iter().rev().find(|v| v.effective_us <= now_us)
     }
 
+    /// The lowest version a grant may have agreed to and need no
+    /// revalidation at `now`: the highest material version in effect, or
+    /// `None` when there is none (then every grant is fresh). Equivalent
+    /// to `staleness(agreed, now).is_none()` ⟺ `agreed.unwrap_or(0) >= floor`
+    /// (tested), so a store can filter fresh grants in SQL.
+    pub fn revalidation_floor(&self, now_us: i64) -> Option<i64> {
+        self.0
+            .iter()
+            .filter(|v| v.material && v.effective_us <= now_us)
+            .map(|v| v.version)
+            .max()
+    }
+
     /// Whether a grant of `agreed` is stale at `now`: `None` when no
     /// effective material version came after it; otherwise the verdict of
     /// the strictest such version (any `Deny`, or the earliest grace end).
@@ -870,6 +883,27 @@ mod tests {
             let d = decide(&rule(Basis::Consent), fold(&evs).as_ref(), &p, false, 1_000);
             prop_assert!(!d.allowed);
             prop_assert_eq!(d.reason, Reason::Withdrawn);
+        }
+
+        /// The floor agrees with `staleness` for every agreed version.
+        #[test]
+        fn revalidation_floor_matches_staleness(
+            versions in proptest::collection::vec((any::<bool>(), 0i64..20, any::<bool>()), 0..8),
+            agreed in proptest::option::of(0i64..10),
+            now in 0i64..25,
+        ) {
+            let vs: Vec<PolicyVersion> = versions
+                .iter()
+                .enumerate()
+                .map(|(i, (material, eff, deny))| {
+                    let r = if *deny { Revalidation::Deny } else { Revalidation::GraceUntil(now + 5) };
+                    pv(i as i64 + 1, *material, *eff, r)
+                })
+                .collect();
+            let p = Policies::new(vs);
+            let fresh = p.staleness(agreed, now).is_none();
+            let by_floor = p.revalidation_floor(now).is_none_or(|f| agreed.unwrap_or(0) >= f);
+            prop_assert_eq!(fresh, by_floor);
         }
 
         /// A grant is never valid across a material deny version it predates.

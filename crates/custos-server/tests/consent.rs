@@ -1142,6 +1142,86 @@ async fn suppression_list_streams_tokens(store: TestStore) {
         )
         .await;
     assert_eq!(r.body["subjects"].as_array().unwrap().len(), 1);
+
+    // Every list agrees with the check of every subject: a material new
+    // version (a grant of v1 goes stale, one of v2 is fresh), a
+    // restriction, an objection to a legitimate-interest purpose.
+    let fresh = subject(&s, &key, "fresh").await;
+    let restricted = subject(&s, &key, "restricted").await;
+    let objector = subject(&s, &key, "objector").await;
+    publish(
+        &s,
+        &key,
+        "newsletter",
+        json!({"text": "v2", "material": true}),
+    )
+    .await;
+    grant(&s, &key, &fresh, "newsletter", 2).await;
+    grant(&s, &key, &restricted, "newsletter", 2).await;
+    let r = s
+        .call(
+            Method::PUT,
+            &format!("/v1/subjects/{restricted}/restriction"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    record(
+        &s,
+        &key,
+        &objector,
+        json!({"purpose": "analytics", "action": "object"}),
+    )
+    .await;
+    for (name, id) in [
+        ("fresh", &fresh),
+        ("restricted", &restricted),
+        ("objector", &objector),
+    ] {
+        let r = s
+            .call(
+                Method::POST,
+                &format!("/v1/subjects/{id}/tokens"),
+                Some(&key),
+                Some(json!({"audience": "mailer"})),
+            )
+            .await;
+        tokens.insert(r.body["token"].as_str().unwrap().to_owned(), name);
+    }
+    let live = [
+        ("granted", &granted),
+        ("withdrawn", &withdrawn),
+        ("never", &never),
+        ("fresh", &fresh),
+        ("restricted", &restricted),
+        ("objector", &objector),
+    ];
+    for purpose in ["newsletter", "analytics", "account"] {
+        let r = s
+            .call(
+                Method::GET,
+                &format!("/v1/purposes/{purpose}/suppression?audience=mailer&format=json"),
+                Some(&key),
+                None,
+            )
+            .await;
+        let listed: Vec<&str> = r.body["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| tokens[x["token"].as_str().unwrap()])
+            .collect();
+        assert!(listed.contains(&"erased"), "{purpose}: {listed:?}");
+        for (name, id) in live {
+            let allowed = check(&s, &key, id, purpose).await.body["allowed"] == true;
+            assert_eq!(
+                listed.contains(&name),
+                !allowed,
+                "{purpose}/{name}: listed {listed:?}"
+            );
+        }
+    }
     // Scope: a write-only key may not download the list.
     let w = s.key("acme", &["write"]).await;
     let r = s
