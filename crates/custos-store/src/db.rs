@@ -163,6 +163,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 "processor_answers",
                 include_str!("../migrations/sqlite/data/0005_processor_answers.sql"),
             ),
+            migration(
+                6,
+                "suppression_index",
+                include_str!("../migrations/sqlite/data/0006_suppression_index.sql"),
+            ),
         ],
         (Engine::Postgres, Role::Data) => vec![
             migration(
@@ -189,6 +194,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 5,
                 "processor_answers",
                 include_str!("../migrations/postgres/data/0005_processor_answers.sql"),
+            ),
+            migration(
+                6,
+                "suppression_index",
+                include_str!("../migrations/postgres/data/0006_suppression_index.sql"),
             ),
         ],
         (Engine::Sqlite, Role::Keys) => vec![migration(
