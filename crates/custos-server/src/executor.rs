@@ -296,17 +296,22 @@ fn empty_map() -> DataMap {
         })
 }
 
+/// What the request carries of the person; empty once it closed.
+async fn payload_of(state: &AppState, req: &PendingRequest) -> Result<Payload, StoreError> {
+    Ok(state
+        .vault
+        .request_payload(&req.tenant, &req.id)
+        .await?
+        .map(|p| Payload::open(&p))
+        .unwrap_or_default())
+}
+
 /// Everything known of the person: payload, vault subject.
 async fn person_of(
     state: &AppState,
     req: &PendingRequest,
 ) -> Result<(Person, Payload), StoreError> {
-    let payload = state
-        .vault
-        .request_payload(&req.tenant, &req.id)
-        .await?
-        .map(|p| Payload::open(&p))
-        .unwrap_or_default();
+    let payload = payload_of(state, req).await?;
     let mut person = Person::from_sealable(&payload.identities);
     if let Some(s) = &req.subject {
         person.add(IdentityKind::SubjectId, s);
@@ -1113,12 +1118,7 @@ async fn receipt_address(
     if info.verification != "code" {
         return Ok(None);
     }
-    let payload = state
-        .vault
-        .request_payload(&req.tenant, &req.id)
-        .await?
-        .map(|p| Payload::open(&p))
-        .unwrap_or_default();
+    let payload = payload_of(state, req).await?;
     Ok(payload
         .identities
         .get(IdentityKind::Email.key())

@@ -463,6 +463,30 @@ impl App {
         assert_eq!(r.status(), 200, "{:?}", r.text().await);
     }
 
+    /// Mints a one-time link to the request's archive and downloads it:
+    /// (the link, the ZIP).
+    async fn archive(&self, id: &str) -> (String, zip::ZipArchive<std::io::Cursor<Vec<u8>>>) {
+        let link = self
+            .server
+            .call(
+                Method::GET,
+                &format!("/v1/requests/{id}/archive"),
+                Some(&self.key),
+                None,
+            )
+            .await;
+        assert_eq!(link.status, 200, "{:?}", link.body);
+        let url = format!("{}{}", self.server.base, link.body["url"].as_str().unwrap());
+        let res = self.server.http.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/zip");
+        let zip = res.bytes().await.unwrap().to_vec();
+        (
+            url,
+            zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap(),
+        )
+    }
+
     async fn post_signed(&self, path: &str, sig: &str, body: &str) -> reqwest::Response {
         self.server
             .http
@@ -524,6 +548,13 @@ impl App {
         keys.sort();
         keys
     }
+}
+
+/// An entry of an archive as text.
+fn entry(z: &mut zip::ZipArchive<std::io::Cursor<Vec<u8>>>, name: &str) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut z.by_name(name).unwrap(), &mut text).unwrap();
+    text
 }
 
 fn now() -> i64 {
@@ -741,22 +772,7 @@ async fn access_scenario(store: TestStore, mysql: bool) {
         .run_until(&id, &["waiting_processor", "completed", "failed"])
         .await;
     assert_eq!(r["status"], "waiting_processor", "{r:#}");
-    let link = app
-        .server
-        .call(
-            Method::GET,
-            &format!("/v1/requests/{id}/archive"),
-            Some(&app.key),
-            None,
-        )
-        .await;
-    assert_eq!(link.status, 200, "{:?}", link.body);
-    let url = format!("{}{}", app.server.base, link.body["url"].as_str().unwrap());
-    let res = app.server.http.get(&url).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "application/zip");
-    let zip = res.bytes().await.unwrap().to_vec();
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let (url, mut z) = app.archive(&id).await;
     let names: Vec<String> = (0..z.len())
         .map(|i| z.by_index(i).unwrap().name().to_owned())
         .collect();
@@ -779,26 +795,18 @@ async fn access_scenario(store: TestStore, mysql: bool) {
             .any(|n| n.starts_with("files/uploads/avatars/") && n.ends_with("me.png")),
         "{all}"
     );
-    let mut users = String::new();
-    std::io::Read::read_to_string(&mut z.by_name("data/app/users.json").unwrap(), &mut users)
-        .unwrap();
+    let users = entry(&mut z, "data/app/users.json");
     assert!(
         users.contains("jane@example.com") && !users.contains("bob@example.com"),
         "{users}"
     );
-    let mut comments = String::new();
-    std::io::Read::read_to_string(
-        &mut z.by_name("data/app/comments.json").unwrap(),
-        &mut comments,
-    )
-    .unwrap();
+    let comments = entry(&mut z, "data/app/comments.json");
     assert!(
         comments.contains("reply by jane") && !comments.contains("reply by bob"),
         "{comments}"
     );
     // The processor has not answered yet.
-    let mut manifest = String::new();
-    std::io::Read::read_to_string(&mut z.by_name("manifest.json").unwrap(), &mut manifest).unwrap();
+    let manifest = entry(&mut z, "manifest.json");
     assert!(manifest.contains("collect in crm_api"), "{manifest}");
     // The link works once.
     let again = app.server.http.get(&url).send().await.unwrap();
@@ -821,29 +829,10 @@ async fn access_scenario(store: TestStore, mysql: bool) {
     let r = app.run_until(&id, &["completed", "failed"]).await;
     assert_eq!(r["status"], "completed", "{r:#}");
     assert!(!r.to_string().contains("gold"), "{r:#}");
-    let link = app
-        .server
-        .call(
-            Method::GET,
-            &format!("/v1/requests/{id}/archive"),
-            Some(&app.key),
-            None,
-        )
-        .await;
-    assert_eq!(link.status, 200, "{:?}", link.body);
-    let url = format!("{}{}", app.server.base, link.body["url"].as_str().unwrap());
-    let zip = app.server.http.get(&url).send().await.unwrap();
-    let zip = zip.bytes().await.unwrap().to_vec();
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
-    let mut contacts = String::new();
-    std::io::Read::read_to_string(
-        &mut z.by_name("data/crm_api/contacts.json").unwrap(),
-        &mut contacts,
-    )
-    .unwrap();
+    let (_, mut z) = app.archive(&id).await;
+    let contacts = entry(&mut z, "data/crm_api/contacts.json");
     assert!(contacts.contains("gold"), "{contacts}");
-    let mut manifest = String::new();
-    std::io::Read::read_to_string(&mut z.by_name("manifest.json").unwrap(), &mut manifest).unwrap();
+    let manifest = entry(&mut z, "manifest.json");
     assert!(!manifest.contains("collect in crm_api"), "{manifest}");
     // The answer went with the request's payload when it closed.
     let answers = app

@@ -597,6 +597,22 @@ impl Vault {
         Ok(k)
     }
 
+    /// The key to seal new values of a subject under; without one, says
+    /// why: erased (410) or unknown in this tenant (404).
+    async fn key_to_write(
+        &self,
+        tenant: &TenantId,
+        id: &SubjectId,
+    ) -> Result<Arc<SubjectKey>, StoreError> {
+        match self.subject_key(tenant, id).await {
+            Err(StoreError::NotFound(_)) => {
+                self.live_subject(tenant, id).await?;
+                Err(StoreError::NotFound("subject"))
+            }
+            other => other,
+        }
+    }
+
     pub(crate) async fn subject_key(
         &self,
         tenant: &TenantId,
@@ -706,14 +722,7 @@ impl Vault {
             .normalise(value)
             .map_err(|e| StoreError::invalid(field.clone(), e))?;
         let tk = self.tenant_keys(&p.tenant).await?;
-        let dek = match self.subject_key(&p.tenant, id).await {
-            Ok(k) => k,
-            Err(StoreError::NotFound(_)) => {
-                self.live_subject(&p.tenant, id).await?;
-                return Err(StoreError::NotFound("subject"));
-            }
-            Err(e) => return Err(e),
-        };
+        let dek = self.key_to_write(&p.tenant, id).await?;
         let blind = blind_index(&tk.blind_index_key(kind.as_str()), &norm);
         let ct = dek.seal_identity(kind.as_str(), norm.expose().as_bytes(), &mut OsRng);
         let actor = Actor::Key(p.clone());
@@ -856,15 +865,7 @@ impl Vault {
                 ));
             }
         }
-        let dek = match self.subject_key(&p.tenant, id).await {
-            Ok(k) => k,
-            Err(StoreError::NotFound(_)) => {
-                // Either unknown, other tenant, or erased: say which.
-                self.live_subject(&p.tenant, id).await?;
-                return Err(StoreError::NotFound("subject"));
-            }
-            Err(e) => return Err(e),
-        };
+        let dek = self.key_to_write(&p.tenant, id).await?;
         let mut sealed = Vec::with_capacity(fields.len());
         for (name, value) in fields {
             let bytes = serde_json::to_vec(value).map_err(|e| StoreError::invalid("fields", e))?;
