@@ -570,6 +570,7 @@ impl Connector for VaultReach {
         };
         let mut out = Vec::new();
         let mut identities = DatasetOutcome::new("identities".into());
+        let mut kinds_done = std::collections::HashSet::new();
         for d in &self.system.datasets {
             let fields: Vec<(&FieldChange, &custos_map::Field)> = changes
                 .iter()
@@ -588,11 +589,8 @@ impl Connector for VaultReach {
             for (key, record) in x.records.get(collection).into_iter().flatten() {
                 let mut new = record.clone();
                 for (c, _) in &fields {
-                    let v = json!(c.value.expose());
                     if let Some(old) = new.get_mut(&c.field) {
-                        if *old != v {
-                            *old = v;
-                        }
+                        *old = json!(c.value.expose());
                     }
                 }
                 if !fields.iter().any(|(c, _)| record.contains_key(&c.field)) {
@@ -619,6 +617,10 @@ impl Connector for VaultReach {
                     Some(IdentityKind::Phone) => VaultIdentity::Phone,
                     _ => continue,
                 };
+                // Two datasets may name the same identity.
+                if !kinds_done.insert(kind.as_str().to_owned()) {
+                    continue;
+                }
                 let now = x.identities.get(kind.as_str());
                 let same = kind
                     .normalise(c.value.expose())

@@ -385,6 +385,25 @@ async fn reject_and_illegal_transitions(store: TestStore) {
         assert_eq!(r.status, 400, "{:?}", r.body);
         assert_eq!(r.body["field"], "changes", "{:?}", r.body);
     }
+    // A new email that is none is refused before any store changes.
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/requests",
+            Some(&key),
+            Some(
+                json!({"type": "rectification", "identity": {"email": EMAIL},
+                        "changes": {"email": "not an address"}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.body["field"], "changes.email", "{:?}", r.body);
+    assert!(
+        !r.body.to_string().contains("not an address"),
+        "{:?}",
+        r.body
+    );
     let path = format!("/v1/requests/{id}/reject");
     let r = s
         .call(

@@ -153,12 +153,38 @@ pub async fn create_request(
         }
         (_, None) => Default::default(),
     };
-    if let Some(f) = changes.keys().find(|f| f.is_empty() || f.len() > 128) {
-        let _ = f;
+    if changes.keys().any(|f| f.is_empty() || f.len() > 128) {
         return Err(Problem::invalid(
             "changes",
             "field names are 1 to 128 characters",
         ));
+    }
+    // A new email or phone must be one, before any store is changed.
+    if let Some(map) = s.map.current() {
+        for (field, value) in &changes {
+            let kind = map
+                .systems
+                .iter()
+                .flat_map(|sys| &sys.datasets)
+                .flat_map(|d| &d.fields)
+                .find_map(|f| match f.identity {
+                    Some(custos_map::IdentityKind::Email) if f.name == *field => {
+                        Some(IdentityKind::Email)
+                    }
+                    Some(custos_map::IdentityKind::Phone) if f.name == *field => {
+                        Some(IdentityKind::Phone)
+                    }
+                    _ => None,
+                });
+            if let Some(kind) = kind {
+                if kind.normalise(value).is_err() {
+                    return Err(Problem::invalid(
+                        format!("changes.{field}"),
+                        format!("the new value is not a valid {}", kind.as_str()),
+                    ));
+                }
+            }
+        }
     }
     let mut payload = crate::executor::Payload {
         changes,
