@@ -13,7 +13,15 @@
 //! - Most patterns (digits, upper-case ids, `eyJ`, `Bearer`, PEM, custom
 //!   ones) are covered mechanically: the anchored lazy DFA over them tells,
 //!   per look-behind class of the previous byte, which pairs of first bytes
-//!   do not lead to the dead state. That gives two small tables.
+//!   do not lead to the dead state. That gives two small tables. They are
+//!   applied in two steps: a bulk pass over the block looks every byte up
+//!   once in a 256-entry table of `K_*` bits derived from them and marks,
+//!   with byte-wise logic the compiler vectorizes, the bytes that may start
+//!   a pattern after the byte before (a word byte or not) and are not
+//!   followed by a lower-case letter or digit no such pattern continues with
+//!   ([`Prefilter::mark_table`]); the exact pair test runs only on the
+//!   marks the search reaches ([`Prefilter::table_start`]), so marks inside
+//!   a value already found cost nothing more.
 //! - Patterns that can start on almost any byte are anchored on a byte they
 //!   must contain, close to or after their start:
 //!   e-mail on `@` (its local part before it, only if a domain follows),
@@ -25,12 +33,16 @@
 //!   a digit, `+` or `(` is dropped when the run of number bytes from it
 //!   holds fewer than 8 digits and is no dotted quad (no built-in
 //!   digit-group validator accepts that, and a rejected digit-group match
-//!   only moves the search one byte on; see [`digits_may_match`]); and a
-//!   colon anchors IPv6 only if its run of `[0-9A-Fa-f:.]` holds `::` or
-//!   seven colons (see [`ipv6_run`]).
+//!   only moves the search one byte on; see [`digits_may_match`]: the bulk
+//!   pass drops digits whose run is shorter than a dotted quad, the exact
+//!   test counts digits eight bytes at a time); and a colon anchors IPv6
+//!   only if its run of `[0-9A-Fa-f:.]` holds `::` or seven colons (see
+//!   [`ipv6_run`]).
 //! - Table and special marks are kept apart: where only the table marks a
-//!   start, no special pattern can match, so the smaller automaton over
-//!   the table patterns alone gives the same match.
+//!   start, no special pattern can match, so a smaller automaton over the
+//!   table patterns alone gives the same match (one over those that may
+//!   start on a digit, `+` or `(`, or one over the others, by the byte
+//!   there: see `scrubber::Family`).
 //!
 //! The test `tests/it/equivalence.rs` compares this path with the plain
 //! unanchored search on random input.
@@ -40,19 +52,55 @@ use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, Input, PatternID};
 
+/// Bits of [`BYTE_CLASSES`]: e-mail local part, …
+const B_LOCAL: u8 = 1;
+/// … quoted local part, …
+const B_QUOTED_LOCAL: u8 = 2;
+/// … IPv6 address, …
+const B_IPV6: u8 = 4;
+/// … URL scheme.
+const B_SCHEME: u8 = 8;
+
+/// The byte classes the scans around `@`, `:` and `://` test, as a table:
+/// they test every byte of a run, and a lookup does not mispredict.
+#[allow(clippy::indexing_slicing)] // Evaluated at compile time: a bad index fails the build.
+const BYTE_CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let local =
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-') || b >= 0x80;
+        let ipv6 = b.is_ascii_hexdigit() || b == b':' || b == b'.';
+        let scheme = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-');
+        table[i] = (local as u8 * B_LOCAL)
+            | ((local || b == b' ') as u8 * B_QUOTED_LOCAL)
+            | (ipv6 as u8 * B_IPV6)
+            | (scheme as u8 * B_SCHEME);
+        i += 1;
+    }
+    table
+};
+
+fn byte_class(b: u8, class: u8) -> bool {
+    BYTE_CLASSES
+        .get(usize::from(b))
+        .is_some_and(|c| c & class != 0)
+}
+
 /// Byte classes of the anchored e-mail local part (`[A-Za-z0-9._%+\-\x80-\xFF]`).
 fn is_local(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-') || b >= 0x80
+    byte_class(b, B_LOCAL)
 }
 
 /// Quoted local part characters (`[A-Za-z0-9 ._%+\-\x80-\xFF]`).
 fn is_quoted_local(b: u8) -> bool {
-    is_local(b) || b == b' '
+    byte_class(b, B_QUOTED_LOCAL)
 }
 
 /// Bytes an IPv6 match consists of (`[0-9A-Fa-f:.]`).
 fn is_ipv6(b: u8) -> bool {
-    b.is_ascii_hexdigit() || b == b':' || b == b'.'
+    byte_class(b, B_IPV6)
 }
 
 /// The run of [`is_ipv6`] bytes around the colon at `c` (start, end), and
@@ -61,6 +109,11 @@ fn is_ipv6(b: u8) -> bool {
 /// Most colons in logs (times, `key:value`) fail this, and then none of
 /// the hex digits before them needs an anchored search.
 fn ipv6_run(hay: &[u8], c: usize) -> (usize, usize, bool) {
+    // A lone colon (`"key":"value"`): no scans.
+    let around = |i: Option<usize>| i.and_then(|i| hay.get(i)).is_some_and(|&b| is_ipv6(b));
+    if !around(c.checked_sub(1)) && !around(c.checked_add(1)) {
+        return (c, c + 1, false);
+    }
     let before = hay.get(..c).unwrap_or_default();
     let start = before
         .iter()
@@ -73,13 +126,14 @@ fn ipv6_run(hay: &[u8], c: usize) -> (usize, usize, bool) {
         .unwrap_or(after.len());
     let run = hay.get(start..end).unwrap_or_default();
     let colons = run.iter().filter(|&&b| b == b':').count();
-    let ok = colons >= 7 || memchr::memmem::find(run, b"::").is_some();
+    // Runs are short: a plain scan beats setting up a substring search.
+    let ok = colons >= 7 || run.windows(2).any(|w| w == b"::");
     (start, end, ok)
 }
 
 /// URL scheme characters (`[A-Za-z0-9+.\-]`).
 fn is_scheme(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')
+    byte_class(b, B_SCHEME)
 }
 
 /// Which of the specially anchored patterns are active.
@@ -99,24 +153,6 @@ const GATE_URL: usize = 1;
 /// most six kinds of start state); more fall back to "every byte".
 const CLASSES: usize = 8;
 
-/// Byte kinds of [`run_kind`].
-const RUN_STOP: u8 = 0;
-const RUN_DIGIT: u8 = 1;
-const RUN_DOT: u8 = 2;
-const RUN_OTHER: u8 = 4;
-
-/// How a byte counts in a digit run: digits, `.`, and the other bytes a
-/// digit-group pattern may contain (blank, `-`, `/`, `(`, `)`, `+`, and
-/// the `2A`/`2B` Corsican NIR department letters); anything else stops it.
-fn run_kind(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => RUN_DIGIT,
-        b'.' => RUN_DOT,
-        b' ' | b'-' | b'/' | b'(' | b')' | b'+' | b'A' | b'B' | b'a' | b'b' => RUN_OTHER,
-        _ => RUN_STOP,
-    }
-}
-
 /// The prefilter. Built once per scrubber.
 #[derive(Debug)]
 pub(crate) struct Prefilter {
@@ -131,6 +167,8 @@ pub(crate) struct Prefilter {
     second_eoi: Vec<bool>,
     /// Per byte: the look-behind class it gives the next byte.
     info: [u8; 256],
+    /// Per byte value: its `K_*` bits.
+    kind: [u8; 256],
     /// Whether [`digits_may_match`] may drop candidates: no custom pattern
     /// starts on a digit, `+` or `(`.
     digit_shortcut: bool,
@@ -146,8 +184,13 @@ pub(crate) struct Prefilter {
 #[derive(Debug)]
 pub(crate) struct PrefilterCache {
     gates: DfaCache,
-    /// One bit per haystack byte: a candidate start of a table pattern.
+    /// One bit per haystack byte: a possible start of a table pattern
+    /// (a superset; [`Prefilter::table_start`] decides).
     pub(crate) bits: Vec<u64>,
+    /// The `K_*` bits of each haystack byte, after one 0 for the start of
+    /// the haystack, and followed by [`PAD`] zeros (so 8-byte loads never
+    /// run out).
+    kinds: Vec<u8>,
     /// One bit per haystack byte: a candidate start of a specially
     /// anchored pattern (those may also match here, and win by priority).
     pub(crate) special: Vec<u64>,
@@ -219,19 +262,23 @@ impl Prefilter {
             .map(|set| set.get(4).is_some_and(|w| w & 1 != 0))
             .collect();
         // Custom patterns do not obey the digit counts of the shortcut.
-        let digit_shortcut = custom.map(custom_first_bytes).is_none_or(|starts| {
-            let on = |b: u8| starts.get(usize::from(b)) == Some(&true);
-            !(b'0'..=b'9').chain([b'+', b'(']).any(on)
-        });
+        let digit_shortcut = custom
+            .map(|c| first_bytes(c, Anchored::Yes))
+            .is_none_or(|starts| {
+                let on = |b: u8| starts.get(usize::from(b)) == Some(&true);
+                !(b'0'..=b'9').chain([b'+', b'(']).any(on)
+            });
         let mut info = [0u8; 256];
         for (slot, class) in info.iter_mut().zip(behind) {
             *slot = class % CLASSES as u8;
         }
+        let kind = kinds(&first, &second, &info, behind_text);
         Self {
             first,
             second,
             second_eoi,
             info,
+            kind,
             digit_shortcut,
             behind_text,
             special,
@@ -243,6 +290,7 @@ impl Prefilter {
         PrefilterCache {
             gates: self.gates.create_cache(),
             bits: Vec::new(),
+            kinds: Vec::new(),
             special: Vec::new(),
         }
     }
@@ -263,10 +311,7 @@ impl Prefilter {
         let bits = &mut cache.bits;
         bits.clear();
         bits.resize(words, 0);
-        self.fill_table(bits, hay);
-        if self.digit_shortcut {
-            Self::drop_short_numbers(bits, hay);
-        }
+        self.mark_table(bits, &mut cache.kinds, hay);
         let bits = &mut cache.special;
         bits.clear();
         bits.resize(words, 0);
@@ -350,68 +395,73 @@ impl Prefilter {
 }
 
 impl Prefilter {
-    /// The first-byte table pass: marks `i` in `table` when `hay[i]` may
-    /// start a table pattern after `hay[i - 1]` and `hay[i + 1]` (or the
-    /// end) may follow. Branch-free per byte, one 64-bit word at a time;
-    /// kept out of line so its loop gets the registers.
+    /// The cheap half of the first-byte table test, over the whole
+    /// haystack: marks `i` in `table` when `hay[i]` may start a table
+    /// pattern after some byte, or after a byte of the word class when
+    /// `hay[i - 1]` is one (so digits and letters inside words, most of a
+    /// log, drop out); unless no pattern starting on `hay[i]` goes on with
+    /// the lower-case letter or digit `hay[i + 1]` (capitalised words,
+    /// `-` in dates), or `hay[i]`
+    /// is a digit whose run of number bytes is shorter than the 7 of a
+    /// dotted quad (see [`digits_may_match`]). One table lookup per byte
+    /// (kept in `kinds` for [`Prefilter::table_start`]), then byte-wise
+    /// logic the compiler vectorizes, packed eight bytes per multiplication.
+    /// The exact test is left to [`Prefilter::table_start`], which runs only
+    /// on the marks the search reaches: marks inside a value already found
+    /// are never checked.
     #[inline(never)]
-    fn fill_table(&self, table: &mut [u64], hay: &[u8]) {
-        let mut class = usize::from(self.behind_text);
-        // One byte per position, packed into bits eight at a time: cheaper
-        // than a variable shift per byte.
-        let mut live = [0u8; 64];
+    fn mark_table(&self, table: &mut [u64], kinds: &mut Vec<u8>, hay: &[u8]) {
+        kinds.clear();
+        // No word byte before the haystack.
+        kinds.push(0);
+        kinds.extend(hay.iter().map(|&b| self.kind_of(b)));
+        kinds.extend([0; PAD]);
+        let digit = if self.digit_shortcut { K_DIGIT } else { 0 };
         for (w, word) in table.iter_mut().enumerate() {
-            // The word's bytes plus the one after them.
             let from = w * 64;
-            let chunk = hay.get(from..hay.len().min(from + 65)).unwrap_or_default();
-            for (slot, pair) in live.iter_mut().zip(chunk.windows(2)) {
-                let (b, next) = match *pair {
-                    [b, next] => (b, next),
-                    _ => continue,
-                };
-                let k = self.row(class, b);
-                class = usize::from(self.info.get(usize::from(b)).copied().unwrap_or(0));
-                let at = usize::from(k) << 8 | usize::from(next);
-                *slot = self.second.get(at).copied().unwrap_or(1);
-            }
-            let mut acc = 0u64;
-            for (i, eight) in live.chunks_exact(8).enumerate() {
-                let mut buf = [0u8; 8];
-                buf.copy_from_slice(eight);
-                acc |= compress(u64::from_le_bytes(buf) << 7) << (8 * i);
-            }
-            // A last, partial word: only its bytes (the rest is stale).
-            let len = chunk.len().min(64);
-            if chunk.len() < 65 {
-                acc &= u64::MAX.checked_shr(64 - len as u32).unwrap_or(0);
-                // The last byte is followed by the end of input.
-                if let Some(&b) = chunk.last() {
-                    let k = self.row(class, b);
-                    if self.second_eoi.get(usize::from(k)).copied().unwrap_or(true) {
-                        acc |= 1u64 << ((len - 1) % 64);
+            let full = kinds.get(from..from + WINDOW);
+            *word = match full.and_then(|s| <&[u8; WINDOW]>::try_from(s).ok()) {
+                Some(win) => marks(win, digit),
+                // The last chunk: zeros past the padding, like the padding.
+                None => {
+                    let mut win = [0u8; WINDOW];
+                    for (k, &s) in win.iter_mut().zip(kinds.get(from..).unwrap_or_default()) {
+                        *k = s;
                     }
+                    marks(&win, digit)
                 }
-            }
-            *word = acc;
+            };
         }
     }
 
-    /// Unmarks the digit-group starts that cannot gather enough digits.
-    fn drop_short_numbers(table: &mut [u64], hay: &[u8]) {
-        for (w, word) in table.iter_mut().enumerate() {
-            let mut rest = *word;
-            while rest != 0 {
-                let j = rest.trailing_zeros() as usize;
-                rest &= rest - 1;
-                let i = w * 64 + j;
-                let check = hay
-                    .get(i)
-                    .is_some_and(|&b| b.is_ascii_digit() || b == b'+' || b == b'(');
-                if check && !digits_may_match(hay, i) {
-                    *word &= !(1u64 << j);
-                }
-            }
+    /// Whether a table pattern may start at `p`, a mark of
+    /// [`Prefilter::mark_table`]: `hay[p]` may start one after the class of
+    /// `hay[p - 1]` and `hay[p + 1]` (or the end) may follow, and, for a
+    /// digit-group start, the digit run from `p` is long enough (see
+    /// [`digits_may_match`]).
+    pub(crate) fn table_start(&self, cache: &PrefilterCache, hay: &[u8], p: usize) -> bool {
+        let Some(&b) = hay.get(p) else {
+            return false;
+        };
+        let digit_group = self.digit_shortcut && (b.is_ascii_digit() || b == b'+' || b == b'(');
+        let kinds = cache.kinds.get(p + 1..).unwrap_or_default();
+        if digit_group && !digits_may_match(kinds, hay.get(p..).unwrap_or_default()) {
+            return false;
         }
+        let class = match p.checked_sub(1).and_then(|i| hay.get(i)) {
+            Some(&prev) => self.info.get(usize::from(prev)).copied().unwrap_or(0),
+            None => self.behind_text,
+        };
+        let k = usize::from(self.row(usize::from(class), b));
+        match hay.get(p + 1) {
+            Some(&next) => self.second.get(k << 8 | usize::from(next)) != Some(&0),
+            None => self.second_eoi.get(k).copied().unwrap_or(true),
+        }
+    }
+
+    /// `kind[b]`.
+    fn kind_of(&self, b: u8) -> u8 {
+        self.kind.get(usize::from(b)).copied().unwrap_or(K_START)
     }
 
     /// `first[class][b]`: a row of `second`.
@@ -423,29 +473,188 @@ impl Prefilter {
     }
 }
 
-/// Whether a built-in digit-group finding (phone, card, national id,
-/// IPv4) may start at `p`. Every digit-group validator needs at least 8
-/// digits in its span (NIR 14, card 13, SSN and BSN 9, DNI 8, phones 8–10),
-/// except IPv4 (4 digits, 3 dots); and the spans only contain the bytes of
-/// [`run_kind`]. So when the run of those bytes from `p` has fewer than 8 digits
-/// and is no dotted quad, any match there is rejected and the next start
-/// is tried, exactly what skipping `p` does. Most numbers in logs (sizes,
-/// status codes, time parts, UUID pieces) are skipped this way.
-fn digits_may_match(hay: &[u8], p: usize) -> bool {
-    let (mut digits, mut dots) = (0u32, 0u32);
-    for &b in hay.get(p..).unwrap_or_default() {
-        let kind = run_kind(b);
-        if kind == RUN_STOP {
-            break;
+/// Bits of [`Prefilter::kind`]: some table pattern may start on the byte
+/// (after a byte of some class), …
+const K_START: u8 = 0x80;
+/// … may start on it right after a byte of the word class, …
+const K_START_AFTER_WORD: u8 = 0x40;
+/// … the byte is an ASCII lower-case letter, …
+const K_LOWER: u8 = 0x20;
+/// … no table pattern starting on the byte continues with a lower-case
+/// letter, …
+const K_NOT_BEFORE_LOWER: u8 = 0x10;
+/// … the byte is of the word class, …
+const K_WORD: u8 = 0x01;
+/// … a digit, …
+const K_DIGIT: u8 = 0x02;
+/// … no table pattern starting on the byte continues with a digit, …
+const K_NOT_BEFORE_DIGIT: u8 = 0x04;
+/// … or one of the bytes a digit-group pattern may contain: digits, `.`,
+/// blank, `-`, `/`, `(`, `)`, `+`, and the `2A`/`2B` Corsican NIR
+/// department letters.
+const K_RUN: u8 = 0x08;
+
+/// Zero bytes after the kinds of a haystack.
+const PAD: usize = 8;
+
+/// The fewest number bytes a built-in digit-group value spans: a dotted
+/// quad (`1.2.3.4`); the others have 8 digits or more.
+const SHORT_RUN: usize = 7;
+
+/// The kinds [`marks`] looks at for a chunk: its 64 bytes, the byte
+/// before them, and the [`SHORT_RUN`] bytes from each.
+const WINDOW: usize = 64 + SHORT_RUN + 1;
+
+/// The marks of [`Prefilter::mark_table`] for one chunk, from the kinds
+/// `win` (`win[1 + i]`: byte `i` of the chunk); `digit` is [`K_DIGIT`] if
+/// short digit runs may be dropped, else 0.
+fn marks(win: &[u8; WINDOW], digit: u8) -> u64 {
+    // `run[i]` has `K_RUN` if the `SHORT_RUN` bytes from byte `i` all have.
+    let mut run = [K_RUN; 64];
+    for k in 1..=SHORT_RUN {
+        for (r, &x) in run.iter_mut().zip(window(win, k)) {
+            *r &= x;
         }
-        digits += u32::from(kind & RUN_DIGIT);
-        dots += u32::from(kind & RUN_DOT);
+    }
+    let (prev, cur, next) = (window(win, 0), window(win, 1), window(win, 2));
+    let mut flags = [0u8; 64];
+    for ((((f, &p), &c), &n), &r) in flags.iter_mut().zip(prev).zip(cur).zip(next).zip(&run) {
+        // All ones after a word byte.
+        let after_word = 0u8.wrapping_sub(p & K_WORD);
+        let start = (c & !after_word) | ((c << 1) & after_word);
+        // A lower-case letter or a digit follows where none can.
+        let lower = u8::from(c & K_NOT_BEFORE_LOWER != 0) & u8::from(n & K_LOWER != 0);
+        let digit_next = u8::from(c & K_NOT_BEFORE_DIGIT != 0) & u8::from(n & K_DIGIT != 0);
+        // A digit with too short a run.
+        let short = u8::from(c & digit != 0) & u8::from(r == 0);
+        *f = start & !0u8.wrapping_sub(lower | digit_next | short) & K_START;
+    }
+    let mut acc = 0u64;
+    for (i, eight) in flags.chunks_exact(8).enumerate() {
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(eight);
+        acc |= compress(u64::from_le_bytes(buf)) << (8 * i);
+    }
+    acc
+}
+
+/// `a[from..from + 64]`.
+fn window<const N: usize>(a: &[u8; N], from: usize) -> &[u8; 64] {
+    a.get(from..from + 64)
+        .and_then(|s| <&[u8; 64]>::try_from(s).ok())
+        .unwrap_or(&[0; 64])
+}
+
+/// The [`K_DIGIT`] and [`K_RUN`] bits of `b`.
+fn run_kind(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => K_DIGIT | K_RUN,
+        b'.' | b' ' | b'-' | b'/' | b'(' | b')' | b'+' | b'A' | b'B' | b'a' | b'b' => K_RUN,
+        _ => 0,
+    }
+}
+
+/// The [`Prefilter::kind`] table. The word class is the look-behind class
+/// of `a`: in log text most bytes follow a letter or digit, and no
+/// built-in pattern but PEM and phone numbers (`-`, `+`, `(`) starts there.
+fn kinds(
+    first: &[[u8; 256]; CLASSES],
+    second: &[u8; 65536],
+    info: &[u8; 256],
+    behind_text: u8,
+) -> [u8; 256] {
+    let starts = |class: u8, b: u8| {
+        first
+            .get(usize::from(class))
+            .and_then(|row| row.get(usize::from(b)))
+            != Some(&0)
+    };
+    let word = info.get(usize::from(b'a')).copied().unwrap_or(0);
+    // The classes in use (rows of other classes are unused, all ones).
+    let mut used = [false; CLASSES];
+    for &class in info.iter().chain([&behind_text]) {
+        if let Some(u) = used.get_mut(usize::from(class)) {
+            *u = true;
+        }
+    }
+    let used = |c: u8| used.get(usize::from(c)) == Some(&true);
+    // Whether a byte of `next` may follow `b` after a byte of class `c`.
+    let follows = |c: u8, b: u8, next: std::ops::RangeInclusive<u8>| {
+        let row = first
+            .get(usize::from(c))
+            .and_then(|row| row.get(usize::from(b)))
+            .map_or(1, |&k| usize::from(k));
+        next.into_iter()
+            .any(|n| second.get(row << 8 | usize::from(n)) != Some(&0))
+    };
+    let mut kind = [0u8; 256];
+    for (b, slot) in (0..=u8::MAX).zip(kind.iter_mut()) {
+        let classes = || (0..CLASSES as u8).filter(|&c| used(c));
+        if classes().any(|c| starts(c, b)) {
+            *slot |= K_START;
+        }
+        if !classes().any(|c| starts(c, b) && follows(c, b, b'a'..=b'z')) {
+            *slot |= K_NOT_BEFORE_LOWER;
+        }
+        if !classes().any(|c| starts(c, b) && follows(c, b, b'0'..=b'9')) {
+            *slot |= K_NOT_BEFORE_DIGIT;
+        }
+        if b.is_ascii_lowercase() {
+            *slot |= K_LOWER;
+        }
+        if starts(word, b) {
+            *slot |= K_START_AFTER_WORD;
+        }
+        if info.get(usize::from(b)) == Some(&word) {
+            *slot |= K_WORD;
+        }
+        *slot |= run_kind(b);
+    }
+    kind
+}
+
+/// Whether a built-in digit-group finding (phone, card, national id,
+/// IPv4) may start at the first byte of `hay`, whose `K_*` bits are
+/// `kinds` (ending in [`PAD`] zeros). Every digit-group validator needs at
+/// least 8 digits in its span (NIR 14, card 13, SSN and BSN 9, DNI 8,
+/// phones 8–10), except IPv4 (4 digits, 3 dots); and the spans only
+/// contain [`K_RUN`] bytes. So when the run of those bytes has fewer than 8
+/// digits and is no dotted quad, any match there is rejected and the next
+/// start is tried, exactly what skipping it does. Most numbers in logs
+/// (sizes, status codes, time parts, UUID pieces) are skipped this way.
+/// Digits are counted eight bytes at a time (a mask of the run, then a
+/// sum); dots only when a dotted quad is still possible.
+fn digits_may_match(kinds: &[u8], hay: &[u8]) -> bool {
+    const EACH: u64 = 0x0101_0101_0101_0101;
+    // Sum of the bytes of `x` (each 0 or 1): no `popcnt` in the baseline
+    // instruction set.
+    let sum = |x: u64| (x.wrapping_mul(EACH) >> 56) as u32;
+    let mut digits = 0;
+    let mut at = 0;
+    loop {
+        // Past the padding there is nothing, as in it.
+        let word = kinds
+            .get(at..at + 8)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map_or(0, u64::from_le_bytes);
+        // The bytes before the first one outside the run (whose digit bit
+        // is clear too).
+        let stop = !word & (EACH * u64::from(K_RUN));
+        let run = match stop {
+            0 => word,
+            _ => word & (stop & stop.wrapping_neg()).wrapping_sub(1),
+        };
+        digits += sum((run >> K_DIGIT.trailing_zeros()) & EACH);
         if digits >= 8 {
             return true;
         }
+        if stop != 0 {
+            let len = at + stop.trailing_zeros() as usize / 8;
+            let run = hay.get(..len).unwrap_or(hay);
+            return digits >= 4 && run.iter().filter(|&&b| b == b'.').count() >= 3;
+        }
+        at += 8;
     }
-    // `dots` counts in steps of `RUN_DOT`.
-    digits >= 4 && dots >= 3 * u32::from(RUN_DOT)
 }
 
 /// The high bits of the 8 bytes of `flags` as an 8-bit mask (byte 0 → bit
@@ -460,15 +669,24 @@ fn start_of(dfa: &DFA, cache: &mut DfaCache, lb: Option<u8>) -> Option<LazyState
     dfa.start_state(cache, &cfg).ok()
 }
 
-/// The bytes at which some pattern of `dfa` may start (after any byte or
-/// at the start); all of them if the DFA gives up.
-fn custom_first_bytes(dfa: &DFA) -> [bool; 256] {
+/// The bytes at which a match of `dfa` anchored as `mode` (any pattern or
+/// one) may start, after any byte or at the start; all of them if the DFA
+/// gives up.
+pub(crate) fn first_bytes(dfa: &DFA, mode: Anchored) -> [bool; 256] {
     let mut cache = dfa.create_cache();
-    let mut out = [false; 256];
+    // The distinct start states (a handful of look-behind kinds).
+    let mut starts = Vec::new();
     for lb in (0..=u8::MAX).map(Some).chain([None]) {
-        let Some(sid) = start_of(dfa, &mut cache, lb) else {
+        let config = start::Config::new().anchored(mode).look_behind(lb);
+        let Ok(sid) = dfa.start_state(&mut cache, &config) else {
             return [true; 256];
         };
+        if !starts.contains(&sid) {
+            starts.push(sid);
+        }
+    }
+    let mut out = [false; 256];
+    for sid in starts {
         for (b, slot) in (0..=u8::MAX).zip(out.iter_mut()) {
             if !dfa
                 .next_state(&mut cache, sid, b)
@@ -529,5 +747,41 @@ pub(crate) fn next(table: &[u64], special: &[u64], at: usize) -> Option<(usize, 
         idx += 1;
         t = *table.get(idx)?;
         s = *special.get(idx)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain definition: digits and dots of the run of number bytes.
+    fn reference(hay: &[u8]) -> bool {
+        let run = hay.iter().take_while(|&&b| run_kind(b) != 0);
+        let digits = run.clone().filter(|b| b.is_ascii_digit()).count();
+        let dots = run.filter(|&&b| b == b'.').count();
+        digits >= 8 || (digits >= 4 && dots >= 3)
+    }
+
+    #[test]
+    fn digit_runs_match_their_definition() {
+        let alphabet = b"0123456789. -/()+ABabx:";
+        // Every string over the alphabet from a simple generator, run
+        // lengths across the 8-byte steps.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let hay: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        alphabet[(seed % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                let mut kinds: Vec<u8> = hay.iter().map(|&b| run_kind(b)).collect();
+                kinds.extend([0; PAD]);
+                assert_eq!(digits_may_match(&kinds, &hay), reference(&hay), "{hay:?}");
+            }
+        }
     }
 }

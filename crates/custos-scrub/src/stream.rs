@@ -13,6 +13,9 @@ use crate::{Detector, Format, Report, ScrubError, Scrubber};
 pub const CHUNK: usize = 64 * 1024;
 /// Longest line processed whole; longer ones are split.
 pub const MAX_LINE: usize = 1024 * 1024;
+/// About how many bytes of lines are scrubbed in one go in text mode (no
+/// pattern matches a line feed, so lines are independent).
+const SUB_BLOCK: usize = 8 * 1024;
 
 const BEGIN: &[u8] = b"-----BEGIN ";
 const PRIVATE: &[u8] = b"PRIVATE KEY-----";
@@ -48,50 +51,58 @@ impl Scrubber {
                 .iter()
                 .any(|n| n == Detector::PemPrivateKey.name()),
         };
-        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+        // `buf[..len]` holds unprocessed input; the rest is room for the
+        // next read, zeroed once when it grows rather than on every read.
+        let mut buf: Vec<u8> = vec![0; CHUNK * 2];
+        let mut len = 0;
         let mut out: Vec<u8> = Vec::with_capacity(CHUNK * 2);
         loop {
-            let old = buf.len();
-            buf.resize(old + CHUNK, 0);
+            let old = len;
+            if buf.len() < old + CHUNK {
+                buf.resize(old + CHUNK, 0);
+            }
             let n = loop {
-                match reader.read(buf.get_mut(old..).unwrap_or_default()) {
+                match reader.read(buf.get_mut(old..old + CHUNK).unwrap_or_default()) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e.into()),
                 }
             };
-            buf.truncate(old + n);
+            len = old + n.min(CHUNK);
             st.report.bytes += n as u64;
+            let data = buf.get(..len).unwrap_or_default();
             if n == 0 {
-                if !buf.is_empty() {
-                    self.block(&mut st, &buf, format, &mut out);
+                if !data.is_empty() {
+                    self.block(&mut st, data, format, &mut out);
                     st.report.lines += 1;
                 }
                 writer.write_all(&out)?;
                 break;
             }
-            let fresh = buf.get(old..).unwrap_or_default();
+            let fresh = data.get(old..).unwrap_or_default();
+            let mut cut = 0;
             if let Some(pos) = memchr::memrchr(b'\n', fresh) {
-                let cut = old + pos + 1;
+                cut = old + pos + 1;
                 self.block(
                     &mut st,
-                    buf.get(..cut).unwrap_or_default(),
+                    data.get(..cut).unwrap_or_default(),
                     format,
                     &mut out,
                 );
-                buf.drain(..cut);
-            } else if buf.len() >= MAX_LINE {
-                let tail = buf
-                    .get(buf.len().saturating_sub(4096)..)
-                    .unwrap_or_default();
-                let cut = tail
+            } else if len >= MAX_LINE {
+                let tail = data.get(len.saturating_sub(4096)..).unwrap_or_default();
+                cut = tail
                     .iter()
                     .rposition(|b| *b == b' ' || *b == b'\t')
-                    .map_or(buf.len(), |i| buf.len() - tail.len() + i + 1);
-                let piece = buf.get(..cut).unwrap_or_default();
+                    .map_or(len, |i| len - tail.len() + i + 1);
+                let piece = data.get(..cut).unwrap_or_default();
                 self.scrub_into_with(&mut st.cache, piece, &mut out, &mut st.report);
                 st.overlong = true;
-                buf.drain(..cut);
+            }
+            // Keep the unprocessed rest at the front.
+            if cut > 0 {
+                buf.copy_within(cut..len, 0);
+                len -= cut;
             }
             if out.len() >= CHUNK {
                 writer.write_all(&out)?;
@@ -122,7 +133,18 @@ impl Scrubber {
         let pem_here =
             st.pem_enabled && (st.in_pem || memchr::memmem::find(block, BEGIN).is_some());
         if format == Format::Text && !pem_here {
-            self.scrub_into_with(&mut st.cache, block, out, &mut st.report);
+            // In pieces of whole lines that stay in the L1 cache, with
+            // their candidate marks, while the automaton walks them.
+            let mut rest = block;
+            while !rest.is_empty() {
+                let end = match rest.get(SUB_BLOCK..).and_then(|r| memchr::memchr(b'\n', r)) {
+                    Some(i) => SUB_BLOCK + i + 1,
+                    None => rest.len(),
+                };
+                let (piece, tail) = rest.split_at(end.min(rest.len()));
+                self.scrub_into_with(&mut st.cache, piece, out, &mut st.report);
+                rest = tail;
+            }
             st.report.lines += newlines;
             return;
         }
