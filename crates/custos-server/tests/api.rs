@@ -18,6 +18,7 @@ backend_tests!(
     masked_without_reveal_or_purpose,
     tokens_are_stable_per_audience_and_gone_after_erasure,
     restriction_limits_purposes,
+    concurrent_reveals_answer_and_audit_each_outcome,
     erasure_makes_every_read_gone,
     tenants_are_isolated,
     scopes_are_enforced,
@@ -299,6 +300,121 @@ async fn restriction_limits_purposes(store: TestStore) {
         (200, Some(false))
     );
     assert_eq!(read("marketing").await.status, 200);
+    s.stop().await;
+}
+
+/// Reveals are read in the writer's batches (many per SELECT): under
+/// concurrency each gets its own record, refusals stay refusals, and the
+/// audit log holds one entry per reveal with the outcome it had — none for
+/// a record that does not exist.
+async fn concurrent_reveals_answer_and_audit_each_outcome(store: TestStore) {
+    let (s, key) = setup(&store).await;
+    let live = subject(&s, &key, "many@example.com").await;
+    let restricted = subject(&s, &key, "restricted@example.com").await;
+    let erased = subject(&s, &key, "erased@example.com").await;
+    const RECORDS: usize = 150;
+    for i in 0..RECORDS {
+        assert_eq!(
+            put(&s, &key, &live, "p", &format!("k{i}"), json!({ "n": i })).await,
+            200
+        );
+    }
+    put(&s, &key, &restricted, "p", "k", json!({"n": -1})).await;
+    put(&s, &key, &erased, "p", "k", json!({"n": -2})).await;
+    let r = s
+        .call(
+            Method::PUT,
+            &format!("/v1/subjects/{restricted}/restriction"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    erase(&s, &key, &erased).await;
+
+    let get = |id: String, rk: String, purpose: &'static str| {
+        let (s, key) = (&s, key.clone());
+        async move {
+            s.call(
+                Method::GET,
+                &format!("/v1/subjects/{id}/records/p/{rk}?purpose={purpose}"),
+                Some(&key),
+                None,
+            )
+            .await
+        }
+    };
+    let mut calls = Vec::new();
+    for i in 0..RECORDS {
+        calls.push(get(live.clone(), format!("k{i}"), "support"));
+    }
+    calls.push(get(live.clone(), "missing".into(), "support"));
+    calls.push(get(restricted.clone(), "k".into(), "marketing"));
+    calls.push(get(restricted.clone(), "k".into(), "legal_claims"));
+    calls.push(get(erased.clone(), "k".into(), "support"));
+    let replies = futures_util::future::join_all(calls).await;
+    for (i, r) in replies.iter().take(RECORDS).enumerate() {
+        assert_eq!(
+            (r.status, r.body["fields"]["n"].as_u64()),
+            (200, Some(i as u64)),
+            "{:?}",
+            r.body
+        );
+    }
+    let tail: Vec<(u16, &str)> = replies[RECORDS..]
+        .iter()
+        .map(|r| (r.status, r.code()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            (404, "not_found"),
+            (403, "subject_restricted"),
+            (200, ""),
+            (410, "subject_erased")
+        ]
+    );
+
+    let outcomes = |id: &str| {
+        let (s, key, id) = (&s, key.clone(), id.to_owned());
+        async move {
+            let r = s
+                .call(
+                    Method::GET,
+                    &format!("/v1/audit?subject={id}&limit=1000"),
+                    Some(&key),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let mut v: Vec<String> = r.body["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["action"] == "reveal")
+                .map(|e| {
+                    format!(
+                        "{}:{}",
+                        e["purpose"].as_str().unwrap(),
+                        e["outcome"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    assert_eq!(
+        outcomes(&live).await,
+        vec!["support:ok".to_owned(); RECORDS]
+    );
+    assert_eq!(
+        outcomes(&restricted).await,
+        ["legal_claims:ok", "marketing:denied_restricted"]
+    );
+    assert_eq!(outcomes(&erased).await, ["support:gone"]);
+    let report = s.vault.verify_audit().await.unwrap();
+    assert!(report.first_break.is_none(), "{report:?}");
     s.stop().await;
 }
 

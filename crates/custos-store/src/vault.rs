@@ -32,7 +32,7 @@ use custos_core::secret::BearerSecret;
 
 use crate::db::{self, Engine, Role};
 use crate::keystore::{to32, KeyStore};
-use crate::writer::{Op, Writer};
+use crate::writer::{Op, RecordFound, RecordRead, Writer};
 use crate::{now_us, record, rfc3339, StoreError};
 
 /// Purposes that may still reveal a restricted subject's data (Art. 18(2)).
@@ -898,6 +898,9 @@ impl Vault {
     /// Reads a record. With the reveal scope and a purpose: clear values,
     /// audited. With lookup or write scope: masked values, audited as such.
     /// A restricted subject reveals only for `legal_claims`/`storage`.
+    /// The sealed record is read in the writer's transaction that commits
+    /// its audit entry, so nothing is revealed without the entry durable
+    /// against a process crash; it is decrypted here, after the commit.
     pub async fn get_record(
         &self,
         p: &Principal,
@@ -910,53 +913,44 @@ impl Vault {
         if !clear {
             p.require_any(&[Scope::Reveal, Scope::Lookup, Scope::Write])?;
         }
-        let row = sqlx::query(
-            "SELECT s.erased_us, s.restricted_us, r.fields, r.updated_us FROM subjects s \
-             LEFT JOIN records r ON r.subject = s.id AND r.collection = $2 AND r.rkey = $3 \
-             WHERE s.id = $1 AND s.tenant = $4",
-        )
-        .bind(id.to_string())
-        .bind(collection.as_str())
-        .bind(key.as_str())
-        .bind(p.tenant.as_str())
-        .fetch_optional(&self.inner.read)
-        .await?
-        .ok_or(StoreError::NotFound("subject"))?;
-        let actor = Actor::Key(p.clone());
         let action = if clear { "reveal" } else { "reveal.masked" };
         let purpose_s = purpose.map(|x| x.as_str());
-        // Every outcome of a reveal is audited, refusals included.
-        let audit = |outcome: &str| {
-            self.inner.writer.submit(
-                Op::AuditOnly,
-                vec![event(
+        // The read and its audit entry (with the outcome found: refusals
+        // are audited too) commit together in the writer.
+        let found = self
+            .inner
+            .writer
+            .read_record(
+                RecordRead {
+                    tenant: p.tenant.to_string(),
+                    subject: id.to_string(),
+                    collection: collection.as_str().to_owned(),
+                    rkey: key.as_str().to_owned(),
+                    restriction_exempt: purpose_s.is_some_and(|x| RESTRICTED_PURPOSES.contains(&x)),
+                },
+                event(
                     &p.tenant,
-                    &actor,
+                    &Actor::Key(p.clone()),
                     action,
                     Some(id.to_string()),
                     purpose_s,
-                    outcome,
-                )],
+                    "",
+                ),
             )
+            .await?;
+        let (blob, updated) = match found {
+            RecordFound::NoSubject => return Err(StoreError::NotFound("subject")),
+            RecordFound::Erased(e) => {
+                return Err(StoreError::SubjectErased {
+                    erased_at: rfc3339(e),
+                })
+            }
+            RecordFound::Restricted => return Err(StoreError::Restricted),
+            RecordFound::NoRecord => return Err(StoreError::NotFound("record")),
+            RecordFound::Sealed { fields, updated_us } => (fields, updated_us),
         };
-        if let Some(e) = row.try_get::<Option<i64>, _>(0)? {
-            audit("gone").await?;
-            return Err(StoreError::SubjectErased {
-                erased_at: rfc3339(e),
-            });
-        }
-        let restricted = row.try_get::<Option<i64>, _>(1)?.is_some();
-        if restricted && !purpose_s.is_some_and(|x| RESTRICTED_PURPOSES.contains(&x)) {
-            audit("denied_restricted").await?;
-            return Err(StoreError::Restricted);
-        }
-        let Some(blob) = row.try_get::<Option<Vec<u8>>, _>(2)? else {
-            return Err(StoreError::NotFound("record"));
-        };
-        let updated: i64 = row.try_get::<Option<i64>, _>(3)?.unwrap_or_default();
         let dek = self.subject_key(&p.tenant, id).await?;
         let fields = open_fields(&dek, collection.as_str(), key.as_str(), &blob, !clear)?;
-        audit("ok").await?;
         Ok(RecordView {
             fields,
             masked: !clear,

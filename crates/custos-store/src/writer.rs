@@ -19,6 +19,7 @@
 //! writer; the audit head row is locked for the end of each transaction so
 //! that their chains interleave correctly.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -42,12 +43,22 @@ const CHECKPOINT_AFTER: Duration = Duration::from_secs(5);
 pub(crate) const SYNC_AFTER: Duration = Duration::from_millis(200);
 /// Audit rows per INSERT statement (10 parameters each).
 const AUDIT_ROWS_PER_INSERT: usize = 256;
+/// Records per SELECT of a batch's audited reads (5 parameters each).
+const READS_PER_SELECT: usize = 128;
 
 /// One change to the data store.
 #[derive(Debug)]
 pub(crate) enum Op {
     /// Only the attached audit events.
     AuditOnly,
+    /// Reads a record for a reveal in the batch's transaction; its one
+    /// attached audit event gets the outcome the read found (no event when
+    /// there is nothing to reveal). Reading here rather than on the read
+    /// pool means no reveal is answered without its audit entry committed
+    /// beside it, and a batch of reveals costs one SELECT on the writer's
+    /// warm connection instead of one round trip per reveal on readers
+    /// whose page caches every commit invalidates.
+    ReadRecord(RecordRead),
     CreateTenant {
         id: String,
         name: String,
@@ -120,12 +131,59 @@ pub(crate) enum Op {
     Exec(crate::execution::ExecOp),
 }
 
+/// What [`Op::ReadRecord`] looks up.
+#[derive(Debug)]
+pub(crate) struct RecordRead {
+    pub(crate) tenant: String,
+    pub(crate) subject: String,
+    pub(crate) collection: String,
+    pub(crate) rkey: String,
+    /// The declared purpose lets a restricted subject's data out.
+    pub(crate) restriction_exempt: bool,
+}
+
+/// What an [`Op::ReadRecord`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RecordFound {
+    /// No such subject in the tenant (not audited).
+    NoSubject,
+    /// The subject was erased at this time (audited `gone`).
+    Erased(i64),
+    /// Restricted and the purpose is not exempt (audited `denied_restricted`).
+    Restricted,
+    /// The subject has no such record (not audited).
+    NoRecord,
+    /// The sealed fields and their last update (audited `ok`).
+    Sealed { fields: Vec<u8>, updated_us: i64 },
+}
+
+impl RecordFound {
+    /// The audit outcome of this read, if it is audited.
+    fn outcome(&self) -> Option<&'static str> {
+        match self {
+            Self::NoSubject | Self::NoRecord => None,
+            Self::Erased(_) => Some("gone"),
+            Self::Restricted => Some("denied_restricted"),
+            Self::Sealed { .. } => Some("ok"),
+        }
+    }
+}
+
+/// What a job's commit answers.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// Rows the change affected.
+    Rows(u64),
+    /// What an audited read found.
+    Read(RecordFound),
+}
+
 /// A queued job: the change, its audit events, and where to answer.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) op: Op,
     pub(crate) audit: Vec<AuditEvent>,
-    pub(crate) reply: oneshot::Sender<Result<u64, StoreError>>,
+    pub(crate) reply: oneshot::Sender<Result<Done, StoreError>>,
 }
 
 /// Handle to submit jobs.
@@ -160,6 +218,26 @@ impl Writer {
 
     /// Submits a job and waits for its commit. Returns rows affected by the op.
     pub(crate) async fn submit(&self, op: Op, audit: Vec<AuditEvent>) -> Result<u64, StoreError> {
+        match self.send(op, audit).await? {
+            Done::Rows(n) => Ok(n),
+            Done::Read(_) => Err(StoreError::Database("a change answered as a read".into())),
+        }
+    }
+
+    /// Reads a record in a batch's transaction and commits `audit` with
+    /// the outcome found (see [`Op::ReadRecord`]).
+    pub(crate) async fn read_record(
+        &self,
+        read: RecordRead,
+        audit: AuditEvent,
+    ) -> Result<RecordFound, StoreError> {
+        match self.send(Op::ReadRecord(read), vec![audit]).await? {
+            Done::Read(found) => Ok(found),
+            Done::Rows(_) => Err(StoreError::Database("a read answered as a change".into())),
+        }
+    }
+
+    async fn send(&self, op: Op, audit: Vec<AuditEvent>) -> Result<Done, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job { op, audit, reply })
@@ -272,7 +350,7 @@ async fn commit_batch(
 ) {
     let jobs: Vec<Job> = std::mem::take(batch);
     // Checkpoint-only commits (no jobs) are durable too.
-    let durable = jobs.is_empty() || jobs.iter().any(|j| !matches!(j.op, Op::AuditOnly));
+    let durable = jobs.is_empty() || jobs.iter().any(|j| !j.op.is_read());
     if engine == Engine::Sqlite && state.sqlite_full != durable {
         // One writer connection: the pragma holds for the next commit.
         let level = if durable { "FULL" } else { "NORMAL" };
@@ -332,7 +410,14 @@ async fn commit_batch(
     }
 }
 
-type BatchOutcome = (Option<Checkpoint>, Vec<Result<u64, StoreError>>);
+type BatchOutcome = (Option<Checkpoint>, Vec<Result<Done, StoreError>>);
+
+impl Op {
+    /// Changes nothing but the audit log: committed lazily (see the module).
+    fn is_read(&self) -> bool {
+        matches!(self, Op::AuditOnly | Op::ReadRecord(_))
+    }
+}
 
 /// One attempt at a batch. Without savepoints, the first failing job
 /// aborts the attempt (the caller retries with savepoints).
@@ -344,7 +429,7 @@ async fn run_batch(
     durable: bool,
     savepoints: bool,
 ) -> Result<BatchOutcome, StoreError> {
-    let mut results: Vec<Result<u64, StoreError>> = Vec::with_capacity(jobs.len());
+    let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(jobs.len());
     // SQLite: take the write lock up front. A deferred transaction that
     // reads first cannot be upgraded once another connection (consent,
     // the request executor) has committed since: it fails at once with
@@ -359,19 +444,15 @@ async fn run_batch(
             .await?;
     }
     let now_us = crate::now_us();
-    let mut events: Vec<&AuditEvent> = Vec::new();
     for job in jobs {
-        if matches!(job.op, Op::AuditOnly) {
-            events.extend(job.audit.iter());
-            results.push(Ok(0));
+        if job.op.is_read() {
+            // Audit-only jobs change nothing; reads run after the changes.
+            results.push(Ok(Done::Rows(0)));
             continue;
         }
         if !savepoints {
             match apply(&mut tx, &job.op, now_us).await {
-                Ok(n) => {
-                    events.extend(job.audit.iter());
-                    results.push(Ok(n));
-                }
+                Ok(n) => results.push(Ok(Done::Rows(n))),
                 Err(e) => {
                     results.push(Err(e));
                     // Roll back explicitly; the retry starts afresh.
@@ -387,8 +468,7 @@ async fn run_batch(
                 sqlx::query("RELEASE SAVEPOINT job")
                     .execute(&mut *tx)
                     .await?;
-                events.extend(job.audit.iter());
-                results.push(Ok(n));
+                results.push(Ok(Done::Rows(n)));
             }
             Err(e) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT job")
@@ -401,9 +481,124 @@ async fn run_batch(
             }
         }
     }
+    // Audited reads see every change of the batch before them.
+    let reads: Vec<(usize, &RecordRead)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, j)| match &j.op {
+            Op::ReadRecord(r) => Some((i, r)),
+            _ => None,
+        })
+        .collect();
+    if !reads.is_empty() {
+        if savepoints {
+            sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+        }
+        match read_records(&mut tx, engine, &reads).await {
+            Ok(found) => {
+                if savepoints {
+                    sqlx::query("RELEASE SAVEPOINT job")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for ((i, _), f) in reads.iter().zip(found) {
+                    if let Some(slot) = results.get_mut(*i) {
+                        *slot = Ok(Done::Read(f));
+                    }
+                }
+            }
+            Err(e) => {
+                if !savepoints {
+                    tx.rollback().await?;
+                    results.push(Err(e));
+                    return Ok((None, results));
+                }
+                sqlx::query("ROLLBACK TO SAVEPOINT job")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("RELEASE SAVEPOINT job")
+                    .execute(&mut *tx)
+                    .await?;
+                tracing::error!(error = %e, reads = reads.len(), "audited record reads failed");
+                for (i, _) in &reads {
+                    if let Some(slot) = results.get_mut(*i) {
+                        *slot = Err(StoreError::Database("record read failed".into()));
+                    }
+                }
+            }
+        }
+    }
+    // Audit events in job order; a read's event carries what it found,
+    // and a read that found nothing to reveal is not audited.
+    let mut events: Vec<Cow<'_, AuditEvent>> = Vec::new();
+    for (job, r) in jobs.iter().zip(&results) {
+        match r {
+            Err(_) => {}
+            Ok(Done::Read(found)) => {
+                if let Some(outcome) = found.outcome() {
+                    events.extend(job.audit.iter().map(|e| {
+                        Cow::Owned(AuditEvent {
+                            outcome: outcome.to_owned(),
+                            ..e.clone()
+                        })
+                    }));
+                }
+            }
+            Ok(Done::Rows(_)) => events.extend(job.audit.iter().map(Cow::Borrowed)),
+        }
+    }
+    let events: Vec<&AuditEvent> = events.iter().map(AsRef::as_ref).collect();
     let checkpoint = append_audit(&mut tx, engine, state, &events, now_us).await?;
     tx.commit().await?;
     Ok((checkpoint, results))
+}
+
+/// Looks up the records of a batch's reads, [`READS_PER_SELECT`] per
+/// statement; answers in the order of `reads`.
+async fn read_records(
+    tx: &mut Transaction<'static, Any>,
+    engine: Engine,
+    reads: &[(usize, &RecordRead)],
+) -> Result<Vec<RecordFound>, StoreError> {
+    let mut found: Vec<RecordFound> = reads.iter().map(|_| RecordFound::NoSubject).collect();
+    for (c, chunk) in reads.chunks(READS_PER_SELECT).enumerate() {
+        let sql = format!(
+            "WITH q (i, sid, ten, coll, rk) AS (VALUES {}) \
+             SELECT q.i, s.erased_us, s.restricted_us, r.fields, r.updated_us FROM q \
+             JOIN subjects s ON s.id = q.sid AND s.tenant = q.ten \
+             LEFT JOIN records r ON r.subject = q.sid AND r.collection = q.coll AND r.rkey = q.rk",
+            engine.values(chunk.len(), 5)
+        );
+        let mut q = sqlx::query(&sql);
+        for (k, (_, r)) in chunk.iter().enumerate() {
+            let i = i64::try_from(c * READS_PER_SELECT + k).unwrap_or(i64::MAX);
+            q = q
+                .bind(i)
+                .bind(r.subject.as_str())
+                .bind(r.tenant.as_str())
+                .bind(r.collection.as_str())
+                .bind(r.rkey.as_str());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let i = usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(usize::MAX);
+            let (Some(slot), Some((_, read))) = (found.get_mut(i), reads.get(i)) else {
+                return Err(StoreError::Database("record read out of range".into()));
+            };
+            let erased: Option<i64> = row.try_get(1)?;
+            let restricted: Option<i64> = row.try_get(2)?;
+            let fields: Option<Vec<u8>> = row.try_get(3)?;
+            *slot = match (erased, fields) {
+                (Some(at), _) => RecordFound::Erased(at),
+                _ if restricted.is_some() && !read.restriction_exempt => RecordFound::Restricted,
+                (None, None) => RecordFound::NoRecord,
+                (None, Some(fields)) => RecordFound::Sealed {
+                    fields,
+                    updated_us: row.try_get::<Option<i64>, _>(4)?.unwrap_or_default(),
+                },
+            };
+        }
+    }
+    Ok(found)
 }
 
 async fn append_audit(
@@ -497,7 +692,7 @@ fn conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
 async fn apply(tx: &mut Transaction<'static, Any>, op: &Op, now: i64) -> Result<u64, StoreError> {
     let c = &mut **tx;
     Ok(match op {
-        Op::AuditOnly => 0,
+        Op::AuditOnly | Op::ReadRecord(_) => 0,
         Op::Consent(op) => crate::consent::apply(c, op, now).await?,
         Op::Request(op) => crate::request::apply(c, op).await?,
         Op::Exec(op) => crate::execution::apply(c, op).await?,
