@@ -31,7 +31,8 @@
 //!
 //! - Two cuts keep most log numbers out of the automaton: a table mark on
 //!   a digit, `+` or `(` is dropped when the run of number bytes from it
-//!   holds fewer than 8 digits and is no dotted quad (no built-in
+//!   holds fewer than 9 digits (8 after `+` or for a DNI shape) and is no
+//!   dotted quad (no built-in
 //!   digit-group validator accepts that, and a rejected digit-group match
 //!   only moves the search one byte on; see [`digits_may_match`]: the bulk
 //!   pass drops digits whose run is shorter than a dotted quad, the exact
@@ -172,6 +173,9 @@ pub(crate) struct Prefilter {
     /// Whether [`digits_may_match`] may drop candidates: no custom pattern
     /// starts on a digit, `+` or `(`.
     digit_shortcut: bool,
+    /// Whether [`upper_may_match`] may drop candidates: no custom pattern
+    /// starts on an upper-case letter.
+    upper_shortcut: bool,
     /// The class at the start of the haystack.
     behind_text: u8,
     special: Special,
@@ -261,13 +265,16 @@ impl Prefilter {
             .iter()
             .map(|set| set.get(4).is_some_and(|w| w & 1 != 0))
             .collect();
-        // Custom patterns do not obey the digit counts of the shortcut.
-        let digit_shortcut = custom
-            .map(|c| first_bytes(c, Anchored::Yes))
-            .is_none_or(|starts| {
-                let on = |b: u8| starts.get(usize::from(b)) == Some(&true);
-                !(b'0'..=b'9').chain([b'+', b'(']).any(on)
-            });
+        // Custom patterns do not obey the digit counts or letter runs of
+        // the shortcuts.
+        let custom_starts = custom.map(|c| first_bytes(c, Anchored::Yes));
+        let no_custom_start = |first: &dyn Fn(u8) -> bool| {
+            custom_starts.as_ref().is_none_or(|starts| {
+                !(0..=u8::MAX).any(|b| first(b) && starts.get(usize::from(b)) == Some(&true))
+            })
+        };
+        let digit_shortcut = no_custom_start(&|b| b.is_ascii_digit() || b == b'+' || b == b'(');
+        let upper_shortcut = no_custom_start(&|b| b.is_ascii_uppercase());
         let mut info = [0u8; 256];
         for (slot, class) in info.iter_mut().zip(behind) {
             *slot = class % CLASSES as u8;
@@ -280,6 +287,7 @@ impl Prefilter {
             info,
             kind,
             digit_shortcut,
+            upper_shortcut,
             behind_text,
             special,
             gates,
@@ -438,14 +446,19 @@ impl Prefilter {
     /// [`Prefilter::mark_table`]: `hay[p]` may start one after the class of
     /// `hay[p - 1]` and `hay[p + 1]` (or the end) may follow, and, for a
     /// digit-group start, the digit run from `p` is long enough (see
-    /// [`digits_may_match`]).
+    /// [`digits_may_match`]), for an upper-case one, its run of letters
+    /// fits some pattern (see [`upper_may_match`]).
     pub(crate) fn table_start(&self, cache: &PrefilterCache, hay: &[u8], p: usize) -> bool {
         let Some(&b) = hay.get(p) else {
             return false;
         };
+        let from = hay.get(p..).unwrap_or_default();
         let digit_group = self.digit_shortcut && (b.is_ascii_digit() || b == b'+' || b == b'(');
         let kinds = cache.kinds.get(p + 1..).unwrap_or_default();
-        if digit_group && !digits_may_match(kinds, hay.get(p..).unwrap_or_default()) {
+        if digit_group && !digits_may_match(kinds, from) {
+            return false;
+        }
+        if self.upper_shortcut && b.is_ascii_uppercase() && !upper_may_match(from) {
             return false;
         }
         let class = match p.checked_sub(1).and_then(|i| hay.get(i)) {
@@ -616,12 +629,14 @@ fn kinds(
 /// Whether a built-in digit-group finding (phone, card, national id,
 /// IPv4) may start at the first byte of `hay`, whose `K_*` bits are
 /// `kinds` (ending in [`PAD`] zeros). Every digit-group validator needs at
-/// least 8 digits in its span (NIR 14, card 13, SSN and BSN 9, DNI 8,
-/// phones 8–10), except IPv4 (4 digits, 3 dots); and the spans only
-/// contain [`K_RUN`] bytes. So when the run of those bytes has fewer than 8
+/// least 9 digits in its span (NIR 13, card 13, tax id 11, NANP 10, SSN,
+/// BSN and national phone numbers 9), except IPv4 (4 digits, 3 dots) and
+/// two with 8 (see [`eight_digits_may_match`]); and the spans only
+/// contain [`K_RUN`] bytes. So when the run of those bytes has too few
 /// digits and is no dotted quad, any match there is rejected and the next
 /// start is tried, exactly what skipping it does. Most numbers in logs
-/// (sizes, status codes, time parts, UUID pieces) are skipped this way.
+/// (sizes, status codes with sizes, ISO dates, time parts, UUID pieces)
+/// are skipped this way.
 /// Digits are counted eight bytes at a time (a mask of the run, then a
 /// sum); dots only when a dotted quad is still possible.
 fn digits_may_match(kinds: &[u8], hay: &[u8]) -> bool {
@@ -645,16 +660,55 @@ fn digits_may_match(kinds: &[u8], hay: &[u8]) -> bool {
             _ => word & (stop & stop.wrapping_neg()).wrapping_sub(1),
         };
         digits += sum((run >> K_DIGIT.trailing_zeros()) & EACH);
-        if digits >= 8 {
+        if digits >= 9 {
             return true;
         }
         if stop != 0 {
             let len = at + stop.trailing_zeros() as usize / 8;
             let run = hay.get(..len).unwrap_or(hay);
-            return digits >= 4 && run.iter().filter(|&&b| b == b'.').count() >= 3;
+            return (digits >= 4 && run.iter().filter(|&&b| b == b'.').count() >= 3)
+                || (digits == 8 && eight_digits_may_match(hay));
         }
         at += 8;
     }
+}
+
+/// Whether a built-in pattern starting on an upper-case letter (AWS key
+/// id, IBAN, codice fiscale, NINO, NIE, `BEARER`/`Bearer`, `BASIC`/`Basic`)
+/// may match at the first byte of `hay`, an upper-case letter, judged by its
+/// run of upper-case letters and the byte after it: six or more (codice
+/// fiscale, `BEARER`), four or five from `A` or `B` (`AKIA…`, `BASIC`), two
+/// before a digit or blank (IBAN, NINO), one before a digit, `-` (NIE) or
+/// a lower-case letter (`Bearer`, `Basic`). Three never: words such as
+/// `GET` and `HTTP` in access logs no longer start a walk.
+fn upper_may_match(hay: &[u8]) -> bool {
+    let len = hay
+        .iter()
+        .take(6)
+        .take_while(|b| b.is_ascii_uppercase())
+        .count();
+    let next = hay.get(len).copied().unwrap_or(0);
+    match len {
+        0 | 6.. => true,
+        4 | 5 => matches!(hay.first(), Some(b'A' | b'B')),
+        3 => false,
+        2 => next.is_ascii_digit() || next == b' ',
+        _ => next.is_ascii_digit() || next == b'-' || next.is_ascii_lowercase(),
+    }
+}
+
+/// Whether one of the two built-in values with just 8 digits may start at
+/// the first byte of `hay`: an international phone number (`+` and 8
+/// digits; one written `00…` has 10) or a Spanish DNI (8 digits in a row,
+/// then a letter, maybe after a dash). A status code and a size
+/// (`200 93424`) or an ISO date (`2024-05-01T…`) is neither.
+fn eight_digits_may_match(hay: &[u8]) -> bool {
+    let letter_at = |i: usize| hay.get(i).is_some_and(u8::is_ascii_uppercase);
+    let eight = hay
+        .get(..8)
+        .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    hay.first() == Some(&b'+')
+        || (eight && (letter_at(8) || (hay.get(8) == Some(&b'-') && letter_at(9))))
 }
 
 /// The high bits of the 8 bytes of `flags` as an 8-bit mask (byte 0 → bit
@@ -759,12 +813,93 @@ mod tests {
         let run = hay.iter().take_while(|&&b| run_kind(b) != 0);
         let digits = run.clone().filter(|b| b.is_ascii_digit()).count();
         let dots = run.filter(|&&b| b == b'.').count();
-        digits >= 8 || (digits >= 4 && dots >= 3)
+        let letter = |i: usize| hay.get(i).is_some_and(u8::is_ascii_uppercase);
+        let dni = hay.len() >= 8
+            && hay[..8].iter().all(u8::is_ascii_digit)
+            && (letter(8) || (hay.get(8) == Some(&b'-') && letter(9)));
+        let eight = hay.first() == Some(&b'+') || dni;
+        digits >= 9 || (digits >= 4 && dots >= 3) || (digits == 8 && eight)
+    }
+
+    #[test]
+    fn upper_case_runs() {
+        use regex_automata::meta::Regex;
+        use regex_automata::util::syntax;
+        let patterns: Vec<String> = crate::detector::builtin_patterns()
+            .into_iter()
+            .map(|p| p.pattern)
+            .collect();
+        let re = Regex::builder()
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .build_many(&patterns)
+            .unwrap();
+        // Values of every upper-case pattern are kept.
+        for value in [
+            "AKIAIOSFODNN7EXAMPLE",
+            "AKIA2345ABCDEFGHIJKL",
+            "GB82WEST12345698765432",
+            "AB123456C",
+            "AB 12 34 56 C",
+            "X1234567L",
+            "X-1234567-L",
+            "RSSMRA85T10A562S",
+            "BEARER abcdefgh123",
+            "Bearer abcdefgh123",
+            "BASIC dXNlcjpwYXNz",
+            "Basic dXNlcjpwYXNz",
+        ] {
+            assert!(upper_may_match(value.as_bytes()), "{value}");
+        }
+        // Whatever it drops has no match (after a blank: `\b` holds).
+        let alphabet = b"AKIBSCXYZGEHTPRDWaes0123456789 -/=+.";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 1..30 {
+            for _ in 0..2000 {
+                let mut hay = vec![b' '];
+                hay.extend((0..len).map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                }));
+                if !hay[1].is_ascii_uppercase() || upper_may_match(&hay[1..]) {
+                    continue;
+                }
+                let input = Input::new(&hay).range(1..).anchored(Anchored::Yes);
+                assert_eq!(
+                    re.search(&input),
+                    None,
+                    "{:?}",
+                    String::from_utf8_lossy(&hay)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn eight_digit_runs() {
+        let check = |hay: &[u8], expect: bool| {
+            let mut kinds: Vec<u8> = hay.iter().map(|&b| run_kind(b)).collect();
+            kinds.extend([0; PAD]);
+            assert_eq!(digits_may_match(&kinds, hay), expect, "{hay:?}");
+            assert_eq!(reference(hay), expect, "{hay:?}");
+        };
+        // A DNI and an international number may have 8 digits …
+        check(b"12345678Z", true);
+        check(b"12345678-Z", true);
+        check(b"+49 1515 7600", true);
+        // … a status code with a size, an ISO date, or a split DNI not.
+        check(b"200 93424 \"-\"", false);
+        check(b"2024-05-01T12:00", false);
+        check(b"1234567-8Z", false);
+        check(b"12345678 Z", false);
+        check(b"(1234) 5678", false);
+        check(b"123456789", true);
     }
 
     #[test]
     fn digit_runs_match_their_definition() {
-        let alphabet = b"0123456789. -/()+ABabx:";
+        let alphabet = b"0123456789. -/()+ABabxX:";
         // Every string over the alphabet from a simple generator, run
         // lengths across the 8-byte steps.
         let mut seed = 0x2545_f491_4f6c_dd1du64;

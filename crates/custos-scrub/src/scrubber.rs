@@ -139,6 +139,11 @@ struct Inner {
     prefilter: Prefilter,
     /// `[EMAIL]` etc. per pattern.
     tokens: Vec<String>,
+    /// Per pattern: the bytes a match of it may start on (all of them for
+    /// the specially anchored patterns). A group retry skips the patterns
+    /// that cannot start on the byte at hand: their walk would die on the
+    /// first byte, but only after the set-up every walk pays.
+    first_bytes: Vec<[bool; 256]>,
     /// Each pattern alone: group retries where the lazy DFA gives up.
     singles: Vec<Regex>,
     specs: Vec<Compiled>,
@@ -376,6 +381,7 @@ impl ScrubberBuilder {
         let anchored_table = build_lazy(&table, true)?;
         // Each table pattern joins the families of the bytes it may start on.
         let mut members: [(Vec<&str>, Vec<usize>); 2] = Default::default();
+        let mut first_bytes = vec![[true; 256]; specs.len()];
         for (j, (pattern, &id)) in table.iter().zip(&table_ids).enumerate() {
             let mode =
                 Anchored::Pattern(PatternID::new(j).map_err(|e| ScrubError::BadPattern {
@@ -383,6 +389,9 @@ impl ScrubberBuilder {
                     reason: e.to_string(),
                 })?);
             let first = candidates::first_bytes(&anchored_table, mode);
+            if let Some(slot) = first_bytes.get_mut(id) {
+                *slot = first;
+            }
             for (f, (patterns, ids)) in members.iter_mut().enumerate() {
                 if (0..=u8::MAX)
                     .any(|b| Family::index(b) == f && first.get(usize::from(b)) == Some(&true))
@@ -430,6 +439,7 @@ impl ScrubberBuilder {
                 families,
                 prefilter,
                 tokens,
+                first_bytes,
                 singles,
                 specs,
                 mode: self.mode,
@@ -752,7 +762,11 @@ impl Scrubber {
             return None;
         }
         for (pid, spec) in inner.specs.iter().enumerate() {
-            if pid == failed || spec.group != group {
+            let may_start = |b: &u8| {
+                let first = inner.first_bytes.get(pid);
+                first.and_then(|f| f.get(usize::from(*b))) != Some(&false)
+            };
+            if pid == failed || spec.group != group || !hay.get(s).is_some_and(may_start) {
                 continue;
             }
             if let Some(e) = self.match_one(cache, hay, s, pid) {

@@ -249,19 +249,26 @@ pub(crate) fn mod97_alnum(chars: impl Iterator<Item = u8>) -> Option<u32> {
     let mut any = false;
     for c in chars {
         any = true;
-        let v = match c {
-            b'0'..=b'9' => u32::from(c - b'0'),
-            b'A'..=b'Z' => u32::from(c - b'A') + 10,
-            b'a'..=b'z' => u32::from(c - b'a') + 10,
-            _ => return None,
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
+        rem = mod97_step(rem, alnum_value(c)?);
     }
     any.then_some(rem)
+}
+
+/// The mod 97-10 value of an alphanumeric: digits 0–9, letters 10–35.
+fn alnum_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'Z' => Some(c - b'A' + 10),
+        b'a'..=b'z' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// The remainder after appending the (one- or two-digit) value `v`.
+fn mod97_step(rem: u32, v: u8) -> u32 {
+    let v = u32::from(v);
+    let shift = if v >= 10 { 100 } else { 10 };
+    (rem * shift + v) % 97
 }
 
 // ---------------------------------------------------------------- email
@@ -654,7 +661,17 @@ fn phone_nanp(span: &[u8]) -> bool {
 // ----------------------------------------------------------------- card
 
 fn card_issuer_ok(d: &[u8]) -> bool {
-    let p = |n: usize| d.iter().take(n).fold(0u32, |a, &x| a * 10 + u32::from(x));
+    // `prefix[n]`: the number the first `n` digits make (all of them if
+    // fewer), computed once for the many prefix tests below.
+    let mut prefix = [0u32; 7];
+    let mut acc = 0;
+    for (n, slot) in prefix.iter_mut().enumerate().skip(1) {
+        if let Some(&x) = d.get(n - 1) {
+            acc = acc * 10 + u32::from(x);
+        }
+        *slot = acc;
+    }
+    let p = |n: usize| prefix.get(n).copied().unwrap_or(0);
     let len = d.len();
     let visa = p(1) == 4 && matches!(len, 13 | 16 | 19);
     let mc = ((51..=55).contains(&p(2)) || (2221..=2720).contains(&p(4))) && len == 16;
@@ -708,15 +725,14 @@ fn card(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
         if dashed_on || dotted_after(hay, e) {
             continue;
         }
-        let has_space = span.contains(&b' ');
-        let has_dash = span.contains(&b'-');
-        if has_space && has_dash {
-            continue;
-        }
-        let Some(d) = digits(span) else {
+        // The digit count first: it rules out most ends.
+        let Some(d) = digits(span).filter(|d| (13..=19).contains(&d.len())) else {
             continue;
         };
-        if (13..=19).contains(&d.len()) && card_layout_ok(span) && card_issuer_ok(&d) && luhn(&d) {
+        if span.contains(&b' ') && span.contains(&b'-') {
+            continue;
+        }
+        if card_layout_ok(span) && card_issuer_ok(&d) && luhn(&d) {
             return Some((start, e));
         }
     }
@@ -808,16 +824,22 @@ const IBAN_LEN: &[(&[u8; 2], usize)] = &[
 
 fn iban(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
     let span = hay.get(start..end)?;
-    let country = span.get(..2)?;
+    // Compared as big-endian numbers (the same order as the byte pairs),
+    // not as slices (a `memcmp` call per probe).
+    let country = u16::from_be_bytes(*span.first_chunk::<2>()?);
     let at = IBAN_LEN
-        .binary_search_by(|(c, _)| c.as_slice().cmp(country))
+        .binary_search_by_key(&country, |(c, _)| u16::from_be_bytes(**c))
         .ok()?;
     let want = IBAN_LEN.get(at)?.1;
-    // Take exactly `want` alphanumerics; a following word may have been swallowed.
+    // Take exactly `want` alphanumerics (their values, on the stack: one
+    // pass, no second filtering of the span); a following word may have
+    // been swallowed.
+    let mut values = [0u8; IBAN_MAX];
     let mut taken = 0;
     let mut cut = None;
-    for (i, b) in span.iter().enumerate() {
-        if b.is_ascii_alphanumeric() {
+    for (i, &b) in span.iter().enumerate() {
+        if let Some(v) = alnum_value(b) {
+            *values.get_mut(taken)? = v;
             taken += 1;
             if taken == want {
                 cut = Some(i + 1);
@@ -830,14 +852,13 @@ fn iban(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
         return None;
     }
     // The check digits move behind the rest (`want` >= 15 characters).
-    let chars = span
-        .get(..cut)?
-        .iter()
-        .copied()
-        .filter(u8::is_ascii_alphanumeric);
-    let moved = chars.clone().skip(4).chain(chars.take(4));
-    (mod97_alnum(moved) == Some(1)).then_some((start, start + cut))
+    let (check, rest) = values.get(..want)?.split_at_checked(4)?;
+    let rem = rest.iter().chain(check).fold(0, |r, &v| mod97_step(r, v));
+    (rem == 1).then_some((start, start + cut))
 }
+
+/// The longest IBAN ([`IBAN_LEN`]).
+const IBAN_MAX: usize = 32;
 
 // ---------------------------------------------------------- national ids
 
@@ -1103,6 +1124,7 @@ mod tests {
     #[test]
     fn iban_lengths_are_sorted() {
         assert!(IBAN_LEN.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(IBAN_LEN.iter().all(|&(_, len)| len <= IBAN_MAX));
     }
 
     #[test]
