@@ -29,6 +29,7 @@
 //! entry as a safety net. The cache holds ids and states, never personal
 //! data.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,13 @@ const IMPORT_FUTURE_SLACK_US: i64 = 5 * 60 * 1_000_000;
 /// anonymous placeholders, see [`crate::db::Engine::values`].
 const EVENT_ROWS_PER_INSERT: usize = 256;
 const STATE_ROWS_PER_UPSERT: usize = 256;
+/// Most events per writer job of a bulk import (see
+/// [`Vault::import_consent`]): large enough that a commit's fsyncs are
+/// shared by many events, small enough that the writer is not held from
+/// live traffic for long (tens of milliseconds).
+pub const IMPORT_JOB_EVENTS: usize = 5000;
+/// Ids per subject look-up of an import (one `IN (…)` list).
+const IMPORT_LOOKUP_CHUNK: usize = 1000;
 /// Rows per batch sent to a suppression-list stream.
 const SUPPRESSION_BATCH: usize = 2048;
 
@@ -143,6 +151,14 @@ impl ConsentCache {
     /// or a restriction through this process).
     pub(crate) fn forget_subject(&self, id: &SubjectId) {
         lock(&self.subjects).remove(id);
+    }
+
+    /// [`Self::forget_subject`] for many, under one lock.
+    fn forget_subjects(&self, ids: &[SubjectId]) {
+        let mut cache = lock(&self.subjects);
+        for id in ids {
+            cache.remove(id);
+        }
     }
 
     fn forget_policies(&self, tenant: &TenantId, purpose: &str) {
@@ -308,11 +324,40 @@ fn bind_state<'q>(q: AnyQuery<'q>, s: &'q StateRow) -> AnyQuery<'q> {
         .bind(s.state.event_id.as_str())
 }
 
-async fn upsert_states(c: &mut AnyConnection, states: &[StateRow]) -> Result<(), StoreError> {
+/// `INSERT INTO …` of a bulk import's statements. On SQLite `INSERT OR
+/// FAIL`: a multi-row INSERT that may abort halfway makes SQLite copy every
+/// page it touches into a statement journal first, so that it can undo
+/// its own rows. Here a failing statement fails its whole writer job,
+/// which is rolled back (transaction or savepoint), so the statement's
+/// rows need no undo of their own.
+fn import_insert(engine: crate::db::Engine, insert_into: &str) -> Cow<'_, str> {
+    match engine {
+        crate::db::Engine::Sqlite => {
+            Cow::Owned(insert_into.replacen("INSERT", "INSERT OR FAIL", 1))
+        }
+        crate::db::Engine::Postgres => Cow::Borrowed(insert_into),
+    }
+}
+
+const STATE_COLS: &str =
+    "INSERT INTO consent_state (tenant, subject, purpose, state, version, at_us, rank, event_id)";
+
+/// Upserts state rows; `import`: within a bulk import (see [`import_insert`]).
+async fn upsert_states(
+    c: &mut AnyConnection,
+    states: &[StateRow],
+    import: bool,
+) -> Result<(), StoreError> {
+    let engine = crate::db::Engine::of_connection(c);
+    let insert = if import {
+        import_insert(engine, STATE_COLS)
+    } else {
+        Cow::Borrowed(STATE_COLS)
+    };
     for chunk in states.chunks(STATE_ROWS_PER_UPSERT) {
         let sql = format!(
-            "INSERT INTO consent_state (tenant, subject, purpose, state, version, at_us, rank, event_id) VALUES {}{}",
-            crate::db::Engine::of_connection(c).values(chunk.len(), 8),
+            "{insert} VALUES {}{}",
+            engine.values(chunk.len(), 8),
             UPSERT_STATE_TAIL
         );
         let mut q = sqlx::query(&sql);
@@ -405,15 +450,17 @@ pub(crate) async fn apply(
             // One row per statement: two events of one purpose in a request
             // (a grant and its GPC opt-out) must both pass the upsert rule.
             for s in &states {
-                upsert_states(c, std::slice::from_ref(s)).await?;
+                upsert_states(c, std::slice::from_ref(s), false).await?;
             }
             Ok(events.len() as u64)
         }
         ConsentOp::Import { events, states } => {
+            let engine = crate::db::Engine::of_connection(c);
             for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
                 let sql = format!(
-                    "{EVENT_COLS} VALUES {}",
-                    crate::db::Engine::of_connection(c).values(chunk.len(), 15)
+                    "{} VALUES {}",
+                    import_insert(engine, EVENT_COLS),
+                    engine.values(chunk.len(), 15)
                 );
                 let mut q = sqlx::query(&sql);
                 for e in chunk {
@@ -421,7 +468,7 @@ pub(crate) async fn apply(
                 }
                 q.execute(&mut *c).await?;
             }
-            upsert_states(c, states).await?;
+            upsert_states(c, states, true).await?;
             Ok(events.len() as u64)
         }
         ConsentOp::Rebuild { tenant } => {
@@ -812,6 +859,70 @@ fn policy_from_row(r: &AnyRow) -> Result<(PolicyVersion, PolicyInfo), StoreError
 }
 
 const POLICY_COLS: &str = "purpose, version, text_sha256, material, effective_us, revalidation, grace_until_us, created_us";
+
+/// `$first, …` (PostgreSQL) or `?, …` (SQLite) for an `IN (…)` list of `n`
+/// values bound after `first - 1` others. SQLite gets anonymous
+/// placeholders for the reason given at [`crate::db::Engine::values`]
+/// (numbered ones make a long list quadratic to bind); its `?` take the
+/// next numbers, so a `$1` before the list still binds first.
+fn in_marks(engine: crate::db::Engine, n: usize, first: usize) -> String {
+    let mut s = String::with_capacity(n * 6);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        match engine {
+            crate::db::Engine::Sqlite => s.push('?'),
+            crate::db::Engine::Postgres => {
+                s.push('$');
+                s.push_str(&(first + i).to_string());
+            }
+        }
+    }
+    s
+}
+
+/// What an import batch shares across its jobs.
+struct ImportCtx<'a> {
+    tenant: &'a TenantId,
+    rules: &'a HashMap<String, PurposeRule>,
+    /// Versions of every declared purpose named in the batch.
+    policies: HashMap<&'a str, Arc<Policies>>,
+    actor: String,
+    /// Events later than this are refused (clock skew allowance).
+    latest: i64,
+}
+
+/// One writer job of an import, prepared.
+struct ImportJob {
+    /// In (subject, purpose, time) order.
+    rows: Vec<EventRow>,
+    rejected: Vec<ImportRejection>,
+    /// Subjects with rows, to drop from the check cache after the commit.
+    touched: Vec<SubjectId>,
+}
+
+/// The state rows of events sorted by (subject, purpose): one per pair,
+/// the fold of its events, in the same order (so that the upsert walks the
+/// state's primary key forward).
+fn fold_sorted(rows: &[EventRow]) -> Vec<StateRow> {
+    let mut out: Vec<StateRow> = Vec::new();
+    for group in rows.chunk_by(|a, b| a.subject == b.subject && a.purpose == b.purpose) {
+        let Some(first) = group.first() else { continue };
+        let state = group
+            .iter()
+            .fold(None, |cur, r| rules::apply(cur, &r.fact()));
+        if let Some(state) = state {
+            out.push(StateRow {
+                tenant: first.tenant.clone(),
+                subject: first.subject.clone(),
+                purpose: first.purpose.clone(),
+                state,
+            });
+        }
+    }
+    out
+}
 
 /// Validates an input against the rule and policies and builds its row.
 #[allow(clippy::too_many_arguments)]
@@ -1755,9 +1866,20 @@ impl Vault {
     /// timestamps. Each event is validated like a live one (purpose known
     /// and governed, action fits the basis, grants affirmative and naming
     /// an existing version, subject known and not erased, time not in the
-    /// future, proof well-formed); rejected events are reported by index
-    /// and the rest commit in one writer job with their folded states and
-    /// one audit entry. Needs the write scope.
+    /// future, proof well-formed); rejected events are reported by index.
+    /// Needs the write scope.
+    ///
+    /// The accepted events commit in writer jobs of at most
+    /// [`IMPORT_JOB_EVENTS`], each with its folded states and one audit
+    /// entry. Events are taken in subject order, so that each job touches
+    /// one narrow key range of the subject-keyed B-trees (events by subject,
+    /// the state's primary key) instead of pages all over them: with random
+    /// subject ids, that is what decides the cost of an import once the
+    /// ledger outgrows the page cache (each commit writes every page it
+    /// touched to the WAL, then to the database). The larger the batch, the
+    /// narrower each job's range. Jobs are pipelined: the next one is
+    /// validated and sealed while the writer commits the previous one. If a
+    /// job fails, those before it stay committed and the error is returned.
     pub async fn import_consent(
         &self,
         actor: &Actor,
@@ -1767,79 +1889,223 @@ impl Vault {
     ) -> Result<ImportReport, StoreError> {
         authorize(actor, tenant, &[Scope::Write])?;
         let mut report = ImportReport::default();
-        let reject = |report: &mut ImportReport, index: usize, field: &str, reason: String| {
-            report.rejected.push(ImportRejection {
+        // Subject order (external ids after ids, by their own order: they
+        // are resolved per job), then purpose and time as in the index.
+        let mut order: Vec<(usize, &ImportEvent)> = events.iter().enumerate().collect();
+        fn key(e: &ImportEvent) -> (u8, Option<SubjectId>, &str, &str, i64) {
+            match &e.subject {
+                ImportSubject::Id(s) => (0, Some(*s), "", e.purpose.as_str(), e.at_us),
+                ImportSubject::External(x) => (1, None, x.as_str(), e.purpose.as_str(), e.at_us),
+            }
+        }
+        order.sort_unstable_by(|a, b| key(a.1).cmp(&key(b.1)));
+        // The versions of every purpose named (and declared), once.
+        let mut policies: HashMap<&str, Arc<Policies>> = HashMap::new();
+        for e in events {
+            let p = e.purpose.as_str();
+            if !policies.contains_key(p) {
+                if let Some(rule) = rules.get(p) {
+                    policies.insert(p, self.policies(tenant, &rule.id).await?);
+                }
+            }
+        }
+        let ctx = ImportCtx {
+            tenant,
+            rules,
+            policies,
+            actor: actor.audit_name(),
+            latest: now_us() + IMPORT_FUTURE_SLACK_US,
+        };
+        let mut inflight: Option<(ImportJob, futures_util::future::BoxFuture<'_, _>)> = None;
+        for chunk in order.chunks(IMPORT_JOB_EVENTS) {
+            let next = self.prepare_import_job(&ctx, chunk);
+            let (done, next) = match inflight.take() {
+                Some((job, commit)) => {
+                    let (r, next) = futures_util::future::join(commit, next).await;
+                    (Some((job, r)), next)
+                }
+                None => (None, next.await),
+            };
+            if let Some((job, r)) = done {
+                report.accepted += self.finish_import_job(job, r)?;
+            }
+            let mut next = next?;
+            report.rejected.append(&mut next.rejected);
+            if next.rows.is_empty() {
+                continue;
+            }
+            let ev = AuditEvent {
+                tenant: Some(tenant.to_string()),
+                actor: ctx.actor.clone(),
+                action: "consent.import".into(),
+                subject: None,
+                purpose: None,
+                outcome: format!("ok:{}", next.rows.len()),
+            };
+            let states = fold_sorted(&next.rows);
+            let op = Op::Consent(ConsentOp::Import {
+                events: std::mem::take(&mut next.rows),
+                states,
+            });
+            // Sent to the writer when first polled, i.e. together with the
+            // preparation of the next job.
+            let commit = Box::pin(self.inner.writer.submit(op, vec![ev]));
+            inflight = Some((next, commit));
+        }
+        if let Some((job, commit)) = inflight {
+            let r = commit.await;
+            report.accepted += self.finish_import_job(job, r)?;
+        }
+        report.rejected.sort_by_key(|r| r.index);
+        Ok(report)
+    }
+
+    /// After a job's commit: drops the cached state of its subjects.
+    fn finish_import_job(
+        &self,
+        job: ImportJob,
+        committed: Result<u64, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let n = committed?;
+        self.inner.consent.forget_subjects(&job.touched);
+        Ok(n)
+    }
+
+    /// Validates one job's events (with their indices in the batch, in
+    /// subject order) and builds their rows: resolves the subjects, unwraps
+    /// the keys of those with proof, seals the proof.
+    async fn prepare_import_job(
+        &self,
+        ctx: &ImportCtx<'_>,
+        chunk: &[(usize, &ImportEvent)],
+    ) -> Result<ImportJob, StoreError> {
+        let tenant = ctx.tenant;
+        let mut job = ImportJob {
+            rows: Vec::with_capacity(chunk.len()),
+            rejected: Vec::new(),
+            touched: Vec::new(),
+        };
+        let reject = |job: &mut ImportJob, index: usize, field: &str, reason: String| {
+            job.rejected.push(ImportRejection {
                 index,
                 field: field.to_owned(),
                 reason,
             });
         };
-        // Resolve subjects: ids and external ids, in bulk.
+        // Resolve subjects: ids and external ids, in bulk (sorted: the
+        // chunk is in subject order).
         let mut ids: Vec<String> = Vec::new();
-        let mut externals: Vec<String> = Vec::new();
-        for e in events {
+        let mut externals: Vec<&str> = Vec::new();
+        for (_, e) in chunk {
             match &e.subject {
                 ImportSubject::Id(s) => ids.push(s.to_string()),
-                ImportSubject::External(x) => externals.push(x.clone()),
+                ImportSubject::External(x) => externals.push(x.as_str()),
             }
         }
-        ids.sort();
         ids.dedup();
-        externals.sort();
         externals.dedup();
-        let mut by_id: HashMap<String, Option<i64>> = HashMap::new();
-        let mut by_ext: HashMap<String, (String, Option<i64>)> = HashMap::new();
+        let mut by_id: HashMap<SubjectId, Option<i64>> = HashMap::with_capacity(ids.len());
+        let mut by_ext: HashMap<String, (SubjectId, Option<i64>)> = HashMap::new();
+        let engine = self.inner.engine;
         // Ids are looked up by primary key alone (a tenant condition would
         // let SQLite's planner scan the tenant index) and the tenant is
         // checked here; external ids use the (tenant, external_id) index.
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         for (by_pk, list) in [(true, &ids), (false, &externals)] {
-            for chunk in list.chunks(900) {
-                let first = if by_pk { 1 } else { 2 };
-                let marks = (0..chunk.len())
-                    .map(|i| format!("${}", i + first))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+            for part in list.chunks(IMPORT_LOOKUP_CHUNK) {
                 let sql = if by_pk {
-                    format!("SELECT id, external_id, erased_us, tenant FROM subjects WHERE id IN ({marks})")
+                    format!(
+                        "SELECT id, external_id, erased_us, tenant FROM subjects WHERE id IN ({})",
+                        in_marks(engine, part.len(), 1)
+                    )
                 } else {
-                    format!("SELECT id, external_id, erased_us, tenant FROM subjects WHERE tenant = $1 AND external_id IN ({marks})")
+                    format!(
+                        "SELECT id, external_id, erased_us, tenant FROM subjects WHERE tenant = $1 AND external_id IN ({})",
+                        in_marks(engine, part.len(), 2)
+                    )
                 };
                 let mut q = sqlx::query(&sql);
                 if !by_pk {
                     q = q.bind(tenant.as_str());
                 }
-                for v in chunk {
-                    q = q.bind(v.as_str());
+                for v in part {
+                    q = q.bind(*v);
                 }
                 for r in q.fetch_all(&self.inner.read).await? {
-                    if r.try_get::<String, _>(3)? != tenant.as_str() {
+                    if r.try_get::<&str, _>(3)? != tenant.as_str() {
                         continue; // another tenant's subject: unknown here
                     }
-                    let id: String = r.try_get(0)?;
+                    let id = SubjectId::parse(r.try_get::<&str, _>(0)?)
+                        .map_err(StoreError::Integrity)?;
                     let ext: Option<String> = r.try_get(1)?;
                     let erased: Option<i64> = r.try_get(2)?;
                     if let Some(x) = ext {
-                        by_ext.insert(x, (id.clone(), erased));
+                        by_ext.insert(x, (id, erased));
                     }
                     by_id.insert(id, erased);
                 }
             }
         }
+        // The checks before sealing, in the order of a live event's; the
+        // survivors in subject-id order.
+        let mut live: Vec<(SubjectId, usize, &ImportEvent)> = Vec::with_capacity(chunk.len());
+        for &(i, e) in chunk {
+            if !ctx.policies.contains_key(e.purpose.as_str()) {
+                reject(
+                    &mut job,
+                    i,
+                    "purpose",
+                    "unknown purpose: not declared in the data map".into(),
+                );
+                continue;
+            }
+            let (sid, erased) = match &e.subject {
+                ImportSubject::Id(s) => match by_id.get(s) {
+                    Some(er) => (*s, *er),
+                    None => {
+                        reject(
+                            &mut job,
+                            i,
+                            "subject",
+                            "unknown subject in this tenant".into(),
+                        );
+                        continue;
+                    }
+                },
+                ImportSubject::External(x) => match by_ext.get(x) {
+                    Some((id, er)) => (*id, *er),
+                    None => {
+                        reject(
+                            &mut job,
+                            i,
+                            "external_id",
+                            "no subject with this external id in this tenant".into(),
+                        );
+                        continue;
+                    }
+                },
+            };
+            if erased.is_some() {
+                reject(&mut job, i, "subject", "subject was erased".into());
+                continue;
+            }
+            if e.at_us > ctx.latest {
+                reject(&mut job, i, "at", "lies in the future".into());
+                continue;
+            }
+            live.push((sid, i, e));
+        }
+        live.sort_by(|a, b| {
+            (a.0, a.2.purpose.as_str(), a.2.at_us).cmp(&(b.0, b.2.purpose.as_str(), b.2.at_us))
+        });
         // Keys for proofs, in bulk.
-        let need_keys: Vec<String> = {
-            let mut v: Vec<String> = events
-                .iter()
-                .filter(|e| e.input.ip.is_some() || e.input.user_agent.is_some())
-                .filter_map(|e| match &e.subject {
-                    ImportSubject::Id(s) => Some(s.to_string()),
-                    ImportSubject::External(x) => by_ext.get(x).map(|(id, _)| id.clone()),
-                })
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        let mut deks: HashMap<String, SubjectKey> = HashMap::new();
+        let mut need_keys: Vec<String> = live
+            .iter()
+            .filter(|(_, _, e)| e.input.ip.is_some() || e.input.user_agent.is_some())
+            .map(|(s, _, _)| s.to_string())
+            .collect();
+        need_keys.dedup();
+        let mut deks: HashMap<SubjectId, SubjectKey> = HashMap::new();
         if !need_keys.is_empty() {
             let mut tk = self.tenant_keys(tenant).await?;
             for (s, version, wrapped) in self
@@ -1855,135 +2121,41 @@ impl Vault {
                 let k = tk
                     .unwrap_subject_key(&sid, &wrapped)
                     .map_err(StoreError::Integrity)?;
-                deks.insert(s, k);
+                deks.insert(sid, k);
             }
         }
-        let mut policy_cache: HashMap<String, Arc<Policies>> = HashMap::new();
-        let actor_name = actor.audit_name();
-        let latest = now_us() + IMPORT_FUTURE_SLACK_US;
-        let mut rows: Vec<EventRow> = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let Some(rule) = rules.get(e.purpose.as_str()) else {
-                reject(
-                    &mut report,
-                    i,
-                    "purpose",
-                    "unknown purpose: not declared in the data map".into(),
-                );
-                continue;
+        for (sid, i, e) in live {
+            let (Some(rule), Some(policies)) = (
+                ctx.rules.get(e.purpose.as_str()),
+                ctx.policies.get(e.purpose.as_str()),
+            ) else {
+                continue; // rejected above
             };
-            let (sid, erased) = match &e.subject {
-                ImportSubject::Id(s) => match by_id.get(&s.to_string()) {
-                    Some(er) => (*s, *er),
-                    None => {
-                        reject(
-                            &mut report,
-                            i,
-                            "subject",
-                            "unknown subject in this tenant".into(),
-                        );
-                        continue;
-                    }
-                },
-                ImportSubject::External(x) => match by_ext.get(x) {
-                    Some((id, er)) => match SubjectId::parse(id) {
-                        Ok(s) => (s, *er),
-                        Err(e) => return Err(StoreError::Integrity(e)),
-                    },
-                    None => {
-                        reject(
-                            &mut report,
-                            i,
-                            "external_id",
-                            "no subject with this external id in this tenant".into(),
-                        );
-                        continue;
-                    }
-                },
-            };
-            if erased.is_some() {
-                reject(&mut report, i, "subject", "subject was erased".into());
-                continue;
-            }
-            if e.at_us > latest {
-                reject(&mut report, i, "at", "lies in the future".into());
-                continue;
-            }
-            let policies = match policy_cache.get(rule.id.as_str()) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = self.policies(tenant, &rule.id).await?;
-                    policy_cache.insert(rule.id.to_string(), p.clone());
-                    p
-                }
-            };
-            let dek = deks.get(&sid.to_string());
             match prepare(
                 tenant,
                 &sid,
                 rule,
-                &policies,
+                policies,
                 &e.input,
                 e.at_us,
-                &actor_name,
-                dek,
+                &ctx.actor,
+                deks.get(&sid),
             ) {
-                Ok(row) => rows.push(row),
+                Ok(row) => {
+                    if job.touched.last() != Some(&sid) {
+                        job.touched.push(sid);
+                    }
+                    job.rows.push(row);
+                }
                 Err(err) => {
                     let msg = err.to_string();
                     let prefix = format!("{}: ", err.field());
                     let msg = msg.strip_prefix(&prefix).map(str::to_owned).unwrap_or(msg);
-                    reject(&mut report, i, err.field(), msg)
+                    reject(&mut job, i, err.field(), msg)
                 }
             }
         }
-        if rows.is_empty() {
-            return Ok(report);
-        }
-        // Fold within the batch: one state row per (subject, purpose).
-        let mut folded: HashMap<(String, String), ConsentState> = HashMap::new();
-        for r in &rows {
-            let k = (r.subject.clone(), r.purpose.clone());
-            let cur = folded.remove(&k);
-            if let Some(s) = rules::apply(cur, &r.fact()) {
-                folded.insert(k, s);
-            }
-        }
-        let states: Vec<StateRow> = folded
-            .into_iter()
-            .map(|((subject, purpose), state)| StateRow {
-                tenant: tenant.to_string(),
-                subject,
-                purpose,
-                state,
-            })
-            .collect();
-        let ev = AuditEvent {
-            tenant: Some(tenant.to_string()),
-            actor: actor_name,
-            action: "consent.import".into(),
-            subject: None,
-            purpose: None,
-            outcome: format!("ok:{}", rows.len()),
-        };
-        let touched: Vec<String> = states.iter().map(|s| s.subject.clone()).collect();
-        report.accepted = self
-            .inner
-            .writer
-            .submit(
-                Op::Consent(ConsentOp::Import {
-                    events: rows,
-                    states,
-                }),
-                vec![ev],
-            )
-            .await?;
-        for s in touched {
-            if let Ok(id) = SubjectId::parse(&s) {
-                self.inner.consent.forget_subject(&id);
-            }
-        }
-        Ok(report)
+        Ok(job)
     }
 
     /// Recomputes a tenant's materialised state from its events (in SQL),
