@@ -50,8 +50,8 @@ use reqwest::Method;
 use serde_json::json;
 
 /// Events per `import_consent` call: the batch size of `custos consent
-/// import` (crates/custos/src/cli/consent.rs), which the bench mirrors.
-const IMPORT_BATCH: usize = 100_000;
+/// import`, which the bench mirrors.
+const IMPORT_BATCH: usize = custos_store::IMPORT_CALL_EVENTS;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -462,24 +462,10 @@ async fn run_batch(
             }
             continue;
         }
-        sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
-        match apply(&mut tx, &job.op, now_us).await {
-            Ok(n) => {
-                sqlx::query("RELEASE SAVEPOINT job")
-                    .execute(&mut *tx)
-                    .await?;
-                results.push(Ok(Done::Rows(n)));
-            }
-            Err(e) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT job")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("RELEASE SAVEPOINT job")
-                    .execute(&mut *tx)
-                    .await?;
-                results.push(Err(e));
-            }
-        }
+        savepoint(&mut tx).await?;
+        let r = apply(&mut tx, &job.op, now_us).await;
+        end_savepoint(&mut tx, r.is_ok()).await?;
+        results.push(r.map(Done::Rows));
     }
     // Audited reads see every change of the batch before them.
     let reads: Vec<(usize, &RecordRead)> = jobs
@@ -492,15 +478,14 @@ async fn run_batch(
         .collect();
     if !reads.is_empty() {
         if savepoints {
-            sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+            savepoint(&mut tx).await?;
         }
-        match read_records(&mut tx, engine, &reads).await {
+        let found = read_records(&mut tx, engine, &reads).await;
+        if savepoints {
+            end_savepoint(&mut tx, found.is_ok()).await?;
+        }
+        match found {
             Ok(found) => {
-                if savepoints {
-                    sqlx::query("RELEASE SAVEPOINT job")
-                        .execute(&mut *tx)
-                        .await?;
-                }
                 for ((i, _), f) in reads.iter().zip(found) {
                     if let Some(slot) = results.get_mut(*i) {
                         *slot = Ok(Done::Read(f));
@@ -508,23 +493,17 @@ async fn run_batch(
                 }
             }
             Err(e) => {
-                if !savepoints {
-                    tx.rollback().await?;
-                    results.push(Err(e));
-                    return Ok((None, results));
-                }
-                sqlx::query("ROLLBACK TO SAVEPOINT job")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("RELEASE SAVEPOINT job")
-                    .execute(&mut *tx)
-                    .await?;
-                tracing::error!(error = %e, reads = reads.len(), "audited record reads failed");
                 for (i, _) in &reads {
                     if let Some(slot) = results.get_mut(*i) {
                         *slot = Err(StoreError::Database("record read failed".into()));
                     }
                 }
+                if !savepoints {
+                    // Roll back; the retry reads under a savepoint of their own.
+                    tx.rollback().await?;
+                    return Ok((None, results));
+                }
+                tracing::error!(error = %e, reads = reads.len(), "audited record reads failed");
             }
         }
     }
@@ -551,6 +530,26 @@ async fn run_batch(
     let checkpoint = append_audit(&mut tx, engine, state, &events, now_us).await?;
     tx.commit().await?;
     Ok((checkpoint, results))
+}
+
+/// Opens the savepoint a rerun batch puts around each job (and around
+/// its reads), so that a failing one fails alone.
+async fn savepoint(tx: &mut Transaction<'static, Any>) -> Result<(), StoreError> {
+    sqlx::query("SAVEPOINT job").execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Closes [`savepoint`], undoing what ran under it unless `keep`.
+async fn end_savepoint(tx: &mut Transaction<'static, Any>, keep: bool) -> Result<(), StoreError> {
+    if !keep {
+        sqlx::query("ROLLBACK TO SAVEPOINT job")
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("RELEASE SAVEPOINT job")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Looks up the records of a batch's reads, [`READS_PER_SELECT`] per

@@ -30,11 +30,8 @@ use custos_store::{Actor, CheckTarget, ConsentInput, ImportEvent, ImportSubject,
 use super::serve::runtime;
 use super::store_args::StoreArgs;
 
-/// Lines per `import_consent` call. The vault commits a call in jobs of
-/// a few thousand events taken in subject order, so a larger call means
-/// each commit touches a narrower range of the subject-keyed indexes
-/// (fewer pages written per event); 100,000 events are some tens of MB.
-const IMPORT_BATCH: usize = 100_000;
+/// Lines per `import_consent` call.
+const IMPORT_BATCH: usize = custos_store::IMPORT_CALL_EVENTS;
 
 /// `custos consent …`
 #[derive(Debug, clap::Args)]
