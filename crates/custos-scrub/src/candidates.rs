@@ -14,20 +14,23 @@
 //!   ones) are covered mechanically: the anchored lazy DFA over them tells,
 //!   per look-behind class of the previous byte, which pairs of first bytes
 //!   do not lead to the dead state. That gives two small tables. They are
-//!   applied in two steps: a bulk pass over the block looks every byte up
-//!   once in a 256-entry table of `K_*` bits derived from them and marks,
-//!   with byte-wise logic the compiler vectorizes, the bytes that may start
-//!   a pattern after the byte before (a word byte or not) and are not
-//!   followed by a lower-case letter or digit no such pattern continues with
-//!   ([`Prefilter::mark_table`]); the exact pair test runs only on the
-//!   marks the search reaches ([`Prefilter::table_start`]), so marks inside
-//!   a value already found cost nothing more.
+//!   applied in steps: a bulk pass over the block looks every byte up
+//!   once in a 256-entry table of `K_*` bits derived from them, as bit
+//!   planes (see [`bulk`]), and marks, with 64-bit logic on the planes, the
+//!   bytes that may start a pattern after the byte before (a word byte or
+//!   not) and are not followed by a lower-case letter or digit no such
+//!   pattern continues with; the pair test then runs on each mark but
+//!   digits ([`Prefilter::mark_table`]); the digit-run and upper-case tests
+//!   (and the pair test of digits) run only on the marks the search reaches
+//!   ([`Prefilter::table_start`]), so marks inside a value already found
+//!   cost nothing more.
 //! - Patterns that can start on almost any byte are anchored on a byte they
 //!   must contain, close to or after their start:
 //!   e-mail on `@` (its local part before it, only if a domain follows),
 //!   IPv6 on `:` (at most four hex digits before the first colon, or `::`),
 //!   `user:password@` URLs on `://` (the scheme before it, only if the rest
-//!   follows), the AWS secret key name on `aws` (any case).
+//!   follows), the AWS secret key name on `aws` (any case). The bulk pass
+//!   gives the `@`, `:` and `w`/`W` bytes as planes too.
 //!
 //! - Two cuts keep most log numbers out of the automaton: a table mark on
 //!   a digit, `+` or `(` is dropped when the run of number bytes from it
@@ -36,7 +39,7 @@
 //!   digit-group validator accepts that, and a rejected digit-group match
 //!   only moves the search one byte on; see [`digits_may_match`]: the bulk
 //!   pass drops digits whose run is shorter than a dotted quad, the exact
-//!   test counts digits eight bytes at a time); and a colon anchors IPv6
+//!   test counts digits on the planes); and a colon anchors IPv6
 //!   only if its run of `[0-9A-Fa-f:.]` holds `::` or seven colons (see
 //!   [`ipv6_run`]).
 //! - Table and special marks are kept apart: where only the table marks a
@@ -52,6 +55,8 @@ use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
 use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, Input, PatternID};
+
+use crate::bulk::{self, Lut, Planes, PLANES, P_AT, P_COLON, P_W};
 
 /// Bits of [`BYTE_CLASSES`]: e-mail local part, …
 const B_LOCAL: u8 = 1;
@@ -169,7 +174,7 @@ pub(crate) struct Prefilter {
     /// Per byte: the look-behind class it gives the next byte.
     info: [u8; 256],
     /// Per byte value: its `K_*` bits.
-    kind: [u8; 256],
+    lut: Lut,
     /// Whether [`digits_may_match`] may drop candidates: no custom pattern
     /// starts on a digit, `+` or `(`.
     digit_shortcut: bool,
@@ -191,10 +196,9 @@ pub(crate) struct PrefilterCache {
     /// One bit per haystack byte: a possible start of a table pattern
     /// (a superset; [`Prefilter::table_start`] decides).
     pub(crate) bits: Vec<u64>,
-    /// The `K_*` bits of each haystack byte, after one 0 for the start of
-    /// the haystack, and followed by [`PAD`] zeros (so 8-byte loads never
-    /// run out).
-    kinds: Vec<u8>,
+    /// The bit planes of the haystack's `K_*` bits and anchor bytes (see
+    /// [`bulk`]).
+    planes: Vec<Planes>,
     /// One bit per haystack byte: a candidate start of a specially
     /// anchored pattern (those may also match here, and win by priority).
     pub(crate) special: Vec<u64>,
@@ -285,7 +289,7 @@ impl Prefilter {
             second,
             second_eoi,
             info,
-            kind,
+            lut: Lut::new(kind),
             digit_shortcut,
             upper_shortcut,
             behind_text,
@@ -298,7 +302,7 @@ impl Prefilter {
         PrefilterCache {
             gates: self.gates.create_cache(),
             bits: Vec::new(),
-            kinds: Vec::new(),
+            planes: Vec::new(),
             special: Vec::new(),
         }
     }
@@ -319,13 +323,15 @@ impl Prefilter {
         let bits = &mut cache.bits;
         bits.clear();
         bits.resize(words, 0);
-        self.mark_table(bits, &mut cache.kinds, hay);
+        bulk::planes(&self.lut, hay, &mut cache.planes);
+        self.mark_table(bits, &cache.planes, hay);
+        let planes = &cache.planes;
         let bits = &mut cache.special;
         bits.clear();
         bits.resize(words, 0);
         let sp = self.special;
         if sp.email {
-            for a in memchr::memchr_iter(b'@', hay) {
+            for a in ones(planes, P_AT) {
                 if !self.gate(&mut cache.gates, hay, a + 1, GATE_DOMAIN) {
                     continue;
                 }
@@ -357,7 +363,7 @@ impl Prefilter {
             // The run of address bytes around the last colon, and whether
             // it can hold an address at all.
             let mut run = (0, 0, false);
-            for c in memchr::memchr_iter(b':', hay) {
+            for c in ones(planes, P_COLON) {
                 if c >= run.1 {
                     run = ipv6_run(hay, c);
                 }
@@ -389,7 +395,7 @@ impl Prefilter {
             }
         }
         if sp.aws_secret {
-            for w in memchr::memchr2_iter(b'w', b'W', hay) {
+            for w in ones(planes, P_W) {
                 let a = w.checked_sub(1).and_then(|i| hay.get(i));
                 let s = hay.get(w + 1);
                 if a.is_some_and(|b| b.eq_ignore_ascii_case(&b'a'))
@@ -409,43 +415,44 @@ impl Prefilter {
     /// `hay[i - 1]` is one (so digits and letters inside words, most of a
     /// log, drop out); unless no pattern starting on `hay[i]` goes on with
     /// the lower-case letter or digit `hay[i + 1]` (capitalised words,
-    /// `-` in dates), or `hay[i]`
-    /// is a digit whose run of number bytes is shorter than the 7 of a
-    /// dotted quad (see [`digits_may_match`]). One table lookup per byte
-    /// (kept in `kinds` for [`Prefilter::table_start`]), then byte-wise
-    /// logic the compiler vectorizes, packed eight bytes per multiplication.
-    /// The exact test is left to [`Prefilter::table_start`], which runs only
-    /// on the marks the search reaches: marks inside a value already found
-    /// are never checked.
-    #[inline(never)]
-    fn mark_table(&self, table: &mut [u64], kinds: &mut Vec<u8>, hay: &[u8]) {
-        kinds.clear();
-        // No word byte before the haystack.
-        kinds.push(0);
-        kinds.extend(hay.iter().map(|&b| self.kind_of(b)));
-        kinds.extend([0; PAD]);
-        let digit = if self.digit_shortcut { K_DIGIT } else { 0 };
+    /// `-` in dates), or `hay[i]` is a digit whose run of number bytes is
+    /// shorter than the 7 of a dotted quad (see [`digits_may_match`]).
+    /// Logic on the bit planes of [`bulk::planes`], 64 bytes at a time.
+    /// Then the pair test of the tables on each mark that is left and no
+    /// digit (see [`Prefilter::pair_may_start`]): a few loads per mark here
+    /// cost less than taking a mark that fails it (`-` before a blank, `e`
+    /// starting a word, …) through the search loop. The pair test of
+    /// digits (which nearly always pass it), the digit-run and the
+    /// upper-case tests are left to [`Prefilter::table_start`], which runs
+    /// only on the marks the search reaches (many digits are inside values
+    /// found already).
+    #[inline(never)] // Its own entry in profiles.
+    fn mark_table(&self, table: &mut [u64], planes: &[Planes], hay: &[u8]) {
+        let none = [0u64; PLANES];
+        // No word byte before the haystack, nothing after it.
+        let mut prev = &none;
         for (w, word) in table.iter_mut().enumerate() {
-            let from = w * 64;
-            let full = kinds.get(from..from + WINDOW);
-            *word = match full.and_then(|s| <&[u8; WINDOW]>::try_from(s).ok()) {
-                Some(win) => marks(win, digit),
-                // The last chunk: zeros past the padding, like the padding.
-                None => {
-                    let mut win = [0u8; WINDOW];
-                    for (k, &s) in win.iter_mut().zip(kinds.get(from..).unwrap_or_default()) {
-                        *k = s;
-                    }
-                    marks(&win, digit)
+            let cur = planes.get(w).unwrap_or(&none);
+            let next = planes.get(w + 1).unwrap_or(&none);
+            let mut m = marks(prev, cur, next, self.digit_shortcut);
+            // Digits nearly always pass: theirs is left to `table_start`.
+            let mut left = m & !plane(cur, K_DIGIT);
+            while left != 0 {
+                let i = left.trailing_zeros();
+                left &= left - 1;
+                if !self.pair_may_start(hay, w * 64 + i as usize) {
+                    m &= !(1u64 << i);
                 }
-            };
+            }
+            *word = m;
+            prev = cur;
         }
     }
 
     /// Whether a table pattern may start at `p`, a mark of
-    /// [`Prefilter::mark_table`]: `hay[p]` may start one after the class of
-    /// `hay[p - 1]` and `hay[p + 1]` (or the end) may follow, and, for a
-    /// digit-group start, the digit run from `p` is long enough (see
+    /// [`Prefilter::mark_table`] (so [`Prefilter::pair_may_start`] holds
+    /// unless `hay[p]` is a digit, which is tested here):
+    /// for a digit-group start, the digit run from `p` is long enough (see
     /// [`digits_may_match`]), for an upper-case one, its run of letters
     /// fits some pattern (see [`upper_may_match`]).
     pub(crate) fn table_start(&self, cache: &PrefilterCache, hay: &[u8], p: usize) -> bool {
@@ -454,13 +461,21 @@ impl Prefilter {
         };
         let from = hay.get(p..).unwrap_or_default();
         let digit_group = self.digit_shortcut && (b.is_ascii_digit() || b == b'+' || b == b'(');
-        let kinds = cache.kinds.get(p + 1..).unwrap_or_default();
-        if digit_group && !digits_may_match(kinds, from) {
+        if digit_group && !digits_may_match(&cache.planes, hay, p) {
             return false;
         }
-        if self.upper_shortcut && b.is_ascii_uppercase() && !upper_may_match(from) {
+        if b.is_ascii_digit() && !self.pair_may_start(hay, p) {
             return false;
         }
+        !(self.upper_shortcut && b.is_ascii_uppercase() && !upper_may_match(from))
+    }
+
+    /// The pair test: `hay[p]` may start a table pattern after the class
+    /// of `hay[p - 1]`, and `hay[p + 1]` (or the end) may follow.
+    fn pair_may_start(&self, hay: &[u8], p: usize) -> bool {
+        let Some(&b) = hay.get(p) else {
+            return false;
+        };
         let class = match p.checked_sub(1).and_then(|i| hay.get(i)) {
             Some(&prev) => self.info.get(usize::from(prev)).copied().unwrap_or(0),
             None => self.behind_text,
@@ -472,11 +487,6 @@ impl Prefilter {
         }
     }
 
-    /// `kind[b]`.
-    fn kind_of(&self, b: u8) -> u8 {
-        self.kind.get(usize::from(b)).copied().unwrap_or(K_START)
-    }
-
     /// `first[class][b]`: a row of `second`.
     fn row(&self, class: usize, b: u8) -> u8 {
         let row = self.first.get(class % CLASSES);
@@ -486,7 +496,7 @@ impl Prefilter {
     }
 }
 
-/// Bits of [`Prefilter::kind`]: some table pattern may start on the byte
+/// Bits of the kind table ([`bulk::Lut`]): some table pattern may start on the byte
 /// (after a byte of some class), …
 const K_START: u8 = 0x80;
 /// … may start on it right after a byte of the word class, …
@@ -507,55 +517,57 @@ const K_NOT_BEFORE_DIGIT: u8 = 0x04;
 /// department letters.
 const K_RUN: u8 = 0x08;
 
-/// Zero bytes after the kinds of a haystack.
-const PAD: usize = 8;
-
 /// The fewest number bytes a built-in digit-group value spans: a dotted
 /// quad (`1.2.3.4`); the others have 8 digits or more.
-const SHORT_RUN: usize = 7;
+const SHORT_RUN: u32 = 7;
 
-/// The kinds [`marks`] looks at for a chunk: its 64 bytes, the byte
-/// before them, and the [`SHORT_RUN`] bytes from each.
-const WINDOW: usize = 64 + SHORT_RUN + 1;
-
-/// The marks of [`Prefilter::mark_table`] for one chunk, from the kinds
-/// `win` (`win[1 + i]`: byte `i` of the chunk); `digit` is [`K_DIGIT`] if
-/// short digit runs may be dropped, else 0.
-fn marks(win: &[u8; WINDOW], digit: u8) -> u64 {
-    // `run[i]` has `K_RUN` if the `SHORT_RUN` bytes from byte `i` all have.
-    let mut run = [K_RUN; 64];
-    for k in 1..=SHORT_RUN {
-        for (r, &x) in run.iter_mut().zip(window(win, k)) {
-            *r &= x;
-        }
-    }
-    let (prev, cur, next) = (window(win, 0), window(win, 1), window(win, 2));
-    let mut flags = [0u8; 64];
-    for ((((f, &p), &c), &n), &r) in flags.iter_mut().zip(prev).zip(cur).zip(next).zip(&run) {
-        // All ones after a word byte.
-        let after_word = 0u8.wrapping_sub(p & K_WORD);
-        let start = (c & !after_word) | ((c << 1) & after_word);
-        // A lower-case letter or a digit follows where none can.
-        let lower = u8::from(c & K_NOT_BEFORE_LOWER != 0) & u8::from(n & K_LOWER != 0);
-        let digit_next = u8::from(c & K_NOT_BEFORE_DIGIT != 0) & u8::from(n & K_DIGIT != 0);
-        // A digit with too short a run.
-        let short = u8::from(c & digit != 0) & u8::from(r == 0);
-        *f = start & !0u8.wrapping_sub(lower | digit_next | short) & K_START;
-    }
-    let mut acc = 0u64;
-    for (i, eight) in flags.chunks_exact(8).enumerate() {
-        let mut buf = [0u8; 8];
-        buf.copy_from_slice(eight);
-        acc |= compress(u64::from_le_bytes(buf)) << (8 * i);
-    }
-    acc
+/// Plane `bit` (a `K_*` bit) of `planes`.
+fn plane(planes: &Planes, bit: u8) -> u64 {
+    let i = bit.trailing_zeros() as usize;
+    planes.get(i).copied().unwrap_or(0)
 }
 
-/// `a[from..from + 64]`.
-fn window<const N: usize>(a: &[u8; N], from: usize) -> &[u8; 64] {
-    a.get(from..from + 64)
-        .and_then(|s| <&[u8; 64]>::try_from(s).ok())
-        .unwrap_or(&[0; 64])
+/// The marks of [`Prefilter::mark_table`] for the block `cur`, between
+/// the blocks `prev` and `next`; `digit`: whether short digit runs may be
+/// dropped.
+fn marks(prev: &Planes, cur: &Planes, next: &Planes, digit: bool) -> u64 {
+    // The plane of each byte's neighbour before it, and after it.
+    let before = |bit| plane(cur, bit) << 1 | plane(prev, bit) >> 63;
+    let after = |bit| plane(cur, bit) >> 1 | plane(next, bit) << 63;
+    let after_word = before(K_WORD);
+    let start = (plane(cur, K_START) & !after_word) | (plane(cur, K_START_AFTER_WORD) & after_word);
+    // A lower-case letter or a digit follows where none can.
+    let lower = plane(cur, K_NOT_BEFORE_LOWER) & after(K_LOWER);
+    let digit_next = plane(cur, K_NOT_BEFORE_DIGIT) & after(K_DIGIT);
+    // The bytes from which `SHORT_RUN` bytes are number bytes (ANDs of
+    // the run plane shifted by 1, 2, then 3 bytes: 2, 4, 7 bytes).
+    let mut run = u128::from(plane(next, K_RUN)) << 64 | u128::from(plane(cur, K_RUN));
+    let mut covered = 1;
+    for shift in [1, 2, 3] {
+        run &= run >> shift;
+        covered += shift;
+    }
+    debug_assert_eq!(covered, SHORT_RUN);
+    // A digit with too short a run.
+    let short = match digit {
+        true => plane(cur, K_DIGIT) & !(run as u64),
+        false => 0,
+    };
+    start & !(lower | digit_next | short)
+}
+
+/// The positions of the set bits of plane `i` of `planes`, in order.
+fn ones(planes: &[Planes], i: usize) -> impl Iterator<Item = usize> + '_ {
+    let (mut w, mut bits) = (0, 0u64);
+    std::iter::from_fn(move || {
+        while bits == 0 {
+            bits = planes.get(w)?.get(i).copied().unwrap_or(0);
+            w += 1;
+        }
+        let at = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        Some((w - 1) * 64 + at)
+    })
 }
 
 /// The [`K_DIGIT`] and [`K_RUN`] bits of `b`.
@@ -567,7 +579,7 @@ fn run_kind(b: u8) -> u8 {
     }
 }
 
-/// The [`Prefilter::kind`] table. The word class is the look-behind class
+/// The kind table (see [`bulk::Lut`]). The word class is the look-behind class
 /// of `a`: in log text most bytes follow a letter or digit, and no
 /// built-in pattern but PEM and phone numbers (`-`, `+`, `(`) starts there.
 fn kinds(
@@ -627,8 +639,7 @@ fn kinds(
 }
 
 /// Whether a built-in digit-group finding (phone, card, national id,
-/// IPv4) may start at the first byte of `hay`, whose `K_*` bits are
-/// `kinds` (ending in [`PAD`] zeros). Every digit-group validator needs at
+/// IPv4) may start at `hay[p]`, given the bit planes of `hay`. Every digit-group validator needs at
 /// least 9 digits in its span (NIR 13, card 13, tax id 11, NANP 10, SSN,
 /// BSN and national phone numbers 9), except IPv4 (4 digits, 3 dots) and
 /// two with 8 (see [`eight_digits_may_match`]); and the spans only
@@ -637,39 +648,34 @@ fn kinds(
 /// start is tried, exactly what skipping it does. Most numbers in logs
 /// (sizes, status codes with sizes, ISO dates, time parts, UUID pieces)
 /// are skipped this way.
-/// Digits are counted eight bytes at a time (a mask of the run, then a
-/// sum); dots only when a dotted quad is still possible.
-fn digits_may_match(kinds: &[u8], hay: &[u8]) -> bool {
-    const EACH: u64 = 0x0101_0101_0101_0101;
-    // Sum of the bytes of `x` (each 0 or 1): no `popcnt` in the baseline
-    // instruction set.
-    let sum = |x: u64| (x.wrapping_mul(EACH) >> 56) as u32;
+/// Digits are counted 64 bytes at a time on the bit planes (the run of
+/// [`K_RUN`] bits from `p`, the [`K_DIGIT`] bits in it); dots only when a
+/// dotted quad is still possible.
+fn digits_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
     let mut digits = 0;
-    let mut at = 0;
+    let mut at = p;
     loop {
-        // Past the padding there is nothing, as in it.
-        let word = kinds
-            .get(at..at + 8)
-            .and_then(|s| <[u8; 8]>::try_from(s).ok())
-            .map_or(0, u64::from_le_bytes);
-        // The bytes before the first one outside the run (whose digit bit
-        // is clear too).
-        let stop = !word & (EACH * u64::from(K_RUN));
-        let run = match stop {
-            0 => word,
-            _ => word & (stop & stop.wrapping_neg()).wrapping_sub(1),
-        };
-        digits += sum((run >> K_DIGIT.trailing_zeros()) & EACH);
+        let (block, off) = (planes.get(at / 64), at % 64);
+        // Past the end there is nothing, as past the planes.
+        let bits = |bit| block.map_or(0, |b| plane(b, bit)) >> off;
+        let left = 64 - off;
+        let len = (bits(K_RUN).trailing_ones() as usize).min(left);
+        let in_run = u64::MAX.checked_shr(64 - len as u32).unwrap_or(0);
+        digits += (bits(K_DIGIT) & in_run).count_ones();
         if digits >= 9 {
             return true;
         }
-        if stop != 0 {
-            let len = at + stop.trailing_zeros() as usize / 8;
-            let run = hay.get(..len).unwrap_or(hay);
-            return (digits >= 4 && run.iter().filter(|&&b| b == b'.').count() >= 3)
-                || (digits == 8 && eight_digits_may_match(hay));
+        if len < left {
+            let run = hay.get(p..at + len).unwrap_or_default();
+            let from = hay.get(p..).unwrap_or_default();
+            // The dots are among the bytes of the run that are no digits:
+            // they are only counted if there are three of those.
+            let quad = digits >= 4
+                && run.len() >= digits as usize + 3
+                && run.iter().filter(|&&b| b == b'.').count() >= 3;
+            return quad || (digits == 8 && eight_digits_may_match(from));
         }
-        at += 8;
+        at += left;
     }
 }
 
@@ -709,13 +715,6 @@ fn eight_digits_may_match(hay: &[u8]) -> bool {
         .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     hay.first() == Some(&b'+')
         || (eight && (letter_at(8) || (hay.get(8) == Some(&b'-') && letter_at(9))))
-}
-
-/// The high bits of the 8 bytes of `flags` as an 8-bit mask (byte 0 → bit
-/// 0): the multiplication moves bit `8i + 7` to bit `56 + i`, without
-/// carries since the partial products never overlap.
-fn compress(flags: u64) -> u64 {
-    ((flags & 0x8080_8080_8080_8080) >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
 fn start_of(dfa: &DFA, cache: &mut DfaCache, lb: Option<u8>) -> Option<LazyStateID> {
@@ -808,6 +807,17 @@ pub(crate) fn next(table: &[u64], special: &[u64], at: usize) -> Option<(usize, 
 mod tests {
     use super::*;
 
+    /// The planes of `hay` with only the bits of [`run_kind`].
+    fn run_planes(hay: &[u8]) -> Vec<Planes> {
+        let mut kind = [0u8; 256];
+        for (b, k) in (0..=u8::MAX).zip(kind.iter_mut()) {
+            *k = run_kind(b);
+        }
+        let mut planes = Vec::new();
+        bulk::planes(&Lut::new(kind), hay, &mut planes);
+        planes
+    }
+
     /// The plain definition: digits and dots of the run of number bytes.
     fn reference(hay: &[u8]) -> bool {
         let run = hay.iter().take_while(|&&b| run_kind(b) != 0);
@@ -879,9 +889,11 @@ mod tests {
     #[test]
     fn eight_digit_runs() {
         let check = |hay: &[u8], expect: bool| {
-            let mut kinds: Vec<u8> = hay.iter().map(|&b| run_kind(b)).collect();
-            kinds.extend([0; PAD]);
-            assert_eq!(digits_may_match(&kinds, hay), expect, "{hay:?}");
+            assert_eq!(
+                digits_may_match(&run_planes(hay), hay, 0),
+                expect,
+                "{hay:?}"
+            );
             assert_eq!(reference(hay), expect, "{hay:?}");
         };
         // A DNI and an international number may have 8 digits …
@@ -900,11 +912,11 @@ mod tests {
     #[test]
     fn digit_runs_match_their_definition() {
         let alphabet = b"0123456789. -/()+ABabxX:";
-        // Every string over the alphabet from a simple generator, run
-        // lengths across the 8-byte steps.
+        // Every string over the alphabet from a simple generator, runs
+        // across the 64-byte blocks, from every position.
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for len in 0..40 {
-            for _ in 0..200 {
+        for len in 0..150 {
+            for _ in 0..20 {
                 let hay: Vec<u8> = (0..len)
                     .map(|_| {
                         seed ^= seed << 13;
@@ -913,9 +925,11 @@ mod tests {
                         alphabet[(seed % alphabet.len() as u64) as usize]
                     })
                     .collect();
-                let mut kinds: Vec<u8> = hay.iter().map(|&b| run_kind(b)).collect();
-                kinds.extend([0; PAD]);
-                assert_eq!(digits_may_match(&kinds, &hay), reference(&hay), "{hay:?}");
+                let planes = run_planes(&hay);
+                for p in 0..hay.len() {
+                    let expect = reference(&hay[p..]);
+                    assert_eq!(digits_may_match(&planes, &hay, p), expect, "{hay:?} {p}");
+                }
             }
         }
     }

@@ -32,6 +32,7 @@
 //! [`Scrubber::scrub_json_value`], [`Scrubber::scrub_stream`], and
 //! [`MakeScrubWriter`] for `tracing-subscriber`.
 
+mod bulk;
 mod candidates;
 mod config;
 mod detector;

@@ -476,21 +476,28 @@ fn anchored_at(
     let clears = cache.clear_count();
     let mut mat = None;
     let mut at = p;
-    while let Some(&b) = hay.get(at) {
-        // From a plain state (most of a walk) the table lookup alone; from
-        // a match state the full step.
-        let next = match sid.is_tagged() {
-            false => dfa.next_state_untagged(cache, sid, b),
+    'walk: while let Some(&b) = hay.get(at) {
+        // From a match state (greedy walks see many) the full step; from a
+        // plain one the table lookup alone, in a tight loop for as long as
+        // the states stay plain (most of a walk).
+        let mut next = match sid.is_tagged() {
             true => dfa.next_state(cache, sid, b).map_err(drop)?,
+            false => dfa.next_state_untagged(cache, sid, b),
         };
-        if !next.is_tagged() {
+        while !next.is_tagged() {
             sid = next;
             at += 1;
-            continue;
+            let Some(&b) = hay.get(at) else {
+                break 'walk;
+            };
+            next = dfa.next_state_untagged(cache, sid, b);
         }
         sid = match next.is_unknown() {
             false => next,
-            true => dfa.next_state(cache, sid, b).map_err(drop)?,
+            true => {
+                let b = hay.get(at).copied().ok_or(())?;
+                dfa.next_state(cache, sid, b).map_err(drop)?
+            }
         };
         if sid.is_match() {
             mat = Some((at, sid));
