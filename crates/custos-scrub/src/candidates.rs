@@ -307,6 +307,12 @@ impl Prefilter {
         }
     }
 
+    /// Whether no custom pattern may start on a digit, `+` or `(`: then
+    /// only the built-in digit-group patterns start there.
+    pub(crate) fn digit_shortcut(&self) -> bool {
+        self.digit_shortcut
+    }
+
     /// Whether gate pattern `pid` matches anchored at `at` (true when the
     /// DFA gives up: a superset is always safe).
     fn gate(&self, cache: &mut DfaCache, hay: &[u8], at: usize, pid: usize) -> bool {

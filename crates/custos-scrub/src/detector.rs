@@ -154,6 +154,132 @@ pub(crate) struct PatternSpec {
     pub(crate) group: Group,
 }
 
+/// What the built-in digit-group patterns look at in a run of bytes that
+/// starts on a digit: the first digit, the length `n` of the run of digits
+/// (counted to 20), the byte after it, and whether the run starts `00`.
+pub(crate) struct DigitRun {
+    first: u8,
+    n: usize,
+    next: Option<u8>,
+    double_zero: bool,
+    /// Digits (to 13) in the run of digits, blanks and dashes, counted only
+    /// where a card may go on after a separator (`n < 13`).
+    card_digits: usize,
+}
+
+impl DigitRun {
+    /// The features of `run` (`hay[s..]`, `hay[s]` a digit).
+    pub(crate) fn new(run: &[u8]) -> Self {
+        let mut n = 0;
+        while n < 20 && run.get(n).is_some_and(u8::is_ascii_digit) {
+            n += 1;
+        }
+        let next = run.get(n).copied();
+        let card_digits = match n < 13 && matches!(next, Some(b' ' | b'-')) {
+            true => run
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || matches!(b, b' ' | b'-'))
+                .filter(|b| b.is_ascii_digit())
+                .take(13)
+                .count(),
+            false => 0,
+        };
+        Self {
+            first: run.first().copied().unwrap_or(0),
+            n,
+            next,
+            double_zero: run.starts_with(b"00"),
+            card_digits,
+        }
+    }
+
+    /// Whether the built-in digit-group pattern checked by `check` may
+    /// match here, read off the patterns below: where separators and `\b`
+    /// may come, the run of digits must end (a NIR after 1, 3, 5, 7, 10 or
+    /// 13 digits before a blank, after 6 before `2A`'s letter, or after all
+    /// 15; a tax id after 2, 5 or 8 before a blank, or after 11; a BSN after
+    /// 4 before `.`, or after 9; …), and a card needs 13 digits in its run
+    /// of digits, blanks and dashes. Group retries skip the patterns that
+    /// cannot match instead of walking them: a 13-digit timestamp that is
+    /// no card is none of the others. True for the other checks. Unit tests
+    /// check it against the patterns.
+    pub(crate) fn fits(&self, check: Check) -> bool {
+        let Self { first, n, next, .. } = *self;
+        let blank = next == Some(b' ');
+        match check {
+            Check::EsDni => n == 8 && matches!(next, Some(b'-' | b'A'..=b'Z')),
+            Check::FrNir => {
+                matches!(first, b'1' | b'2')
+                    && (n == 15
+                        || (blank && matches!(n, 1 | 3 | 5 | 7 | 10 | 13))
+                        || (n == 6 && matches!(next, Some(b'A' | b'B' | b'a' | b'b'))))
+            }
+            Check::UsSsn => n == 3 && matches!(next, Some(b'-' | b' ')),
+            Check::NlBsn => n == 9 || (n == 4 && next == Some(b'.')),
+            Check::DeTaxid => first != b'0' && (n == 11 || (blank && matches!(n, 2 | 5 | 8))),
+            Check::Ipv4 => (1..=3).contains(&n) && next == Some(b'.'),
+            Check::Card => first != b'0' && n <= 19 && (n >= 13 || self.card_digits >= 13),
+            // `00` and a digit.
+            Check::PhoneIntl => n >= 3 && self.double_zero,
+            Check::PhoneNational => n >= 2 && first == b'0',
+            // Area code alone, or glued to the exchange.
+            Check::PhoneNanp => {
+                (b'2'..=b'9').contains(&first)
+                    && ((n == 3 && matches!(next, Some(b')' | b' ' | b'.' | b'-')))
+                        || (n == 6 && matches!(next, Some(b' ' | b'.' | b'-'))))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The end of the IPv4 pattern's match (`\b(?:\d{1,3}\.){3}\d{1,3}\b`)
+/// anchored at `hay[p]`, a digit: runs of 1–3 digits, each of the first
+/// three followed by `.`, the last by a non-word byte or the end (a longer
+/// or shorter run never lets `.` or `\b` follow, so backtracking finds
+/// nothing else). `None` also where the start has no `\b`.
+pub(crate) fn dotted_quad_end(hay: &[u8], p: usize) -> Option<usize> {
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    if p.checked_sub(1).and_then(|i| hay.get(i)).is_some_and(word) {
+        return None;
+    }
+    let mut rest = hay.get(p..)?;
+    for part in 0..4 {
+        let after = rest.get(short_run(rest)..)?;
+        match (part, after.first()) {
+            (_, Some(b)) if b.is_ascii_digit() => return None,
+            (0..=2, Some(b'.')) if after.len() < rest.len() => rest = after.get(1..)?,
+            (3, next) if after.len() < rest.len() && !next.is_some_and(word) => {
+                return Some(hay.len() - after.len());
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// How many of the first three bytes of `s` are digits in a row.
+fn short_run(s: &[u8]) -> usize {
+    match s {
+        [a, b, c, ..] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => 3,
+        [a, b, ..] if a.is_ascii_digit() && b.is_ascii_digit() => 2,
+        [a, ..] if a.is_ascii_digit() => 1,
+        _ => 0,
+    }
+}
+
+/// Whether a walk from a digit with a run of 1–3 digits and a `.` after
+/// it can skip to [`dotted_quad_end`]: none of the digit-group patterns
+/// before IPv4 may match there (the DNI wants 8 digits, the NIR, SSN and
+/// tax id a digit or blank where the `.` is, the BSN 4 or 9 digits), so
+/// where IPv4 matches, its match is the leftmost-first one.
+pub(crate) fn quad_first(hay: &[u8], p: usize) -> bool {
+    let run = hay.get(p..).unwrap_or_default();
+    let n = short_run(run);
+    // Three digits and a fourth is a longer run.
+    n > 0 && run.get(n) == Some(&b'.')
+}
+
 const HEX: &str = "[0-9A-Fa-f]";
 
 /// The domain part of an e-mail address (after `@`). The candidate finder

@@ -15,7 +15,10 @@ use regex_automata::{Anchored, Input, PatternID};
 
 use crate::candidates::{self, Prefilter, PrefilterCache, Special};
 use crate::config::{ScrubConfig, ValidatorName};
-use crate::detector::{builtin_patterns, Group, PatternSpec, EMAIL_DOMAIN, URL_TAIL};
+use crate::detector::{
+    builtin_patterns, dotted_quad_end, quad_first, DigitRun, Group, PatternSpec, EMAIL_DOMAIN,
+    URL_TAIL,
+};
 use crate::replace::{mask, normalize, redact_token};
 use crate::validate::{self, Check, Opts};
 use crate::{Detector, Mode, ScrubError, ScrubKey};
@@ -146,6 +149,11 @@ struct Inner {
     first_bytes: Vec<[bool; 256]>,
     /// Each pattern alone: group retries where the lazy DFA gives up.
     singles: Vec<Regex>,
+    /// The built-in IPv4 pattern's index, where only built-in patterns
+    /// start on digits and the IPv4 pattern comes right after those that
+    /// cannot match a dotted quad (see [`quad_first`]): then a dotted quad
+    /// is matched without a walk.
+    quad: Option<usize>,
     specs: Vec<Compiled>,
     mode: Mode,
     key: Option<ScrubKey>,
@@ -418,6 +426,26 @@ impl ScrubberBuilder {
             build_lazy(&[EMAIL_DOMAIN, URL_TAIL], true)?,
             special,
         );
+        // Only built-in patterns may start on digits, and those in front
+        // of IPv4 must be ones `quad_first` rules out (any subset).
+        let before_ipv4 = [
+            Check::EsDni,
+            Check::FrNir,
+            Check::UsSsn,
+            Check::NlBsn,
+            Check::DeTaxid,
+        ];
+        let ipv4 = specs
+            .iter()
+            .position(|s| s.detector == Detector::Ipv4 && s.check == Check::Ipv4);
+        let quad = ipv4.filter(|&i| {
+            prefilter.digit_shortcut()
+                && specs.get(..i).is_some_and(|front| {
+                    front
+                        .iter()
+                        .all(|s| s.group != Group::Digits || before_ipv4.contains(&s.check))
+                })
+        });
         let tokens = specs.iter().map(|s| redact_token(&s.detector)).collect();
         let allow = self
             .allow
@@ -441,6 +469,7 @@ impl ScrubberBuilder {
                 tokens,
                 first_bytes,
                 singles,
+                quad,
                 specs,
                 mode: self.mode,
                 key: self.key,
@@ -519,6 +548,24 @@ fn anchored_at(
         Some(_) if cache.clear_count() != clears => Err(()),
         Some((end, sid)) => Ok(Some((end, dfa.match_pattern(cache, sid, 0).as_usize()))),
     }
+}
+
+/// The digits in the run of number bytes (`[0-9 .\-/()+ABab]`, the bytes
+/// of the digit-group patterns but the DNI's final letter, which follows
+/// its digits) from `hay[s]`, counted up to [`validate::MIN_DIGITS_MAX`].
+fn run_digits(hay: &[u8], s: usize) -> usize {
+    let mut n = 0;
+    for &b in hay.get(s..).unwrap_or_default() {
+        match b {
+            b'0'..=b'9' => n += 1,
+            b' ' | b'.' | b'-' | b'/' | b'(' | b')' | b'+' | b'A' | b'B' | b'a' | b'b' => {}
+            _ => break,
+        }
+        if n >= validate::MIN_DIGITS_MAX {
+            break;
+        }
+    }
+    n
 }
 
 /// How [`Scrubber::confirm`] finds the next match.
@@ -646,8 +693,18 @@ impl Scrubber {
                 at = p + 1;
                 continue;
             }
+            let quad = match special {
+                true => None,
+                false => inner
+                    .quad
+                    .filter(|_| quad_first(hay, p))
+                    .and_then(|pid| Some((dotted_quad_end(hay, p)?, pid))),
+            };
             let walk = match special {
                 true => anchored_at(&inner.anchored, &mut cache.anchored, hay, p, Anchored::Yes),
+                // A dotted quad: its match without a walk (when IPv4 does
+                // not match, a later pattern may, so the walk decides).
+                false if quad.is_some() => Ok(quad),
                 // No special pattern matches here (the special marks are a
                 // superset), so the table patterns that may start on
                 // `hay[p]` alone give the same leftmost-first match.
@@ -768,12 +825,32 @@ impl Scrubber {
         if group == Group::Alone {
             return None;
         }
+        // A digit-group pattern's validator needs some number of digits,
+        // and all the digits of its match lie in the run of number bytes
+        // from `s`: where that run has too few, the walk is skipped (its
+        // match would be rejected, and the next pattern tried).
+        let digits = match group {
+            Group::Digits => run_digits(hay, s),
+            _ => usize::MAX,
+        };
+        // The same patterns, by where their leading run of digits may end
+        // (when `s` is a digit; a `+` or `(` start is not judged).
+        let run = hay.get(s..).unwrap_or_default();
+        let run = match group == Group::Digits && run.first().is_some_and(u8::is_ascii_digit) {
+            true => Some(DigitRun::new(run)),
+            false => None,
+        };
         for (pid, spec) in inner.specs.iter().enumerate() {
             let may_start = |b: &u8| {
                 let first = inner.first_bytes.get(pid);
                 first.and_then(|f| f.get(usize::from(*b))) != Some(&false)
             };
-            if pid == failed || spec.group != group || !hay.get(s).is_some_and(may_start) {
+            if pid == failed
+                || spec.group != group
+                || digits < validate::min_digits(spec.check)
+                || run.as_ref().is_some_and(|r| !r.fits(spec.check))
+                || !hay.get(s).is_some_and(may_start)
+            {
                 continue;
             }
             if let Some(e) = self.match_one(cache, hay, s, pid) {
@@ -944,6 +1021,106 @@ mod tests {
                         "{text} {at} {pid}"
                     );
                 }
+            }
+        }
+    }
+
+    /// Every digit-group finding in these texts has at least the digits
+    /// [`validate::min_digits`] asks for in its run, and every match at a
+    /// digit fits [`DigitRun::fits`] (the bounds of the retries).
+    #[test]
+    fn digit_bounds_hold() {
+        let s = Scrubber::new_default().unwrap();
+        let mut cache = s.cache();
+        let texts = [
+            "+49 151 57600669, 0049 (0)30 1234567 +31 6 1234 5678",
+            "card 4111 1111 1111 1111 or 4111-1111-1111-1111 378282246310005",
+            "(206) 230-9796 / 06-64087916 / 020 7946 0958 212-555-0100",
+            "ssn 536-90-4399 bsn 111222333 1112.22.333 nir 2 55 08 14 168 025 38 2550814168025",
+            "ip 203.0.113.9 dni 12345678Z 12345678-Z taxid 86095742719 860 957 427 19",
+            "nir 1 84 12 2A 123 456 78 1841276451089 27 0.0.0.0 255.255.255.255",
+        ];
+        for text in texts {
+            let hay = text.as_bytes();
+            for at in 0..hay.len() {
+                for (pid, spec) in s.inner.specs.iter().enumerate() {
+                    if spec.group != Group::Digits {
+                        continue;
+                    }
+                    let Some(e) = s.match_one(&mut cache, hay, at, pid) else {
+                        continue;
+                    };
+                    let digit = hay[at].is_ascii_digit();
+                    assert!(
+                        !digit || DigitRun::new(&hay[at..]).fits(spec.check),
+                        "{text} {at} {pid}"
+                    );
+                    if validate::run(spec.check, hay, at, e, Opts::default()).is_some() {
+                        assert!(
+                            run_digits(hay, at) >= validate::min_digits(spec.check),
+                            "{text} {at} {pid}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Wherever a digit-group pattern matches at a digit, its leading
+        /// digit run fits [`DigitRun::fits`].
+        #[test]
+        fn digit_runs_fit_the_patterns(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"00123456789 -./()+AZab2001234567891&".as_slice()),
+                0..28,
+            )
+        ) {
+            static SCRUBBER: std::sync::OnceLock<Scrubber> = std::sync::OnceLock::new();
+            let s = SCRUBBER.get_or_init(|| Scrubber::new_default().unwrap());
+            let mut cache = s.cache();
+            for at in 0..t.len() {
+                if !t[at].is_ascii_digit() {
+                    continue;
+                }
+                for (pid, spec) in s.inner.specs.iter().enumerate() {
+                    if spec.group == Group::Digits && s.match_one(&mut cache, &t, at, pid).is_some() {
+                        let run = DigitRun::new(&t[at..]);
+                        proptest::prop_assert!(run.fits(spec.check), "{:?} {at} {pid}", String::from_utf8_lossy(&t));
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Where [`quad_first`] holds, [`dotted_quad_end`] is the IPv4
+        /// pattern's anchored match, and no pattern before it matches.
+        #[test]
+        fn dotted_quads_without_walks(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"0123456789....a_ -:".as_slice()),
+                0..24,
+            )
+        ) {
+            static SCRUBBER: std::sync::OnceLock<Scrubber> = std::sync::OnceLock::new();
+            let s = SCRUBBER.get_or_init(|| Scrubber::new_default().unwrap());
+            let ipv4 = s.inner.quad.unwrap();
+            let mut cache = s.cache();
+            for at in 0..t.len() {
+                if !quad_first(&t, at) {
+                    continue;
+                }
+                for pid in 0..ipv4 {
+                    proptest::prop_assert_eq!(s.match_one(&mut cache, &t, at, pid), None);
+                }
+                let input = Input::new(&t).range(at..).anchored(Anchored::Yes);
+                let expect = s.inner.singles[ipv4].search(&input).map(|m| m.end());
+                proptest::prop_assert_eq!(dotted_quad_end(&t, at), expect);
             }
         }
     }
