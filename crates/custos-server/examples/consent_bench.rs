@@ -14,12 +14,17 @@
 //! 2. `GET /v1/consent/check` over HTTP on loopback with 64 connections,
 //!    against a bare `hello` handler on the same axum stack in the same run
 //!    — requests/s, p50/p99, ratio; with the check cache (default TTL) and
-//!    without it (every check reads the database);
+//!    without it (every check reads the database); closed loop (each
+//!    connection sends its next request when the last one is answered: the
+//!    throughput) and open loop at 20,000 req/s offered (the latency at the
+//!    target's throughput; a closed loop of 64 connections has a mean
+//!    latency of 64 ÷ its throughput whatever the server does);
 //! 3. the suppression list of every subject streamed as CSV — time and the
 //!    process's resident memory growth while streaming.
 //!
 //! `CONSENT_BENCH_ONLY=import` runs part 1 (both imports) alone and
-//! reports it, e.g. for profiling the import without the HTTP load:
+//! reports it, e.g. for profiling the import without the HTTP load
+//! (`CONSENT_BENCH_ONLY=suppression`: part 1 then part 3):
 //!
 //! ```sh
 //! CONSENT_BENCH_ONLY=import cargo run --release -p custos-server --example consent_bench
@@ -52,6 +57,9 @@ use serde_json::json;
 /// Events per `import_consent` call: the batch size of `custos consent
 /// import`, which the bench mirrors.
 const IMPORT_BATCH: usize = custos_store::IMPORT_CALL_EVENTS;
+
+/// The check's throughput target, at which its latency is measured.
+const TARGET_RPS: f64 = 20_000.0;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -122,6 +130,73 @@ async fn load(
     for t in tasks {
         all.extend(t.await.unwrap());
     }
+    summarize(all, secs, errors.load(Ordering::Relaxed))
+}
+
+/// Open-loop load: 64 connections that together send `rate` requests per
+/// second for `secs`, each on its own fixed schedule, so that latency is
+/// measured at a given throughput instead of at whatever a closed loop
+/// reaches (with 64 requests always in flight, the mean latency of a
+/// closed loop is 64 ÷ its throughput: 3.2 ms at 20,000 req/s, for any
+/// server). A connection that falls behind its schedule sends at once
+/// until it has caught up, so a stall shows as latency and as a lower
+/// achieved rate. Latency is taken from the moment a request is sent
+/// (tokio's timer has millisecond ticks, so a schedule is kept only to
+/// about a millisecond).
+async fn load_at_rate(
+    client: &reqwest::Client,
+    urls: Arc<Vec<String>>,
+    token: Option<String>,
+    secs: f64,
+    rate: f64,
+) -> Load {
+    let conns = 64usize;
+    let errors = Arc::new(AtomicU64::new(0));
+    let interval = Duration::from_secs_f64(conns as f64 / rate);
+    let start = tokio::time::Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for t in 0..conns {
+        let (client, urls, token, errors) =
+            (client.clone(), urls.clone(), token.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut i = t * 7919;
+            // Connections start spread over one interval.
+            let mut next = start + interval.mul_f64(t as f64 / conns as f64);
+            while next < end {
+                tokio::time::sleep_until(next).await;
+                next += interval;
+                let url = &urls[i % urls.len()];
+                i += conns;
+                let mut req = client.get(url);
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                let sent = Instant::now();
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(sent.elapsed().as_micros() as u64);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let took = start.elapsed().as_secs_f64();
+    summarize(all, took, errors.load(Ordering::Relaxed))
+}
+
+/// Requests/s and percentiles of one load's latencies.
+fn summarize(mut all: Vec<u64>, secs: f64, errors: u64) -> Load {
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -132,7 +207,58 @@ async fn load(
         rps: all.len() as f64 / secs,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
-        errors: errors.load(Ordering::Relaxed),
+        errors,
+    }
+}
+
+/// What streaming one suppression list took.
+struct Streamed {
+    secs: f64,
+    rows: usize,
+    bytes: usize,
+    growth_mib: f64,
+    before_kib: u64,
+}
+
+/// Streams the newsletter's suppression list of every subject as CSV,
+/// sampling the process's resident memory meanwhile.
+async fn suppression(client: &reqwest::Client, base: &str, key: &str) -> Streamed {
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicU64::new(0));
+    let before = rss_kib();
+    let sampler = {
+        let (sampling, peak) = (sampling.clone(), peak.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let t3 = Instant::now();
+    let mut res = client
+        .get(format!(
+            "{base}/v1/purposes/newsletter/suppression?audience=mailer"
+        ))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let (mut bytes, mut lines) = (0usize, 0usize);
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let secs = t3.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    Streamed {
+        secs,
+        rows: lines.saturating_sub(1),
+        bytes,
+        growth_mib: peak.load(Ordering::Relaxed).saturating_sub(before) as f64 / 1024.0,
+        before_kib: before,
     }
 }
 
@@ -296,8 +422,24 @@ async fn run(n: usize, secs: f64, quick: bool) {
             .accepted;
     }
     let proof_rate = proof_imported as f64 / t2.elapsed().as_secs_f64();
-    let import_only = std::env::var("CONSENT_BENCH_ONLY").is_ok_and(|v| v == "import");
-    if import_only {
+    let only = std::env::var("CONSENT_BENCH_ONLY").unwrap_or_default();
+    if only == "suppression" {
+        let client = reqwest::Client::new();
+        let supp = suppression(&client, &s.base, &key).await;
+        println!(
+            "# custos consent benchmark (suppression only)\n\n\
+             - {n} subjects, bulk import {import_rate:.0} events/s\n\
+             - suppression list: {:.2} s, {} rows, {:.1} MiB CSV, RSS growth {:.1} MiB; target < 5 s: {}\n",
+            supp.secs,
+            supp.rows,
+            supp.bytes as f64 / 1048576.0,
+            supp.growth_mib,
+            if supp.secs < 5.0 { "PASS" } else { "**FAIL**" }
+        );
+        s.stop().await;
+        return;
+    }
+    if only == "import" {
         println!(
             "# custos consent benchmark (import only)\n\n\
              - {n} subjects seeded in {seed_s:.1} s\n\
@@ -364,41 +506,26 @@ async fn run(n: usize, secs: f64, quick: bool) {
     s.vault.set_consent_check_ttl(ttl);
     let hello2 = load(&client, hello_urls.clone(), None, secs).await;
     let hello_rps = (hello_load.rps + hello2.rps) / 2.0;
+    // The latency target holds at a throughput: 20,000 req/s offered.
+    let hello_at = load_at_rate(&client, hello_urls.clone(), None, secs, TARGET_RPS).await;
+    let check_at = load_at_rate(
+        &client,
+        check_urls.clone(),
+        Some(key.clone()),
+        secs,
+        TARGET_RPS,
+    )
+    .await;
 
     // 3. Suppression list of every subject, streamed.
-    let sampling = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(AtomicU64::new(0));
-    let before = rss_kib();
-    let sampler = {
-        let (sampling, peak) = (sampling.clone(), peak.clone());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
-    let t3 = Instant::now();
-    let mut res = client
-        .get(format!(
-            "{}/v1/purposes/newsletter/suppression?audience=mailer",
-            s.base
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
-    let (mut bytes, mut lines) = (0usize, 0usize);
-    while let Some(chunk) = res.chunk().await.unwrap() {
-        bytes += chunk.len();
-        lines += chunk.iter().filter(|b| **b == b'\n').count();
-    }
-    let supp_s = t3.elapsed().as_secs_f64();
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let growth_mib = peak.load(Ordering::Relaxed).saturating_sub(before) as f64 / 1024.0;
-    let rows = lines.saturating_sub(1);
+    let supp = suppression(&client, &s.base, &key).await;
+    let (supp_s, rows, bytes, growth_mib, before) = (
+        supp.secs,
+        supp.rows,
+        supp.bytes,
+        supp.growth_mib,
+        supp.before_kib,
+    );
 
     // Report.
     let nproc = std::thread::available_parallelism()
@@ -449,7 +576,7 @@ async fn run(n: usize, secs: f64, quick: bool) {
     row(
         &mut out,
         &format!(
-            "consent/check, {hot} hot subjects, cache TTL {} ms",
+            "consent/check, {hot} hot subjects, cache TTL {} ms, closed loop (64 connections, as fast as they go)",
             ttl.as_millis()
         ),
         format!(
@@ -459,8 +586,33 @@ async fn run(n: usize, secs: f64, quick: bool) {
             ms(check_load.p99_us),
             check_load.errors
         ),
+        "≥ 20,000 req/s",
+        check_load.rps >= TARGET_RPS,
+    );
+    row(
+        &mut out,
+        &format!("hello handler at {TARGET_RPS:.0} req/s offered (open loop, 64 connections)"),
+        format!(
+            "{:.0} req/s, p50 {}, p99 {}",
+            hello_at.rps,
+            ms(hello_at.p50_us),
+            ms(hello_at.p99_us)
+        ),
+        "(baseline)",
+        true,
+    );
+    row(
+        &mut out,
+        &format!("consent/check at {TARGET_RPS:.0} req/s offered (open loop, 64 connections)"),
+        format!(
+            "{:.0} req/s, p50 {}, p99 {} ({} errors)",
+            check_at.rps,
+            ms(check_at.p50_us),
+            ms(check_at.p99_us),
+            check_at.errors
+        ),
         "≥ 20,000 req/s, p99 < 2 ms",
-        check_load.rps >= 20_000.0 && check_load.p99_us < 2000,
+        check_at.rps >= 0.99 * TARGET_RPS && check_at.p99_us < 2000 && check_at.errors == 0,
     );
     row(
         &mut out,

@@ -140,7 +140,18 @@ fn migration(version: i64, desc: &'static str, sql: &'static str) -> Migration {
 
 /// Brings a database to the current schema.
 pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Result<(), StoreError> {
-    let list = match (engine, role) {
+    migrate_to(pool, engine, role, None).await
+}
+
+/// [`migrate`] up to `last` (a version) when given: tests build an older
+/// schema with it.
+async fn migrate_to(
+    pool: &AnyPool,
+    engine: Engine,
+    role: Role,
+    last: Option<i64>,
+) -> Result<(), StoreError> {
+    let mut list = match (engine, role) {
         (Engine::Sqlite, Role::Data) => vec![
             migration(
                 1,
@@ -171,6 +182,11 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
                 6,
                 "suppression_index",
                 include_str!("../migrations/sqlite/data/0006_suppression_index.sql"),
+            ),
+            migration(
+                7,
+                "consent_clustered",
+                include_str!("../migrations/sqlite/data/0007_consent_clustered.sql"),
             ),
         ],
         (Engine::Postgres, Role::Data) => vec![
@@ -216,6 +232,9 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
             include_str!("../migrations/postgres/keys/0001_keys.sql"),
         )],
     };
+    if let Some(last) = last {
+        list.retain(|m| m.version <= last);
+    }
     let mut migrator = Migrator {
         migrations: Cow::Owned(list),
         ..Migrator::DEFAULT
@@ -229,7 +248,82 @@ pub(crate) async fn migrate(pool: &AnyPool, engine: Engine, role: Role) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::Engine;
+    use super::{connect, migrate, migrate_to, Engine, Role};
+    use sqlx::Row;
+
+    /// 0007 rebuilds the consent tables clustered by their keys: rows of
+    /// a store at 0006 are kept, and events stay append-only.
+    #[tokio::test]
+    async fn consent_tables_keep_their_rows_when_clustered() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("d.db").display());
+        let (pool, engine) = connect(&url, 1).await.unwrap();
+        migrate_to(&pool, engine, Role::Data, Some(6))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            sqlx::query(
+                "INSERT INTO consent_events (id, tenant, subject, purpose, version, action, at_us, \
+                 recorded_us, channel, affirmative, gpc, actor) \
+                 VALUES ($1, 't', $2, 'news', 1, 'granted', $3, $3, 'api', 1, 0, 'k')",
+            )
+            .bind(format!("ev{i}"))
+            .bind(format!("s{i}"))
+            .bind(i64::from(i))
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO consent_state (tenant, subject, purpose, state, version, at_us, rank, event_id) \
+                 VALUES ('t', $1, 'news', 'granted', 1, $2, 1, $3)",
+            )
+            .bind(format!("s{i}"))
+            .bind(i64::from(i))
+            .bind(format!("ev{i}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        migrate(&pool, engine, Role::Data).await.unwrap();
+        let count = |table: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .try_get::<i64, _>(0)
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            (count("consent_events").await, count("consent_state").await),
+            (3, 3)
+        );
+        let sql: String = sqlx::query("SELECT sql FROM sqlite_master WHERE name = 'consent_state'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+        let update = sqlx::query("UPDATE consent_events SET action = 'withdrawn' WHERE id = 'ev1'")
+            .execute(&pool)
+            .await;
+        assert!(update.is_err(), "events must stay append-only");
+        let delete = sqlx::query("DELETE FROM consent_events WHERE id = 'ev1'")
+            .execute(&pool)
+            .await;
+        assert!(delete.is_err(), "events must stay append-only");
+        let state: String = sqlx::query("SELECT state FROM consent_state WHERE subject = 's2'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(state, "granted");
+        pool.close().await;
+    }
 
     #[test]
     fn values_placeholders_per_engine() {
