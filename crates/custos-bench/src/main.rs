@@ -14,6 +14,10 @@ mod dsr;
 mod util;
 mod vault;
 
+/// The allocator of the `custos` binary, whose server this measures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 

@@ -54,6 +54,10 @@ use custos_testkit::{Backend, TestServer, TestStore};
 use reqwest::Method;
 use serde_json::json;
 
+/// The allocator of the `custos` binary, whose paths this measures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Events per `import_consent` call: the batch size of `custos consent
 /// import`, which the bench mirrors.
 const IMPORT_BATCH: usize = custos_store::IMPORT_CALL_EVENTS;

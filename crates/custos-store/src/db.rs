@@ -251,8 +251,8 @@ mod tests {
     use super::{connect, migrate, migrate_to, Engine, Role};
     use sqlx::Row;
 
-    /// 0007 rebuilds the consent tables clustered by their keys: rows of
-    /// a store at 0006 are kept, and events stay append-only.
+    /// 0007 rebuilds the consent states clustered by their key: rows of a
+    /// store at 0006 are kept, and events stay append-only.
     #[tokio::test]
     async fn consent_tables_keep_their_rows_when_clustered() {
         let dir = tempfile::tempdir().unwrap();
