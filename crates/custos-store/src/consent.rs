@@ -26,8 +26,9 @@
 //! so another server's write is seen within that interval. If the audit
 //! log cannot be read the whole cache is dropped. [`DEFAULT_CHECK_TTL`]
 //! (configurable, zero disables the cache) only bounds the age of an
-//! entry as a safety net. The cache holds ids and states, never personal
-//! data.
+//! entry as a safety net; an entry past half of it is read again in the
+//! background by the first check that finds it so, which the cache still
+//! answers. The cache holds ids and states, never personal data.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
