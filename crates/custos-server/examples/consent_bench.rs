@@ -108,17 +108,9 @@ async fn load(
             while !stop.load(Ordering::Relaxed) {
                 let url = &urls[i % urls.len()];
                 i += 64;
-                let mut req = client.get(url);
-                if let Some(t) = &token {
-                    req = req.bearer_auth(t);
-                }
-                let start = Instant::now();
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.push(start.elapsed().as_micros() as u64);
-                    }
-                    _ => {
+                match timed_get(&client, url, token.as_deref()).await {
+                    Some(us) => lat.push(us),
+                    None => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -135,6 +127,23 @@ async fn load(
         all.extend(t.await.unwrap());
     }
     summarize(all, secs, errors.load(Ordering::Relaxed))
+}
+
+/// One GET with the response read whole: its latency in µs, or `None`
+/// when it failed.
+async fn timed_get(client: &reqwest::Client, url: &str, token: Option<&str>) -> Option<u64> {
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let sent = Instant::now();
+    match req.send().await {
+        Ok(r) if r.status().is_success() => {
+            let _ = r.bytes().await;
+            Some(sent.elapsed().as_micros() as u64)
+        }
+        _ => None,
+    }
 }
 
 /// Open-loop load: 64 connections that together send `rate` requests per
@@ -173,17 +182,9 @@ async fn load_at_rate(
                 next += interval;
                 let url = &urls[i % urls.len()];
                 i += conns;
-                let mut req = client.get(url);
-                if let Some(t) = &token {
-                    req = req.bearer_auth(t);
-                }
-                let sent = Instant::now();
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.push(sent.elapsed().as_micros() as u64);
-                    }
-                    _ => {
+                match timed_get(&client, url, token.as_deref()).await {
+                    Some(us) => lat.push(us),
+                    None => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
