@@ -26,9 +26,9 @@
 //! so another server's write is seen within that interval. If the audit
 //! log cannot be read the whole cache is dropped. [`DEFAULT_CHECK_TTL`]
 //! (configurable, zero disables the cache) only bounds the age of an
-//! entry as a safety net; an entry past half of it is read again in the
-//! background by the first check that finds it so, which the cache still
-//! answers. The cache holds ids and states, never personal data.
+//! entry as a safety net; an entry past half to three quarters of it
+//! (spread by subject) is read again in the background by the first check
+//! that finds it so, which the cache still answers. The cache holds ids and states, never personal data.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -121,6 +121,15 @@ struct CachedSubject {
     refreshing: bool,
 }
 
+/// Age at which a subject's cache entry is read again: between half and
+/// three quarters of its lifetime, spread by the (random) subject id, so
+/// that entries cached together (a cold cache filling up) are not all
+/// read again in the same moment.
+fn refresh_age(id: &SubjectId, ttl: Duration) -> Duration {
+    let spread = id.as_bytes().first().copied().unwrap_or(0);
+    ttl / 2 + ttl / 4 * u32::from(spread) / 256
+}
+
 /// A cached check input and whether the caller should read it again in
 /// the background.
 struct CacheHit {
@@ -183,9 +192,9 @@ impl ConsentCache {
         lock(&self.policies).remove(&(tenant.clone(), purpose.to_owned()));
     }
 
-    /// The cached inputs of a check, if fresh. An entry past half its
-    /// lifetime is still answered from, and the first check to find it so
-    /// is told to read it again in the background: a subject checked
+    /// The cached inputs of a check, if fresh. An entry past its
+    /// [`refresh_age`] is still answered from, and the first check to find
+    /// it so is told to read it again in the background: a subject checked
     /// steadily never waits for the database when its entry expires
     /// (otherwise, with many hot subjects, one check in a few dozen would
     /// be such a read, and that read would be the 99th percentile).
@@ -201,7 +210,7 @@ impl ConsentCache {
             return None;
         }
         let state = c.purposes.get(purpose)?.clone();
-        let refresh = age >= ttl / 2 && !c.refreshing;
+        let refresh = age >= refresh_age(id, ttl) && !c.refreshing;
         c.refreshing |= refresh;
         Some(CacheHit {
             status: c.status.clone(),
@@ -237,10 +246,10 @@ impl ConsentCache {
             purposes: HashMap::new(),
             refreshing: false,
         });
-        // An entry past half its lifetime starts over with this read (a
+        // An entry due for a refresh starts over with this read (the
         // refresh, or a purpose read late): its other purposes were read
         // at the old time and would keep the new one's lifetime.
-        if entry.fetched.elapsed() >= self.ttl() / 2 {
+        if entry.fetched.elapsed() >= refresh_age(&id, self.ttl()) {
             entry.fetched = Instant::now();
             entry.purposes.clear();
             entry.refreshing = false;
