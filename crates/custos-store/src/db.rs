@@ -32,6 +32,16 @@ impl Engine {
         }
     }
 
+    /// The placeholder of the `n`th argument (from 1) of a statement
+    /// whose arguments are bound in order: `?` for SQLite (see
+    /// [`Engine::values`]), `$n` for PostgreSQL.
+    pub(crate) fn mark(self, n: usize) -> Cow<'static, str> {
+        match self {
+            Self::Sqlite => Cow::Borrowed("?"),
+            Self::Postgres => Cow::Owned(format!("${n}")),
+        }
+    }
+
     /// `(…), (…)` placeholders for a multi-row `VALUES` of `rows` × `cols`
     /// parameters bound in order. SQLite gets anonymous `?`: sqlx resolves
     /// each numbered `$n` by name, which SQLite looks up by a linear scan,
@@ -104,6 +114,11 @@ pub(crate) async fn connect(url: &str, max: u32) -> Result<(AnyPool, Engine), St
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
+        // A pooled SQLite connection is a thread in this process: it cannot
+        // have been cut off, and the ping sqlx sends on every acquire would
+        // be one more round trip to that thread per query. A PostgreSQL
+        // connection can be, so it is still tested.
+        .test_before_acquire(engine == Engine::Postgres)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if engine == Engine::Sqlite {

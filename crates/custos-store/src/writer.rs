@@ -22,7 +22,8 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use custos_core::audit::{self, AuditEvent, Checkpoint};
@@ -191,19 +192,43 @@ pub(crate) struct Job {
 pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
     stop: std::sync::Arc<tokio::sync::Notify>,
-    task: std::sync::Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Fires when the writer's thread has finished.
+    done: std::sync::Arc<tokio::sync::Mutex<Option<oneshot::Receiver<()>>>>,
 }
 
 impl Writer {
-    pub(crate) fn spawn(pool: AnyPool, engine: Engine, keystore: KeyStore, root: RootKey) -> Self {
+    /// Starts the writer on a thread of its own, with a single-threaded
+    /// runtime. Every batch is a chain of statement round trips to the
+    /// database driver; as a task of the server's runtime each of them
+    /// would wait behind the HTTP tasks queued there, and the one writer
+    /// would idle while the CPUs serve its callers. A thread of its own
+    /// is woken by the kernel as soon as its answer is there.
+    pub(crate) fn spawn(
+        pool: AnyPool,
+        engine: Engine,
+        keystore: KeyStore,
+        root: RootKey,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(8192);
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-        let task = tokio::spawn(run(pool, engine, keystore, root, rx, stop.clone()));
-        Self {
+        let (done_tx, done_rx) = oneshot::channel();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Config(format!("starting the writer's runtime: {e}")))?;
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("custos-writer".into())
+            .spawn(move || {
+                rt.block_on(run(pool, engine, keystore, root, rx, stopped));
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| StoreError::Config(format!("starting the writer's thread: {e}")))?;
+        Ok(Self {
             tx,
             stop,
-            task: std::sync::Arc::new(tokio::sync::Mutex::new(Some(task))),
-        }
+            done: std::sync::Arc::new(tokio::sync::Mutex::new(Some(done_rx))),
+        })
     }
 
     /// Commits what is queued, signs a final checkpoint (anchoring the tail
@@ -211,8 +236,8 @@ impl Writer {
     /// submissions fail with `ShuttingDown`. Idempotent.
     pub(crate) async fn shutdown(&self) {
         self.stop.notify_one();
-        if let Some(task) = self.task.lock().await.take() {
-            let _ = task.await;
+        if let Some(done) = self.done.lock().await.take() {
+            let _ = done.await;
         }
     }
 
@@ -259,6 +284,50 @@ struct State {
     force_checkpoint: bool,
 }
 
+/// The writer's one connection, held between batches. Taking it from the
+/// pool for each batch would cost two more round trips to the driver
+/// (sqlx pings a connection when it goes back to the pool, in a task of
+/// its own, and the next batch waits for that).
+struct Held {
+    pool: AnyPool,
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl Held {
+    /// The held connection, taken from the pool first if there is none.
+    /// A fresh one is set to durable commits (`sqlite_full`).
+    async fn get(
+        &mut self,
+        engine: Engine,
+        state: &mut State,
+    ) -> Result<&mut AnyConnection, StoreError> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => {
+                let mut c = self.pool.acquire().await?;
+                if engine == Engine::Sqlite {
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *c)
+                        .await?;
+                    state.sqlite_full = true;
+                }
+                c
+            }
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// Gives the connection back after an error, with whatever
+    /// transaction the error left open rolled back: the pool tests it and
+    /// closes it if it is broken; the next batch takes one again.
+    async fn release(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            // Fails harmlessly when no transaction is open.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *c).await;
+        }
+    }
+}
+
 async fn run(
     pool: AnyPool,
     engine: Engine,
@@ -275,6 +344,7 @@ async fn run(
         unsynced_since: None,
         force_checkpoint: false,
     };
+    let mut held = Held { pool, conn: None };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let wait = match state.unsynced_since {
@@ -291,46 +361,51 @@ async fn run(
             _ = tick => {}
             _ = stop.notified() => break,
         }
-        commit_batch(&pool, engine, &keystore, &mut state, &mut batch).await;
+        commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
         if state
             .unsynced_since
             .is_some_and(|t| t.elapsed() >= SYNC_AFTER)
         {
-            flush(&pool, engine, &mut state).await;
+            flush(&mut held, engine, &mut state).await;
         }
     }
     // Stopping: refuse new jobs, commit the queued ones, and sign a final
     // checkpoint so the tail of the chain is anchored.
     rx.close();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&pool, engine, &keystore, &mut state, &mut batch).await;
+        commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
     }
     state.force_checkpoint = true;
-    commit_batch(&pool, engine, &keystore, &mut state, &mut batch).await;
-    flush(&pool, engine, &mut state).await;
+    commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
+    flush(&mut held, engine, &mut state).await;
 }
 
 /// Forces lazily committed audit entries to disk: a durable commit flushes
 /// the log (WAL) up to itself, and with it every earlier lazy commit.
-async fn flush(pool: &AnyPool, engine: Engine, state: &mut State) {
+async fn flush(held: &mut Held, engine: Engine, state: &mut State) {
     if state.unsynced_since.is_none() {
         return;
     }
-    if engine == Engine::Sqlite && !state.sqlite_full {
-        match sqlx::query("PRAGMA synchronous = FULL").execute(pool).await {
-            Ok(_) => state.sqlite_full = true,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not set synchronous");
-                return;
-            }
+    let r = async {
+        let conn = held.get(engine, state).await?;
+        if engine == Engine::Sqlite && !state.sqlite_full {
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await?;
+            state.sqlite_full = true;
         }
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *conn)
+            .await?;
+        Ok::<_, StoreError>(())
     }
-    match sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-        .execute(pool)
-        .await
-    {
-        Ok(_) => state.unsynced_since = None,
-        Err(e) => tracing::warn!(error = %e, "could not flush the audit log"),
+    .await;
+    match r {
+        Ok(()) => state.unsynced_since = None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not flush the audit log");
+            held.release().await;
+        }
     }
 }
 
@@ -342,42 +417,54 @@ async fn last_checkpoint(pool: &AnyPool) -> Result<i64, StoreError> {
 }
 
 async fn commit_batch(
-    pool: &AnyPool,
+    held: &mut Held,
     engine: Engine,
     keystore: &KeyStore,
     state: &mut State,
     batch: &mut Vec<Job>,
 ) {
     let jobs: Vec<Job> = std::mem::take(batch);
+    let fail_all = |jobs: Vec<Job>| {
+        for job in jobs {
+            let _ = job
+                .reply
+                .send(Err(StoreError::Database("batch commit failed".into())));
+        }
+    };
+    let conn = match held.get(engine, state).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, jobs = jobs.len(), "no connection for the writer");
+            fail_all(jobs);
+            return;
+        }
+    };
     // Checkpoint-only commits (no jobs) are durable too.
     let durable = jobs.is_empty() || jobs.iter().any(|j| !j.op.is_read());
     if engine == Engine::Sqlite && state.sqlite_full != durable {
         // One writer connection: the pragma holds for the next commit.
         let level = if durable { "FULL" } else { "NORMAL" };
         match sqlx::query(&format!("PRAGMA synchronous = {level}"))
-            .execute(pool)
+            .execute(&mut *conn)
             .await
         {
             Ok(_) => state.sqlite_full = durable,
             Err(e) if durable => {
                 // Never acknowledge a write that might not be durable.
                 tracing::error!(error = %e, "could not set synchronous = FULL");
-                for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Database("batch commit failed".into())));
-                }
+                held.release().await;
+                fail_all(jobs);
                 return;
             }
             Err(e) => tracing::warn!(error = %e, "could not set synchronous"),
         }
     }
-    let mut outcome = run_batch(pool, engine, state, &jobs, durable, false).await;
+    let mut outcome = run_batch(conn, engine, state, &jobs, durable, false).await;
     // A job failed (and the attempt was rolled back): rerun with a savepoint
     // per job so only the failing jobs fail. A failed commit is not retried:
     // on a lost connection it may have committed.
     if matches!(&outcome, Ok((_, results)) if results.iter().any(Result::is_err)) {
-        outcome = run_batch(pool, engine, state, &jobs, durable, true).await;
+        outcome = run_batch(conn, engine, state, &jobs, durable, true).await;
     }
     match outcome {
         Ok((checkpoint, results)) => {
@@ -401,11 +488,8 @@ async fn commit_batch(
         }
         Err(e) => {
             tracing::error!(error = %e, jobs = jobs.len(), "batch commit failed");
-            for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::Database("batch commit failed".into())));
-            }
+            held.release().await;
+            fail_all(jobs);
         }
     }
 }
@@ -420,9 +504,20 @@ impl Op {
 }
 
 /// One attempt at a batch. Without savepoints, the first failing job
-/// aborts the attempt (the caller retries with savepoints).
+/// aborts the attempt (the caller retries with savepoints). On an error the
+/// transaction may still be open: the caller rolls it back
+/// ([`Held::release`]).
+///
+/// Each statement is a round trip to the driver (for SQLite, to the
+/// connection's thread), and the batch holds the write lock for all of
+/// them, so SQLite gets its statements in as few trips as it can: a
+/// batch of reads sends its `BEGIN` with the reads and the audit head's
+/// read, and every batch sends its audit entries with the head's update
+/// and the `COMMIT`. Such a string runs statement by statement and stops
+/// at the first error; its anonymous `?` arguments are bound in order
+/// across the statements. PostgreSQL takes one statement per message.
 async fn run_batch(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     engine: Engine,
     state: &State,
     jobs: &[Job],
@@ -434,14 +529,20 @@ async fn run_batch(
     // reads first cannot be upgraded once another connection (consent,
     // the request executor) has committed since: it fails at once with
     // SQLITE_BUSY_SNAPSHOT instead of waiting out the busy timeout.
-    let mut tx = match engine {
-        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Engine::Postgres => pool.begin().await?,
+    let begin = match engine {
+        Engine::Sqlite => "BEGIN IMMEDIATE",
+        Engine::Postgres => "BEGIN",
     };
-    if engine == Engine::Postgres && !durable {
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
+    let writes = jobs.iter().any(|j| !j.op.is_read());
+    let mut pending_begin = Some(begin);
+    if engine == Engine::Postgres || writes || savepoints {
+        sqlx::query(begin).execute(&mut *conn).await?;
+        pending_begin = None;
+        if engine == Engine::Postgres && !durable {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     let now_us = crate::now_us();
     for job in jobs {
@@ -451,20 +552,20 @@ async fn run_batch(
             continue;
         }
         if !savepoints {
-            match apply(&mut tx, &job.op, now_us).await {
+            match apply(&mut *conn, &job.op, now_us).await {
                 Ok(n) => results.push(Ok(Done::Rows(n))),
                 Err(e) => {
                     results.push(Err(e));
                     // Roll back explicitly; the retry starts afresh.
-                    tx.rollback().await?;
+                    sqlx::query("ROLLBACK").execute(&mut *conn).await?;
                     return Ok((None, results));
                 }
             }
             continue;
         }
-        savepoint(&mut tx).await?;
-        let r = apply(&mut tx, &job.op, now_us).await;
-        end_savepoint(&mut tx, r.is_ok()).await?;
+        savepoint(conn).await?;
+        let r = apply(&mut *conn, &job.op, now_us).await;
+        end_savepoint(conn, r.is_ok()).await?;
         results.push(r.map(Done::Rows));
     }
     // Audited reads see every change of the batch before them.
@@ -476,16 +577,21 @@ async fn run_batch(
             _ => None,
         })
         .collect();
-    if !reads.is_empty() {
+    // SQLite reads the head with the reads, unless they run under a
+    // savepoint that may be rolled back.
+    let fold_head = engine == Engine::Sqlite && !savepoints;
+    let mut head = None;
+    if !reads.is_empty() || pending_begin.is_some() {
         if savepoints {
-            savepoint(&mut tx).await?;
+            savepoint(conn).await?;
         }
-        let found = read_records(&mut tx, engine, &reads).await;
+        let found = read_records(conn, engine, pending_begin, &reads, fold_head).await;
         if savepoints {
-            end_savepoint(&mut tx, found.is_ok()).await?;
+            end_savepoint(conn, found.is_ok()).await?;
         }
         match found {
-            Ok(found) => {
+            Ok((found, h)) => {
+                head = h;
                 for ((i, _), f) in reads.iter().zip(found) {
                     if let Some(slot) = results.get_mut(*i) {
                         *slot = Ok(Done::Read(f));
@@ -500,13 +606,17 @@ async fn run_batch(
                 }
                 if !savepoints {
                     // Roll back; the retry reads under a savepoint of their own.
-                    tx.rollback().await?;
+                    sqlx::query("ROLLBACK").execute(&mut *conn).await?;
                     return Ok((None, results));
                 }
                 tracing::error!(error = %e, reads = reads.len(), "audited record reads failed");
             }
         }
     }
+    let head = match head {
+        Some(h) => h,
+        None => read_head(conn, engine).await?,
+    };
     // Audit events in job order; a read's event carries what it found,
     // and a read that found nothing to reveal is not audited.
     let mut events: Vec<Cow<'_, AuditEvent>> = Vec::new();
@@ -527,104 +637,161 @@ async fn run_batch(
         }
     }
     let events: Vec<&AuditEvent> = events.iter().map(AsRef::as_ref).collect();
-    let checkpoint = append_audit(&mut tx, engine, state, &events, now_us).await?;
-    tx.commit().await?;
+    let checkpoint = append_audit_and_commit(conn, engine, state, head, &events, now_us).await?;
     Ok((checkpoint, results))
 }
 
 /// Opens the savepoint a rerun batch puts around each job (and around
 /// its reads), so that a failing one fails alone.
-async fn savepoint(tx: &mut Transaction<'static, Any>) -> Result<(), StoreError> {
-    sqlx::query("SAVEPOINT job").execute(&mut **tx).await?;
+async fn savepoint(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    sqlx::query("SAVEPOINT job").execute(conn).await?;
     Ok(())
 }
 
 /// Closes [`savepoint`], undoing what ran under it unless `keep`.
-async fn end_savepoint(tx: &mut Transaction<'static, Any>, keep: bool) -> Result<(), StoreError> {
+async fn end_savepoint(conn: &mut AnyConnection, keep: bool) -> Result<(), StoreError> {
     if !keep {
         sqlx::query("ROLLBACK TO SAVEPOINT job")
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
     }
-    sqlx::query("RELEASE SAVEPOINT job")
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("RELEASE SAVEPOINT job").execute(conn).await?;
     Ok(())
 }
 
-/// Looks up the records of a batch's reads, [`READS_PER_SELECT`] per
-/// statement; answers in the order of `reads`.
-async fn read_records(
-    tx: &mut Transaction<'static, Any>,
-    engine: Engine,
-    reads: &[(usize, &RecordRead)],
-) -> Result<Vec<RecordFound>, StoreError> {
-    let mut found: Vec<RecordFound> = reads.iter().map(|_| RecordFound::NoSubject).collect();
-    for (c, chunk) in reads.chunks(READS_PER_SELECT).enumerate() {
-        let sql = format!(
-            "WITH q (i, sid, ten, coll, rk) AS (VALUES {}) \
-             SELECT q.i, s.erased_us, s.restricted_us, r.fields, r.updated_us FROM q \
-             JOIN subjects s ON s.id = q.sid AND s.tenant = q.ten \
-             LEFT JOIN records r ON r.subject = q.sid AND r.collection = q.coll AND r.rkey = q.rk",
-            engine.values(chunk.len(), 5)
-        );
-        let mut q = sqlx::query(&sql);
-        for (k, (_, r)) in chunk.iter().enumerate() {
-            let i = i64::try_from(c * READS_PER_SELECT + k).unwrap_or(i64::MAX);
-            q = q
-                .bind(i)
-                .bind(r.subject.as_str())
-                .bind(r.tenant.as_str())
-                .bind(r.collection.as_str())
-                .bind(r.rkey.as_str());
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            let i = usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(usize::MAX);
-            let (Some(slot), Some((_, read))) = (found.get_mut(i), reads.get(i)) else {
-                return Err(StoreError::Database("record read out of range".into()));
-            };
-            let erased: Option<i64> = row.try_get(1)?;
-            let restricted: Option<i64> = row.try_get(2)?;
-            let fields: Option<Vec<u8>> = row.try_get(3)?;
-            *slot = match (erased, fields) {
-                (Some(at), _) => RecordFound::Erased(at),
-                _ if restricted.is_some() && !read.restriction_exempt => RecordFound::Restricted,
-                (None, None) => RecordFound::NoRecord,
-                (None, Some(fields)) => RecordFound::Sealed {
-                    fields,
-                    updated_us: row.try_get::<Option<i64>, _>(4)?.unwrap_or_default(),
-                },
-            };
-        }
-    }
-    Ok(found)
-}
+/// The audit chain's head (last sequence number and hash).
+type Head = (i64, [u8; 32]);
 
-async fn append_audit(
-    tx: &mut Transaction<'static, Any>,
-    engine: Engine,
-    state: &State,
-    events: &[&AuditEvent],
-    now_us: i64,
-) -> Result<Option<Checkpoint>, StoreError> {
+/// The audit head's row, shaped to come back among a batch's reads
+/// (`i` = -1). Locked on PostgreSQL, where several servers append.
+const HEAD: &str = "SELECT -1, seq, hash FROM audit_head WHERE id = 1";
+
+async fn read_head(conn: &mut AnyConnection, engine: Engine) -> Result<Head, StoreError> {
     let lock = if engine == Engine::Postgres {
         " FOR UPDATE"
     } else {
         ""
     };
-    let head = sqlx::query(&format!(
-        "SELECT seq, hash FROM audit_head WHERE id = 1{lock}"
-    ))
-    .fetch_one(&mut **tx)
-    .await?;
-    let mut seq: i64 = head.try_get(0)?;
-    let mut hash = to32(head.try_get(1)?)?;
+    let row = sqlx::query(&format!("{HEAD}{lock}"))
+        .fetch_one(conn)
+        .await?;
+    Ok((row.try_get(1)?, to32(row.try_get(2)?)?))
+}
+
+/// Binds one statement's worth of reads (5 arguments each).
+fn bind_reads<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    chunk_no: usize,
+    chunk: &[(usize, &RecordRead)],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for (k, (_, r)) in chunk.iter().enumerate() {
+        let i = i64::try_from(chunk_no * READS_PER_SELECT + k).unwrap_or(i64::MAX);
+        q = q
+            .bind(i)
+            .bind(r.subject.clone())
+            .bind(r.tenant.clone())
+            .bind(r.collection.clone())
+            .bind(r.rkey.clone());
+    }
+    q
+}
+
+/// Looks up the records of a batch's reads, [`READS_PER_SELECT`] per
+/// statement, answering in the order of `reads`. `begin` opens the
+/// transaction first if it is not open yet. On SQLite, all of it is one
+/// round trip, and with `fold_head` the audit head comes back with it.
+async fn read_records(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    begin: Option<&str>,
+    reads: &[(usize, &RecordRead)],
+    fold_head: bool,
+) -> Result<(Vec<RecordFound>, Option<Head>), StoreError> {
+    let select = |n: usize| {
+        format!(
+            "WITH q (i, sid, ten, coll, rk) AS (VALUES {}) \
+             SELECT q.i, s.erased_us, s.restricted_us, r.fields, r.updated_us FROM q \
+             JOIN subjects s ON s.id = q.sid AND s.tenant = q.ten \
+             LEFT JOIN records r ON r.subject = q.sid AND r.collection = q.coll AND r.rkey = q.rk",
+            engine.values(n, 5)
+        )
+    };
+    let mut rows = Vec::new();
+    if engine == Engine::Sqlite {
+        let mut sql = String::new();
+        for part in begin
+            .map(str::to_owned)
+            .into_iter()
+            .chain(reads.chunks(READS_PER_SELECT).map(|c| select(c.len())))
+            .chain(fold_head.then(|| HEAD.to_owned()))
+        {
+            if !sql.is_empty() {
+                sql.push_str("; ");
+            }
+            sql.push_str(&part);
+        }
+        if !sql.is_empty() {
+            let mut q = sqlx::query(&sql);
+            for (c, chunk) in reads.chunks(READS_PER_SELECT).enumerate() {
+                q = bind_reads(q, c, chunk);
+            }
+            rows = q.fetch_all(&mut *conn).await?;
+        }
+    } else {
+        if let Some(b) = begin {
+            sqlx::query(b).execute(&mut *conn).await?;
+        }
+        for (c, chunk) in reads.chunks(READS_PER_SELECT).enumerate() {
+            let sql = select(chunk.len());
+            let mut r = bind_reads(sqlx::query(&sql), c, chunk)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.append(&mut r);
+        }
+    }
+    let mut found: Vec<RecordFound> = reads.iter().map(|_| RecordFound::NoSubject).collect();
+    let mut head = None;
+    for row in rows {
+        let i: i64 = row.try_get(0)?;
+        if i < 0 {
+            head = Some((row.try_get::<i64, _>(1)?, to32(row.try_get(2)?)?));
+            continue;
+        }
+        let i = usize::try_from(i).unwrap_or(usize::MAX);
+        let (Some(slot), Some((_, read))) = (found.get_mut(i), reads.get(i)) else {
+            return Err(StoreError::Database("record read out of range".into()));
+        };
+        let erased: Option<i64> = row.try_get(1)?;
+        let restricted: Option<i64> = row.try_get(2)?;
+        let fields: Option<Vec<u8>> = row.try_get(3)?;
+        *slot = match (erased, fields) {
+            (Some(at), _) => RecordFound::Erased(at),
+            _ if restricted.is_some() && !read.restriction_exempt => RecordFound::Restricted,
+            (None, None) => RecordFound::NoRecord,
+            (None, Some(fields)) => RecordFound::Sealed {
+                fields,
+                updated_us: row.try_get::<Option<i64>, _>(4)?.unwrap_or_default(),
+            },
+        };
+    }
+    Ok((found, head))
+}
+
+/// Chains `events` onto `head`, appends them ([`AUDIT_ROWS_PER_INSERT`]
+/// per statement), moves the head, signs a checkpoint when one is due,
+/// and commits: on SQLite in one round trip.
+async fn append_audit_and_commit(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    state: &State,
+    head: Head,
+    events: &[&AuditEvent],
+    now_us: i64,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let (mut seq, mut hash) = head;
     let due_by_time = (state.force_checkpoint
         || state.last_checkpoint_at.elapsed() >= CHECKPOINT_AFTER)
         && seq > state.last_checkpoint_seq;
-    if events.is_empty() && !due_by_time {
-        return Ok(None);
-    }
     let mut entries = Vec::with_capacity(events.len());
     for ev in events {
         seq += 1;
@@ -632,50 +799,104 @@ async fn append_audit(
         hash = e.hash;
         entries.push(e);
     }
+    let crossed = seq / CHECKPOINT_EVERY > state.last_checkpoint_seq / CHECKPOINT_EVERY;
+    let checkpoint = ((crossed || due_by_time) && seq > state.last_checkpoint_seq)
+        .then(|| Checkpoint::sign(&state.signing, seq, hash));
+    let mut script = Script::new(engine);
     for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
-        let sql = format!(
+        let args = script.statement(format!(
             "INSERT INTO audit_log (seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash) VALUES {}",
             engine.values(chunk.len(), 10)
-        );
-        let mut q = sqlx::query(&sql);
+        ));
         for e in chunk {
-            q = q
-                .bind(e.seq)
-                .bind(e.at_us)
-                .bind(e.event.tenant.clone())
-                .bind(e.event.actor.clone())
-                .bind(e.event.action.clone())
-                .bind(e.event.subject.clone())
-                .bind(e.event.purpose.clone())
-                .bind(e.event.outcome.clone())
-                .bind(e.prev_hash.to_vec())
-                .bind(e.hash.to_vec());
+            push(args, e.seq)?;
+            push(args, e.at_us)?;
+            push(args, e.event.tenant.clone())?;
+            push(args, e.event.actor.clone())?;
+            push(args, e.event.action.clone())?;
+            push(args, e.event.subject.clone())?;
+            push(args, e.event.purpose.clone())?;
+            push(args, e.event.outcome.clone())?;
+            push(args, e.prev_hash.to_vec())?;
+            push(args, e.hash.to_vec())?;
         }
-        q.execute(&mut **tx).await?;
     }
     if !events.is_empty() {
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(hash.to_vec())
-            .execute(&mut **tx)
-            .await?;
+        let args = script.statement(format!(
+            "UPDATE audit_head SET seq = {}, hash = {} WHERE id = 1",
+            engine.mark(1),
+            engine.mark(2)
+        ));
+        push(args, seq)?;
+        push(args, hash.to_vec())?;
     }
-    let crossed = seq / CHECKPOINT_EVERY > state.last_checkpoint_seq / CHECKPOINT_EVERY;
-    if (crossed || due_by_time) && seq > state.last_checkpoint_seq {
-        let cp = Checkpoint::sign(&state.signing, seq, hash);
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, signature, at_us) VALUES ($1, $2, $3, $4) \
+    if let Some(cp) = &checkpoint {
+        let args = script.statement(format!(
+            "INSERT INTO audit_checkpoints (seq, hash, signature, at_us) VALUES {} \
              ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(cp.seq)
-        .bind(cp.hash.to_vec())
-        .bind(cp.signature.clone())
-        .bind(now_us)
-        .execute(&mut **tx)
-        .await?;
-        return Ok(Some(cp));
+            engine.values(1, 4)
+        ));
+        push(args, cp.seq)?;
+        push(args, cp.hash.to_vec())?;
+        push(args, cp.signature.clone())?;
+        push(args, now_us)?;
     }
-    Ok(None)
+    script.statement("COMMIT".to_owned());
+    script.run(conn).await?;
+    Ok(checkpoint)
+}
+
+/// Statements of one step of a batch, sent in one round trip where the
+/// engine takes several at once (SQLite: one string, the anonymous `?`
+/// arguments bound in order across its statements), else one by one.
+struct Script<'q> {
+    engine: Engine,
+    /// Statements already complete (PostgreSQL only).
+    done: Vec<(String, sqlx::any::AnyArguments<'q>)>,
+    /// The statement (SQLite: statements) being added to.
+    current: (String, sqlx::any::AnyArguments<'q>),
+}
+
+impl<'q> Script<'q> {
+    fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            done: Vec::new(),
+            current: (String::new(), sqlx::any::AnyArguments::default()),
+        }
+    }
+
+    /// Adds a statement; its arguments go into the list returned.
+    fn statement(&mut self, sql: String) -> &mut sqlx::any::AnyArguments<'q> {
+        if self.current.0.is_empty() {
+            self.current.0 = sql;
+        } else if self.engine == Engine::Sqlite {
+            self.current.0.push_str("; ");
+            self.current.0.push_str(&sql);
+        } else {
+            let previous =
+                std::mem::replace(&mut self.current, (sql, sqlx::any::AnyArguments::default()));
+            self.done.push(previous);
+        }
+        &mut self.current.1
+    }
+
+    async fn run(self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        for (sql, args) in self.done.into_iter().chain([self.current]) {
+            sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds one argument to a statement's list.
+fn push<'q, T>(args: &mut sqlx::any::AnyArguments<'q>, value: T) -> Result<(), StoreError>
+where
+    T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+{
+    use sqlx::Arguments;
+    args.add(value)
+        .map_err(|e| StoreError::Database(format!("binding an audit entry: {e}")))
 }
 
 fn conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -688,8 +909,7 @@ fn conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     }
 }
 
-async fn apply(tx: &mut Transaction<'static, Any>, op: &Op, now: i64) -> Result<u64, StoreError> {
-    let c = &mut **tx;
+async fn apply(c: &mut AnyConnection, op: &Op, now: i64) -> Result<u64, StoreError> {
     Ok(match op {
         Op::AuditOnly | Op::ReadRecord(_) => 0,
         Op::Consent(op) => crate::consent::apply(c, op, now).await?,
