@@ -114,10 +114,16 @@ fn is_ipv6(b: u8) -> bool {
 /// piece and holds `::` (compressed form) or seven colons (full form).
 /// Most colons in logs (times, `key:value`) fail this, and then none of
 /// the hex digits before them needs an anchored search.
-fn ipv6_run(hay: &[u8], c: usize) -> (usize, usize, bool) {
+///
+/// Where no address can have its first colon at `c` (see
+/// [`may_begin_address`]), the run is not scanned: `(c, c + 1, false)`, as
+/// for a lone colon. Then the hex digits before `c` are not marked even if
+/// a later colon's run test holds, which is right: only the hex digits
+/// before an address's first colon (or its `::`) start it.
+fn ipv6_run(hay: &[u8], planes: &[Planes], c: usize) -> (usize, usize, bool) {
     // A lone colon (`"key":"value"`): no scans.
     let around = |i: Option<usize>| i.and_then(|i| hay.get(i)).is_some_and(|&b| is_ipv6(b));
-    if !around(c.checked_sub(1)) && !around(c.checked_add(1)) {
+    if !around(c.checked_sub(1)) && !around(c.checked_add(1)) || !may_begin_address(planes, c) {
         return (c, c + 1, false);
     }
     let before = hay.get(..c).unwrap_or_default();
@@ -135,6 +141,24 @@ fn ipv6_run(hay: &[u8], c: usize) -> (usize, usize, bool) {
     // Runs are short: a plain scan beats setting up a substring search.
     let ok = colons >= 7 || run.windows(2).any(|w| w == b"::");
     (start, end, ok)
+}
+
+/// Whether an IPv6 address may have its first colon at `c`, read off the
+/// colon plane: its `::` then starts within 31 bytes of `c` (the
+/// compressed form has at most six groups of up to four hex digits before
+/// it), or its seven colons lie within 31 bytes from `c` (the full form).
+/// Times (`12:34:56`) have neither, so their runs are not scanned.
+fn may_begin_address(planes: &[Planes], c: usize) -> bool {
+    let word = |w: usize| {
+        planes
+            .get(w)
+            .map_or(0, |p| p.get(P_COLON).copied().unwrap_or(0))
+    };
+    let (w, off) = (c / 64, (c % 64) as u32);
+    let next = word(w + 1).checked_shl(64 - off).unwrap_or(0);
+    // The colons of `c .. c + 32`, `c` at bit 0.
+    let colons = (word(w) >> off | next) & u64::from(u32::MAX);
+    colons & colons >> 1 != 0 || colons.count_ones() >= 7
 }
 
 /// URL scheme characters (`[A-Za-z0-9+.\-]`).
@@ -181,6 +205,9 @@ pub(crate) struct Prefilter {
     /// Whether [`upper_may_match`] may drop candidates: no custom pattern
     /// starts on an upper-case letter.
     upper_shortcut: bool,
+    /// Whether [`lower_may_match`] may drop candidates: no custom pattern
+    /// starts on a lower-case letter.
+    lower_shortcut: bool,
     /// The class at the start of the haystack.
     behind_text: u8,
     special: Special,
@@ -279,6 +306,7 @@ impl Prefilter {
         };
         let digit_shortcut = no_custom_start(&|b| b.is_ascii_digit() || b == b'+' || b == b'(');
         let upper_shortcut = no_custom_start(&|b| b.is_ascii_uppercase());
+        let lower_shortcut = no_custom_start(&|b| b.is_ascii_lowercase());
         let mut info = [0u8; 256];
         for (slot, class) in info.iter_mut().zip(behind) {
             *slot = class % CLASSES as u8;
@@ -292,6 +320,7 @@ impl Prefilter {
             lut: Lut::new(kind),
             digit_shortcut,
             upper_shortcut,
+            lower_shortcut,
             behind_text,
             special,
             gates,
@@ -371,7 +400,7 @@ impl Prefilter {
             let mut run = (0, 0, false);
             for c in ones(planes, P_COLON) {
                 if c >= run.1 {
-                    run = ipv6_run(hay, c);
+                    run = ipv6_run(hay, planes, c);
                 }
                 if sp.ipv6 && run.2 {
                     // `HEX{1,4}:` or `::` starts an address.
@@ -460,7 +489,8 @@ impl Prefilter {
     /// unless `hay[p]` is a digit, which is tested here):
     /// for a digit-group start, the digit run from `p` is long enough (see
     /// [`digits_may_match`]), for an upper-case one, its run of letters
-    /// fits some pattern (see [`upper_may_match`]).
+    /// fits some pattern (see [`upper_may_match`]), for a lower-case one,
+    /// a pattern's word follows (see [`lower_may_match`]).
     pub(crate) fn table_start(&self, cache: &PrefilterCache, hay: &[u8], p: usize) -> bool {
         let Some(&b) = hay.get(p) else {
             return false;
@@ -473,7 +503,8 @@ impl Prefilter {
         if b.is_ascii_digit() && !self.pair_may_start(hay, p) {
             return false;
         }
-        !(self.upper_shortcut && b.is_ascii_uppercase() && !upper_may_match(from))
+        !(self.upper_shortcut && b.is_ascii_uppercase() && !upper_may_match(from)
+            || self.lower_shortcut && b.is_ascii_lowercase() && !lower_may_match(from))
     }
 
     /// The pair test: `hay[p]` may start a table pattern after the class
@@ -667,7 +698,7 @@ fn digits_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
         let left = 64 - off;
         let len = (bits(K_RUN).trailing_ones() as usize).min(left);
         let in_run = u64::MAX.checked_shr(64 - len as u32).unwrap_or(0);
-        digits += (bits(K_DIGIT) & in_run).count_ones();
+        digits += ones_in(bits(K_DIGIT) & in_run);
         if digits >= 9 {
             return true;
         }
@@ -682,6 +713,31 @@ fn digits_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
             return quad || (digits == 8 && eight_digits_may_match(from));
         }
         at += left;
+    }
+}
+
+/// Set bits per byte value.
+#[allow(clippy::indexing_slicing)] // Evaluated at compile time: a bad index fails the build.
+const BYTE_ONES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = (i as u8).count_ones() as u8;
+        i += 1;
+    }
+    table
+};
+
+/// `x.count_ones()`, by table for the 16 bits of most runs of number
+/// bytes: without the `popcnt` instruction (not in the baseline target)
+/// `count_ones` is a dozen instructions.
+fn ones_in(x: u64) -> u32 {
+    match x >> 16 {
+        0 => {
+            let byte = |b: u64| u32::from(BYTE_ONES.get((b & 0xff) as usize).copied().unwrap_or(0));
+            byte(x) + byte(x >> 8)
+        }
+        _ => x.count_ones(),
     }
 }
 
@@ -707,6 +763,15 @@ fn upper_may_match(hay: &[u8]) -> bool {
         2 => next.is_ascii_digit() || next == b' ',
         _ => next.is_ascii_digit() || next == b'-' || next.is_ascii_lowercase(),
     }
+}
+
+/// Whether a built-in table pattern starting on a lower-case letter may
+/// match at the first byte of `hay`, a lower-case letter: only `bearer`,
+/// `basic` and a JWT's `eyJ` start so (e-mail addresses, URLs and the AWS
+/// secret's name are anchored elsewhere), so words such as `because` and
+/// `better` that pass the pair test no longer start a walk.
+fn lower_may_match(hay: &[u8]) -> bool {
+    hay.starts_with(b"bearer") || hay.starts_with(b"basic") || hay.starts_with(b"eyJ")
 }
 
 /// Whether one of the two built-in values with just 8 digits may start at
@@ -879,6 +944,131 @@ mod tests {
                     alphabet[(seed % alphabet.len() as u64) as usize]
                 }));
                 if !hay[1].is_ascii_uppercase() || upper_may_match(&hay[1..]) {
+                    continue;
+                }
+                let input = Input::new(&hay).range(1..).anchored(Anchored::Yes);
+                assert_eq!(
+                    re.search(&input),
+                    None,
+                    "{:?}",
+                    String::from_utf8_lossy(&hay)
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Every match of the IPv6 patterns has its first colon where
+        /// [`may_begin_address`] holds, also across 64-byte blocks.
+        #[test]
+        fn address_colons(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"0123456789abcdefABCDEF:::::.x ".as_slice()),
+                0..60,
+            ),
+            pad in 0usize..64,
+        ) {
+            use regex_automata::meta::Regex;
+            use regex_automata::util::syntax;
+            static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+            let re = RE.get_or_init(|| {
+                let ipv6: Vec<String> = crate::detector::builtin_patterns()
+                    .into_iter()
+                    .filter(|p| p.check == crate::validate::Check::Ipv6)
+                    .map(|p| p.pattern)
+                    .collect();
+                Regex::builder()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .build_many(&ipv6)
+                    .unwrap()
+            });
+            let mut hay = vec![b'x'; pad];
+            hay.extend(t);
+            let mut planes = Vec::new();
+            bulk::planes(&Lut::new([0; 256]), &hay, &mut planes);
+            for s in 0..hay.len() {
+                let input = Input::new(&hay).range(s..).anchored(Anchored::Yes);
+                let Some(m) = re.search(&input) else {
+                    continue;
+                };
+                let first = hay[s..m.end()].iter().position(|&b| b == b':').unwrap() + s;
+                proptest::prop_assert!(
+                    may_begin_address(&planes, first),
+                    "{:?} {} {}", String::from_utf8_lossy(&hay), s, first
+                );
+            }
+        }
+    }
+
+    /// Times have no address in them; `::` and seven colons may.
+    #[test]
+    fn address_colon_examples() {
+        let check = |text: &str, c: usize, expect: bool| {
+            let mut planes = Vec::new();
+            bulk::planes(&Lut::new([0; 256]), text.as_bytes(), &mut planes);
+            assert_eq!(may_begin_address(&planes, c), expect, "{text} {c}");
+        };
+        check("at 12:34:56.789 done", 5, false);
+        check("2001:db8::1", 4, true);
+        check("1:2:3:4:5:6:7:8", 1, true);
+        check("1:2:3:4:5:6:7", 1, false);
+    }
+
+    #[test]
+    fn ones_by_table() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for shift in 0..64 {
+            for _ in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let v = x >> shift;
+                assert_eq!(ones_in(v), v.count_ones(), "{v:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn lower_case_words() {
+        use regex_automata::meta::Regex;
+        use regex_automata::util::syntax;
+        let patterns: Vec<String> = crate::detector::builtin_patterns()
+            .into_iter()
+            .filter(|p| {
+                // The specially anchored ones are found from their anchors.
+                !matches!(
+                    p.check,
+                    crate::validate::Check::Email
+                        | crate::validate::Check::Ipv6
+                        | crate::validate::Check::UrlCredentials
+                        | crate::validate::Check::AwsSecret
+                )
+            })
+            .map(|p| p.pattern)
+            .collect();
+        let re = Regex::builder()
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .build_many(&patterns)
+            .unwrap();
+        for value in ["bearer abcdefgh123", "basic dXNlcjpwYXNz", "eyJhbGciOiJI"] {
+            assert!(lower_may_match(value.as_bytes()), "{value}");
+        }
+        // Whatever it drops has no match of a table pattern (after a blank:
+        // `\b` holds).
+        let alphabet = b"beaBrsicyJEARS 0123-_.=/+";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 1..24 {
+            for _ in 0..3000 {
+                let mut hay = vec![b' '];
+                hay.extend((0..len).map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                }));
+                if !hay[1].is_ascii_lowercase() || lower_may_match(&hay[1..]) {
                     continue;
                 }
                 let input = Input::new(&hay).range(1..).anchored(Anchored::Yes);

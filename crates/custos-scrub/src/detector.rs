@@ -280,6 +280,220 @@ pub(crate) fn quad_first(hay: &[u8], p: usize) -> bool {
     n > 0 && run.get(n) == Some(&b'.')
 }
 
+/// The checks of the built-in patterns that may start on a digit, in the
+/// order of [`builtin_patterns`]: bit `i` of the `enabled` mask of
+/// [`digit_run_match`] stands for `DIGIT_CHECKS[i]`.
+pub(crate) const DIGIT_CHECKS: [Check; 10] = [
+    Check::EsDni,
+    Check::FrNir,
+    Check::UsSsn,
+    Check::NlBsn,
+    Check::DeTaxid,
+    Check::Ipv4,
+    Check::Card,
+    Check::PhoneIntl,
+    Check::PhoneNational,
+    Check::PhoneNanp,
+];
+
+/// Longest run of digits [`digit_run_match`] counts: no built-in pattern
+/// has more than 19 in a row, and where the count stops a digit follows,
+/// so no `\b` either.
+const RUN_LEN: usize = 20;
+
+/// ASCII word bytes, as `\b` sees them.
+fn is_word_byte(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || *b == b'_'
+}
+
+/// The anchored leftmost-first match at `hay[p]` of the built-in patterns
+/// that may start on a digit, read off the bytes instead of walked, where
+/// the number there is one run of digits: `Some((end, i))` for the first
+/// pattern in [`DIGIT_CHECKS`] order whose bit `i` is set in `enabled`
+/// that matches, `Some(None)` where none does, `None` where the walk must
+/// decide: `hay[p]` is no digit, or `0` (the phone numbers written `0…` or
+/// `00…`), follows a word byte (the prefilter marks no such digit), the
+/// run is followed by a separator (blank, `-`, `.` or `/`) and `(`, by `(`,
+/// `)` (a NANP area code may go on) or, after a `2`, by one of `ABab` (a
+/// NIR's Corsican department), or by a separator and a digit in a layout
+/// [`grouped`] does not read.
+///
+/// Why this is the automaton's match: from a digit other than `0` the
+/// patterns consume digits, one separator between two runs of digits (or
+/// before NANP's exchange, the DNI's letter and a phone group's `(`), the
+/// DNI's letter, the NIR's `2A`/`2B` and NANP's `)`, nothing else; every
+/// one but the DNI ends on a digit and `\b`, so at the end of the run, and
+/// only where no word byte follows. Then the run's length alone decides
+/// (15 digits from `1` or `2` with a month: NIR; 9: BSN; 11: tax id;
+/// 13 to 19: card; none of the others has a single run), and each
+/// pattern's match does not depend on the others, so the first in the
+/// patterns' order that matches is the leftmost-first one. A unit test
+/// compares it with the walk on random strings.
+///
+/// Runs of digits with separators go to [`grouped`], which reads only the
+/// common layouts and leaves the others to the walk: a general reading of
+/// the groups and of each pattern's layout cost more than the walk
+/// (≈485 instructions a number, against ≈335 for the walk).
+pub(crate) fn digit_run_match(
+    hay: &[u8],
+    p: usize,
+    enabled: u16,
+) -> Option<Option<(usize, usize)>> {
+    let rest = hay.get(p..)?;
+    if !matches!(rest.first(), Some(b'1'..=b'9'))
+        || p.checked_sub(1)
+            .and_then(|i| hay.get(i))
+            .is_some_and(is_word_byte)
+    {
+        return None;
+    }
+    let digits = rest.get(..RUN_LEN).unwrap_or(rest);
+    let len = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let after = rest.get(len).copied();
+    let next = rest.get(len + 1);
+    match after {
+        Some(b' ' | b'-' | b'.' | b'/') if next.is_some_and(u8::is_ascii_digit) => {
+            return grouped(rest, len, enabled).map(|m| m.map(|(e, i)| (p + e, i)));
+        }
+        Some(b' ' | b'-' | b'.' | b'/') if next == Some(&b'(') => return None,
+        Some(b'(' | b')') => return None,
+        Some(b'A' | b'B' | b'a' | b'b') if rest.get(len - 1) == Some(&b'2') => return None,
+        _ => {}
+    }
+    let on = |i: usize| enabled & (1 << i) != 0;
+    if len == 8 && on(0) {
+        if let Some(end) = dni(rest) {
+            return Some(Some((p + end, 0)));
+        }
+    }
+    if after.is_some_and(|b| is_word_byte(&b)) {
+        return Some(None);
+    }
+    let digit = |i: usize| rest.get(i).map_or(0, |b| b.wrapping_sub(b'0'));
+    let nir = matches!(digit(0), 1 | 2)
+        && matches!((digit(3), digit(4)), (0, 1..=9) | (1, 0..=2) | (2..=9, _));
+    let found = match len {
+        15 if on(1) && nir => Some(1),
+        9 if on(3) => Some(3),
+        11 if on(4) => Some(4),
+        13..=19 if on(6) => Some(6),
+        _ => None,
+    };
+    Some(found.map(|i| (p + len, i)))
+}
+
+/// [`digit_run_match`] where the first run (`len` digits) is followed by
+/// a separator and a digit: the most common layouts only, each read off
+/// its bytes, and `None` (the walk) for the others. From a digit other
+/// than `0` (`rest[0]`):
+///
+/// - `ddd-dd-dddd` or `ddd dd dddd` and no word byte: the SSN (the DNI
+///   wants 8 digits in a row, the NIR blanks after 1, 3, 5, 7, 10 or 13
+///   digits and 3 digits where the last run has 2 or 4);
+/// - `ddd.ddd.dddd` with blanks, dots or dashes, no word byte, no more
+///   digits a blank or dash could join to a card: NANP if the area code
+///   and exchange do not start with `0` or `1`, else nothing (too few
+///   digits for a card, the SSN's second run has 2);
+/// - `dddd dddd dddd dddd` with blanks or dashes, no word byte, no more
+///   digits a blank or dash could join: a card of 16 digits (the NIR
+///   wants a month where the first separator is, the tax id 3 digits
+///   where it is, the BSN dots);
+/// - `d dd dd dd ddd ddd dd` from `1` or `2` with a month and no word byte:
+///   the NIR;
+/// - a date `dddd-dd-dd`, maybe with a time `hh:` after a blank or dash:
+///   nothing (a card would need 5 digits more, the NIR a month where the
+///   first dash is, NANP 3 digits where it is, the BSN dots).
+///
+/// Where the pattern found is off, the walk decides.
+fn grouped(rest: &[u8], len: usize, enabled: u16) -> Option<Option<(usize, usize)>> {
+    let on = |i: usize| enabled & (1 << i) != 0;
+    let byte = |i: usize| rest.get(i).copied();
+    // Exactly `n` digits from `i`.
+    let digits = |i: usize, n: usize| {
+        rest.get(i..i + n)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+            && !rest.get(i + n).is_some_and(u8::is_ascii_digit)
+    };
+    // `\b` after the digit before `i`.
+    let ends = |i: usize| !rest.get(i).is_some_and(is_word_byte);
+    // A card could go on after `i`.
+    let card_on = |i: usize| {
+        matches!(byte(i), Some(b' ' | b'-')) && rest.get(i + 1).is_some_and(u8::is_ascii_digit)
+    };
+    let sep = byte(len);
+    let found = |i: usize, end: usize| on(i).then_some(Some((end, i)));
+    match len {
+        3 if matches!(sep, Some(b'-' | b' '))
+            && digits(4, 2)
+            && byte(6) == sep
+            && digits(7, 4)
+            && ends(11) =>
+        {
+            found(2, 11)
+        }
+        3 if matches!(sep, Some(b' ' | b'.' | b'-'))
+            && digits(4, 3)
+            && matches!(byte(7), Some(b' ' | b'.' | b'-'))
+            && digits(8, 4)
+            && ends(12)
+            && !card_on(12) =>
+        {
+            let nanp = byte(0) >= Some(b'2') && byte(4) >= Some(b'2');
+            match nanp {
+                true => found(9, 12),
+                false => Some(None),
+            }
+        }
+        4 if [4, 9, 14]
+            .iter()
+            .all(|&i| matches!(byte(i), Some(b' ' | b'-')))
+            && [5, 10, 15].iter().all(|&i| digits(i, 4))
+            && ends(19)
+            && !card_on(19) =>
+        {
+            found(6, 19)
+        }
+        4 if sep == Some(b'-')
+            && digits(5, 2)
+            && byte(7) == Some(b'-')
+            && digits(8, 2)
+            && (!card_on(10) || (digits(11, 2) && byte(13) == Some(b':'))) =>
+        {
+            Some(None)
+        }
+        1 if matches!(byte(0), Some(b'1' | b'2'))
+            && [1, 4, 7, 10, 14, 18].iter().all(|&i| byte(i) == Some(b' '))
+            && digits(2, 2)
+            && digits(5, 2)
+            && digits(8, 2)
+            && digits(11, 3)
+            && digits(15, 3)
+            && digits(19, 2)
+            && ends(21)
+            && matches!(
+                (byte(5), byte(6)),
+                (Some(b'0'), Some(b'1'..=b'9'))
+                    | (Some(b'1'), Some(b'0'..=b'2'))
+                    | (Some(b'2'..=b'9'), _)
+            ) =>
+        {
+            found(1, 21)
+        }
+        _ => None,
+    }
+}
+
+/// `\b\d{8}-?[A-Z]\b` on `rest`, which starts with a run of 8 digits.
+fn dni(rest: &[u8]) -> Option<usize> {
+    let at = 8 + usize::from(rest.get(8) == Some(&b'-'));
+    let letter = rest.get(at).is_some_and(u8::is_ascii_uppercase);
+    let boundary = !rest.get(at + 1).is_some_and(is_word_byte);
+    (letter && boundary).then_some(at + 1)
+}
+
 const HEX: &str = "[0-9A-Fa-f]";
 
 /// The domain part of an e-mail address (after `@`). The candidate finder

@@ -16,8 +16,8 @@ use regex_automata::{Anchored, Input, PatternID};
 use crate::candidates::{self, Prefilter, PrefilterCache, Special};
 use crate::config::{ScrubConfig, ValidatorName};
 use crate::detector::{
-    builtin_patterns, dotted_quad_end, quad_first, DigitRun, Group, PatternSpec, EMAIL_DOMAIN,
-    URL_TAIL,
+    builtin_patterns, digit_run_match, dotted_quad_end, quad_first, DigitRun, Group, PatternSpec,
+    DIGIT_CHECKS, EMAIL_DOMAIN, URL_TAIL,
 };
 use crate::replace::{mask, normalize, redact_token};
 use crate::validate::{self, Check, Opts};
@@ -154,6 +154,11 @@ struct Inner {
     /// cannot match a dotted quad (see [`quad_first`]): then a dotted quad
     /// is matched without a walk.
     quad: Option<usize>,
+    /// Where the digit family holds only built-in patterns (so only they
+    /// start on digits), in the order of [`DIGIT_CHECKS`]: the mask of
+    /// those present and the index into `specs` of each. Then a digit other
+    /// than `0` starts no walk (see [`digit_run_match`]).
+    digit_reads: Option<(u16, [usize; DIGIT_CHECKS.len()])>,
     specs: Vec<Compiled>,
     mode: Mode,
     key: Option<ScrubKey>,
@@ -446,6 +451,7 @@ impl ScrubberBuilder {
                         .all(|s| s.group != Group::Digits || before_ipv4.contains(&s.check))
                 })
         });
+        let digit_reads = digit_reads(&families, &specs).filter(|_| prefilter.digit_shortcut());
         let tokens = specs.iter().map(|s| redact_token(&s.detector)).collect();
         let allow = self
             .allow
@@ -470,6 +476,7 @@ impl ScrubberBuilder {
                 first_bytes,
                 singles,
                 quad,
+                digit_reads,
                 specs,
                 mode: self.mode,
                 key: self.key,
@@ -550,6 +557,40 @@ fn anchored_at(
     }
 }
 
+/// The leftmost-first match (end, pattern) of the digit family anchored at
+/// `hay[p]`, read off its run of digits instead of walked, or `None` where
+/// the walk must decide (see [`digit_run_match`]). Only where the table
+/// alone marks `p`, so no special pattern may match there.
+fn digit_family_read(inner: &Inner, hay: &[u8], p: usize) -> Option<Option<(usize, usize)>> {
+    let (mask, pids) = inner.digit_reads.as_ref()?;
+    let m = digit_run_match(hay, p, *mask)?;
+    Some(m.and_then(|(end, i)| Some((end, *pids.get(i)?))))
+}
+
+/// The digit family's patterns as [`Inner::digit_reads`] holds them, or
+/// `None` if it has others (custom ones) or they are in another order.
+fn digit_reads(
+    families: &[Family; 2],
+    specs: &[PatternSpec],
+) -> Option<(u16, [usize; DIGIT_CHECKS.len()])> {
+    let (mut mask, mut pids, mut next) = (0u16, [0; DIGIT_CHECKS.len()], 0);
+    for &id in &families.first()?.ids {
+        let spec = specs.get(id)?;
+        if matches!(spec.detector, Detector::Custom(_)) {
+            return None;
+        }
+        let i = next
+            + DIGIT_CHECKS
+                .get(next..)?
+                .iter()
+                .position(|&c| c == spec.check)?;
+        mask |= 1 << i;
+        *pids.get_mut(i)? = id;
+        next = i + 1;
+    }
+    Some((mask, pids))
+}
+
 /// The digits in the run of number bytes (`[0-9 .\-/()+ABab]`, the bytes
 /// of the digit-group patterns but the DNI's final letter, which follows
 /// its digits) from `hay[s]`, counted up to [`validate::MIN_DIGITS_MAX`].
@@ -586,8 +627,11 @@ pub struct ScrubCache {
     families: [lazy::Cache; 2],
     pre: PrefilterCache,
     findings: Vec<Finding>,
-    /// Findings per pattern id, folded into the report after each call.
+    /// Findings per pattern id, not yet folded into a report (see
+    /// [`Scrubber::flush_counts`]).
     counts: Vec<u64>,
+    /// The pattern ids of the findings of the last call, in order.
+    pids: Vec<usize>,
 }
 
 impl fmt::Debug for ScrubCache {
@@ -633,6 +677,7 @@ impl Scrubber {
             pre: self.inner.prefilter.cache(),
             findings: Vec::new(),
             counts: vec![0; self.inner.specs.len()],
+            pids: Vec::new(),
         }
     }
 
@@ -700,11 +745,17 @@ impl Scrubber {
                     .filter(|_| quad_first(hay, p))
                     .and_then(|pid| Some((dotted_quad_end(hay, p)?, pid))),
             };
+            let read = match special || quad.is_some() {
+                true => None,
+                false => digit_family_read(inner, hay, p),
+            };
             let walk = match special {
                 true => anchored_at(&inner.anchored, &mut cache.anchored, hay, p, Anchored::Yes),
                 // A dotted quad: its match without a walk (when IPv4 does
                 // not match, a later pattern may, so the walk decides).
                 false if quad.is_some() => Ok(quad),
+                // A run of digits read off the bytes, where that decides.
+                false if read.is_some() => Ok(read.flatten()),
                 // No special pattern matches here (the special marks are a
                 // superset), so the table patterns that may start on
                 // `hay[p]` alone give the same leftmost-first match.
@@ -907,11 +958,28 @@ impl Scrubber {
         out: &mut Vec<u8>,
         report: &mut Report,
     ) -> bool {
+        let changed = self.scrub_into_counting(cache, hay, out);
+        self.flush_counts(cache, report);
+        changed
+    }
+
+    /// [`Scrubber::scrub_into_with`] without the report: the findings are
+    /// counted per pattern in `cache` until [`Scrubber::flush_counts`]. A
+    /// stream scrubs pieces of about 8 KiB, and adding a dozen counts to
+    /// the report's map by name after each cost more than some detectors.
+    pub(crate) fn scrub_into_counting(
+        &self,
+        cache: &mut ScrubCache,
+        hay: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
         let mut findings = std::mem::take(&mut cache.findings);
         let mut counts = std::mem::take(&mut cache.counts);
         counts.resize(self.inner.specs.len(), 0);
-        // Pattern ids of the findings, in order (for the redaction tokens).
-        let mut pids = Vec::new();
+        // Pattern ids of the findings, in order (for the redaction tokens);
+        // kept in the cache, so that it is not grown again on every call.
+        let mut pids = std::mem::take(&mut cache.pids);
+        pids.clear();
         let redact = self.redacts_only();
         self.find_into(cache, hay, &mut findings, |pid| {
             if let Some(c) = counts.get_mut(pid) {
@@ -935,7 +1003,17 @@ impl Scrubber {
             last = f.end;
         }
         out.extend_from_slice(hay.get(last..).unwrap_or_default());
-        for (pid, c) in counts.iter_mut().enumerate() {
+        let changed = !findings.is_empty();
+        cache.findings = findings;
+        cache.counts = counts;
+        cache.pids = pids;
+        changed
+    }
+
+    /// Adds the counts [`Scrubber::scrub_into_counting`] left in `cache` to
+    /// `report`, and clears them.
+    pub(crate) fn flush_counts(&self, cache: &mut ScrubCache, report: &mut Report) {
+        for (pid, c) in cache.counts.iter_mut().enumerate() {
             if *c > 0 {
                 if let Some(spec) = self.inner.specs.get(pid) {
                     report.add_n(&spec.detector, *c);
@@ -943,10 +1021,6 @@ impl Scrubber {
                 *c = 0;
             }
         }
-        let changed = !findings.is_empty();
-        cache.findings = findings;
-        cache.counts = counts;
-        changed
     }
 
     /// Scrubs a line (or any bytes); invalid UTF-8 passes through untouched.
@@ -1122,6 +1196,102 @@ mod tests {
                 let expect = s.inner.singles[ipv4].search(&input).map(|m| m.end());
                 proptest::prop_assert_eq!(dotted_quad_end(&t, at), expect);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Where [`digit_run_match`] decides, it gives the digit family's
+        /// walk, with all patterns and with some skipped.
+        #[test]
+        fn digit_runs_without_walks(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"0123456789123456789 -./()+ABabZx_:".as_slice()),
+                0..32,
+            ),
+            shaped in "[ x(]?[1-9][0-9]{0,21}[ ./()ABabZx_:,-]{0,2}[0-9A-Z(]{0,3}",
+            grouped in proptest::prop_oneof![
+                "[ x]?[1-9][0-9]{0,4}([ ./-][0-9]{1,4}){0,6}[ ./()ABabZx_:,-]{0,2}[0-9A-Z(]{0,3}",
+                "[ x]?[0-9]{3}[ .-][0-9]{2,3}[ .-][0-9]{3,5}[ ./aZ-]{0,2}[0-9]{0,4}",
+                "[ x]?[0-9]{4}[ -][0-9]{3,4}[ -][0-9]{4}[ -][0-9]{4}[ ./aZ-]{0,2}[0-9]{0,4}",
+                "[ x]?[0-3] [0-9]{2} [0-2][0-9] [0-9]{2} [0-9]{3} [0-9]{3} [0-9]{2}[ ./aZ-]{0,2}[0-9]{0,4}",
+                "[ x]?[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}[ T./-]?[0-9]{0,3}[: -]?[0-9]{0,4}",
+            ],
+        ) {
+            static SCRUBBERS: std::sync::OnceLock<[Scrubber; 2]> = std::sync::OnceLock::new();
+            let scrubbers = SCRUBBERS.get_or_init(|| {
+                [
+                    Scrubber::new_default().unwrap(),
+                    Scrubber::builder().skip(["es_dni", "card", "nl_bsn"]).build().unwrap(),
+                ]
+            });
+            for s in scrubbers {
+                let family = &s.inner.families[0];
+                let mut cache = s.cache();
+                for hay in [t.as_slice(), shaped.as_bytes(), grouped.as_bytes()] {
+                    for at in 0..hay.len() {
+                        let Some(read) = digit_family_read(&s.inner, hay, at) else {
+                            continue;
+                        };
+                        let walk = anchored_at(&family.dfa, &mut cache.families[0], hay, at, Anchored::Yes)
+                            .unwrap()
+                            .map(|(e, i)| (e, family.ids[i]));
+                        proptest::prop_assert_eq!(read, walk, "{:?} {}", String::from_utf8_lossy(hay), at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The common runs are read, not walked.
+    #[test]
+    fn digit_runs_are_read() {
+        let s = Scrubber::new_default().unwrap();
+        let pid = |check| s.inner.specs.iter().position(|c| c.check == check);
+        for (text, expect) in [
+            ("4111111111111111 ", Some((16, pid(Check::Card)))),
+            ("1699079125023\",", Some((13, pid(Check::Card)))),
+            ("111222333.", Some((9, pid(Check::NlBsn)))),
+            ("86095742719 ", Some((11, pid(Check::DeTaxid)))),
+            ("255081416802538&", Some((15, pid(Check::FrNir)))),
+            ("12345678Z.", Some((9, pid(Check::EsDni)))),
+            ("12345678-Z ", Some((10, pid(Check::EsDni)))),
+            ("4316602763 called", None),
+            ("93424 \"-\"", None),
+        ] {
+            let read = digit_family_read(&s.inner, text.as_bytes(), 0);
+            let expect = expect.map(|(e, pid)| (e, pid.unwrap()));
+            assert_eq!(read, Some(expect), "{text}");
+        }
+        // Common layouts are read too.
+        for (text, expect) in [
+            ("536-90-4399 ", Some((11, pid(Check::UsSsn)))),
+            ("536 90 4399,", Some((11, pid(Check::UsSsn)))),
+            ("4111 1111 1111 1111 ok", Some((19, pid(Check::Card)))),
+            ("4111-1111-1111-1111.", Some((19, pid(Check::Card)))),
+            ("206-790-0022\"", Some((12, pid(Check::PhoneNanp)))),
+            ("2 55 08 14 168 025 38&", Some((21, pid(Check::FrNir)))),
+            ("123-456-7890 ", None),
+            ("2026-01-17 10:11:36", None),
+            ("2026-01-17\"", None),
+        ] {
+            let read = digit_family_read(&s.inner, text.as_bytes(), 0);
+            let expect = expect.map(|(e, pid)| (e, pid.unwrap()));
+            assert_eq!(read, Some(expect), "{text}");
+        }
+        // Other groups are walked.
+        for text in [
+            "4111 1111 1111 1111 2",
+            "2026-01-17 1234 5678",
+            "0612345678",
+            "536-90-4399a",
+        ] {
+            assert_eq!(
+                digit_family_read(&s.inner, text.as_bytes(), 0),
+                None,
+                "{text}"
+            );
         }
     }
 

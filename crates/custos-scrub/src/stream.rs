@@ -142,9 +142,11 @@ impl Scrubber {
                     None => rest.len(),
                 };
                 let (piece, tail) = rest.split_at(end.min(rest.len()));
-                self.scrub_into_with(&mut st.cache, piece, out, &mut st.report);
+                self.scrub_into_counting(&mut st.cache, piece, out);
                 rest = tail;
             }
+            // Once per block, not per piece (see `scrub_into_counting`).
+            self.flush_counts(&mut st.cache, &mut st.report);
             st.report.lines += newlines;
             return;
         }

@@ -299,6 +299,41 @@ const FILE_TLDS: [&[u8]; 14] = [
     b"txt", b"log", b"ts",
 ];
 
+/// [`FILE_TLDS`] as words: the bytes little-endian, zero-padded, and the
+/// length above them.
+#[allow(clippy::indexing_slicing)] // Evaluated at compile time: a bad index fails the build.
+const FILE_TLD_WORDS: [u64; FILE_TLDS.len()] = {
+    let mut words = [0u64; FILE_TLDS.len()];
+    let mut i = 0;
+    while i < FILE_TLDS.len() {
+        let tld = FILE_TLDS[i];
+        let mut bytes = [0u8; 4];
+        let mut j = 0;
+        while j < tld.len() {
+            bytes[j] = tld[j];
+            j += 1;
+        }
+        words[i] = u32::from_le_bytes(bytes) as u64 | (tld.len() as u64) << 32;
+        i += 1;
+    }
+    words
+};
+
+/// Whether `tld` is one of [`FILE_TLDS`], in any case: its lower-cased
+/// word among [`FILE_TLD_WORDS`] (a dozen compares of a register instead
+/// of a dozen slice compares; every candidate address runs this).
+fn file_tld(tld: &[u8]) -> bool {
+    let mut bytes = [0u8; 4];
+    if tld.len() > bytes.len() {
+        return false;
+    }
+    for (slot, b) in bytes.iter_mut().zip(tld) {
+        *slot = b.to_ascii_lowercase();
+    }
+    let word = u64::from(u32::from_le_bytes(bytes)) | (tld.len() as u64) << 32;
+    FILE_TLD_WORDS.contains(&word)
+}
+
 fn email(span: &[u8]) -> bool {
     let Some(at) = memchr::memrchr(b'@', span) else {
         return false;
@@ -309,7 +344,8 @@ fn email(span: &[u8]) -> bool {
     if local.is_empty() || local.len() > 64 || domain.len() > 253 {
         return false;
     }
-    if std::str::from_utf8(span).is_err() {
+    // ASCII (most addresses) is UTF-8; the word-wise test is cheaper.
+    if !span.is_ascii() && std::str::from_utf8(span).is_err() {
         return false;
     }
     let quoted = local.first() == Some(&b'"');
@@ -348,7 +384,7 @@ fn email(span: &[u8]) -> bool {
         let puny = tld
             .get(..4)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"));
-        (alpha || puny) && !FILE_TLDS.iter().any(|f| f.eq_ignore_ascii_case(tld))
+        (alpha || puny) && !file_tld(tld)
     } else {
         true
     }
@@ -400,32 +436,38 @@ fn ipv4(hay: &[u8], start: usize, end: usize, opts: Opts) -> bool {
 }
 
 /// The four octets of `span`, four `.`-separated numbers of 1–3 digits
-/// without leading zeros, each at most 255. One pass over the bytes, no
-/// `split`: this runs for every dotted quad the automaton finds.
+/// without leading zeros, each at most 255. Each number is read off a
+/// slice pattern of its up to four bytes (digits and the `.` after it),
+/// no loop over the bytes: this runs for every dotted quad the automaton
+/// finds. Bytes other than `.` count as digits (`b - b'0'`, wrapping), as
+/// they did in the loop this replaced; the IPv4 pattern only gives digits.
 fn dotted_quad(span: &[u8]) -> Option<[u8; 4]> {
     let mut octets = [0u8; 4];
-    let (mut n, mut value, mut len, mut first) = (0, 0u32, 0, 0u8);
-    // A `.` past the end closes the last number.
-    for i in 0..=span.len() {
-        let b = span.get(i).copied().unwrap_or(b'.');
-        if b != b'.' {
-            if len == 3 {
-                return None;
+    let mut rest = span;
+    for (i, slot) in octets.iter_mut().enumerate() {
+        let last = i == 3;
+        let digit = |b: &u8| *b != b'.';
+        let value = |b: &u8| u32::from(b.wrapping_sub(b'0'));
+        let (v, len) = match rest {
+            [x, y, z, ..] if digit(x) && digit(y) && digit(z) => {
+                (value(x) * 100 + value(y) * 10 + value(z), 3)
             }
-            if len == 0 {
-                first = b;
-            }
-            value = value * 10 + u32::from(b.wrapping_sub(b'0'));
-            len += 1;
-            continue;
-        }
-        if len == 0 || (len > 1 && first == b'0') {
+            [x, y, ..] if digit(x) && digit(y) => (value(x) * 10 + value(y), 2),
+            [x, ..] if digit(x) => (value(x), 1),
+            _ => return None,
+        };
+        // A leading zero only in a number of one digit.
+        if len > 1 && rest.first() == Some(&b'0') {
             return None;
         }
-        *octets.get_mut(n)? = u8::try_from(value).ok()?;
-        (n, value, len) = (n + 1, 0, 0);
+        *slot = u8::try_from(v).ok()?;
+        rest = match (last, rest.get(len..)?) {
+            (true, []) => &[],
+            (false, [b'.', tail @ ..]) => tail,
+            _ => return None,
+        };
     }
-    (n == 4).then_some(octets)
+    Some(octets)
 }
 
 /// Heuristic, documented in the crate docs: `version 1.2.3.4`, `v: 1.2.3.4`,
@@ -682,10 +724,13 @@ fn valid_international(d: &[u8]) -> bool {
         let (Some(cc), Some(nsn)) = (d.get(..cc_len), d.get(cc_len..)) else {
             return false;
         };
+        // Codes are sorted and unique (a unit test checks): at most one entry.
         let cc = num(cc);
         COUNTRIES
-            .iter()
-            .any(|&(c, lo, hi)| c == cc && (usize::from(lo)..=usize::from(hi)).contains(&nsn.len()))
+            .binary_search_by_key(&cc, |&(c, ..)| c)
+            .ok()
+            .and_then(|i| COUNTRIES.get(i))
+            .is_some_and(|&(_, lo, hi)| (usize::from(lo)..=usize::from(hi)).contains(&nsn.len()))
     })
 }
 
@@ -858,7 +903,104 @@ fn card_layout_ok(span: &[u8]) -> bool {
         || (fours && (1..=4).contains(&last))
 }
 
+/// Most runs of digits a card's match has (one digit each).
+const CARD_GROUPS: usize = 19;
+
+/// The card check. A match of the card pattern (digits, one blank or dash
+/// between two of them, 13 to 19 digits) is read once: its runs of
+/// digits, the separators and the digit values; then the ends
+/// [`card_general`] tries are tried from those, longest first, with the
+/// same tests (a run end before a dash is part of a dashed token; the
+/// digit count; blanks and dashes mixed; the layout; issuer and Luhn on
+/// the digits up to there). Any other span goes to [`card_general`]; a
+/// unit test compares the two on random spans.
 fn card(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    let span = hay.get(start..end)?;
+    let mut d = Digits {
+        buf: [0; Digits::CAP],
+        len: 0,
+    };
+    // Per run: its length and the separator after it.
+    let mut runs = [(0u8, 0u8); CARD_GROUPS];
+    let mut k = 0;
+    let mut prev_digit = false;
+    for &b in span {
+        let digit = b.is_ascii_digit();
+        if digit {
+            match d.buf.get_mut(d.len) {
+                Some(slot) => *slot = b - b'0',
+                None => return card_general(hay, start, end),
+            }
+            d.len += 1;
+            match runs.get_mut(k) {
+                Some(run) => run.0 += 1,
+                None => return card_general(hay, start, end),
+            }
+        } else if prev_digit && matches!(b, b' ' | b'-') {
+            if let Some(run) = runs.get_mut(k) {
+                run.1 = b;
+            }
+            k += 1;
+        } else {
+            return card_general(hay, start, end);
+        }
+        prev_digit = digit;
+    }
+    if !prev_digit || !(13..=19).contains(&d.len) {
+        return card_general(hay, start, end);
+    }
+    if dotted_before(hay, start) {
+        return None;
+    }
+    let before = start.checked_sub(1).and_then(|i| hay.get(i));
+    let before2 = start.checked_sub(2).and_then(|i| hay.get(i));
+    if before == Some(&b'-') && before2.is_some_and(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    let runs = runs.get(..=k)?;
+    // Digits and bytes up to the end of each run.
+    let (mut digits, mut bytes) = (d.len, span.len());
+    for j in (0..runs.len()).rev() {
+        let last = j + 1 == runs.len();
+        let (len, sep) = *runs.get(j)?;
+        let here = (digits, bytes);
+        let len = usize::from(len);
+        (digits, bytes) = (digits - len, bytes.saturating_sub(len + 1));
+        let e = start + here.1;
+        let dashed_on = match last {
+            // A digit follows the separator.
+            false => sep == b'-',
+            true => {
+                hay.get(e) == Some(&b'-') && hay.get(e + 1).is_some_and(u8::is_ascii_alphanumeric)
+            }
+        };
+        if dashed_on || (last && dotted_after(hay, e)) || !(13..=19).contains(&here.0) {
+            continue;
+        }
+        let head = runs.get(..=j)?;
+        let seps = head.get(..j)?;
+        if seps.iter().any(|r| r.1 == b' ') && seps.iter().any(|r| r.1 == b'-') {
+            continue;
+        }
+        let d = d.get(..here.0)?;
+        if card_runs_ok(head) && card_issuer_ok(d) && luhn(d) {
+            return Some((start, e));
+        }
+    }
+    None
+}
+
+/// [`card_layout_ok`] on the lengths of the runs.
+fn card_runs_ok(runs: &[(u8, u8)]) -> bool {
+    match runs {
+        [_] | [(4, _), (6, _), (5 | 4, _)] => true,
+        [head @ .., (last, _)] => (1..=4).contains(last) && head.iter().all(|r| r.0 == 4),
+        [] => false,
+    }
+}
+
+/// The card check on any span (see [`card`]).
+fn card_general(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
     if dotted_before(hay, start) {
         return None;
     }
@@ -1003,8 +1145,22 @@ fn iban(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
     }
     // The check digits move behind the rest (`want` >= 15 characters).
     let (check, rest) = values.get(..want)?.split_at_checked(4)?;
-    let rem = rest.iter().chain(check).fold(0, |r, &v| mod97_step(r, v));
+    let rem = mod97_lazy(check, mod97_lazy(rest, 0)) % 97;
     (rem == 1).then_some((start, start + cut))
+}
+
+/// `acc` with the mod 97-10 values `values` appended, congruent mod 97 to
+/// what [`mod97_step`] gives: reduced only when it grows past 2^56 (two
+/// more digits cannot overflow it), not once per value.
+fn mod97_lazy(values: &[u8], mut acc: u64) -> u64 {
+    for &v in values {
+        let shift = if v >= 10 { 100 } else { 10 };
+        acc = acc * shift + u64::from(v);
+        if acc >= 1 << 56 {
+            acc %= 97;
+        }
+    }
+    acc
 }
 
 /// The longest IBAN ([`IBAN_LEN`]).
@@ -1273,6 +1429,34 @@ mod tests {
     }
 
     #[test]
+    fn card_examples() {
+        let check = |text: &str, expect: Option<&str>| {
+            let hay = text.as_bytes();
+            let (s, e) = (5, hay.len() - 4);
+            let found = card(hay, s, e).map(|(s, e)| &text[s..e]);
+            assert_eq!(found, expect, "{text}");
+            assert_eq!(card(hay, s, e), card_general(hay, s, e), "{text}");
+        };
+        check("card 4111 1111 1111 1111 ok.", Some("4111 1111 1111 1111"));
+        check("card 4111-1111-1111-1111 ok.", Some("4111-1111-1111-1111"));
+        check("card 4111111111111111 ok.", Some("4111111111111111"));
+        check("card 3782 822463 10005 ok.", Some("3782 822463 10005"));
+        check(
+            "card 4111 1111 1111 1111 2 ok.",
+            Some("4111 1111 1111 1111"),
+        );
+        check("card 4111 1111-1111 1111 ok.", None);
+        check("card 1699079125023 ok.", None);
+        check("card 4111111111111111.5 ok.", None);
+        check("card 4111111111111111-a ok.", None);
+    }
+
+    #[test]
+    fn country_codes_are_sorted() {
+        assert!(COUNTRIES.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
     fn iban_lengths_are_sorted() {
         assert!(IBAN_LEN.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(IBAN_LEN.iter().all(|&(_, len)| len <= IBAN_MAX));
@@ -1336,6 +1520,80 @@ mod tests {
         fn dotted_quad_is_reference(t in text(b"0123456789..x", 18)) {
             proptest::prop_assert_eq!(dotted_quad(&t), dotted_quad_reference(&t));
         }
+
+        /// The card check reads a pattern match once; every span of random
+        /// text and of valid numbers with random separators gets what the
+        /// general check gives.
+        #[test]
+        fn card_is_general(
+            t in text(b"0123456789  --.x:", 44),
+            number in card_text(),
+        ) {
+            for hay in [t, number] {
+                for s in 0..hay.len() {
+                    for e in s + 1..=hay.len() {
+                        proptest::prop_assert_eq!(
+                            card(&hay, s, e),
+                            card_general(&hay, s, e),
+                            "{:?} {} {}", String::from_utf8_lossy(&hay), s, e
+                        );
+                    }
+                }
+            }
+        }
+
+        /// The lazily reduced remainder is the stepwise one.
+        #[test]
+        fn mod97_lazy_is_stepwise(
+            values in proptest::collection::vec(0u8..36, 0..64),
+            split in 0usize..64,
+        ) {
+            let (a, b) = values.split_at(split.min(values.len()));
+            let expect = a.iter().chain(b).fold(0, |r, &v| mod97_step(r, v));
+            proptest::prop_assert_eq!(mod97_lazy(b, mod97_lazy(a, 0)) % 97, u64::from(expect));
+        }
+
+        #[test]
+        fn file_tlds_in_any_case(t in text(b"jJsSpPnNgGtTxXlLoO.\0", 6)) {
+            let expect = FILE_TLDS.iter().any(|f| f.eq_ignore_ascii_case(&t));
+            proptest::prop_assert_eq!(file_tld(&t), expect);
+        }
+    }
+
+    /// Valid card numbers (and a few that fail Luhn), their digits split by
+    /// random blanks and dashes, with digits or separators around them.
+    fn card_text() -> impl Strategy<Value = Vec<u8>> {
+        let numbers = proptest::sample::select(vec![
+            "4111111111111111",
+            "4222222222222",
+            "378282246310005",
+            "5555555555554444",
+            "6011111111111117",
+            "3530111333300000",
+            "4111111111111111113",
+            "4111111111111112",
+            "36227206271667",
+        ]);
+        // 0: no separator; in groups of four, only the first counts.
+        let seps = proptest::collection::vec(proptest::sample::select(b"\0\0\0 -".as_slice()), 20);
+        let around = || text(b"01234 -.x", 6);
+        let fours = proptest::bool::ANY;
+        (numbers, seps, fours, around(), around()).prop_map(|(n, seps, fours, before, after)| {
+            let mut out = before;
+            for (i, d) in n.bytes().enumerate() {
+                let sep = match fours {
+                    true if i % 4 == 0 => seps[0],
+                    true => 0,
+                    false => seps[i],
+                };
+                if i > 0 && sep != 0 {
+                    out.push(sep);
+                }
+                out.push(d);
+            }
+            out.extend(after);
+            out
+        })
     }
 
     #[test]
