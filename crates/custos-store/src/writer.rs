@@ -605,8 +605,15 @@ async fn run_batch(
                     }
                 }
                 if !savepoints {
-                    // Roll back; the retry reads under a savepoint of their own.
-                    sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                    // Roll back; the retry reads under a savepoint of their
+                    // own. Without reads, what failed was the `BEGIN` or
+                    // the head's read sent with it, and no job is marked
+                    // failed to retry: the batch fails.
+                    let rolled_back = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    if reads.is_empty() {
+                        return Err(e);
+                    }
+                    rolled_back?;
                     return Ok((None, results));
                 }
                 tracing::error!(error = %e, reads = reads.len(), "audited record reads failed");
