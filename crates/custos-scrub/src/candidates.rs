@@ -54,7 +54,7 @@
 use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
 use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::start;
-use regex_automata::{Anchored, Input, PatternID};
+use regex_automata::{Anchored, PatternID};
 
 use crate::bulk::{self, Lut, Planes, PLANES, P_AT, P_COLON, P_W};
 
@@ -208,6 +208,11 @@ pub(crate) struct Prefilter {
     /// Whether [`lower_may_match`] may drop candidates: no custom pattern
     /// starts on a lower-case letter.
     lower_shortcut: bool,
+    /// Whether every `-` that another `-` follows is a mark of the plane
+    /// logic and passes the pair test (some table pattern may start with
+    /// `--` after every class of byte), so that [`Prefilter::mark_table`]
+    /// sees every [`PEM_BEGIN`] (see [`PrefilterCache::pem_begin`]).
+    dash_marks: bool,
     /// The class at the start of the haystack.
     behind_text: u8,
     special: Special,
@@ -229,6 +234,25 @@ pub(crate) struct PrefilterCache {
     /// One bit per haystack byte: a candidate start of a specially
     /// anchored pattern (those may also match here, and win by priority).
     pub(crate) special: Vec<u64>,
+    /// Whether the last haystack holds [`PEM_BEGIN`], if the marks tell
+    /// (see [`PrefilterCache::pem_begin`]).
+    pem_begin: Option<bool>,
+}
+
+/// The opening of a PEM block, which a stream looks for in each block of
+/// lines before it scrubs them as plain text.
+pub(crate) const PEM_BEGIN: &[u8] = b"-----BEGIN ";
+
+impl PrefilterCache {
+    /// Whether the haystack of the last [`Prefilter::fill`] holds
+    /// [`PEM_BEGIN`], or `None` where the marks do not tell (no table
+    /// pattern starts on `-` after some class of byte: then a `-` may go
+    /// unmarked). Read off the marks, where the pair test looks at each
+    /// anyway: a stream then needs no search of its own for it
+    /// (`memmem` over every block cost about 0.5 instructions per byte).
+    pub(crate) fn pem_begin(&self) -> Option<bool> {
+        self.pem_begin
+    }
 }
 
 impl Prefilter {
@@ -307,6 +331,16 @@ impl Prefilter {
         let digit_shortcut = no_custom_start(&|b| b.is_ascii_digit() || b == b'+' || b == b'(');
         let upper_shortcut = no_custom_start(&|b| b.is_ascii_uppercase());
         let lower_shortcut = no_custom_start(&|b| b.is_ascii_lowercase());
+        // `-` may start a table pattern after every byte and at the start
+        // (the classes that are in use), and `-` may follow it there.
+        let dash_marks = behind.iter().chain([&behind_text]).all(|&c| {
+            let row = first
+                .get(usize::from(c))
+                .and_then(|r| r.get(usize::from(b'-')));
+            row.is_some_and(|&k| {
+                k != 0 && second.get(usize::from(k) << 8 | usize::from(b'-')) != Some(&0)
+            })
+        });
         let mut info = [0u8; 256];
         for (slot, class) in info.iter_mut().zip(behind) {
             *slot = class % CLASSES as u8;
@@ -321,6 +355,7 @@ impl Prefilter {
             digit_shortcut,
             upper_shortcut,
             lower_shortcut,
+            dash_marks,
             behind_text,
             special,
             gates,
@@ -333,6 +368,7 @@ impl Prefilter {
             bits: Vec::new(),
             planes: Vec::new(),
             special: Vec::new(),
+            pem_begin: None,
         }
     }
 
@@ -342,13 +378,20 @@ impl Prefilter {
         self.digit_shortcut
     }
 
+    /// Whether [`PrefilterCache::pem_begin`] tells after each
+    /// [`Prefilter::fill`].
+    pub(crate) fn pem_begin_from_marks(&self) -> bool {
+        self.dash_marks
+    }
+
     /// Whether gate pattern `pid` matches anchored at `at` (true when the
-    /// DFA gives up: a superset is always safe).
+    /// DFA gives up: a superset is always safe). A walk of the lazy DFA
+    /// that stops at the first match state: only whether there is a match
+    /// counts here, not where the leftmost-first one ends, and
+    /// `try_search_fwd`'s set-up per call and its walk to the end of the
+    /// longest match cost more than the rest of most gates.
     fn gate(&self, cache: &mut DfaCache, hay: &[u8], at: usize, pid: usize) -> bool {
-        let input = Input::new(hay)
-            .range(at..)
-            .anchored(Anchored::Pattern(PatternID::new_unchecked(pid)));
-        !matches!(self.gates.try_search_fwd(cache, &input), Ok(None))
+        gate_match(&self.gates, cache, hay, at, pid)
     }
 
     /// Marks the candidate starts of `hay`: table patterns in `cache.bits`,
@@ -359,7 +402,8 @@ impl Prefilter {
         bits.clear();
         bits.resize(words, 0);
         bulk::planes(&self.lut, hay, &mut cache.planes);
-        self.mark_table(bits, &cache.planes, hay);
+        let pem_begin = self.mark_table(bits, &cache.planes, hay);
+        cache.pem_begin = self.dash_marks.then_some(pem_begin);
         let planes = &cache.planes;
         let bits = &mut cache.special;
         bits.clear();
@@ -461,8 +505,15 @@ impl Prefilter {
     /// upper-case tests are left to [`Prefilter::table_start`], which runs
     /// only on the marks the search reaches (many digits are inside values
     /// found already).
+    ///
+    /// Returns whether some mark on `-` that passes the pair test begins
+    /// [`PEM_BEGIN`]: where [`Prefilter::dash_marks`] holds, every `-`
+    /// another `-` follows is such a mark (neither a lower-case letter nor
+    /// a digit follows it), so that tells whether `hay` holds
+    /// [`PEM_BEGIN`] at all.
     #[inline(never)] // Its own entry in profiles.
-    fn mark_table(&self, table: &mut [u64], planes: &[Planes], hay: &[u8]) {
+    fn mark_table(&self, table: &mut [u64], planes: &[Planes], hay: &[u8]) -> bool {
+        let mut pem_begin = false;
         let none = [0u64; PLANES];
         // No word byte before the haystack, nothing after it.
         let mut prev = &none;
@@ -475,13 +526,17 @@ impl Prefilter {
             while left != 0 {
                 let i = left.trailing_zeros();
                 left &= left - 1;
-                if !self.pair_may_start(hay, w * 64 + i as usize) {
+                let p = w * 64 + i as usize;
+                if !self.pair_may_start(hay, p) {
                     m &= !(1u64 << i);
+                } else if hay.get(p) == Some(&b'-') {
+                    pem_begin |= hay.get(p..).is_some_and(|t| t.starts_with(PEM_BEGIN));
                 }
             }
             *word = m;
             prev = cur;
         }
+        pem_begin
     }
 
     /// Whether a table pattern may start at `p`, a mark of
@@ -688,7 +743,27 @@ fn kinds(
 /// Digits are counted 64 bytes at a time on the bit planes (the run of
 /// [`K_RUN`] bits from `p`, the [`K_DIGIT`] bits in it); dots only when a
 /// dotted quad is still possible.
+/// The run usually ends in the block of `p`: then one shift, one count
+/// and no loop.
 fn digits_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
+    let off = p % 64;
+    let Some(block) = planes.get(p / 64) else {
+        // Past the planes, past the end: no run.
+        return false;
+    };
+    let run = plane(block, K_RUN) >> off;
+    // The bits shifted in are clear, so the run ends by bit `63 - off`.
+    let len = (!run).trailing_zeros() as usize;
+    if off + len >= 64 {
+        return long_run_may_match(planes, hay, p);
+    }
+    let digits = ones_in(plane(block, K_DIGIT) >> off & ((1u64 << len) - 1));
+    digits >= 9 || few_digits_may_match(hay, p, len, digits)
+}
+
+/// [`digits_may_match`] for a run that reaches the end of its block: 64
+/// bytes at a time.
+fn long_run_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
     let mut digits = 0;
     let mut at = p;
     loop {
@@ -703,17 +778,25 @@ fn digits_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
             return true;
         }
         if len < left {
-            let run = hay.get(p..at + len).unwrap_or_default();
-            let from = hay.get(p..).unwrap_or_default();
-            // The dots are among the bytes of the run that are no digits:
-            // they are only counted if there are three of those.
-            let quad = digits >= 4
-                && run.len() >= digits as usize + 3
-                && run.iter().filter(|&&b| b == b'.').count() >= 3;
-            return quad || (digits == 8 && eight_digits_may_match(from));
+            return few_digits_may_match(hay, p, at + len - p, digits);
         }
         at += left;
     }
+}
+
+/// Whether a run of `len` number bytes from `hay[p]` with `digits` digits,
+/// fewer than 9, may hold a match: a dotted quad or one of the values with
+/// 8 digits (see [`eight_digits_may_match`]).
+fn few_digits_may_match(hay: &[u8], p: usize, len: usize, digits: u32) -> bool {
+    // The dots are among the bytes of the run that are no digits: they
+    // are only counted if there are three of those.
+    let quad = || {
+        let run = hay.get(p..p + len).unwrap_or_default();
+        run.iter().filter(|&&b| b == b'.').count() >= 3
+    };
+    let from = || hay.get(p..).unwrap_or_default();
+    (digits >= 4 && len >= digits as usize + 3 && quad())
+        || (digits == 8 && eight_digits_may_match(from()))
 }
 
 /// Set bits per byte value.
@@ -786,6 +869,36 @@ fn eight_digits_may_match(hay: &[u8]) -> bool {
         .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     hay.first() == Some(&b'+')
         || (eight && (letter_at(8) || (hay.get(8) == Some(&b'-') && letter_at(9))))
+}
+
+/// [`Prefilter::gate`] on `dfa`: whether pattern `pid` has a match
+/// anchored at `at`, or the DFA gives up.
+fn gate_match(dfa: &DFA, cache: &mut DfaCache, hay: &[u8], at: usize, pid: usize) -> bool {
+    let behind = at.checked_sub(1).and_then(|i| hay.get(i)).copied();
+    let config = start::Config::new()
+        .anchored(Anchored::Pattern(PatternID::new_unchecked(pid)))
+        .look_behind(behind);
+    let Ok(mut sid) = dfa.start_state(cache, &config) else {
+        return true;
+    };
+    for &b in hay.get(at..).unwrap_or_default() {
+        sid = match dfa.next_state(cache, sid, b) {
+            Ok(next) => next,
+            Err(_) => return true,
+        };
+        // Matches show one byte late, so a match state means a match
+        // ending before `b`; a dead state, none from here on.
+        if sid.is_tagged() {
+            if sid.is_dead() {
+                return false;
+            }
+            if sid.is_match() || sid.is_quit() {
+                return true;
+            }
+        }
+    }
+    dfa.next_eoi_state(cache, sid)
+        .map_or(true, |eoi| eoi.is_match())
 }
 
 fn start_of(dfa: &DFA, cache: &mut DfaCache, lb: Option<u8>) -> Option<LazyStateID> {
@@ -877,6 +990,7 @@ pub(crate) fn next(table: &[u64], special: &[u64], at: usize) -> Option<(usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regex_automata::Input;
 
     /// The planes of `hay` with only the bits of [`run_kind`].
     fn run_planes(hay: &[u8]) -> Vec<Planes> {
@@ -959,6 +1073,40 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The gate walk says what `try_search_fwd` says: whether the
+        /// domain or URL tail pattern matches at a position.
+        #[test]
+        fn gates_agree_with_the_search(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"ab.-_x0@:/ \"\xc3".as_slice()),
+                0..30,
+            ),
+        ) {
+            use regex_automata::util::syntax;
+            static GATES: std::sync::OnceLock<DFA> = std::sync::OnceLock::new();
+            let dfa = GATES.get_or_init(|| {
+                DFA::builder()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .configure(DFA::config().starts_for_each_pattern(true))
+                    .build_many(&[crate::detector::EMAIL_DOMAIN, crate::detector::URL_TAIL])
+                    .unwrap()
+            });
+            let mut cache = dfa.create_cache();
+            for pid in [GATE_DOMAIN, GATE_URL] {
+                for at in 0..=t.len() {
+                    let input = Input::new(&t)
+                        .range(at..)
+                        .anchored(Anchored::Pattern(PatternID::new_unchecked(pid)));
+                    let expect = !matches!(dfa.try_search_fwd(&mut cache, &input), Ok(None));
+                    proptest::prop_assert_eq!(
+                        gate_match(dfa, &mut cache, &t, at, pid),
+                        expect,
+                        "{:?} {} {}", String::from_utf8_lossy(&t), at, pid
+                    );
+                }
+            }
+        }
 
         /// Every match of the IPv6 patterns has its first colon where
         /// [`may_begin_address`] holds, also across 64-byte blocks.

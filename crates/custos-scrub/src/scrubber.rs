@@ -634,6 +634,14 @@ pub struct ScrubCache {
     pids: Vec<usize>,
 }
 
+impl ScrubCache {
+    /// Whether the last haystack scrubbed holds `-----BEGIN `, if the
+    /// prefilter's marks tell (see `PrefilterCache::pem_begin`).
+    pub(crate) fn pem_begin(&self) -> Option<bool> {
+        self.pre.pem_begin()
+    }
+}
+
 impl fmt::Debug for ScrubCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ScrubCache")
@@ -1010,6 +1018,19 @@ impl Scrubber {
         changed
     }
 
+    /// Whether [`ScrubCache::pem_begin`] tells, after
+    /// [`Scrubber::scrub_into_counting`], if the haystack held
+    /// `-----BEGIN ` (see `PrefilterCache::pem_begin`).
+    pub(crate) fn pem_begin_from_marks(&self) -> bool {
+        self.inner.prefilter.pem_begin_from_marks()
+    }
+
+    /// Drops the counts [`Scrubber::scrub_into_counting`] left in `cache`
+    /// (its output was thrown away).
+    pub(crate) fn discard_counts(&self, cache: &mut ScrubCache) {
+        cache.counts.iter_mut().for_each(|c| *c = 0);
+    }
+
     /// Adds the counts [`Scrubber::scrub_into_counting`] left in `cache` to
     /// `report`, and clears them.
     pub(crate) fn flush_counts(&self, cache: &mut ScrubCache, report: &mut Report) {
@@ -1201,6 +1222,46 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The prefilter tells whether a haystack holds `-----BEGIN `
+        /// exactly as a search for it does, wherever it lies (the stream
+        /// relies on it instead of searching each block).
+        #[test]
+        fn pem_begin_from_marks(
+            t in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Strategy::prop_map(
+                        proptest::sample::select(b"-BEGIN xa0_:@".as_slice()),
+                        |b| vec![b],
+                    ),
+                    proptest::sample::select(vec![
+                        b"-----BEGIN ".to_vec(),
+                        b"----BEGIN ".to_vec(),
+                        b"-----BEGIN".to_vec(),
+                        b"-----".to_vec(),
+                    ]),
+                ],
+                0..24,
+            ),
+            pad in 0usize..70,
+            before in proptest::sample::select(b"a -0\n\"".as_slice()),
+        ) {
+            static SCRUBBER: std::sync::OnceLock<Scrubber> = std::sync::OnceLock::new();
+            let s = SCRUBBER.get_or_init(|| Scrubber::new_default().unwrap());
+            proptest::prop_assert!(s.pem_begin_from_marks());
+            let mut hay = vec![b'x'; pad];
+            hay.push(before);
+            hay.extend(t.concat());
+            let mut cache = s.cache();
+            s.inner.prefilter.fill(&mut cache.pre, &hay);
+            let expect = memchr::memmem::find(&hay, b"-----BEGIN ").is_some();
+            proptest::prop_assert_eq!(
+                cache.pem_begin(),
+                Some(expect),
+                "{:?}",
+                String::from_utf8_lossy(&hay)
+            );
+        }
 
         /// Where [`digit_run_match`] decides, it gives the digit family's
         /// walk, with all patterns and with some skipped.
