@@ -992,6 +992,15 @@ mod tests {
     use super::*;
     use regex_automata::Input;
 
+    /// The next byte of `alphabet` from a xorshift generator: the random
+    /// strings of the exhaustive-ish tests, repeatable without a crate.
+    fn random_byte(seed: &mut u64, alphabet: &[u8]) -> u8 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        alphabet[(*seed % alphabet.len() as u64) as usize]
+    }
+
     /// The planes of `hay` with only the bits of [`run_kind`].
     fn run_planes(hay: &[u8]) -> Vec<Planes> {
         let mut kind = [0u8; 256];
@@ -1051,12 +1060,7 @@ mod tests {
         for len in 1..30 {
             for _ in 0..2000 {
                 let mut hay = vec![b' '];
-                hay.extend((0..len).map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    alphabet[(seed % alphabet.len() as u64) as usize]
-                }));
+                hay.extend((0..len).map(|_| random_byte(&mut seed, alphabet)));
                 if !hay[1].is_ascii_uppercase() || upper_may_match(&hay[1..]) {
                     continue;
                 }
@@ -1210,12 +1214,7 @@ mod tests {
         for len in 1..24 {
             for _ in 0..3000 {
                 let mut hay = vec![b' '];
-                hay.extend((0..len).map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    alphabet[(seed % alphabet.len() as u64) as usize]
-                }));
+                hay.extend((0..len).map(|_| random_byte(&mut seed, alphabet)));
                 if !hay[1].is_ascii_lowercase() || lower_may_match(&hay[1..]) {
                     continue;
                 }
@@ -1261,14 +1260,7 @@ mod tests {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for len in 0..150 {
             for _ in 0..20 {
-                let hay: Vec<u8> = (0..len)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        alphabet[(seed % alphabet.len() as u64) as usize]
-                    })
-                    .collect();
+                let hay: Vec<u8> = (0..len).map(|_| random_byte(&mut seed, alphabet)).collect();
                 let planes = run_planes(&hay);
                 for p in 0..hay.len() {
                     let expect = reference(&hay[p..]);

@@ -203,6 +203,15 @@ fn dotted_neighbour(hay: &[u8], start: usize, end: usize) -> bool {
     dotted_before(hay, start) || dotted_after(hay, end)
 }
 
+/// A card candidate at `start` that continues a version or decimal
+/// (`1.2345…`) or a longer dash-separated token (UUID-like): no card.
+fn card_in_token(hay: &[u8], start: usize) -> bool {
+    let before = start.checked_sub(1).and_then(|i| hay.get(i));
+    let before2 = start.checked_sub(2).and_then(|i| hay.get(i));
+    dotted_before(hay, start)
+        || (before == Some(&b'-') && before2.is_some_and(u8::is_ascii_alphanumeric))
+}
+
 fn dotted_before(hay: &[u8], start: usize) -> bool {
     let before = start.checked_sub(1).and_then(|i| hay.get(i));
     let before2 = start.checked_sub(2).and_then(|i| hay.get(i));
@@ -949,12 +958,7 @@ fn card(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
     if !prev_digit || !(13..=19).contains(&d.len) {
         return card_general(hay, start, end);
     }
-    if dotted_before(hay, start) {
-        return None;
-    }
-    let before = start.checked_sub(1).and_then(|i| hay.get(i));
-    let before2 = start.checked_sub(2).and_then(|i| hay.get(i));
-    if before == Some(&b'-') && before2.is_some_and(u8::is_ascii_alphanumeric) {
+    if card_in_token(hay, start) {
         return None;
     }
     let runs = runs.get(..=k)?;
@@ -1001,13 +1005,7 @@ fn card_runs_ok(runs: &[(u8, u8)]) -> bool {
 
 /// The card check on any span (see [`card`]).
 fn card_general(hay: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
-    if dotted_before(hay, start) {
-        return None;
-    }
-    // Part of a longer dash-separated token (UUID-like)?
-    let before = start.checked_sub(1).and_then(|i| hay.get(i));
-    let before2 = start.checked_sub(2).and_then(|i| hay.get(i));
-    if before == Some(&b'-') && before2.is_some_and(u8::is_ascii_alphanumeric) {
+    if card_in_token(hay, start) {
         return None;
     }
     for e in group_ends(hay, start, end) {
