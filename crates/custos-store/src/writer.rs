@@ -689,16 +689,16 @@ async fn read_head(conn: &mut AnyConnection, engine: Engine) -> Result<Head, Sto
 fn bind_reads<'q>(
     mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     chunk_no: usize,
-    chunk: &[(usize, &RecordRead)],
+    chunk: &[(usize, &'q RecordRead)],
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
     for (k, (_, r)) in chunk.iter().enumerate() {
         let i = i64::try_from(chunk_no * READS_PER_SELECT + k).unwrap_or(i64::MAX);
         q = q
             .bind(i)
-            .bind(r.subject.clone())
-            .bind(r.tenant.clone())
-            .bind(r.collection.clone())
-            .bind(r.rkey.clone());
+            .bind(r.subject.as_str())
+            .bind(r.tenant.as_str())
+            .bind(r.collection.as_str())
+            .bind(r.rkey.as_str());
     }
     q
 }
