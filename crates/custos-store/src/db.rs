@@ -5,6 +5,7 @@
 //! both engines accept, and types both understand (TEXT, BIGINT, BLOB/BYTEA).
 
 use std::borrow::Cow;
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -143,6 +144,14 @@ pub(crate) async fn connect(url: &str, max: u32) -> Result<(AnyPool, Engine), St
     Ok((pool, engine))
 }
 
+/// The file of an SQLite URL's database, once it exists on disk (so not
+/// for in-memory databases).
+pub(crate) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = opts.get_filename();
+    path.is_file().then(|| path.to_path_buf())
+}
+
 fn migration(version: i64, desc: &'static str, sql: &'static str) -> Migration {
     Migration::new(
         version,
@@ -263,8 +272,23 @@ async fn migrate_to(
 
 #[cfg(test)]
 mod tests {
-    use super::{connect, migrate, migrate_to, Engine, Role};
+    use super::{connect, migrate, migrate_to, sqlite_file, Engine, Role};
     use sqlx::Row;
+
+    /// Only a database that is a file on disk gets the writer's own
+    /// connection.
+    #[test]
+    fn sqlite_file_is_only_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        assert_eq!(sqlite_file(&url), None, "not created yet");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(sqlite_file(&url), Some(path));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://?mode=memory"), None);
+        assert_eq!(sqlite_file("sqlite:"), None);
+    }
 
     /// 0007 rebuilds the consent states clustered by their key: rows of a
     /// store at 0006 are kept, and events stay append-only.

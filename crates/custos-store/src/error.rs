@@ -119,6 +119,24 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// [`db_kind`] of the writer's own SQLite connection.
+fn rusqlite_kind(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            format!("database error {} ({:?})", f.extended_code, f.code)
+        }
+        other => format!("{:?}", std::mem::discriminant(other)),
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let kind = rusqlite_kind(&e);
+        tracing::error!(error = %kind, "database error");
+        StoreError::Database(kind)
+    }
+}
+
 /// Whether a database error is a unique-constraint violation.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)

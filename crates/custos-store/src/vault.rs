@@ -269,7 +269,17 @@ impl Vault {
         let (write_pool, engine) = db::connect(&cfg.database_url, 1).await?;
         db::migrate(&write_pool, engine, Role::Data).await?;
         let (read, _) = db::connect(&cfg.database_url, cfg.read_connections.max(1)).await?;
-        let writer = Writer::spawn(write_pool, engine, keys.clone(), cfg.root_key.clone())?;
+        let sqlite_file = match engine {
+            Engine::Sqlite => db::sqlite_file(&cfg.database_url),
+            Engine::Postgres => None,
+        };
+        let writer = Writer::spawn(
+            write_pool,
+            engine,
+            keys.clone(),
+            cfg.root_key.clone(),
+            sqlite_file.as_deref(),
+        )?;
         let vault = Self {
             inner: Arc::new(Inner {
                 read,

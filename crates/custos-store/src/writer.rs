@@ -26,13 +26,16 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use custos_core::audit::{self, AuditEvent, Checkpoint};
+use custos_core::audit::{self, AuditEntry, AuditEvent, Checkpoint};
 use custos_core::keys::RootKey;
 
 use crate::db::Engine;
 use crate::error::is_unique_violation;
 use crate::keystore::{to32, KeyStore};
 use crate::StoreError;
+
+mod direct;
+use direct::DirectConnection;
 
 /// Most jobs committed together.
 pub(crate) const MAX_BATCH: usize = 512;
@@ -159,6 +162,25 @@ pub(crate) enum RecordFound {
 }
 
 impl RecordFound {
+    /// What a read of a live subject's row found: its erasure time, whether
+    /// a restriction withholds it from this read, and the record's columns.
+    fn of(
+        erased: Option<i64>,
+        withheld: bool,
+        fields: Option<Vec<u8>>,
+        updated_us: Option<i64>,
+    ) -> Self {
+        match (erased, fields) {
+            (Some(at), _) => Self::Erased(at),
+            _ if withheld => Self::Restricted,
+            (None, None) => Self::NoRecord,
+            (None, Some(fields)) => Self::Sealed {
+                fields,
+                updated_us: updated_us.unwrap_or_default(),
+            },
+        }
+    }
+
     /// The audit outcome of this read, if it is audited.
     fn outcome(&self) -> Option<&'static str> {
         match self {
@@ -203,12 +225,18 @@ impl Writer {
     /// would wait behind the HTTP tasks queued there, and the one writer
     /// would idle while the CPUs serve its callers. A thread of its own
     /// is woken by the kernel as soon as its answer is there.
+    ///
+    /// `sqlite_file`, the data store's file on SQLite, gets a second
+    /// connection that the thread drives itself for batches that only
+    /// read and audit (see [`direct`]).
     pub(crate) fn spawn(
         pool: AnyPool,
         engine: Engine,
         keystore: KeyStore,
         root: RootKey,
+        sqlite_file: Option<&std::path::Path>,
     ) -> Result<Self, StoreError> {
+        let direct = sqlite_file.map(DirectConnection::open).transpose()?;
         let (tx, rx) = mpsc::channel(8192);
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let (done_tx, done_rx) = oneshot::channel();
@@ -220,7 +248,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("custos-writer".into())
             .spawn(move || {
-                rt.block_on(run(pool, engine, keystore, root, rx, stopped));
+                rt.block_on(run(pool, direct, engine, keystore, root, rx, stopped));
                 let _ = done_tx.send(());
             })
             .map_err(|e| StoreError::Config(format!("starting the writer's thread: {e}")))?;
@@ -330,6 +358,7 @@ impl Held {
 
 async fn run(
     pool: AnyPool,
+    mut direct: Option<DirectConnection>,
     engine: Engine,
     keystore: KeyStore,
     root: RootKey,
@@ -361,7 +390,15 @@ async fn run(
             _ = tick => {}
             _ = stop.notified() => break,
         }
-        commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
+        commit_batch(
+            &mut held,
+            &mut direct,
+            engine,
+            &keystore,
+            &mut state,
+            &mut batch,
+        )
+        .await;
         if state
             .unsynced_since
             .is_some_and(|t| t.elapsed() >= SYNC_AFTER)
@@ -373,10 +410,26 @@ async fn run(
     // checkpoint so the tail of the chain is anchored.
     rx.close();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
+        commit_batch(
+            &mut held,
+            &mut direct,
+            engine,
+            &keystore,
+            &mut state,
+            &mut batch,
+        )
+        .await;
     }
     state.force_checkpoint = true;
-    commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
+    commit_batch(
+        &mut held,
+        &mut direct,
+        engine,
+        &keystore,
+        &mut state,
+        &mut batch,
+    )
+    .await;
     flush(&mut held, engine, &mut state).await;
 }
 
@@ -418,6 +471,7 @@ async fn last_checkpoint(pool: &AnyPool) -> Result<i64, StoreError> {
 
 async fn commit_batch(
     held: &mut Held,
+    direct: &mut Option<DirectConnection>,
     engine: Engine,
     keystore: &KeyStore,
     state: &mut State,
@@ -431,41 +485,12 @@ async fn commit_batch(
                 .send(Err(StoreError::Database("batch commit failed".into())));
         }
     };
-    let conn = match held.get(engine, state).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, jobs = jobs.len(), "no connection for the writer");
-            fail_all(jobs);
-            return;
-        }
-    };
     // Checkpoint-only commits (no jobs) are durable too.
     let durable = jobs.is_empty() || jobs.iter().any(|j| !j.op.is_read());
-    if engine == Engine::Sqlite && state.sqlite_full != durable {
-        // One writer connection: the pragma holds for the next commit.
-        let level = if durable { "FULL" } else { "NORMAL" };
-        match sqlx::query(&format!("PRAGMA synchronous = {level}"))
-            .execute(&mut *conn)
-            .await
-        {
-            Ok(_) => state.sqlite_full = durable,
-            Err(e) if durable => {
-                // Never acknowledge a write that might not be durable.
-                tracing::error!(error = %e, "could not set synchronous = FULL");
-                held.release().await;
-                fail_all(jobs);
-                return;
-            }
-            Err(e) => tracing::warn!(error = %e, "could not set synchronous"),
-        }
-    }
-    let mut outcome = run_batch(conn, engine, state, &jobs, durable, false).await;
-    // A job failed (and the attempt was rolled back): rerun with a savepoint
-    // per job so only the failing jobs fail. A failed commit is not retried:
-    // on a lost connection it may have committed.
-    if matches!(&outcome, Ok((_, results)) if results.iter().any(Result::is_err)) {
-        outcome = run_batch(conn, engine, state, &jobs, durable, true).await;
-    }
+    let outcome = match direct {
+        Some(direct) if !durable => direct.run_batch(state, &jobs),
+        _ => commit_on_pool_connection(held, engine, state, &jobs, durable).await,
+    };
     match outcome {
         Ok((checkpoint, results)) => {
             // A durable commit that wrote something flushed the log up to
@@ -488,10 +513,55 @@ async fn commit_batch(
         }
         Err(e) => {
             tracing::error!(error = %e, jobs = jobs.len(), "batch commit failed");
-            held.release().await;
             fail_all(jobs);
         }
     }
+}
+
+/// Runs a batch on the pool's connection that the writer holds. On an
+/// error the connection is released (its transaction rolled back).
+async fn commit_on_pool_connection(
+    held: &mut Held,
+    engine: Engine,
+    state: &mut State,
+    jobs: &[Job],
+    durable: bool,
+) -> Result<BatchOutcome, StoreError> {
+    let conn = match held.get(engine, state).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no connection for the writer");
+            return Err(e);
+        }
+    };
+    if engine == Engine::Sqlite && state.sqlite_full != durable {
+        // One writer connection: the pragma holds for the next commit.
+        let level = if durable { "FULL" } else { "NORMAL" };
+        match sqlx::query(&format!("PRAGMA synchronous = {level}"))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => state.sqlite_full = durable,
+            Err(e) if durable => {
+                // Never acknowledge a write that might not be durable.
+                tracing::error!(error = %e, "could not set synchronous = FULL");
+                held.release().await;
+                return Err(e.into());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not set synchronous"),
+        }
+    }
+    let mut outcome = run_batch(conn, engine, state, jobs, durable, false).await;
+    // A job failed (and the attempt was rolled back): rerun with a savepoint
+    // per job so only the failing jobs fail. A failed commit is not retried:
+    // on a lost connection it may have committed.
+    if matches!(&outcome, Ok((_, results)) if results.iter().any(Result::is_err)) {
+        outcome = run_batch(conn, engine, state, jobs, durable, true).await;
+    }
+    if outcome.is_err() {
+        held.release().await;
+    }
+    outcome
 }
 
 type BatchOutcome = (Option<Checkpoint>, Vec<Result<Done, StoreError>>);
@@ -624,10 +694,20 @@ async fn run_batch(
         Some(h) => h,
         None => read_head(conn, engine).await?,
     };
-    // Audit events in job order; a read's event carries what it found,
-    // and a read that found nothing to reveal is not audited.
-    let mut events: Vec<Cow<'_, AuditEvent>> = Vec::new();
-    for (job, r) in jobs.iter().zip(&results) {
+    let events = audit_events(jobs, &results);
+    let checkpoint = append_audit_and_commit(conn, engine, state, head, &events, now_us).await?;
+    Ok((checkpoint, results))
+}
+
+/// The audit events of a batch's jobs that succeeded, in job order. A
+/// read's event carries the outcome it found, and a read that found
+/// nothing to reveal is not audited.
+fn audit_events<'a>(
+    jobs: &'a [Job],
+    results: &[Result<Done, StoreError>],
+) -> Vec<Cow<'a, AuditEvent>> {
+    let mut events = Vec::new();
+    for (job, r) in jobs.iter().zip(results) {
         match r {
             Err(_) => {}
             Ok(Done::Read(found)) => {
@@ -643,9 +723,7 @@ async fn run_batch(
             Ok(Done::Rows(_)) => events.extend(job.audit.iter().map(Cow::Borrowed)),
         }
     }
-    let events: Vec<&AuditEvent> = events.iter().map(AsRef::as_ref).collect();
-    let checkpoint = append_audit_and_commit(conn, engine, state, head, &events, now_us).await?;
-    Ok((checkpoint, results))
+    events
 }
 
 /// Opens the savepoint a rerun batch puts around each job (and around
@@ -768,18 +846,13 @@ async fn read_records(
         let (Some(slot), Some((_, read))) = (found.get_mut(i), reads.get(i)) else {
             return Err(StoreError::Database("record read out of range".into()));
         };
-        let erased: Option<i64> = row.try_get(1)?;
         let restricted: Option<i64> = row.try_get(2)?;
-        let fields: Option<Vec<u8>> = row.try_get(3)?;
-        *slot = match (erased, fields) {
-            (Some(at), _) => RecordFound::Erased(at),
-            _ if restricted.is_some() && !read.restriction_exempt => RecordFound::Restricted,
-            (None, None) => RecordFound::NoRecord,
-            (None, Some(fields)) => RecordFound::Sealed {
-                fields,
-                updated_us: row.try_get::<Option<i64>, _>(4)?.unwrap_or_default(),
-            },
-        };
+        *slot = RecordFound::of(
+            row.try_get(1)?,
+            restricted.is_some() && !read.restriction_exempt,
+            row.try_get(3)?,
+            row.try_get(4)?,
+        );
     }
     Ok((found, head))
 }
@@ -792,23 +865,10 @@ async fn append_audit_and_commit(
     engine: Engine,
     state: &State,
     head: Head,
-    events: &[&AuditEvent],
+    events: &[Cow<'_, AuditEvent>],
     now_us: i64,
 ) -> Result<Option<Checkpoint>, StoreError> {
-    let (mut seq, mut hash) = head;
-    let due_by_time = (state.force_checkpoint
-        || state.last_checkpoint_at.elapsed() >= CHECKPOINT_AFTER)
-        && seq > state.last_checkpoint_seq;
-    let mut entries = Vec::with_capacity(events.len());
-    for ev in events {
-        seq += 1;
-        let e = audit::chain(hash, seq, now_us, (*ev).clone());
-        hash = e.hash;
-        entries.push(e);
-    }
-    let crossed = seq / CHECKPOINT_EVERY > state.last_checkpoint_seq / CHECKPOINT_EVERY;
-    let checkpoint = ((crossed || due_by_time) && seq > state.last_checkpoint_seq)
-        .then(|| Checkpoint::sign(&state.signing, seq, hash));
+    let (entries, checkpoint) = chain_entries(state, head, events, now_us);
     let mut script = Script::new(engine);
     for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
         let args = script.statement(format!(
@@ -828,14 +888,14 @@ async fn append_audit_and_commit(
             push(args, e.hash.to_vec())?;
         }
     }
-    if !events.is_empty() {
+    if let Some(last) = entries.last() {
         let args = script.statement(format!(
             "UPDATE audit_head SET seq = {}, hash = {} WHERE id = 1",
             engine.mark(1),
             engine.mark(2)
         ));
-        push(args, seq)?;
-        push(args, hash.to_vec())?;
+        push(args, last.seq)?;
+        push(args, last.hash.to_vec())?;
     }
     if let Some(cp) = &checkpoint {
         let args = script.statement(format!(
@@ -851,6 +911,32 @@ async fn append_audit_and_commit(
     script.statement("COMMIT".to_owned());
     script.run(conn).await?;
     Ok(checkpoint)
+}
+
+/// Chains `events` onto `head`, and signs a checkpoint of the new head
+/// when one is due (every [`CHECKPOINT_EVERY`] entries, after
+/// [`CHECKPOINT_AFTER`], or when forced).
+fn chain_entries(
+    state: &State,
+    head: Head,
+    events: &[Cow<'_, AuditEvent>],
+    now_us: i64,
+) -> (Vec<AuditEntry>, Option<Checkpoint>) {
+    let (mut seq, mut hash) = head;
+    let due_by_time = (state.force_checkpoint
+        || state.last_checkpoint_at.elapsed() >= CHECKPOINT_AFTER)
+        && seq > state.last_checkpoint_seq;
+    let mut entries = Vec::with_capacity(events.len());
+    for ev in events {
+        seq += 1;
+        let e = audit::chain(hash, seq, now_us, ev.as_ref().clone());
+        hash = e.hash;
+        entries.push(e);
+    }
+    let crossed = seq / CHECKPOINT_EVERY > state.last_checkpoint_seq / CHECKPOINT_EVERY;
+    let checkpoint = ((crossed || due_by_time) && seq > state.last_checkpoint_seq)
+        .then(|| Checkpoint::sign(&state.signing, seq, hash));
+    (entries, checkpoint)
 }
 
 /// Statements of one step of a batch, sent in one round trip where the
@@ -1134,4 +1220,176 @@ async fn apply(c: &mut AnyConnection, op: &Op, now: i64) -> Result<u64, StoreErr
             n
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use custos_core::audit::{AuditEntry, AuditEvent, ChainVerifier};
+    use custos_core::keys::RootKey;
+    use custos_core::secret::Key32;
+    use sqlx::Row;
+
+    use super::{Done, Op, RecordFound, RecordRead, Writer};
+    use crate::db::{connect, migrate, sqlite_file, Role};
+    use crate::keystore::{to32, KeyStore};
+
+    fn event(action: &str) -> AuditEvent {
+        AuditEvent {
+            tenant: Some("t".into()),
+            actor: "k".into(),
+            action: action.into(),
+            subject: Some("s".into()),
+            purpose: None,
+            outcome: "ok".into(),
+        }
+    }
+
+    fn read(rkey: &str) -> RecordRead {
+        RecordRead {
+            tenant: "t".into(),
+            subject: "s".into(),
+            collection: "c".into(),
+            rkey: rkey.into(),
+            restriction_exempt: false,
+        }
+    }
+
+    /// Batches of reads run on the writer's own SQLite connection, batches
+    /// with changes on the pool's; submitted together, every job gets its
+    /// own answer and the audit entries of both form one unbroken chain,
+    /// on disk once the writer stops. Also without the own connection.
+    #[tokio::test]
+    async fn reads_and_changes_on_two_connections_share_one_chain() {
+        for own_connection in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let url = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+            let (pool, engine) = connect(&url("data.db"), 1).await.unwrap();
+            migrate(&pool, engine, Role::Data).await.unwrap();
+            let root = RootKey::new(Key32::from_bytes([7; 32]));
+            let keys = KeyStore::open(&url("keys.db"), &root).await.unwrap();
+            let file = sqlite_file(&url("data.db"));
+            assert!(file.is_some(), "the data file exists after migrating");
+            let writer = Writer::spawn(
+                pool.clone(),
+                engine,
+                keys,
+                root,
+                file.as_deref().filter(|_| own_connection),
+            )
+            .unwrap();
+            let setup = [
+                Op::CreateTenant {
+                    id: "t".into(),
+                    name: "T".into(),
+                },
+                Op::CreateSubject {
+                    id: "s".into(),
+                    tenant: "t".into(),
+                    external_id: None,
+                    identities: Vec::new(),
+                },
+                Op::PutRecord {
+                    tenant: "t".into(),
+                    subject: "s".into(),
+                    collection: "c".into(),
+                    rkey: "k".into(),
+                    fields: b"sealed".to_vec(),
+                },
+            ];
+            for op in setup {
+                assert_eq!(writer.submit(op, vec![event("setup")]).await.unwrap(), 1);
+            }
+            let writer = Arc::new(writer);
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..200usize {
+                let w = writer.clone();
+                tasks.spawn(async move {
+                    match i % 4 {
+                        0 => {
+                            let found = w.read_record(read("k"), event("reveal")).await.unwrap();
+                            assert!(
+                                matches!(&found, RecordFound::Sealed { fields, .. } if fields == b"sealed"),
+                                "{found:?}"
+                            );
+                        }
+                        1 => {
+                            let found = w.read_record(read("none"), event("reveal")).await.unwrap();
+                            assert_eq!(found, RecordFound::NoRecord);
+                        }
+                        2 => {
+                            let done = w.send(Op::AuditOnly, vec![event("lookup")]).await.unwrap();
+                            assert!(matches!(done, Done::Rows(0)));
+                        }
+                        _ => {
+                            let op = Op::PutRecord {
+                                tenant: "t".into(),
+                                subject: "s".into(),
+                                collection: "c".into(),
+                                rkey: format!("k{i}"),
+                                fields: b"more".to_vec(),
+                            };
+                            assert_eq!(w.submit(op, vec![event("record.put")]).await.unwrap(), 1);
+                        }
+                    }
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                joined.unwrap();
+            }
+            writer.shutdown().await;
+
+            let rows = sqlx::query(
+                "SELECT seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash \
+                 FROM audit_log ORDER BY seq",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let mut chain = ChainVerifier::new([]);
+            let mut actions = std::collections::BTreeMap::<String, usize>::new();
+            for r in &rows {
+                let e = AuditEntry {
+                    seq: r.try_get(0).unwrap(),
+                    at_us: r.try_get(1).unwrap(),
+                    event: AuditEvent {
+                        tenant: r.try_get(2).unwrap(),
+                        actor: r.try_get(3).unwrap(),
+                        action: r.try_get(4).unwrap(),
+                        subject: r.try_get(5).unwrap(),
+                        purpose: r.try_get(6).unwrap(),
+                        outcome: r.try_get(7).unwrap(),
+                    },
+                    prev_hash: to32(r.try_get(8).unwrap()).unwrap(),
+                    hash: to32(r.try_get(9).unwrap()).unwrap(),
+                };
+                chain.push(&e).unwrap();
+                *actions.entry(e.event.action).or_default() += 1;
+            }
+            // Reads of a missing record are not audited.
+            let expected = [
+                ("lookup", 50),
+                ("record.put", 50),
+                ("reveal", 50),
+                ("setup", 3),
+            ];
+            assert_eq!(
+                actions
+                    .iter()
+                    .map(|(a, n)| (a.as_str(), *n))
+                    .collect::<Vec<_>>(),
+                expected,
+                "own connection: {own_connection}"
+            );
+            let head: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            assert_eq!(head, 153);
+            pool.close().await;
+        }
+    }
 }

@@ -1,0 +1,150 @@
+//! The writer's own SQLite connection, driven synchronously on the
+//! writer's thread, for batches that only read and audit (reveals,
+//! lookups, exports).
+//!
+//! Through sqlx every statement is a round trip to the connection's own
+//! thread, and on a loaded machine each trip waits for a CPU: a batch of
+//! reveals spent most of its time waiting, and the one writer bounded the
+//! reveal rate. Here the statements run on the thread that holds the
+//! batch, one after the other, with no hand-over.
+//!
+//! Invariants: a batch is one `BEGIN IMMEDIATE` … `COMMIT` transaction, so
+//! a record is handed out only with its audit entry committed beside it;
+//! on any error the transaction is rolled back and the whole batch fails.
+//! This connection commits with `synchronous=NORMAL` only: its batches
+//! change nothing but the audit log, which the writer flushes with its
+//! next durable commit (on the other connection, which syncs the shared
+//! write-ahead log up to there) or [`super::SYNC_AFTER`] later.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::{audit_events, chain_entries, BatchOutcome, Done, Job, Op, RecordFound, State, HEAD};
+use crate::keystore::to32;
+use crate::StoreError;
+
+/// One record of a reveal, with its subject's state (no row: no subject).
+const READ_ONE: &str = "SELECT s.erased_us, s.restricted_us, r.fields, r.updated_us \
+     FROM subjects s \
+     LEFT JOIN records r ON r.subject = s.id AND r.collection = ?3 AND r.rkey = ?4 \
+     WHERE s.id = ?1 AND s.tenant = ?2";
+
+const INSERT_AUDIT: &str = "INSERT INTO audit_log \
+     (seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+/// See the module.
+pub(super) struct DirectConnection {
+    conn: Connection,
+}
+
+impl DirectConnection {
+    /// Opens the data store's file (which the migrations created) with
+    /// the pragmas of the pool's connections, but lazy commits.
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// Runs a batch whose jobs all only read ([`Op::is_read`]).
+    pub(super) fn run_batch(
+        &mut self,
+        state: &State,
+        jobs: &[Job],
+    ) -> Result<BatchOutcome, StoreError> {
+        let outcome = self.try_batch(state, jobs);
+        if outcome.is_err() {
+            // Fails harmlessly when no transaction is open.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        outcome
+    }
+
+    fn try_batch(&mut self, state: &State, jobs: &[Job]) -> Result<BatchOutcome, StoreError> {
+        let now_us = crate::now_us();
+        // The write lock up front, as on the other connection: a read
+        // transaction cannot be upgraded once another connection committed.
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(jobs.len());
+        {
+            let mut read = self.conn.prepare_cached(READ_ONE)?;
+            for job in jobs {
+                let done = match &job.op {
+                    Op::ReadRecord(r) => {
+                        let row = read
+                            .query_row(params![r.subject, r.tenant, r.collection, r.rkey], |row| {
+                                Ok((
+                                    row.get::<_, Option<i64>>(0)?,
+                                    row.get::<_, Option<i64>>(1)?,
+                                    row.get::<_, Option<Vec<u8>>>(2)?,
+                                    row.get::<_, Option<i64>>(3)?,
+                                ))
+                            })
+                            .optional()?;
+                        Done::Read(match row {
+                            None => RecordFound::NoSubject,
+                            Some((erased, restricted, fields, updated)) => RecordFound::of(
+                                erased,
+                                restricted.is_some() && !r.restriction_exempt,
+                                fields,
+                                updated,
+                            ),
+                        })
+                    }
+                    Op::AuditOnly => Done::Rows(0),
+                    _ => {
+                        return Err(StoreError::Database(
+                            "a change sent to the read connection".into(),
+                        ))
+                    }
+                };
+                results.push(Ok(done));
+            }
+        }
+        let (seq, hash): (i64, Vec<u8>) = self
+            .conn
+            .prepare_cached(HEAD)?
+            .query_row([], |row| Ok((row.get(1)?, row.get(2)?)))?;
+        let events = audit_events(jobs, &results);
+        let (entries, checkpoint) = chain_entries(state, (seq, to32(hash)?), &events, now_us);
+        if let Some(last) = entries.last() {
+            let mut insert = self.conn.prepare_cached(INSERT_AUDIT)?;
+            for e in &entries {
+                insert.execute(params![
+                    e.seq,
+                    e.at_us,
+                    e.event.tenant,
+                    e.event.actor,
+                    e.event.action,
+                    e.event.subject,
+                    e.event.purpose,
+                    e.event.outcome,
+                    &e.prev_hash[..],
+                    &e.hash[..],
+                ])?;
+            }
+            self.conn
+                .prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?
+                .execute(params![last.seq, &last.hash[..]])?;
+        }
+        if let Some(cp) = &checkpoint {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO audit_checkpoints (seq, hash, signature, at_us) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (seq) DO NOTHING",
+                )?
+                .execute(params![cp.seq, &cp.hash[..], cp.signature, now_us])?;
+        }
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok((checkpoint, results))
+    }
+}
