@@ -120,7 +120,7 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// [`db_kind`] of the writer's own SQLite connection.
-fn rusqlite_kind(e: &rusqlite::Error) -> String {
+pub(crate) fn rusqlite_kind(e: &rusqlite::Error) -> String {
     match e {
         rusqlite::Error::SqliteFailure(f, _) => {
             format!("database error {} ({:?})", f.extended_code, f.code)

@@ -35,7 +35,7 @@ use crate::keystore::{to32, KeyStore};
 use crate::StoreError;
 
 mod direct;
-use direct::DirectConnection;
+use direct::{Checkpointer, DirectConnection};
 
 /// Most jobs committed together.
 pub(crate) const MAX_BATCH: usize = 512;
@@ -237,6 +237,7 @@ impl Writer {
         sqlite_file: Option<&std::path::Path>,
     ) -> Result<Self, StoreError> {
         let direct = sqlite_file.map(DirectConnection::open).transpose()?;
+        let checkpointer = sqlite_file.map(Checkpointer::start).transpose()?;
         let (tx, rx) = mpsc::channel(8192);
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let (done_tx, done_rx) = oneshot::channel();
@@ -249,6 +250,7 @@ impl Writer {
             .name("custos-writer".into())
             .spawn(move || {
                 rt.block_on(run(pool, direct, engine, keystore, root, rx, stopped));
+                drop(checkpointer);
                 let _ = done_tx.send(());
             })
             .map_err(|e| StoreError::Config(format!("starting the writer's thread: {e}")))?;
@@ -319,6 +321,8 @@ struct State {
 struct Held {
     pool: AnyPool,
     conn: Option<PoolConnection<Any>>,
+    /// A [`Checkpointer`] copies the log back, not this connection's commits.
+    own_checkpoints: bool,
 }
 
 impl Held {
@@ -338,6 +342,11 @@ impl Held {
                         .execute(&mut *c)
                         .await?;
                     state.sqlite_full = true;
+                    if self.own_checkpoints {
+                        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                            .execute(&mut *c)
+                            .await?;
+                    }
                 }
                 c
             }
@@ -373,7 +382,12 @@ async fn run(
         unsynced_since: None,
         force_checkpoint: false,
     };
-    let mut held = Held { pool, conn: None };
+    let mut held = Held {
+        pool,
+        conn: None,
+        // Started with the own connection, from the same SQLite file.
+        own_checkpoints: direct.is_some(),
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let wait = match state.unsynced_since {
@@ -1259,7 +1273,9 @@ mod tests {
     /// Batches of reads run on the writer's own SQLite connection, batches
     /// with changes on the pool's; submitted together, every job gets its
     /// own answer and the audit entries of both form one unbroken chain,
-    /// on disk once the writer stops. Also without the own connection.
+    /// on disk once the writer stops; the log is copied back into the
+    /// database file by the checkpoint thread. Also without the own
+    /// connection.
     #[tokio::test]
     async fn reads_and_changes_on_two_connections_share_one_chain() {
         for own_connection in [true, false] {
@@ -1302,6 +1318,8 @@ mod tests {
                 assert_eq!(writer.submit(op, vec![event("setup")]).await.unwrap(), 1);
             }
             let writer = Arc::new(writer);
+            let data_file = dir.path().join("data.db");
+            let size_before = std::fs::metadata(&data_file).unwrap().len();
             let mut tasks = tokio::task::JoinSet::new();
             for i in 0..200usize {
                 let w = writer.clone();
@@ -1337,6 +1355,18 @@ mod tests {
             }
             while let Some(joined) = tasks.join_next().await {
                 joined.unwrap();
+            }
+            if own_connection {
+                // No commit of the writer copies the log back: the
+                // checkpoint thread does, within its period.
+                let grown = async {
+                    while std::fs::metadata(&data_file).unwrap().len() == size_before {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                };
+                tokio::time::timeout(std::time::Duration::from_secs(5), grown)
+                    .await
+                    .expect("the checkpoint thread copies the log into the database file");
             }
             writer.shutdown().await;
 

@@ -15,13 +15,22 @@
 //! change nothing but the audit log, which the writer flushes with its
 //! next durable commit (on the other connection, which syncs the shared
 //! write-ahead log up to there) or [`super::SYNC_AFTER`] later.
+//!
+//! The log is copied back into the database file by a [`Checkpointer`] on
+//! a thread of its own, not by the commits of the writer's connections:
+//! SQLite's automatic checkpoint runs inside the commit that crosses its
+//! threshold, with two fsyncs, and stalled the one writer (and every
+//! caller queued behind it) for milliseconds several times a second.
 
 use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{audit_events, chain_entries, BatchOutcome, Done, Job, Op, RecordFound, State, HEAD};
+use crate::error::rusqlite_kind;
 use crate::keystore::to32;
 use crate::StoreError;
 
@@ -50,7 +59,8 @@ impl DirectConnection {
         )?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
+             PRAGMA wal_autocheckpoint = 0;",
         )?;
         Ok(Self { conn })
     }
@@ -146,5 +156,78 @@ impl DirectConnection {
         }
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok((checkpoint, results))
+    }
+}
+
+/// How often the [`Checkpointer`] looks at the log while it grows …
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// … and while it does not.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+
+/// Copies the write-ahead log back into the database file (a passive
+/// checkpoint, which waits for no reader or writer) on a thread of its
+/// own, in place of the automatic checkpoints of the writer's connections
+/// (see the module). Stops when dropped.
+pub(super) struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub(super) fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("custos-checkpoint".into())
+            .spawn(move || {
+                // The log's length at the last look, and whether all of it
+                // had been copied back then.
+                let mut last = (-1, false);
+                let mut idle = false;
+                loop {
+                    let wait = if idle {
+                        CHECKPOINT_IDLE
+                    } else {
+                        CHECKPOINT_EVERY
+                    };
+                    match stopped.recv_timeout(wait) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    // Columns: busy, frames in the log, frames copied back.
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    });
+                    match done {
+                        Ok((log, copied)) => {
+                            // Nothing written since the last look, all copied.
+                            let now = (log, log == copied);
+                            idle = now == last && now.1;
+                            last = now;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %rusqlite_kind(&e), "checkpoint failed");
+                            idle = false;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Config(format!("starting the checkpoint thread: {e}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
