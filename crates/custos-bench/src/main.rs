@@ -11,6 +11,7 @@
 //! See `bench/vault/README.md` for what each figure means.
 
 mod dsr;
+mod load;
 mod util;
 mod vault;
 

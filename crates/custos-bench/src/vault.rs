@@ -22,6 +22,9 @@ use custos_core::secret::{BearerSecret, Key32};
 use custos_server::AppState;
 use custos_store::{Principal, Vault, VaultConfig};
 
+use hyper::Method;
+
+use crate::load::LoadClient;
 use crate::util::{self, Machine, Round, SplitMix};
 
 /// Concurrent HTTP clients for the throughput figures.
@@ -106,7 +109,10 @@ pub(crate) struct Outcome {
 }
 
 struct Http {
+    /// For setup calls.
     client: reqwest::Client,
+    /// For the timed rounds, one connection per load client.
+    load: LoadClient,
     base: String,
 }
 
@@ -122,17 +128,6 @@ impl Http {
             return Ok(Value::Null);
         }
         Ok(serde_json::from_slice(&body)?)
-    }
-
-    /// Sends and checks the status, without parsing the body.
-    async fn send_ok(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<()> {
-        let r = rb.send().await?;
-        let status = r.status();
-        let body = r.bytes().await?;
-        if !status.is_success() {
-            bail!("HTTP {status}: {}", String::from_utf8_lossy(&body));
-        }
-        Ok(())
     }
 
     fn url(&self, path: &str) -> String {
@@ -334,6 +329,7 @@ impl Bench {
                 .pool_max_idle_per_host(256)
                 .tcp_nodelay(true)
                 .build()?,
+            load: LoadClient::new(addr, 4 * CLIENTS),
             base: format!("http://{addr}"),
         });
         http.send(
@@ -415,9 +411,10 @@ impl Bench {
                 let (http, keys, subjects) = (http.clone(), keys.clone(), subjects.clone());
                 async move {
                     let s = subjects.get(c).ok_or_else(|| anyhow!("no subject"))?;
-                    let url = http.url(&format!("/v1/subjects/{s}/records/profile/w{r}-{i}"));
+                    let path = format!("/v1/subjects/{s}/records/profile/w{r}-{i}");
                     let body = json!({"fields": record_fields(i)});
-                    http.send_ok(http.client.put(url).bearer_auth(&keys.write).json(&body))
+                    http.load
+                        .send_ok(c, Method::PUT, &path, &keys.write, Some(&body))
                         .await
                 }
             });
@@ -482,11 +479,12 @@ impl Bench {
                 async move {
                     let s = subjects.get(c).ok_or_else(|| anyhow!("no subject"))?;
                     let n = written.get(c).copied().unwrap_or(1);
-                    let url = http.url(&format!(
+                    let path = format!(
                         "/v1/subjects/{s}/records/profile/w0-{}?purpose={PURPOSE}",
                         i % n
-                    ));
-                    http.send_ok(http.client.get(url).bearer_auth(&keys.reveal))
+                    );
+                    http.load
+                        .send_ok(c, Method::GET, &path, &keys.reveal, None)
                         .await
                 }
             });
@@ -520,9 +518,10 @@ impl Bench {
                 let s = subjects
                     .get(c % CLIENTS)
                     .ok_or_else(|| anyhow!("no subject"))?;
-                let url = http.url(&format!("/v1/subjects/{s}/records/profile/x{c}-{i}"));
+                let path = format!("/v1/subjects/{s}/records/profile/x{c}-{i}");
                 let body = json!({"fields": record_fields(i)});
-                http.send_ok(http.client.put(url).bearer_auth(&keys.write).json(&body))
+                http.load
+                    .send_ok(c, Method::PUT, &path, &keys.write, Some(&body))
                     .await
             }
         });
@@ -540,11 +539,12 @@ impl Bench {
                     .get(c % CLIENTS)
                     .ok_or_else(|| anyhow!("no subject"))?;
                 let n = written.get(c % CLIENTS).copied().unwrap_or(1);
-                let url = http.url(&format!(
+                let path = format!(
                     "/v1/subjects/{s}/records/profile/w0-{}?purpose={PURPOSE}",
                     i % n
-                ));
-                http.send_ok(http.client.get(url).bearer_auth(&keys.reveal))
+                );
+                http.load
+                    .send_ok(c, Method::GET, &path, &keys.reveal, None)
                     .await
             }
         });
