@@ -176,8 +176,7 @@ pub(crate) struct Special {
 }
 
 /// Pattern ids in the gate DFA.
-const GATE_DOMAIN: usize = 0;
-const GATE_URL: usize = 1;
+const GATE_URL: usize = 0;
 
 /// Most distinct look-behind classes the table keeps (the lazy DFA has at
 /// most six kinds of start state); more fall back to "every byte".
@@ -216,8 +215,7 @@ pub(crate) struct Prefilter {
     /// The class at the start of the haystack.
     behind_text: u8,
     special: Special,
-    /// Anchored lazy DFA with the e-mail domain and the URL tail, one start
-    /// state per pattern.
+    /// Anchored lazy DFA with the URL tail (one start state per pattern).
     gates: DFA,
 }
 
@@ -234,6 +232,11 @@ pub(crate) struct PrefilterCache {
     /// One bit per haystack byte: a candidate start of a specially
     /// anchored pattern (those may also match here, and win by priority).
     pub(crate) special: Vec<u64>,
+    /// One bit per haystack byte: a candidate start that only the e-mail
+    /// anchor marks (no other special anchor, no table mark), so that
+    /// only the e-mail pattern may match there (see
+    /// `detector::email_end`).
+    pub(crate) email: Vec<u64>,
     /// Whether the last haystack holds [`PEM_BEGIN`], if the marks tell
     /// (see [`PrefilterCache::pem_begin`]).
     pem_begin: Option<bool>,
@@ -253,12 +256,28 @@ impl PrefilterCache {
     pub(crate) fn pem_begin(&self) -> Option<bool> {
         self.pem_begin
     }
+
+    /// The first `@` at or after `p` in the haystack of the last
+    /// [`Prefilter::fill`], off the `@` plane. For a start in
+    /// [`PrefilterCache::email`] but a `"`, the `@` the e-mail anchor
+    /// marked it from: the bytes from it up to that `@` are local-part
+    /// bytes, which hold no `@`.
+    pub(crate) fn next_at(&self, p: usize) -> Option<usize> {
+        let mut w = p / 64;
+        let mut bits = self.planes.get(w)?.get(P_AT)? & u64::MAX << (p % 64);
+        while bits == 0 {
+            w += 1;
+            bits = *self.planes.get(w)?.get(P_AT)?;
+        }
+        Some(w * 64 + bits.trailing_zeros() as usize)
+    }
 }
 
 impl Prefilter {
     /// `table` is the anchored lazy DFA over the patterns covered by the
-    /// first-byte table; `gates` holds [`crate::detector::EMAIL_DOMAIN`]
-    /// and [`crate::detector::URL_TAIL`] in that order.
+    /// first-byte table; `gates` holds [`crate::detector::URL_TAIL`] (the
+    /// e-mail domain is read off the bytes, see
+    /// [`crate::detector::email_domain_end`]).
     ///
     /// `custom` is the anchored lazy DFA over the custom patterns (if any):
     /// where one of them may start, the digit-run shortcut is off, since
@@ -368,6 +387,7 @@ impl Prefilter {
             bits: Vec::new(),
             planes: Vec::new(),
             special: Vec::new(),
+            email: Vec::new(),
             pem_begin: None,
         }
     }
@@ -405,23 +425,26 @@ impl Prefilter {
         let pem_begin = self.mark_table(bits, &cache.planes, hay);
         cache.pem_begin = self.dash_marks.then_some(pem_begin);
         let planes = &cache.planes;
-        let bits = &mut cache.special;
+        // The e-mail anchor's marks apart at first, to tell which starts
+        // only it marks.
+        let bits = &mut cache.email;
         bits.clear();
         bits.resize(words, 0);
         let sp = self.special;
         if sp.email {
             for a in ones(planes, P_AT) {
-                if !self.gate(&mut cache.gates, hay, a + 1, GATE_DOMAIN) {
+                // The domain read off the bytes (cheaper than a walk of
+                // its pattern: a table lookup per byte).
+                if crate::detector::email_domain_end(hay, a + 1).is_none() {
                     continue;
                 }
-                let mut i = a;
-                while let Some(&b) = i.checked_sub(1).and_then(|j| hay.get(j)) {
-                    if !is_local(b) {
-                        break;
-                    }
-                    i -= 1;
-                    set(bits, i);
-                }
+                // Every byte of the local part's run may start a match.
+                let before = hay.get(..a).unwrap_or_default();
+                let i = before
+                    .iter()
+                    .rposition(|&b| !is_local(b))
+                    .map_or(0, |j| j + 1);
+                set_range(bits, i, a);
                 if i == a && a >= 1 && hay.get(a - 1) == Some(&b'"') {
                     // Quoted local part: the opening quote.
                     let mut j = a - 1;
@@ -438,6 +461,9 @@ impl Prefilter {
                 }
             }
         }
+        let bits = &mut cache.special;
+        bits.clear();
+        bits.resize(words, 0);
         if sp.ipv6 || sp.url {
             // The run of address bytes around the last colon, and whether
             // it can hold an address at all.
@@ -482,6 +508,14 @@ impl Prefilter {
                 {
                     set(bits, w - 1);
                 }
+            }
+        }
+        if sp.email {
+            let marks = cache.special.iter_mut().zip(&cache.bits);
+            for (email, (special, table)) in cache.email.iter_mut().zip(marks) {
+                let other = *special | *table;
+                *special |= *email;
+                *email &= !other;
             }
         }
     }
@@ -546,20 +580,24 @@ impl Prefilter {
     /// [`digits_may_match`]), for an upper-case one, its run of letters
     /// fits some pattern (see [`upper_may_match`]), for a lower-case one,
     /// a pattern's word follows (see [`lower_may_match`]).
+    /// Inlined into the search loop, which calls it on every mark it
+    /// reaches: the call and its saved registers cost about a sixth of it.
+    #[inline(always)]
     pub(crate) fn table_start(&self, cache: &PrefilterCache, hay: &[u8], p: usize) -> bool {
         let Some(&b) = hay.get(p) else {
             return false;
         };
-        let from = hay.get(p..).unwrap_or_default();
-        let digit_group = self.digit_shortcut && (b.is_ascii_digit() || b == b'+' || b == b'(');
-        if digit_group && !digits_may_match(&cache.planes, hay, p) {
-            return false;
+        let from = || hay.get(p..).unwrap_or_default();
+        match b {
+            b'0'..=b'9' => {
+                (!self.digit_shortcut || digits_may_match(&cache.planes, hay, p))
+                    && self.pair_may_start(hay, p)
+            }
+            b'+' | b'(' => !self.digit_shortcut || digits_may_match(&cache.planes, hay, p),
+            b'A'..=b'Z' => !self.upper_shortcut || upper_may_match(from()),
+            b'a'..=b'z' => !self.lower_shortcut || lower_may_match(from()),
+            _ => true,
         }
-        if b.is_ascii_digit() && !self.pair_may_start(hay, p) {
-            return false;
-        }
-        !(self.upper_shortcut && b.is_ascii_uppercase() && !upper_may_match(from)
-            || self.lower_shortcut && b.is_ascii_lowercase() && !lower_may_match(from))
     }
 
     /// The pair test: `hay[p]` may start a table pattern after the class
@@ -744,7 +782,9 @@ fn kinds(
 /// [`K_RUN`] bits from `p`, the [`K_DIGIT`] bits in it); dots only when a
 /// dotted quad is still possible.
 /// The run usually ends in the block of `p`: then one shift, one count
-/// and no loop.
+/// and no loop. Inlined into the search loop (through
+/// [`Prefilter::table_start`]); the rarer cases are calls.
+#[inline(always)]
 fn digits_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
     let off = p % 64;
     let Some(block) = planes.get(p / 64) else {
@@ -763,6 +803,7 @@ fn digits_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
 
 /// [`digits_may_match`] for a run that reaches the end of its block: 64
 /// bytes at a time.
+#[inline(never)]
 fn long_run_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
     let mut digits = 0;
     let mut at = p;
@@ -787,6 +828,7 @@ fn long_run_may_match(planes: &[Planes], hay: &[u8], p: usize) -> bool {
 /// Whether a run of `len` number bytes from `hay[p]` with `digits` digits,
 /// fewer than 9, may hold a match: a dotted quad or one of the values with
 /// 8 digits (see [`eight_digits_may_match`]).
+#[inline(never)]
 fn few_digits_may_match(hay: &[u8], p: usize, len: usize, digits: u32) -> bool {
     // The dots are among the bytes of the run that are no digits: they
     // are only counted if there are three of those.
@@ -968,6 +1010,24 @@ fn set(bits: &mut [u64], i: usize) {
     }
 }
 
+/// Sets the bits `from..to`, a word at a time.
+fn set_range(bits: &mut [u64], from: usize, to: usize) {
+    let mut i = from;
+    while i < to {
+        let off = i % 64;
+        let n = (to - i).min(64 - off);
+        if let Some(w) = bits.get_mut(i / 64) {
+            *w |= u64::MAX >> (64 - n) << off;
+        }
+        i += n;
+    }
+}
+
+/// Whether bit `i` of `bits` is set.
+pub(crate) fn is_set(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 != 0)
+}
+
 /// The first position at or after `at` marked in `table` or `special`,
 /// and whether it is marked in `special`.
 pub(crate) fn next(table: &[u64], special: &[u64], at: usize) -> Option<(usize, bool)> {
@@ -1079,7 +1139,7 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
 
         /// The gate walk says what `try_search_fwd` says: whether the
-        /// domain or URL tail pattern matches at a position.
+        /// URL tail pattern matches at a position.
         #[test]
         fn gates_agree_with_the_search(
             t in proptest::collection::vec(
@@ -1093,11 +1153,11 @@ mod tests {
                 DFA::builder()
                     .syntax(syntax::Config::new().unicode(false).utf8(false))
                     .configure(DFA::config().starts_for_each_pattern(true))
-                    .build_many(&[crate::detector::EMAIL_DOMAIN, crate::detector::URL_TAIL])
+                    .build_many(&[crate::detector::URL_TAIL])
                     .unwrap()
             });
             let mut cache = dfa.create_cache();
-            for pid in [GATE_DOMAIN, GATE_URL] {
+            for pid in [GATE_URL] {
                 for at in 0..=t.len() {
                     let input = Input::new(&t)
                         .range(at..)
@@ -1166,6 +1226,19 @@ mod tests {
         check("2001:db8::1", 4, true);
         check("1:2:3:4:5:6:7:8", 1, true);
         check("1:2:3:4:5:6:7", 1, false);
+    }
+
+    /// `set_range` sets what `set` on each bit does.
+    #[test]
+    fn ranges_of_bits() {
+        for from in 0..200 {
+            for to in from..200 {
+                let (mut range, mut each) = ([0u64; 4], [0u64; 4]);
+                set_range(&mut range, from, to);
+                (from..to).for_each(|i| set(&mut each, i));
+                assert_eq!(range, each, "{from}..{to}");
+            }
+        }
     }
 
     #[test]

@@ -258,6 +258,137 @@ pub(crate) fn dotted_quad_end(hay: &[u8], p: usize) -> Option<usize> {
     None
 }
 
+/// The end of the built-in e-mail pattern's match anchored at `hay[p]`,
+/// read off the bytes, where `hay[p..at]` are local-part bytes
+/// (`[A-Za-z0-9._%+\-\x80-\xFF]`, no `@`) and `hay[at]` is `@`, as the
+/// e-mail anchor marks them: the unquoted local part is that run unless
+/// it starts with `.` (then `Some(None)`: no match), then
+/// [`email_domain_end`]. `None` (the walk decides) where `hay[p]` is no
+/// local-part byte (the `"` of a quoted one).
+pub(crate) fn email_end(hay: &[u8], p: usize, at: usize) -> Option<Option<usize>> {
+    match hay.get(p) {
+        Some(b'.') => Some(None),
+        Some(&b) if domain_class(b) & D_LOCAL != 0 => Some(email_domain_end(hay, at + 1)),
+        _ => None,
+    }
+}
+
+/// Bits of [`DOMAIN_CLASSES`]: e-mail local-part byte, …
+pub(crate) const D_LOCAL: u8 = 1;
+/// … domain label byte (`[A-Za-z0-9\-\x80-\xFF]`), …
+const D_LABEL: u8 = 2;
+/// … first byte of the last part (`[A-Za-z\x80-\xFF]`).
+const D_LAST_FIRST: u8 = 4;
+
+/// The byte classes of an e-mail address, as a table: the domain scan
+/// tests every byte, and a lookup is cheaper than the range tests.
+#[allow(clippy::indexing_slicing)] // Evaluated at compile time: a bad index fails the build.
+const DOMAIN_CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let label = b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80;
+        let local = label || matches!(b, b'.' | b'_' | b'%' | b'+');
+        let last = b.is_ascii_alphabetic() || b >= 0x80;
+        table[i] = (local as u8 * D_LOCAL) | (label as u8 * D_LABEL) | (last as u8 * D_LAST_FIRST);
+        i += 1;
+    }
+    table
+};
+
+/// The [`DOMAIN_CLASSES`] bits of `b`.
+pub(crate) fn domain_class(b: u8) -> u8 {
+    DOMAIN_CLASSES.get(usize::from(b)).copied().unwrap_or(0)
+}
+
+/// The end of [`EMAIL_DOMAIN`]'s leftmost-first match anchored at
+/// `hay[d]`, if it has one. The labels
+/// (`[A-Za-z0-9\x80-\xFF][A-Za-z0-9\-\x80-\xFF]*\.`) are fixed by the
+/// bytes (no label byte is a `.`), and the greedy `+` tries the most of
+/// them first; the last part, after at least one label, is the run of
+/// label bytes that follows, which must start with a letter or
+/// `\x80-\xFF` and have two bytes or more (its greedy `+` takes the whole
+/// run, and nothing follows in the pattern). So the match ends at the
+/// last such run among the first labels in a row.
+pub(crate) fn email_domain_end(hay: &[u8], d: usize) -> Option<usize> {
+    let mut end = None;
+    let mut labels = 0;
+    let rest = hay.get(d..).unwrap_or_default();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while rest.get(i).is_some_and(|&b| domain_class(b) & D_LABEL != 0) {
+            i += 1;
+        }
+        let first = domain_class(rest.get(start).copied().unwrap_or(0));
+        if labels > 0 && i - start >= 2 && first & D_LAST_FIRST != 0 {
+            end = Some(d + i);
+        }
+        if i > start && rest.get(start) != Some(&b'-') && rest.get(i) == Some(&b'.') {
+            labels += 1;
+            i += 1;
+        } else {
+            return end;
+        }
+    }
+}
+
+/// The end of the IBAN pattern's match
+/// (`\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b`) anchored at `hay[p]`, if it
+/// has one there and `hay[p..p + 4]` is two upper-case letters and two
+/// digits (then no built-in pattern before it can match: `Bearer`,
+/// `BASIC` and the AWS key ids want letters where the digits are; the
+/// rest start elsewhere or on other bytes). Each unit of the repetition
+/// is fixed by the bytes (a blank is only taken before a letter or
+/// digit), so the greedy repetition takes as many as there are, up to
+/// 30, then gives them back one at a time until `\b` follows (each unit
+/// ends on a word byte: `\b` holds before a non-word byte or the end; a
+/// unit given back is its last byte and the blank before it, if any).
+/// `None` where it has no match: a later pattern (a NINO) may.
+pub(crate) fn iban_end(hay: &[u8], p: usize) -> Option<usize> {
+    match hay.get(p..p + 4)? {
+        [a, b, c, d]
+            if a.is_ascii_uppercase()
+                && b.is_ascii_uppercase()
+                && c.is_ascii_digit()
+                && d.is_ascii_digit() => {}
+        _ => return None,
+    }
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    if p.checked_sub(1).and_then(|i| hay.get(i)).is_some_and(word) {
+        return None;
+    }
+    let unit = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+    let mut units = 0;
+    let mut end = p + 4;
+    loop {
+        // A run of letters and digits, one unit each, then a blank
+        // before the next run.
+        let rest = hay.get(end..).unwrap_or_default();
+        let run = rest.iter().take(30 - units).take_while(|b| unit(b)).count();
+        units += run;
+        end += run;
+        if units < 30 && hay.get(end) == Some(&b' ') && hay.get(end + 1).is_some_and(unit) {
+            units += 1;
+            end += 2;
+        } else {
+            break;
+        }
+    }
+    while units >= 11 {
+        if !hay.get(end).is_some_and(word) {
+            return Some(end);
+        }
+        end -= 1;
+        if end > p + 4 && hay.get(end - 1) == Some(&b' ') {
+            end -= 1;
+        }
+        units -= 1;
+    }
+    None
+}
+
 /// How many of the first three bytes of `s` are digits in a row.
 fn short_run(s: &[u8]) -> usize {
     match s {

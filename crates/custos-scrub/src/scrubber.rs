@@ -16,8 +16,8 @@ use regex_automata::{Anchored, Input, PatternID};
 use crate::candidates::{self, Prefilter, PrefilterCache, Special};
 use crate::config::{ScrubConfig, ValidatorName};
 use crate::detector::{
-    builtin_patterns, digit_run_match, dotted_quad_end, quad_first, DigitRun, Group, PatternSpec,
-    DIGIT_CHECKS, EMAIL_DOMAIN, URL_TAIL,
+    builtin_patterns, digit_run_match, dotted_quad_end, email_end, iban_end, quad_first, DigitRun,
+    Group, PatternSpec, DIGIT_CHECKS, URL_TAIL,
 };
 use crate::replace::{mask, normalize, redact_token};
 use crate::validate::{self, Check, Opts};
@@ -159,6 +159,14 @@ struct Inner {
     /// those present and the index into `specs` of each. Then a digit other
     /// than `0` starts no walk (see [`digit_run_match`]).
     digit_reads: Option<(u16, [usize; DIGIT_CHECKS.len()])>,
+    /// The built-in e-mail pattern's index: where only the e-mail anchor
+    /// marks a start (`PrefilterCache::email`), its match is read off the
+    /// bytes (see [`email_end`]).
+    email: Option<usize>,
+    /// The built-in IBAN pattern's index, where only built-in patterns
+    /// come before it: then an IBAN's match is read off the bytes where
+    /// [`iban_end`] finds one (none of those before it can match there).
+    iban: Option<usize>,
     specs: Vec<Compiled>,
     mode: Mode,
     key: Option<ScrubKey>,
@@ -428,7 +436,7 @@ impl ScrubberBuilder {
         let prefilter = Prefilter::new(
             &anchored_table,
             custom.as_ref(),
-            build_lazy(&[EMAIL_DOMAIN, URL_TAIL], true)?,
+            build_lazy(&[URL_TAIL], true)?,
             special,
         );
         // Only built-in patterns may start on digits, and those in front
@@ -452,6 +460,18 @@ impl ScrubberBuilder {
                 })
         });
         let digit_reads = digit_reads(&families, &specs).filter(|_| prefilter.digit_shortcut());
+        let email = specs
+            .iter()
+            .position(|s| s.detector == Detector::Email && s.check == Check::Email);
+        let iban = specs
+            .iter()
+            .position(|s| s.detector == Detector::Iban && s.check == Check::Iban)
+            .filter(|&i| {
+                let front = specs.get(..i).unwrap_or_default();
+                front
+                    .iter()
+                    .all(|s| !matches!(s.detector, Detector::Custom(_)))
+            });
         let tokens = specs.iter().map(|s| redact_token(&s.detector)).collect();
         let allow = self
             .allow
@@ -477,6 +497,8 @@ impl ScrubberBuilder {
                 singles,
                 quad,
                 digit_reads,
+                email,
+                iban,
                 specs,
                 mode: self.mode,
                 key: self.key,
@@ -626,12 +648,22 @@ pub struct ScrubCache {
     /// Per [`Family`].
     families: [lazy::Cache; 2],
     pre: PrefilterCache,
-    findings: Vec<Finding>,
+    /// The findings of the last call, in order.
+    hits: Vec<Hit>,
     /// Findings per pattern id, not yet folded into a report (see
     /// [`Scrubber::flush_counts`]).
     counts: Vec<u64>,
-    /// The pattern ids of the findings of the last call, in order.
-    pids: Vec<usize>,
+}
+
+/// A confirmed value as the search gives it: where, and the pattern id.
+/// Plain numbers, so that a haystack's findings are collected without a
+/// [`Detector`] clone each (a [`Finding`] is made only for
+/// [`Scrubber::find`]).
+#[derive(Clone, Copy, Debug)]
+struct Hit {
+    start: usize,
+    end: usize,
+    pid: usize,
 }
 
 impl ScrubCache {
@@ -683,9 +715,8 @@ impl Scrubber {
             anchored: self.inner.anchored.create_cache(),
             families: self.inner.families.each_ref().map(|f| f.dfa.create_cache()),
             pre: self.inner.prefilter.cache(),
-            findings: Vec::new(),
+            hits: Vec::new(),
             counts: vec![0; self.inner.specs.len()],
-            pids: Vec::new(),
         }
     }
 
@@ -713,10 +744,23 @@ impl Scrubber {
     /// The confirmed, non-overlapping findings in `hay`, in order.
     pub fn find(&self, hay: &[u8]) -> Vec<Finding> {
         self.with_pooled_cache(|c| {
-            let mut out = Vec::new();
-            self.find_into(c, hay, &mut out, |_| {});
-            out
+            let mut hits = Vec::new();
+            self.find_into(c, hay, &mut hits);
+            self.findings(&hits)
         })
+    }
+
+    /// The [`Finding`]s of `hits`.
+    fn findings(&self, hits: &[Hit]) -> Vec<Finding> {
+        let specs = &self.inner.specs;
+        let finding = |h: &Hit| {
+            Some(Finding {
+                detector: specs.get(h.pid)?.detector.clone(),
+                start: h.start,
+                end: h.end,
+            })
+        };
+        hits.iter().filter_map(finding).collect()
     }
 
     /// [`Scrubber::find`] with the plain unanchored search over every byte
@@ -725,9 +769,9 @@ impl Scrubber {
     #[doc(hidden)]
     pub fn find_reference(&self, hay: &[u8]) -> Vec<Finding> {
         self.with_pooled_cache(|c| {
-            let mut out = Vec::new();
-            self.confirm(c, hay, Search::Reference, &mut out, |_| {});
-            out
+            let mut hits = Vec::new();
+            self.confirm(c, hay, Search::Reference, &mut hits);
+            self.findings(&hits)
         })
     }
 
@@ -757,13 +801,30 @@ impl Scrubber {
                 true => None,
                 false => digit_family_read(inner, hay, p),
             };
+            // An IBAN's match without a walk (where it has none, a later
+            // pattern may match, so the walk decides).
+            let iban = match special || quad.is_some() || read.is_some() {
+                true => None,
+                false => inner.iban.and_then(|pid| Some((iban_end(hay, p)?, pid))),
+            };
+            // Only the e-mail anchor marks `p`: only the e-mail pattern
+            // may match there, and its match is read where it can be.
+            let email = match special && candidates::is_set(&cache.pre.email, p) {
+                true => inner.email.and_then(|pid| {
+                    let at = cache.pre.next_at(p)?;
+                    Some(email_end(hay, p, at)?.map(|end| (end, pid)))
+                }),
+                false => None,
+            };
             let walk = match special {
+                true if email.is_some() => Ok(email.flatten()),
                 true => anchored_at(&inner.anchored, &mut cache.anchored, hay, p, Anchored::Yes),
                 // A dotted quad: its match without a walk (when IPv4 does
                 // not match, a later pattern may, so the walk decides).
                 false if quad.is_some() => Ok(quad),
                 // A run of digits read off the bytes, where that decides.
                 false if read.is_some() => Ok(read.flatten()),
+                false if iban.is_some() => Ok(iban),
                 // No special pattern matches here (the special marks are a
                 // superset), so the table patterns that may start on
                 // `hay[p]` alone give the same leftmost-first match.
@@ -796,28 +857,15 @@ impl Scrubber {
         }
     }
 
-    /// Confirmed findings of `hay` into `out`; `on_find` sees each pattern id.
-    fn find_into(
-        &self,
-        cache: &mut ScrubCache,
-        hay: &[u8],
-        out: &mut Vec<Finding>,
-        on_find: impl FnMut(usize),
-    ) {
+    /// Confirmed findings of `hay` into `out`.
+    fn find_into(&self, cache: &mut ScrubCache, hay: &[u8], out: &mut Vec<Hit>) {
         self.inner.prefilter.fill(&mut cache.pre, hay);
-        self.confirm(cache, hay, Search::Candidates, out, on_find);
+        self.confirm(cache, hay, Search::Candidates, out);
     }
 
     /// Runs validators, group retries and the allow-list on the matches
     /// `search` finds.
-    fn confirm(
-        &self,
-        cache: &mut ScrubCache,
-        hay: &[u8],
-        search: Search,
-        out: &mut Vec<Finding>,
-        mut on_find: impl FnMut(usize),
-    ) {
+    fn confirm(&self, cache: &mut ScrubCache, hay: &[u8], search: Search, out: &mut Vec<Hit>) {
         out.clear();
         let inner = &*self.inner;
         let mut at = 0;
@@ -848,16 +896,13 @@ impl Scrubber {
                         && hay
                             .get(fs..fe)
                             .is_some_and(|v| inner.allow.contains(&v.to_ascii_lowercase()));
-                    if !allowed {
-                        if let Some(spec) = inner.specs.get(fpid) {
-                            out.push(Finding {
-                                detector: spec.detector.clone(),
-                                start: fs,
-                                end: fe,
-                            });
-                            on_find(fpid);
-                            opts.prev_end = fe;
-                        }
+                    if !allowed && fpid < inner.specs.len() {
+                        out.push(Hit {
+                            start: fs,
+                            end: fe,
+                            pid: fpid,
+                        });
+                        opts.prev_end = fe;
                     }
                     at = fe.max(s + 1);
                 }
@@ -981,40 +1026,31 @@ impl Scrubber {
         hay: &[u8],
         out: &mut Vec<u8>,
     ) -> bool {
-        let mut findings = std::mem::take(&mut cache.findings);
-        let mut counts = std::mem::take(&mut cache.counts);
-        counts.resize(self.inner.specs.len(), 0);
-        // Pattern ids of the findings, in order (for the redaction tokens);
-        // kept in the cache, so that it is not grown again on every call.
-        let mut pids = std::mem::take(&mut cache.pids);
-        pids.clear();
+        // Kept in the cache, so that it is not grown again on every call.
+        let mut hits = std::mem::take(&mut cache.hits);
+        self.find_into(cache, hay, &mut hits);
+        cache.counts.resize(self.inner.specs.len(), 0);
         let redact = self.redacts_only();
-        self.find_into(cache, hay, &mut findings, |pid| {
-            if let Some(c) = counts.get_mut(pid) {
+        let mut last = 0;
+        for h in &hits {
+            if let Some(c) = cache.counts.get_mut(h.pid) {
                 *c += 1;
             }
-            if redact {
-                pids.push(pid);
+            out.extend_from_slice(hay.get(last..h.start).unwrap_or_default());
+            let value = hay.get(h.start..h.end).unwrap_or_default();
+            match (redact, self.inner.tokens.get(h.pid)) {
+                (true, Some(token)) => out.extend_from_slice(token.as_bytes()),
+                _ => {
+                    if let Some(spec) = self.inner.specs.get(h.pid) {
+                        self.render(&spec.detector, value, out);
+                    }
+                }
             }
-        });
-        let mut last = 0;
-        for (i, f) in findings.iter().enumerate() {
-            out.extend_from_slice(hay.get(last..f.start).unwrap_or_default());
-            match pids.get(i).and_then(|&pid| self.inner.tokens.get(pid)) {
-                Some(token) => out.extend_from_slice(token.as_bytes()),
-                None => self.render(
-                    &f.detector,
-                    hay.get(f.start..f.end).unwrap_or_default(),
-                    out,
-                ),
-            }
-            last = f.end;
+            last = h.end;
         }
         out.extend_from_slice(hay.get(last..).unwrap_or_default());
-        let changed = !findings.is_empty();
-        cache.findings = findings;
-        cache.counts = counts;
-        cache.pids = pids;
+        let changed = !hits.is_empty();
+        cache.hits = hits;
         changed
     }
 
@@ -1299,6 +1335,91 @@ mod tests {
                             .unwrap()
                             .map(|(e, i)| (e, family.ids[i]));
                         proptest::prop_assert_eq!(read, walk, "{:?} {}", String::from_utf8_lossy(hay), at);
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Where only the e-mail anchor marks a start, no other pattern
+        /// matches there, and [`email_end`] gives the e-mail pattern's
+        /// anchored match wherever it decides (for any local-part run
+        /// that ends at `@`, as the anchor marks them).
+        #[test]
+        fn emails_without_walks(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"ab.Z9-_%+@@..-\"\xc3\xa9\xff :x".as_slice()),
+                0..40,
+            ),
+            shaped in "[a-z0-9._%+\"-]{0,6}@([a-z0-9\u{e9}-]{0,4}\\.){0,4}[a-z0-9\u{e9}-]{0,4}[ .,@:-]?[a-z]{0,2}",
+        ) {
+            static SCRUBBER: std::sync::OnceLock<Scrubber> = std::sync::OnceLock::new();
+            let s = SCRUBBER.get_or_init(|| Scrubber::new_default().unwrap());
+            let email = s.inner.email.unwrap();
+            let mut cache = s.cache();
+            for hay in [t.as_slice(), shaped.as_bytes()] {
+                s.inner.prefilter.fill(&mut cache.pre, hay);
+                for p in 0..hay.len() {
+                    let expect = s.match_one(&mut cache, hay, p, email);
+                    if candidates::is_set(&cache.pre.email, p) {
+                        for pid in (0..s.inner.specs.len()).filter(|&pid| pid != email) {
+                            proptest::prop_assert_eq!(s.match_one(&mut cache, hay, p, pid), None);
+                        }
+                        let at = cache.pre.next_at(p).unwrap();
+                        if let Some(read) = email_end(hay, p, at) {
+                            proptest::prop_assert_eq!(read, expect, "{:?} {}", String::from_utf8_lossy(hay), p);
+                        }
+                    }
+                    let local = hay[p..].iter().position(|&b| {
+                        !(b.is_ascii_alphanumeric() || b".-_%+".contains(&b) || b >= 0x80)
+                    });
+                    let Some(at) = local.map(|n| p + n).filter(|&at| hay[at] == b'@') else {
+                        continue;
+                    };
+                    if let Some(read) = email_end(hay, p, at) {
+                        proptest::prop_assert_eq!(read, expect, "{:?} {}", String::from_utf8_lossy(hay), p);
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Where [`iban_end`] finds a match, it is the walk's over the
+        /// family of patterns that start on other bytes than digits.
+        #[test]
+        fn ibans_without_walks(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"ABGLNZ0123456789  _-a".as_slice()),
+                0..48,
+            ),
+            shaped in "[ x_]?[A-Z]{2}[0-9]{2}( ?[A-Z0-9]{1,5}){0,9}[ _.a-]?[A-Z0-9]{0,3}",
+        ) {
+            static SCRUBBERS: std::sync::OnceLock<[Scrubber; 2]> = std::sync::OnceLock::new();
+            let scrubbers = SCRUBBERS.get_or_init(|| {
+                [
+                    Scrubber::new_default().unwrap(),
+                    Scrubber::builder().skip(["uk_nino", "aws_key"]).build().unwrap(),
+                ]
+            });
+            for s in scrubbers {
+                let family = &s.inner.families[1];
+                let iban = s.inner.iban.unwrap();
+                let mut cache = s.cache();
+                for hay in [t.as_slice(), shaped.as_bytes()] {
+                    for at in 0..hay.len() {
+                        let Some(end) = iban_end(hay, at) else {
+                            continue;
+                        };
+                        let walk = anchored_at(&family.dfa, &mut cache.families[1], hay, at, Anchored::Yes)
+                            .unwrap()
+                            .map(|(e, i)| (e, family.ids[i]));
+                        proptest::prop_assert_eq!(Some((end, iban)), walk, "{:?} {}", String::from_utf8_lossy(hay), at);
                     }
                 }
             }
