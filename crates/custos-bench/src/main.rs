@@ -108,7 +108,7 @@ fn render(o: &vault::Outcome, quick: bool) -> String {
     );
     let _ = writeln!(
         s,
-        "- server: custos_server::router in-process on 127.0.0.1 (axum), clients: reqwest over loopback, same tokio runtime; commit {}",
+        "- server: custos_server::router in-process on 127.0.0.1 (axum), clients over loopback in the same tokio runtime (the vault's timed rounds: one hyper HTTP/1.1 connection per client; otherwise reqwest); commit {}",
         m.git
     );
     let _ = writeln!(
