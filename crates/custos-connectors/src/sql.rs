@@ -429,7 +429,7 @@ fn fits(family: Family, v: &str) -> bool {
         Family::UInt(bits) => t
             .parse::<u64>()
             .is_ok_and(|n| bits >= 64 || n < (1u64 << bits)),
-        Family::Bytes => t.len() % 2 == 0 && t.chars().all(|c| c.is_ascii_hexdigit()),
+        Family::Bytes => t.len().is_multiple_of(2) && t.chars().all(|c| c.is_ascii_hexdigit()),
         Family::Numeric => t.parse::<f64>().is_ok_and(f64::is_finite),
         Family::Uuid => {
             let t = t

@@ -353,7 +353,7 @@ async fn run(n: usize, secs: f64, quick: bool) {
                     purpose: newsletter.clone(),
                     at_us: now - year + i64::from(r % 1_000_000) * 31_536,
                     input: ConsentInput {
-                        action: if r % 4 == 0 {
+                        action: if r.is_multiple_of(4) {
                             Action::Withdraw
                         } else {
                             Action::Grant

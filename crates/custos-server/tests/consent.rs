@@ -751,12 +751,12 @@ async fn materialised_state_equals_fold_of_events(store: TestStore) {
         let mut batch = Vec::new();
         for _ in 0..n {
             let id = &ids[(rng.next_u32() as usize) % ids.len()];
-            let purpose = if rng.next_u32() % 2 == 0 {
+            let purpose = if rng.next_u32().is_multiple_of(2) {
                 "newsletter"
             } else {
                 "retargeting"
             };
-            let action = if rng.next_u32() % 3 == 0 {
+            let action = if rng.next_u32().is_multiple_of(3) {
                 Action::Withdraw
             } else {
                 Action::Grant
@@ -773,7 +773,7 @@ async fn materialised_state_equals_fold_of_events(store: TestStore) {
                     affirmative: true,
                     gpc: false,
                     form_id: None,
-                    ip: (rng.next_u32() % 2 == 0).then(|| IP.to_owned()),
+                    ip: rng.next_u32().is_multiple_of(2).then(|| IP.to_owned()),
                     user_agent: None,
                 },
             });
