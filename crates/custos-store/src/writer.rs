@@ -314,15 +314,17 @@ struct State {
     force_checkpoint: bool,
 }
 
-/// The writer's one connection, held between batches. Taking it from the
-/// pool for each batch would cost two more round trips to the driver
-/// (sqlx pings a connection when it goes back to the pool, in a task of
-/// its own, and the next batch waits for that).
+/// The writer's connections, held between batches: one of the pool's
+/// (taking it from the pool for each batch would cost two more round
+/// trips to the driver: sqlx pings a connection when it goes back to the
+/// pool, in a task of its own, and the next batch waits for that), and on
+/// an SQLite file its own ([`direct`]).
 struct Held {
     pool: AnyPool,
     conn: Option<PoolConnection<Any>>,
-    /// A [`Checkpointer`] copies the log back, not this connection's commits.
-    own_checkpoints: bool,
+    /// With it, a [`Checkpointer`] copies the log back, not the commits of
+    /// the pool's connection.
+    direct: Option<DirectConnection>,
 }
 
 impl Held {
@@ -342,7 +344,7 @@ impl Held {
                         .execute(&mut *c)
                         .await?;
                     state.sqlite_full = true;
-                    if self.own_checkpoints {
+                    if self.direct.is_some() {
                         sqlx::query("PRAGMA wal_autocheckpoint = 0")
                             .execute(&mut *c)
                             .await?;
@@ -367,7 +369,7 @@ impl Held {
 
 async fn run(
     pool: AnyPool,
-    mut direct: Option<DirectConnection>,
+    direct: Option<DirectConnection>,
     engine: Engine,
     keystore: KeyStore,
     root: RootKey,
@@ -385,8 +387,7 @@ async fn run(
     let mut held = Held {
         pool,
         conn: None,
-        // Started with the own connection, from the same SQLite file.
-        own_checkpoints: direct.is_some(),
+        direct,
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -404,15 +405,7 @@ async fn run(
             _ = tick => {}
             _ = stop.notified() => break,
         }
-        commit_batch(
-            &mut held,
-            &mut direct,
-            engine,
-            &keystore,
-            &mut state,
-            &mut batch,
-        )
-        .await;
+        commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
         if state
             .unsynced_since
             .is_some_and(|t| t.elapsed() >= SYNC_AFTER)
@@ -424,26 +417,10 @@ async fn run(
     // checkpoint so the tail of the chain is anchored.
     rx.close();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(
-            &mut held,
-            &mut direct,
-            engine,
-            &keystore,
-            &mut state,
-            &mut batch,
-        )
-        .await;
+        commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
     }
     state.force_checkpoint = true;
-    commit_batch(
-        &mut held,
-        &mut direct,
-        engine,
-        &keystore,
-        &mut state,
-        &mut batch,
-    )
-    .await;
+    commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
     flush(&mut held, engine, &mut state).await;
 }
 
@@ -485,7 +462,6 @@ async fn last_checkpoint(pool: &AnyPool) -> Result<i64, StoreError> {
 
 async fn commit_batch(
     held: &mut Held,
-    direct: &mut Option<DirectConnection>,
     engine: Engine,
     keystore: &KeyStore,
     state: &mut State,
@@ -501,7 +477,7 @@ async fn commit_batch(
     };
     // Checkpoint-only commits (no jobs) are durable too.
     let durable = jobs.is_empty() || jobs.iter().any(|j| !j.op.is_read());
-    let outcome = match direct {
+    let outcome = match &mut held.direct {
         Some(direct) if !durable => direct.run_batch(state, &jobs),
         _ => commit_on_pool_connection(held, engine, state, &jobs, durable).await,
     };
