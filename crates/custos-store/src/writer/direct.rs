@@ -167,7 +167,7 @@ impl DirectConnection {
 /// How often the [`Checkpointer`] looks at the log while it grows …
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// … and while it does not.
-const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(250);
 
 /// Copies the write-ahead log back into the database file (a passive
 /// checkpoint, which waits for no reader or writer) on a thread of its
