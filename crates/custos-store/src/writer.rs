@@ -35,7 +35,7 @@ use crate::keystore::{to32, KeyStore};
 use crate::StoreError;
 
 mod direct;
-use direct::{Checkpointer, DirectConnection};
+use direct::DirectConnection;
 
 /// Most jobs committed together.
 pub(crate) const MAX_BATCH: usize = 512;
@@ -237,7 +237,6 @@ impl Writer {
         sqlite_file: Option<&std::path::Path>,
     ) -> Result<Self, StoreError> {
         let direct = sqlite_file.map(DirectConnection::open).transpose()?;
-        let checkpointer = sqlite_file.map(Checkpointer::start).transpose()?;
         let (tx, rx) = mpsc::channel(8192);
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let (done_tx, done_rx) = oneshot::channel();
@@ -250,7 +249,6 @@ impl Writer {
             .name("custos-writer".into())
             .spawn(move || {
                 rt.block_on(run(pool, direct, engine, keystore, root, rx, stopped));
-                drop(checkpointer);
                 let _ = done_tx.send(());
             })
             .map_err(|e| StoreError::Config(format!("starting the writer's thread: {e}")))?;
@@ -322,8 +320,8 @@ struct State {
 struct Held {
     pool: AnyPool,
     conn: Option<PoolConnection<Any>>,
-    /// With it, a [`Checkpointer`] copies the log back, not the commits of
-    /// the pool's connection.
+    /// With it, its checkpoint thread copies the log back, not the
+    /// commits of the pool's connection.
     direct: Option<DirectConnection>,
 }
 
@@ -685,7 +683,7 @@ async fn run_batch(
         None => read_head(conn, engine).await?,
     };
     let events = audit_events(jobs, &results);
-    let checkpoint = append_audit_and_commit(conn, engine, state, head, &events, now_us).await?;
+    let checkpoint = append_audit_and_commit(conn, engine, state, head, events, now_us).await?;
     Ok((checkpoint, results))
 }
 
@@ -855,7 +853,7 @@ async fn append_audit_and_commit(
     engine: Engine,
     state: &State,
     head: Head,
-    events: &[Cow<'_, AuditEvent>],
+    events: Vec<Cow<'_, AuditEvent>>,
     now_us: i64,
 ) -> Result<Option<Checkpoint>, StoreError> {
     let (entries, checkpoint) = chain_entries(state, head, events, now_us);
@@ -909,7 +907,7 @@ async fn append_audit_and_commit(
 fn chain_entries(
     state: &State,
     head: Head,
-    events: &[Cow<'_, AuditEvent>],
+    events: Vec<Cow<'_, AuditEvent>>,
     now_us: i64,
 ) -> (Vec<AuditEntry>, Option<Checkpoint>) {
     let (mut seq, mut hash) = head;
@@ -919,7 +917,8 @@ fn chain_entries(
     let mut entries = Vec::with_capacity(events.len());
     for ev in events {
         seq += 1;
-        let e = audit::chain(hash, seq, now_us, ev.as_ref().clone());
+        // A read's event was already copied with its outcome.
+        let e = audit::chain(hash, seq, now_us, ev.into_owned());
         hash = e.hash;
         entries.push(e);
     }

@@ -52,14 +52,16 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     )?)
 }
 
-/// See the module.
+/// See the module. Its [`Checkpointer`] runs as long as it does.
 pub(super) struct DirectConnection {
     conn: Connection,
+    _checkpointer: Checkpointer,
 }
 
 impl DirectConnection {
     /// Opens the data store's file (which the migrations created) with
-    /// the pragmas of the pool's connections, but lazy commits.
+    /// the pragmas of the pool's connections, but lazy commits and no
+    /// automatic checkpoints, and starts the checkpoint thread.
     pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
@@ -67,7 +69,10 @@ impl DirectConnection {
             "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
              PRAGMA wal_autocheckpoint = 0;",
         )?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            _checkpointer: Checkpointer::start(path)?,
+        })
     }
 
     /// Runs a batch whose jobs all only read ([`Op::is_read`]).
@@ -130,7 +135,7 @@ impl DirectConnection {
             .prepare_cached(HEAD)?
             .query_row([], |row| Ok((row.get(1)?, row.get(2)?)))?;
         let events = audit_events(jobs, &results);
-        let (entries, checkpoint) = chain_entries(state, (seq, to32(hash)?), &events, now_us);
+        let (entries, checkpoint) = chain_entries(state, (seq, to32(hash)?), events, now_us);
         if let Some(last) = entries.last() {
             let mut insert = self.conn.prepare_cached(INSERT_AUDIT)?;
             for e in &entries {
@@ -173,13 +178,13 @@ const CHECKPOINT_IDLE: Duration = Duration::from_millis(250);
 /// checkpoint, which waits for no reader or writer) on a thread of its
 /// own, in place of the automatic checkpoints of the writer's connections
 /// (see the module). Stops when dropped.
-pub(super) struct Checkpointer {
+struct Checkpointer {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
-    pub(super) fn start(path: &Path) -> Result<Self, StoreError> {
+    fn start(path: &Path) -> Result<Self, StoreError> {
         let conn = open(path)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
