@@ -6,10 +6,12 @@
 //! cargo run --release -p custos-bench -- vault --quick  # quick (100k subjects)
 //! cargo run --release -p custos-bench -- dsr            # requests on 6 × 1M rows
 //! cargo run --release -p custos-bench -- dsr --quick    # 6 × 100k rows
+//! cargo run --release -p custos-bench -- consent        # 1M consent events
 //! ```
 //!
 //! See `bench/vault/README.md` for what each figure means.
 
+mod consent;
 mod dsr;
 mod load;
 mod util;
@@ -24,7 +26,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-const USAGE: &str = "usage: custos-bench vault|dsr [--quick] [--out <report.md>]
+const USAGE: &str = "usage: custos-bench vault|dsr|consent [--quick] [--out <report.md>]
 
   vault     the vault over HTTP on the embedded SQLite store: record writes/s,
             reveals/s, blind-index lookup latency and speedup, erasure time,
@@ -32,6 +34,10 @@ const USAGE: &str = "usage: custos-bench vault|dsr [--quick] [--out <report.md>]
   dsr       data-subject requests end to end: access and erasure across an
             application database of 6 tables x 1M rows, 100 files and a
             processor; 1,000 concurrent requests with peak memory
+  consent   the consent ledger: bulk import events/s, the check over HTTP
+            against a bare handler (closed and open loop), suppression
+            lists of 1M subjects (printed only; CONSENT_BENCH_* variables
+            select parts, see crates/custos-bench/src/consent.rs)
   --quick   100,000 subjects instead of 1,000,000 and 2 s rounds (< 2 min)
   --out     where to write the report (default: bench/out/<name>-report.md)";
 
@@ -62,7 +68,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let suite = match suite.as_deref() {
-        Some(s @ ("vault" | "dsr")) => s.to_owned(),
+        Some(s @ ("vault" | "dsr" | "consent")) => s.to_owned(),
         Some(other) => bail!("unknown benchmark {other:?}\n\n{USAGE}"),
         None => bail!("name a benchmark\n\n{USAGE}"),
     };
@@ -71,6 +77,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if suite == "consent" {
+        // Prints its own report as it goes (parts can run alone).
+        rt.block_on(consent::run(quick));
+        return Ok(());
+    }
     let report = if suite == "dsr" {
         dsr::render(&rt.block_on(dsr::run(dsr::Plan::new(quick)))?, quick)
     } else {

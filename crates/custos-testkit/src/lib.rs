@@ -25,8 +25,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use custos_core::keys::RootKey;
-use custos_core::secret::{BearerSecret, Key32};
-use custos_server::AppState;
+use custos_core::secret::Key32;
 use custos_store::{Vault, VaultConfig};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -114,6 +113,11 @@ fn sqlite_url(p: &Path) -> String {
     format!("sqlite://{}?mode=rwc", p.display())
 }
 
+/// Bodies larger than this are refused by the server (`custos-server`'s
+/// `BODY_LIMIT`); [`TestServer::call_raw`] closes the connection after
+/// sending one, since the server answers before reading it whole.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
 /// A real server on loopback, in this process, on its own port.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
@@ -154,31 +158,20 @@ impl Reply {
 }
 
 impl TestServer {
-    /// Starts a server on `store`.
-    pub async fn start(store: &TestStore) -> Self {
-        Self::start_with(store, |s| s).await
+    /// A fresh random admin token for a server under test.
+    pub fn admin_token() -> String {
+        format!("cadm_test_{}", uuid::Uuid::new_v4().simple())
     }
 
-    /// Starts a server on `store` with its state adjusted by `f` (an
-    /// outbox, a scrub key, …).
-    pub async fn start_with(store: &TestStore, f: impl FnOnce(AppState) -> AppState) -> Self {
-        let vault = store.open().await;
-        let admin = format!("cadm_test_{}", uuid::Uuid::new_v4().simple());
+    /// Serves `app` on loopback in this process. `app` is the router of the
+    /// surface under test, built on `vault` and accepting `admin` as the
+    /// admin token; the kit itself knows no surface crate, so every crate's
+    /// tests build their own router and share the client helpers here.
+    pub async fn serve(vault: Vault, admin: String, app: axum::Router) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
-        let app = custos_server::router(f(AppState::new(
-            vault.clone(),
-            BearerSecret::new(admin.clone()),
-        )
-        .with_map(
-            custos_server::map_source::MapSource::load(
-                custos_server::map_source::MapOrigin::Builtin(custos_map::DEMO_MAP),
-            )
-            .expect("demo map")
-            .0,
-        )));
         let task = tokio::spawn(async move {
             // As `custos serve` does: the peer address keys rate limits.
             let _ = axum::serve(
@@ -228,7 +221,7 @@ impl TestServer {
             .http
             .request(method, format!("{}{}", self.base, path))
             .header("content-type", content_type);
-        if body.len() > custos_server::BODY_LIMIT {
+        if body.len() > BODY_LIMIT {
             // The server answers 413 without reading the whole body and
             // drops the connection; it must not go back to the pool, or the
             // next request on it fails with an incomplete message.
@@ -283,14 +276,6 @@ impl TestServer {
             .await;
         assert_eq!(r.status, 201, "create key: {:?}", r.body);
         r.body["key"].as_str().expect("key").to_owned()
-    }
-
-    /// A server on `store` with one tenant and an API key of it.
-    pub async fn with_tenant(store: &TestStore, tenant: &str, scopes: &[&str]) -> (Self, String) {
-        let s = Self::start(store).await;
-        s.tenant(tenant).await;
-        let key = s.key(tenant, scopes).await;
-        (s, key)
     }
 
     /// Creates a subject from a `POST /v1/subjects` body; returns its id.

@@ -35,7 +35,7 @@ const IP: &str = "198.51.100.77";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) ConsentTest/1.0";
 
 async fn setup(store: &TestStore) -> (TestServer, String) {
-    TestServer::with_tenant(store, "acme", SCOPES).await
+    crate::support::with_tenant(store, "acme", SCOPES).await
 }
 
 async fn subject(s: &TestServer, key: &str, ext: &str) -> String {
@@ -1336,7 +1336,7 @@ async fn receipt_as_json_and_html(store: TestStore) {
 
 async fn check_by_token_and_across_servers(store: TestStore) {
     let (one, key) = setup(&store).await;
-    let two = TestServer::start(&store).await;
+    let two = crate::support::start(&store).await;
     let id = subject(&one, &key, "u-1").await;
     publish(
         &one,

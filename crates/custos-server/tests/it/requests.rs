@@ -37,7 +37,8 @@ const EMAIL: &str = "Jane.Doe@Example.com";
 
 async fn setup(store: &TestStore) -> (TestServer, String) {
     let s =
-        TestServer::start_with(store, |st| st.with_outbox(Some(store.dir().join("outbox")))).await;
+        crate::support::start_with(store, |st| st.with_outbox(Some(store.dir().join("outbox"))))
+            .await;
     s.tenant("acme").await;
     let key = s.key("acme", SCOPES).await;
     (s, key)
@@ -240,7 +241,7 @@ async fn vouched_verification(store: TestStore) {
         .exists());
 
     // Without an outbox the code is not delivered.
-    let s2 = TestServer::start(&store).await;
+    let s2 = crate::support::start(&store).await;
     let (st, b) = create(
         &s2,
         &key,
@@ -804,7 +805,7 @@ async fn audit_has_ids_but_no_identity_values(store: TestStore) {
 }
 
 async fn openapi_lists_request_paths(store: TestStore) {
-    let s = TestServer::start(&store).await;
+    let s = crate::support::start(&store).await;
     let doc = s.call(Method::GET, "/openapi.json", None, None).await;
     for p in [
         "/v1/requests",
@@ -890,7 +891,7 @@ async fn fake_smtp() -> (
 async fn code_is_sent_over_smtp(store: TestStore) {
     use custos_server::mail::Mailer;
     let (addr, mut inbox) = fake_smtp().await;
-    let s = TestServer::start_with(&store, |st| {
+    let s = crate::support::start_with(&store, |st| {
         st.with_mailer(
             Mailer::smtp(&format!("smtp://{addr}"), "custos@example.com").expect("mailer"),
         )
@@ -953,7 +954,7 @@ async fn code_is_sent_over_smtp(store: TestStore) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let s = TestServer::start_with(&store, |st| {
+    let s = crate::support::start_with(&store, |st| {
         st.with_mailer(
             Mailer::smtp(&format!("smtp://{closed}"), "custos@example.com").expect("mailer"),
         )
@@ -972,7 +973,7 @@ async fn code_is_sent_over_smtp(store: TestStore) {
 
 async fn public_endpoints_are_rate_limited(store: TestStore) {
     use custos_server::rate_limit::{Limit, RateLimits};
-    let s = TestServer::start_with(&store, |st| {
+    let s = crate::support::start_with(&store, |st| {
         st.with_rate_limits(RateLimits {
             archives: Limit::new(1, 2),
             callbacks: Limit::new(1, 3),

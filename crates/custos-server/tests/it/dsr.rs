@@ -349,7 +349,7 @@ async fn app_on(store: &TestStore, processor_fail: usize, mysql: bool) -> Option
     let cell = Arc::new(Mutex::new(None));
     let (c2, cfg2) = (cell.clone(), cfg.clone());
     let outbox = store.dir().join("outbox");
-    let server = TestServer::start_with(store, move |s| {
+    let server = crate::support::start_with(store, move |s| {
         let s = s
             .with_map(map)
             .with_executor_config(cfg2)

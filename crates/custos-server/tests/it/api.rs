@@ -37,7 +37,7 @@ backend_tests!(
 const ALL: &[&str] = &["write", "reveal", "lookup", "erase", "audit"];
 
 async fn setup(store: &TestStore) -> (TestServer, String) {
-    TestServer::with_tenant(store, "acme", ALL).await
+    crate::support::with_tenant(store, "acme", ALL).await
 }
 
 async fn subject(s: &TestServer, key: &str, email: &str) -> String {
@@ -60,7 +60,7 @@ async fn put(s: &TestServer, key: &str, id: &str, coll: &str, rk: &str, fields: 
 }
 
 async fn health_and_openapi(store: TestStore) {
-    let s = TestServer::start(&store).await;
+    let s = crate::support::start(&store).await;
     let r = s.call(Method::GET, "/healthz", None, None).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("ok")));
     let doc = s.call(Method::GET, "/openapi.json", None, None).await;
@@ -947,7 +947,7 @@ async fn audit_records_and_detects_tampering(store: TestStore) {
 
 async fn two_servers_share_one_store(store: TestStore) {
     let (one, key) = setup(&store).await;
-    let two = TestServer::start(&store).await;
+    let two = crate::support::start(&store).await;
     let id = subject(&one, &key, "shared@example.com").await;
     assert_eq!(put(&one, &key, &id, "p", "k", json!({"v": 1})).await, 200);
     // Server two authenticates the key and reads what server one wrote.

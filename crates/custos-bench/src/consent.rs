@@ -1,8 +1,8 @@
-//! Consent ledger benchmark (issue 4). Prints a Markdown report.
+//! Consent ledger benchmark. Prints a Markdown report.
 //!
 //! ```sh
-//! cargo run --release -p custos-server --example consent_bench            # 1,000,000 subjects/events
-//! cargo run --release -p custos-server --example consent_bench -- --quick # 100,000
+//! cargo run --release -p custos-bench -- consent          # 1,000,000 subjects/events
+//! cargo run --release -p custos-bench -- consent --quick  # 100,000
 //! ```
 //!
 //! On one embedded SQLite store in a temp dir, in one process (server and
@@ -27,7 +27,7 @@
 //! (`CONSENT_BENCH_ONLY=suppression`: part 1 then part 3):
 //!
 //! ```sh
-//! CONSENT_BENCH_ONLY=import cargo run --release -p custos-server --example consent_bench
+//! CONSENT_BENCH_ONLY=import cargo run --release -p custos-bench -- consent
 //! ```
 //!
 //! Subjects are inserted with SQL (ids only, as the vault would store them
@@ -53,10 +53,6 @@ use custos_store::{Actor, ConsentInput, ImportEvent, ImportSubject};
 use custos_testkit::{Backend, TestServer, TestStore};
 use reqwest::Method;
 use serde_json::json;
-
-/// The allocator of the `custos` binary, whose paths this measures.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Events per `import_consent` call: the batch size of `custos consent
 /// import`, which the bench mirrors.
@@ -270,21 +266,33 @@ fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
 
-fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+/// Runs the whole benchmark and prints its report.
+pub(crate) async fn run(quick: bool) {
     let n: usize = if quick { 100_000 } else { 1_000_000 };
     let secs = if quick { 3.0 } else { 8.0 };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(n, secs, quick));
+    run_with(n, secs, quick).await
 }
 
-async fn run(n: usize, secs: f64, quick: bool) {
+async fn start(store: &TestStore) -> TestServer {
+    let vault = store.open().await;
+    let admin = TestServer::admin_token();
+    let map = custos_server::map_source::MapSource::load(
+        custos_server::map_source::MapOrigin::Builtin(custos_map::DEMO_MAP),
+    )
+    .unwrap()
+    .0;
+    let state = custos_server::AppState::new(
+        vault.clone(),
+        custos_core::secret::BearerSecret::new(admin.clone()),
+    )
+    .with_map(map);
+    TestServer::serve(vault, admin, custos_server::router(state)).await
+}
+
+async fn run_with(n: usize, secs: f64, quick: bool) {
     let total = Instant::now();
     let store = TestStore::new(Backend::Sqlite).await.expect("store");
-    let s = TestServer::start(&store).await;
+    let s = start(&store).await;
     s.tenant("acme").await;
     let key = s.key("acme", &["write", "lookup", "admin"]).await;
     let r = s
@@ -542,9 +550,9 @@ async fn run(n: usize, secs: f64, quick: bool) {
     let ratio = check_load.rps / hello_rps;
     let mut out = String::new();
     let cmd = if quick {
-        "cargo run --release -p custos-server --example consent_bench -- --quick"
+        "cargo run --release -p custos-bench -- consent --quick"
     } else {
-        "cargo run --release -p custos-server --example consent_bench"
+        "cargo run --release -p custos-bench -- consent"
     };
     out.push_str("# custos consent benchmark\n\n");
     out.push_str(&format!("- command: `{cmd}`\n- machine: {nproc} cores; server and load generator (reqwest, 64 connections, HTTP/1.1 keep-alive) share one tokio runtime\n"));

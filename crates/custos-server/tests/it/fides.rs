@@ -410,7 +410,7 @@ async fn app(store: &TestStore, fx: &Fixtures) -> Option<App> {
     cfg.env = Arc::new(HashMap::from([(url_env, db_url)]));
     let cell = Arc::new(Mutex::new(None));
     let (c2, cfg2) = (cell.clone(), cfg.clone());
-    let server = TestServer::start_with(store, move |s| {
+    let server = crate::support::start_with(store, move |s| {
         let s = s.with_map(source).with_executor_config(cfg2);
         *c2.lock().unwrap() = Some(s.clone());
         s
