@@ -276,11 +276,9 @@ pub(crate) async fn run(quick: bool) {
 async fn start(store: &TestStore) -> TestServer {
     let vault = store.open().await;
     let admin = TestServer::admin_token();
-    let map = custos_server::map_source::MapSource::load(
-        custos_server::map_source::MapOrigin::Builtin(custos_map::DEMO_MAP),
-    )
-    .unwrap()
-    .0;
+    let map = custos_map::MapSource::load(custos_map::MapOrigin::Builtin(custos_map::DEMO_MAP))
+        .unwrap()
+        .0;
     let state = custos_server::AppState::new(
         vault.clone(),
         custos_core::secret::BearerSecret::new(admin.clone()),
@@ -334,14 +332,13 @@ async fn run_with(n: usize, secs: f64, quick: bool) {
 
     // 1. Bulk import: one event per subject (3 in 4 grants, 1 in 4 withdrawals),
     // original timestamps spread over the past year.
-    let rules: HashMap<String, PurposeRule> = custos_server::routes::consent::rules_of(
-        &custos_map::load_str(custos_map::DEMO_MAP, "demo")
-            .unwrap()
-            .0,
-    )
-    .into_iter()
-    .map(|r| (r.id.to_string(), r))
-    .collect();
+    let rules: HashMap<String, PurposeRule> = custos_map::load_str(custos_map::DEMO_MAP, "demo")
+        .unwrap()
+        .0
+        .consent_rules()
+        .into_iter()
+        .map(|r| (r.id.to_string(), r))
+        .collect();
     let newsletter = Purpose::parse("newsletter").unwrap();
     let channel = Channel::parse("import").unwrap();
     let year = 365 * 86_400 * 1_000_000i64;

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use custos_core::keys::RootKey;
 use custos_core::secret::{BearerSecret, Key32};
-use custos_server::executor::{self, Executor, ExecutorConfig};
-use custos_server::map_source::{MapOrigin, MapSource};
+use custos_dsr::ExecutorConfig;
+use custos_map::{MapOrigin, MapSource};
 use custos_server::AppState;
 use custos_store::{Vault, VaultConfig};
 use serde_json::{json, Value};
@@ -385,7 +385,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     cfg.env = Arc::new(HashMap::from([
         ("BENCH_APP_DB".to_owned(), app_db.display().to_string()),
         ("BENCH_FILES".to_owned(), files.display().to_string()),
-        (executor::processor_secret_var("crm"), SECRET.to_owned()),
+        (custos_dsr::processor_secret_var("crm"), SECRET.to_owned()),
     ]));
     let admin = "cadm_bench_admin_token_0123456789".to_owned();
     // The processor confirms a thousand requests from one address in a
@@ -399,7 +399,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
             callbacks: unlimited,
             client_ip_header: None,
         });
-    let exec = Executor::spawn(state.clone(), cfg);
+    let exec = state.executor().spawn();
     let app = custos_server::router(state);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

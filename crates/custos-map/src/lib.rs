@@ -14,12 +14,14 @@
 //! - [`yaml::to_yaml`] — write a map back as YAML.
 //! - [`DEMO_MAP`] — the demo SaaS's map, valid and covering every system kind.
 
+mod consent;
 pub mod diagnostic;
 pub mod duration;
 pub mod fides;
 pub mod model;
 pub mod parse;
 pub mod ropa;
+pub mod source;
 mod suggest;
 pub mod summary;
 pub mod taxonomy;
@@ -34,6 +36,7 @@ pub use duration::{Duration, DurationUnit};
 pub use model::*;
 pub use parse::SourceIndex;
 pub use ropa::RopaFormat;
+pub use source::{MapOrigin, MapSource, ReloadError};
 
 /// The demo map (`examples/demo-map.yaml`): a small SaaS covering every
 /// system kind, valid with zero errors, so that the demo's ROPA is complete.

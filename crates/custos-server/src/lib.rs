@@ -11,10 +11,7 @@
 // request; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
-pub mod executor;
 pub mod extract;
-pub mod mail;
-pub mod map_source;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
@@ -30,9 +27,10 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
 use custos_core::secret::BearerSecret;
+use custos_dsr::{Executor, ExecutorConfig, Mailer};
+use custos_map::MapSource;
 use custos_store::Vault;
 
-use crate::map_source::MapSource;
 use crate::problem::Problem;
 use crate::routes::scrub::Scrubbers;
 
@@ -52,9 +50,9 @@ pub struct AppState {
     pub scrubbers: Arc<Scrubbers>,
     /// Outgoing mail: one-time verification codes of data-subject requests
     /// and email notices (SMTP, the development outbox, or none).
-    pub mailer: Arc<mail::Mailer>,
+    pub mailer: Arc<dyn Mailer>,
     /// How requests are executed: connection settings, callback URL.
-    pub executor: Arc<executor::ExecutorConfig>,
+    pub executor: Arc<ExecutorConfig>,
     /// Limits of the endpoints that take no API key.
     pub rate_limits: Arc<rate_limit::RateLimits>,
 }
@@ -67,8 +65,8 @@ impl AppState {
             admin_token: Arc::new(admin_token),
             map: Arc::new(MapSource::none()),
             scrubbers: Arc::new(Scrubbers::new(None)),
-            mailer: Arc::new(mail::Mailer::None),
-            executor: Arc::new(executor::ExecutorConfig::new("http://127.0.0.1:8080")),
+            mailer: Arc::new(custos_dsr::mail::NoMail),
+            executor: Arc::new(ExecutorConfig::new("http://127.0.0.1:8080")),
             rate_limits: Arc::new(rate_limit::RateLimits::default()),
         }
     }
@@ -83,19 +81,33 @@ impl AppState {
     /// into `dir` (`CUSTOS_DEV_OUTBOX`); without it mail is not delivered.
     /// Replaces the mailer.
     pub fn with_outbox(self, dir: Option<std::path::PathBuf>) -> Self {
-        self.with_mailer(dir.map_or(mail::Mailer::None, mail::Mailer::Outbox))
+        match dir {
+            Some(dir) => self.with_mailer(Arc::new(custos_dsr::mail::Outbox::new(dir))),
+            None => self.with_mailer(Arc::new(custos_dsr::mail::NoMail)),
+        }
     }
 
-    /// Sends outgoing mail with `mailer` (see [`mail`]).
-    pub fn with_mailer(mut self, mailer: mail::Mailer) -> Self {
-        self.mailer = Arc::new(mailer);
+    /// Sends outgoing mail with `mailer` (see [`custos_dsr::mail`]).
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = mailer;
         self
     }
 
-    /// How requests are executed (see [`executor`]).
-    pub fn with_executor_config(mut self, cfg: executor::ExecutorConfig) -> Self {
+    /// How requests are executed (see [`custos_dsr::ExecutorConfig`]).
+    pub fn with_executor_config(mut self, cfg: ExecutorConfig) -> Self {
         self.executor = Arc::new(cfg);
         self
+    }
+
+    /// The request executor over this state's vault, map, mailer and
+    /// settings (cheap: shares them).
+    pub fn executor(&self) -> Executor {
+        Executor::new(
+            self.vault.clone(),
+            self.map.clone(),
+            self.mailer.clone(),
+            self.executor.clone(),
+        )
     }
 
     /// Limits of the public endpoints (see [`rate_limit`]).

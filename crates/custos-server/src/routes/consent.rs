@@ -23,7 +23,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use custos_core::consent::{Action, Basis, Channel, PurposeRule, Revalidation};
+use custos_core::consent::{Action, Channel, PurposeRule, Revalidation};
 use custos_core::ids::{Audience, Purpose, SubjectId};
 use custos_map::DataMap;
 use custos_store::{
@@ -44,24 +44,6 @@ fn no_map() -> Problem {
     )
 }
 
-/// The ledger's view of a map purpose. `None` for an id that is not a
-/// slug (the map's checks reject those, so it cannot be asked about).
-pub fn rule_of(p: &custos_map::Purpose) -> Option<PurposeRule> {
-    Some(PurposeRule {
-        id: Purpose::parse(p.id.as_str()).ok()?,
-        // Every basis of the map has the same key in the core.
-        basis: Basis::parse(p.legal_basis.key())?,
-        sale_or_sharing: p.sale_or_sharing,
-        title: p.title.clone(),
-        withdraw_via: p.consent.as_ref().and_then(|c| c.withdraw_via.clone()),
-    })
-}
-
-/// Every purpose of the map as a rule.
-pub fn rules_of(map: &DataMap) -> Vec<PurposeRule> {
-    map.purposes.iter().filter_map(rule_of).collect()
-}
-
 fn map(s: &AppState) -> Result<std::sync::Arc<DataMap>, Problem> {
     s.map.current().ok_or_else(no_map)
 }
@@ -74,7 +56,7 @@ fn find_rule(map: &DataMap, raw: &str, field: &str, in_path: bool) -> Result<Pur
         .purposes
         .iter()
         .find(|p| p.id.as_str() == id.as_str())
-        .and_then(rule_of)
+        .and_then(custos_map::Purpose::consent_rule)
     {
         Some(r) => Ok(r),
         None => {
@@ -163,7 +145,9 @@ pub async fn list_purposes(
     }
     let mut purposes = Vec::with_capacity(map.purposes.len());
     for mp in &map.purposes {
-        let Some(rule) = rule_of(mp) else { continue };
+        let Some(rule) = mp.consent_rule() else {
+            continue;
+        };
         let policies = s.vault.policies(&p.tenant, &rule.id).await?;
         purposes.push(PurposeView {
             id: rule.id.to_string(),
@@ -362,7 +346,7 @@ pub async fn record(
         ip: b.ip,
         user_agent: b.user_agent,
     };
-    let rules = rules_of(&map);
+    let rules = map.consent_rules();
     let a = actor(&p);
     let events = s
         .vault
@@ -396,7 +380,7 @@ pub async fn list_consents(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConsentList>, Problem> {
     let subject = subject_id(&id)?;
-    let rules = rules_of(&*map(&s)?);
+    let rules = map(&s)?.consent_rules();
     let consents = s
         .vault
         .consents(&actor(&p), &p.tenant, &subject, &rules)
@@ -483,7 +467,7 @@ pub async fn receipt(
             .is_some_and(|v| v.contains("text/html")),
     };
     let map = map(&s)?;
-    let rules = rules_of(&map);
+    let rules = map.consent_rules();
     let r = s
         .vault
         .consent_receipt(&actor(&p), &p.tenant, &subject, &rules)

@@ -10,9 +10,9 @@ use utoipa::IntoParams;
 use custos_map::RopaFormat;
 
 use crate::extract::{AdminAuth, AnyAuth, ApiQuery};
-use crate::map_source::ReloadError;
 use crate::problem::Problem;
 use crate::AppState;
+use custos_map::ReloadError;
 
 fn no_map() -> Problem {
     Problem::new(

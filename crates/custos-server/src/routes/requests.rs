@@ -86,7 +86,7 @@ fn request_id(s: &str) -> Result<RequestId, Problem> {
 /// Emails the code (or writes it to the outbox); returns whether it was
 /// delivered. Failures are logged by kind only.
 async fn deliver(
-    mailer: &crate::mail::Mailer,
+    mailer: &dyn custos_dsr::Mailer,
     req: &RequestInfo,
     to: &str,
     code: &custos_core::secret::Personal<String>,
@@ -101,8 +101,8 @@ async fn deliver(
         .send(to, "Your verification code", &body, &req.id)
         .await
     {
-        Ok(crate::mail::Delivery::Delivered) => true,
-        Ok(crate::mail::Delivery::NotConfigured) => false,
+        Ok(custos_dsr::Delivery::Delivered) => true,
+        Ok(custos_dsr::Delivery::NotConfigured) => false,
         Err(e) => {
             tracing::warn!(request = %req.id, error = %e, "verification code not delivered");
             false
@@ -186,7 +186,7 @@ pub async fn create_request(
             }
         }
     }
-    let mut payload = crate::executor::Payload {
+    let mut payload = custos_dsr::Payload {
         changes,
         ..Default::default()
     };
@@ -205,7 +205,7 @@ pub async fn create_request(
             &identity,
             &value,
             b.verified_by_app,
-            &payload.seal(),
+            &payload.seal()?,
         )
         .await?;
     let verification = match &code {
@@ -215,8 +215,8 @@ pub async fn create_request(
         // the development outbox.
         Some(c)
             if (identity == IdentityKind::Email
-                || matches!(*s.mailer, crate::mail::Mailer::Outbox(_)))
-                && deliver(&s.mailer, &request, &value, c).await =>
+                || s.mailer.transport() == custos_dsr::Transport::Outbox)
+                && deliver(&*s.mailer, &request, &value, c).await =>
         {
             "code_sent"
         }
@@ -419,9 +419,7 @@ pub async fn plan_request(
         kind: r.kind,
         subject: r.subject.clone(),
     };
-    Ok(Json(
-        crate::executor::dry_run(&s, &s.executor, &pending).await?,
-    ))
+    Ok(Json(s.executor().dry_run(&pending).await?))
 }
 
 /// Body of `POST /v1/requests/{id}/steps/{step}/complete`.
@@ -556,7 +554,7 @@ pub async fn processor_callback(
     let processor = processor.ok_or_else(unauthenticated)?;
     let secret = s
         .executor
-        .var(&crate::executor::processor_secret_var(&processor))
+        .var(&custos_dsr::processor_secret_var(&processor))
         .ok_or_else(unauthenticated)?;
     let header = headers
         .get("custos-signature")

@@ -730,14 +730,13 @@ async fn materialised_state_equals_fold_of_events(store: TestStore) {
     }
     let tenant = TenantId::parse("acme").unwrap();
     let rules: HashMap<String, custos_core::consent::PurposeRule> =
-        custos_server::routes::consent::rules_of(
-            &custos_map::load_str(custos_map::DEMO_MAP, "demo")
-                .unwrap()
-                .0,
-        )
-        .into_iter()
-        .map(|r| (r.id.to_string(), r))
-        .collect();
+        custos_map::load_str(custos_map::DEMO_MAP, "demo")
+            .unwrap()
+            .0
+            .consent_rules()
+            .into_iter()
+            .map(|r| (r.id.to_string(), r))
+            .collect();
     let mut rng = OsRng;
     let base = custos_store::now_us() - 10_000_000_000;
     for round in 0..8 {

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use custos_server::executor::{self, ExecutorConfig};
-use custos_server::map_source::{MapOrigin, MapSource};
+use custos_dsr::ExecutorConfig;
+use custos_map::{MapOrigin, MapSource};
 use custos_server::AppState;
 use custos_testkit::{backend_tests, Backend, TestServer, TestStore};
 use reqwest::Method;
@@ -344,7 +344,7 @@ async fn app_on(store: &TestStore, processor_fail: usize, mysql: bool) -> Option
         ("APP_DB_URL".to_owned(), db_url.clone()),
         ("FILES_ROOT".to_owned(), files.display().to_string()),
         ("REDIS_URL".to_owned(), redis_url.to_owned()),
-        (executor::processor_secret_var("crm"), SECRET.to_owned()),
+        (custos_dsr::processor_secret_var("crm"), SECRET.to_owned()),
     ]));
     let cell = Arc::new(Mutex::new(None));
     let (c2, cfg2) = (cell.clone(), cfg.clone());
@@ -417,7 +417,7 @@ impl App {
     /// Runs executor rounds until the request reaches one of `statuses`.
     async fn run_until(&self, id: &str, statuses: &[&str]) -> Value {
         for _ in 0..400 {
-            executor::round(&self.state, &self.cfg).await.unwrap();
+            self.state.executor().round().await.unwrap();
             let r = self.get(id).await;
             if statuses.contains(&r["status"].as_str().unwrap()) {
                 return r;
@@ -855,10 +855,7 @@ async fn a_step_of_a_dead_worker_is_taken_over_after_its_lease(store: TestStore)
     let id = app.request("erasure", "jane@example.com").await;
     // Planned; then a worker takes the first step (the files) and dies
     // holding its lease.
-    assert_eq!(
-        executor::plan_verified(&app.state, &app.cfg).await.unwrap(),
-        1
-    );
+    assert_eq!(app.state.executor().plan_verified().await.unwrap(), 1);
     let dead = app
         .state
         .vault
@@ -869,12 +866,7 @@ async fn a_step_of_a_dead_worker_is_taken_over_after_its_lease(store: TestStore)
     assert_eq!(dead.request.to_string(), id);
     assert_eq!(dead.step, 1);
     // While the lease holds, nobody else takes it, and later steps wait.
-    assert_eq!(
-        executor::run_ready_steps(&app.state, &app.cfg, 10)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(app.state.executor().run_ready_steps(10).await.unwrap(), 0);
     tokio::time::sleep(Duration::from_millis(80)).await;
     let r = app.run_until(&id, &["waiting_processor", "failed"]).await;
     assert_eq!(r["status"], "waiting_processor", "{r:#}");

@@ -26,9 +26,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use custos_dsr::ExecutorConfig;
 use custos_map::{Anonymize, DataMap, ErasureStrategy, System, SystemKind};
-use custos_server::executor::{self, ExecutorConfig};
-use custos_server::map_source::{MapOrigin, MapSource, ReloadError};
+use custos_map::{MapOrigin, MapSource, ReloadError};
 use custos_server::AppState;
 use custos_testkit::{Backend, TestServer, TestStore};
 use reqwest::Method;
@@ -174,7 +174,6 @@ fn load_map(map: &DataMap, notes: &[String], dir: &std::path::Path) -> MapSource
 struct App {
     server: TestServer,
     state: AppState,
-    cfg: ExecutorConfig,
     key: String,
     db: PgPool,
     map: DataMap,
@@ -216,7 +215,7 @@ impl App {
     /// Runs executor rounds until the request reaches one of `statuses`.
     async fn run_until(&self, id: &str, statuses: &[&str]) -> Value {
         for _ in 0..400 {
-            executor::round(&self.state, &self.cfg).await.unwrap();
+            self.state.executor().round().await.unwrap();
             let r = self.get(id).await;
             if statuses.contains(&r["status"].as_str().unwrap()) {
                 return r;
@@ -409,9 +408,9 @@ async fn app(store: &TestStore, fx: &Fixtures) -> Option<App> {
     cfg.retry_base = Duration::from_millis(5);
     cfg.env = Arc::new(HashMap::from([(url_env, db_url)]));
     let cell = Arc::new(Mutex::new(None));
-    let (c2, cfg2) = (cell.clone(), cfg.clone());
+    let c2 = cell.clone();
     let server = crate::support::start_with(store, move |s| {
-        let s = s.with_map(source).with_executor_config(cfg2);
+        let s = s.with_map(source).with_executor_config(cfg);
         *c2.lock().unwrap() = Some(s.clone());
         s
     })
@@ -422,7 +421,6 @@ async fn app(store: &TestStore, fx: &Fixtures) -> Option<App> {
     Some(App {
         server,
         state,
-        cfg,
         key,
         db,
         map: (*served).clone(),

@@ -889,12 +889,13 @@ async fn fake_smtp() -> (
 }
 
 async fn code_is_sent_over_smtp(store: TestStore) {
-    use custos_server::mail::Mailer;
+    use custos_dsr::mail::SmtpMailer;
+    use std::sync::Arc;
     let (addr, mut inbox) = fake_smtp().await;
     let s = crate::support::start_with(&store, |st| {
-        st.with_mailer(
-            Mailer::smtp(&format!("smtp://{addr}"), "custos@example.com").expect("mailer"),
-        )
+        st.with_mailer(Arc::new(
+            SmtpMailer::new(&format!("smtp://{addr}"), "custos@example.com").expect("mailer"),
+        ))
     })
     .await;
     s.tenant("acme").await;
@@ -955,9 +956,9 @@ async fn code_is_sent_over_smtp(store: TestStore) {
         l.local_addr().unwrap()
     };
     let s = crate::support::start_with(&store, |st| {
-        st.with_mailer(
-            Mailer::smtp(&format!("smtp://{closed}"), "custos@example.com").expect("mailer"),
-        )
+        st.with_mailer(Arc::new(
+            SmtpMailer::new(&format!("smtp://{closed}"), "custos@example.com").expect("mailer"),
+        ))
     })
     .await;
     let (st, b) = create(

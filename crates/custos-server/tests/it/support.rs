@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used)]
 
 use custos_core::secret::BearerSecret;
-use custos_server::map_source::{MapOrigin, MapSource};
+use custos_map::{MapOrigin, MapSource};
 use custos_server::AppState;
 use custos_testkit::{TestServer, TestStore};
 

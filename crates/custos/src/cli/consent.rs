@@ -143,7 +143,8 @@ fn load_rules(map: Option<&Path>) -> anyhow::Result<HashMap<String, PurposeRule>
                 .map_err(|d| anyhow::anyhow!("the built-in map has {} error(s)", d.len()))?
         }
     };
-    Ok(custos_server::routes::consent::rules_of(&dm)
+    Ok(dm
+        .consent_rules()
         .into_iter()
         .map(|r| (r.id.to_string(), r))
         .collect())

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use custos_core::blind::IdentityKind;
 use custos_core::ids::{Audience, Collection, Purpose, RecordKey, SubjectId, TenantId};
 use custos_core::scope::{Scope, ScopeSet};
-use custos_server::map_source::MapOrigin;
+use custos_map::MapOrigin;
 use custos_store::{Actor, Principal, Vault};
 use serde_json::json;
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use custos_server::map_source::{MapOrigin, MapSource, ReloadError};
+use custos_map::{MapOrigin, MapSource, ReloadError};
 
 use anyhow::Context;
 use custos_core::rand_core::{OsRng, RngCore};
@@ -106,8 +106,16 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     // CUSTOS_SMTP_URL + CUSTOS_MAIL_FROM, else CUSTOS_DEV_OUTBOX. The error
     // names the variable, never its value (the URL may carry a password).
-    let mailer = custos_server::mail::Mailer::from_env()
-        .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
+    let mailer = custos_dsr::mail::from_settings(
+        std::env::var(custos_dsr::mail::SMTP_URL_VAR)
+            .ok()
+            .as_deref(),
+        std::env::var(custos_dsr::mail::MAIL_FROM_VAR)
+            .ok()
+            .as_deref(),
+        std::env::var_os(custos_dsr::mail::DEV_OUTBOX_VAR).map(PathBuf::from),
+    )
+    .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
     tracing::info!(?mailer, "outgoing mail");
     let rate_limits = custos_server::rate_limit::RateLimits::from_env()
         .map_err(|e| anyhow::anyhow!("rate limits: {e}"))?;
@@ -156,14 +164,18 @@ pub(crate) async fn serve(
         .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok())
         .with_mailer(mailer)
         .with_rate_limits(rate_limits)
-        .with_executor_config(custos_server::executor::ExecutorConfig::new(
-            std::env::var("CUSTOS_PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}")),
-        ));
+        .with_executor_config({
+            let mut cfg = custos_dsr::ExecutorConfig::new(
+                std::env::var("CUSTOS_PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}")),
+            );
+            // The map names its connection settings as variables.
+            cfg.env = Arc::new(std::env::vars().collect());
+            cfg
+        });
     reload_map_on_hangup(state.map.clone());
     // Data-subject requests are carried out in the background by every
     // server sharing the store (steps are leased in the database).
-    let executor =
-        custos_server::executor::Executor::spawn(state.clone(), (*state.executor).clone());
+    let executor = state.executor().spawn();
     let app = custos_server::router(state);
     match tls {
         // The peer address keys the public endpoints' rate limits.

@@ -1,4 +1,4 @@
-//! The data map the server serves, and how it is reloaded.
+//! The data map in service, and how it is reloaded.
 //!
 //! The map is read at start (`--map FILE`, or the demo's built-in map) and
 //! reloaded on demand (SIGHUP in the binary, `POST /v1/map/reload`). A
@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use custos_map::{DataMap, Diagnostic, LoadError};
+use crate::{DataMap, Diagnostic, LoadError};
 
 /// Where the map comes from.
 #[derive(Debug, Clone)]
@@ -60,9 +60,10 @@ impl MapSource {
     pub fn reload(&self) -> Result<Vec<Diagnostic>, ReloadError> {
         let (map, warnings) = match &self.origin {
             None => return Err(ReloadError::NoMap),
-            Some(MapOrigin::File(path)) => custos_map::load(path)?,
-            Some(MapOrigin::Builtin(src)) => custos_map::load_str(src, "demo-map.yaml")
-                .map_err(|d| ReloadError::Builtin(d.len()))?,
+            Some(MapOrigin::File(path)) => crate::load(path)?,
+            Some(MapOrigin::Builtin(src)) => {
+                crate::load_str(src, "demo-map.yaml").map_err(|d| ReloadError::Builtin(d.len()))?
+            }
         };
         let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
         *cur = Some(Arc::new(map));

@@ -4,8 +4,8 @@
 //! A [`Mailer`] sends over SMTP ([`lettre`], rustls), writes `.eml` files
 //! into a development outbox, or is not configured (callers then fall back:
 //! `pending_delivery`, manual steps). `custos serve` picks one with
-//! [`Mailer::from_env`]: `CUSTOS_SMTP_URL` with `CUSTOS_MAIL_FROM`, else
-//! `CUSTOS_DEV_OUTBOX`.
+//! [`from_settings`]: an SMTP URL with a sender address, else a development
+//! outbox directory.
 //!
 //! SMTP URLs follow lettre:
 //! - `smtps://user:pass@host:465`: TLS from the first byte (default port 465);
@@ -23,7 +23,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
@@ -39,32 +42,70 @@ pub const MAIL_FROM_VAR: &str = "CUSTOS_MAIL_FROM";
 /// Environment variable: the development outbox directory.
 pub const DEV_OUTBOX_VAR: &str = "CUSTOS_DEV_OUTBOX";
 
-/// Where outgoing messages go.
-pub enum Mailer {
-    /// Nowhere: messages are not delivered.
-    None,
-    /// Development outbox: each message becomes `<dir>/<file stem>.eml`.
-    Outbox(PathBuf),
-    /// An SMTP server.
-    Smtp {
-        /// The connection to the server (built from the URL; boxed: large).
-        transport: Box<AsyncSmtpTransport<Tokio1Executor>>,
-        /// Sender of every message.
-        from: Mailbox,
-    },
+/// Where outgoing messages go: SMTP ([`SmtpMailer`]), the development
+/// outbox ([`Outbox`]), or nowhere ([`NoMail`]). The executor and the HTTP
+/// surface only see this trait, so tests and other transports plug in.
+///
+/// Invariant: implementations log and return no recipient address, message
+/// text or credentials; errors name a kind only.
+pub trait Mailer: fmt::Debug + Send + Sync {
+    /// Which transport this is: callers fall back when it is
+    /// [`Transport::None`] (`pending_delivery`, manual steps), and only the
+    /// development outbox takes what no real transport could deliver (a
+    /// phone number's code).
+    fn transport(&self) -> Transport;
+
+    /// Sends a plain-text message to `to`; `file_stem` names it where it is
+    /// kept as a file (the outbox: `<dir>/<file_stem>.eml`).
+    fn send<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        body: &'a str,
+        file_stem: &'a str,
+    ) -> BoxFuture<'a, Result<Delivery, MailError>>;
+
+    /// Whether messages go anywhere.
+    fn is_configured(&self) -> bool {
+        self.transport() != Transport::None
+    }
 }
 
-impl fmt::Debug for Mailer {
+/// The kind of a [`Mailer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Messages are not delivered.
+    None,
+    /// Written as files into a development outbox.
+    Outbox,
+    /// Sent to an SMTP server.
+    Smtp,
+}
+
+/// No transport: nothing is delivered ([`Delivery::NotConfigured`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMail;
+
+/// The development outbox: each message becomes `<dir>/<file stem>.eml`.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+/// An SMTP server.
+pub struct SmtpMailer {
+    /// The connection to the server, built from the URL.
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Sender of every message.
+    from: Mailbox,
+}
+
+impl fmt::Debug for SmtpMailer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::None => f.write_str("Mailer::None"),
-            Self::Outbox(dir) => f.debug_tuple("Mailer::Outbox").field(dir).finish(),
-            // The transport holds the credentials: never shown.
-            Self::Smtp { from, .. } => f
-                .debug_struct("Mailer::Smtp")
-                .field("from", &from.email.to_string())
-                .finish_non_exhaustive(),
-        }
+        // The transport holds the credentials: never shown.
+        f.debug_struct("SmtpMailer")
+            .field("from", &self.from.email.to_string())
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,99 +175,120 @@ impl MailError {
     }
 }
 
-impl Mailer {
+impl SmtpMailer {
     /// Sends through the SMTP server at `url` (see the module docs for the
     /// forms) as `from`.
-    pub fn smtp(url: &str, from: &str) -> Result<Self, MailError> {
+    pub fn new(url: &str, from: &str) -> Result<Self, MailError> {
         let from: Mailbox = from.trim().parse().map_err(|_| MailError::From)?;
-        let transport = Box::new(
-            AsyncSmtpTransport::<Tokio1Executor>::from_url(url.trim())
-                .map_err(|_| MailError::Url)?
-                .timeout(Some(SMTP_TIMEOUT))
-                .build(),
-        );
-        Ok(Self::Smtp { transport, from })
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.trim())
+            .map_err(|_| MailError::Url)?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
+        Ok(Self { transport, from })
     }
+}
 
+impl Outbox {
     /// Writes messages as `.eml` files into `dir`.
-    pub fn outbox(dir: impl Into<PathBuf>) -> Self {
-        Self::Outbox(dir.into())
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
     }
+}
 
-    /// From settings: SMTP when `smtp_url` and `from` are both given (one
-    /// alone is an error), else the outbox, else none. Empty values count
-    /// as unset.
-    pub fn from_settings(
-        smtp_url: Option<&str>,
-        from: Option<&str>,
-        outbox: Option<PathBuf>,
-    ) -> Result<Self, MailError> {
-        let smtp_url = smtp_url.filter(|v| !v.trim().is_empty());
-        let from = from.filter(|v| !v.trim().is_empty());
-        match (smtp_url, from) {
-            (Some(url), Some(from)) => Self::smtp(url, from).map_err(|e| match e {
+/// The mailer of the settings: SMTP when `smtp_url` and `from` are both
+/// given (one alone is an error naming the setting), else the outbox, else
+/// none. Empty values count as unset.
+pub fn from_settings(
+    smtp_url: Option<&str>,
+    from: Option<&str>,
+    outbox: Option<PathBuf>,
+) -> Result<Arc<dyn Mailer>, MailError> {
+    let smtp_url = smtp_url.filter(|v| !v.trim().is_empty());
+    let from = from.filter(|v| !v.trim().is_empty());
+    match (smtp_url, from) {
+        (Some(url), Some(from)) => SmtpMailer::new(url, from)
+            .map(|m| Arc::new(m) as Arc<dyn Mailer>)
+            .map_err(|e| match e {
                 MailError::Url => MailError::Config(format!("{SMTP_URL_VAR}: {e}")),
                 MailError::From => MailError::Config(format!(
                     "{MAIL_FROM_VAR}: the sender address is not a valid email address"
                 )),
                 e => e,
             }),
-            (Some(_), None) => Err(MailError::Config(format!(
-                "{SMTP_URL_VAR} is set but {MAIL_FROM_VAR} is not: set both"
-            ))),
-            (None, Some(_)) => Err(MailError::Config(format!(
-                "{MAIL_FROM_VAR} is set but {SMTP_URL_VAR} is not: set both"
-            ))),
-            (None, None) => Ok(match outbox {
-                Some(dir) if !dir.as_os_str().is_empty() => Self::Outbox(dir),
-                _ => Self::None,
-            }),
-        }
+        (Some(_), None) => Err(MailError::Config(format!(
+            "{SMTP_URL_VAR} is set but {MAIL_FROM_VAR} is not: set both"
+        ))),
+        (None, Some(_)) => Err(MailError::Config(format!(
+            "{MAIL_FROM_VAR} is set but {SMTP_URL_VAR} is not: set both"
+        ))),
+        (None, None) => Ok(match outbox {
+            Some(dir) if !dir.as_os_str().is_empty() => Arc::new(Outbox::new(dir)),
+            _ => Arc::new(NoMail),
+        }),
+    }
+}
+
+impl Mailer for NoMail {
+    fn transport(&self) -> Transport {
+        Transport::None
     }
 
-    /// From `CUSTOS_SMTP_URL` + `CUSTOS_MAIL_FROM` (taking precedence), else
-    /// `CUSTOS_DEV_OUTBOX`, else none.
-    pub fn from_env() -> Result<Self, MailError> {
-        let url = std::env::var(SMTP_URL_VAR).ok();
-        let from = std::env::var(MAIL_FROM_VAR).ok();
-        Self::from_settings(
-            url.as_deref(),
-            from.as_deref(),
-            std::env::var_os(DEV_OUTBOX_VAR).map(PathBuf::from),
-        )
+    fn send<'a>(
+        &'a self,
+        _to: &'a str,
+        _subject: &'a str,
+        _body: &'a str,
+        _file_stem: &'a str,
+    ) -> BoxFuture<'a, Result<Delivery, MailError>> {
+        Box::pin(async { Ok(Delivery::NotConfigured) })
+    }
+}
+
+impl Mailer for Outbox {
+    fn transport(&self) -> Transport {
+        Transport::Outbox
     }
 
-    /// Whether messages go anywhere.
-    pub fn is_configured(&self) -> bool {
-        !matches!(self, Self::None)
+    /// Writes `<outbox>/<file_stem>.eml` (`To`, `Subject`, `Content-Type`
+    /// headers, then `body`).
+    fn send<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        body: &'a str,
+        file_stem: &'a str,
+    ) -> BoxFuture<'a, Result<Delivery, MailError>> {
+        Box::pin(write_eml(&self.dir, to, subject, body, file_stem))
+    }
+}
+
+impl Mailer for SmtpMailer {
+    fn transport(&self) -> Transport {
+        Transport::Smtp
     }
 
-    /// Sends a plain-text message to `to`. The outbox writes
-    /// `<outbox>/<file_stem>.eml` (`To`, `Subject`, `Content-Type` headers,
-    /// then `body`).
-    pub async fn send(
-        &self,
-        to: &str,
-        subject: &str,
-        body: &str,
-        file_stem: &str,
-    ) -> Result<Delivery, MailError> {
-        match self {
-            Self::None => Ok(Delivery::NotConfigured),
-            Self::Outbox(dir) => write_eml(dir, to, subject, body, file_stem).await,
-            Self::Smtp { transport, from } => {
-                let to: Mailbox = to.trim().parse().map_err(|_| MailError::Recipient)?;
-                let msg = Message::builder()
-                    .from(from.clone())
-                    .to(to)
-                    .subject(single_line(subject))
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(body.to_owned())
-                    .map_err(|_| MailError::Message)?;
-                transport.send(msg).await.map_err(|e| MailError::smtp(&e))?;
-                Ok(Delivery::Delivered)
-            }
-        }
+    fn send<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        body: &'a str,
+        _file_stem: &'a str,
+    ) -> BoxFuture<'a, Result<Delivery, MailError>> {
+        Box::pin(async move {
+            let to: Mailbox = to.trim().parse().map_err(|_| MailError::Recipient)?;
+            let msg = Message::builder()
+                .from(self.from.clone())
+                .to(to)
+                .subject(single_line(subject))
+                .header(ContentType::TEXT_PLAIN)
+                .body(body.to_owned())
+                .map_err(|_| MailError::Message)?;
+            self.transport
+                .send(msg)
+                .await
+                .map_err(|e| MailError::smtp(&e))?;
+            Ok(Delivery::Delivered)
+        })
     }
 }
 
@@ -264,17 +326,17 @@ mod tests {
 
     #[tokio::test]
     async fn settings_pick_a_transport_and_hide_secrets() {
-        let m = Mailer::from_settings(
+        let m = from_settings(
             Some("smtps://user:s3cret@mail.example.com"),
             Some("custos@example.com"),
             Some("/tmp/x".into()),
         )
         .unwrap();
-        assert!(matches!(m, Mailer::Smtp { .. }));
+        assert_eq!(m.transport(), Transport::Smtp);
         let dbg = format!("{m:?}");
         assert!(!dbg.contains("s3cret") && !dbg.contains("user"), "{dbg}");
 
-        let e = Mailer::from_settings(
+        let e = from_settings(
             Some("ftp://user:s3cret@mail.example.com"),
             Some("custos@example.com"),
             None,
@@ -284,14 +346,16 @@ mod tests {
         assert!(e.starts_with("CUSTOS_SMTP_URL: "), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
 
-        assert!(Mailer::from_settings(Some("smtp://h"), None, None).is_err());
-        assert!(Mailer::from_settings(None, Some("a@b.c"), None).is_err());
-        assert!(Mailer::from_settings(Some("smtp://h"), Some("not an address"), None).is_err());
-        assert!(matches!(
-            Mailer::from_settings(Some(""), None, Some("/tmp/x".into())).unwrap(),
-            Mailer::Outbox(_)
-        ));
-        let none = Mailer::from_settings(None, None, None).unwrap();
+        assert!(from_settings(Some("smtp://h"), None, None).is_err());
+        assert!(from_settings(None, Some("a@b.c"), None).is_err());
+        assert!(from_settings(Some("smtp://h"), Some("not an address"), None).is_err());
+        assert_eq!(
+            from_settings(Some(""), None, Some("/tmp/x".into()))
+                .unwrap()
+                .transport(),
+            Transport::Outbox
+        );
+        let none = from_settings(None, None, None).unwrap();
         assert_eq!(
             none.send("a@b.c", "s", "b", "x").await.unwrap(),
             Delivery::NotConfigured
@@ -301,7 +365,7 @@ mod tests {
     #[tokio::test]
     async fn smtp_errors_name_no_address() {
         // Nothing listens on port 1.
-        let m = Mailer::smtp("smtp://127.0.0.1:1", "custos@example.com").unwrap();
+        let m = SmtpMailer::new("smtp://127.0.0.1:1", "custos@example.com").unwrap();
         let e = m
             .send("jane@example.com", "s", "secret body", "x")
             .await

@@ -1,0 +1,102 @@
+//! Planning a verified request, and the dry run of a plan.
+
+use serde_json::{json, Value};
+
+use custos_connectors::{plan_steps, StepKind};
+use custos_store::{NewStep, PendingRequest, StoreError};
+
+use crate::executor::Executor;
+use crate::person::{map_of, person_of};
+use crate::reach::reach;
+
+/// Plans a verified request.
+pub(crate) async fn plan(ex: &Executor, req: &PendingRequest) -> Result<(), StoreError> {
+    let map = map_of(ex);
+    let (mut person, mut payload) = person_of(ex, req).await?;
+    // Learn identities from the SQL databases until nothing new appears.
+    for _ in 0..4 {
+        let mut grew = false;
+        for sys in map.systems.iter().filter(|s| s.kind.is_sql()) {
+            let found = match reach(ex, &map, sys, req).await {
+                Ok(r) => r.identify(&person).await,
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(more) => grew |= person.merge(&more),
+                // Its own step will fail visibly if it stays unreachable.
+                Err(e) => {
+                    tracing::warn!(system = %sys.id, error = %e, "identity discovery skipped a system")
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    payload.identities = person.to_sealable();
+    let steps = plan_steps(&map, req.kind)
+        .into_iter()
+        .map(|s| NewStep {
+            kind: s.kind.as_str().to_owned(),
+            system: s.system.map(|x| x.0),
+            processor: s.processor.map(|x| x.0),
+            title: s.title,
+        })
+        .collect();
+    ex.vault
+        .plan_request(req, Some(&payload.seal()?), steps)
+        .await
+}
+
+impl Executor {
+    /// A dry run: the plan of a request and, per connector system, what
+    /// erasure would touch or what access would find. Changes nothing.
+    pub async fn dry_run(&self, req: &PendingRequest) -> Result<Value, StoreError> {
+        dry_run(self, req).await
+    }
+}
+
+async fn dry_run(ex: &Executor, req: &PendingRequest) -> Result<Value, StoreError> {
+    let map = map_of(ex);
+    let (mut person, _) = person_of(ex, req).await?;
+    for sys in map.systems.iter().filter(|s| s.kind.is_sql()) {
+        if let Ok(r) = reach(ex, &map, sys, req).await {
+            if let Ok(more) = r.identify(&person).await {
+                person.merge(&more);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in plan_steps(&map, req.kind) {
+        let mut v = serde_json::Map::new();
+        let head = json!({
+            "kind": s.kind.as_str(),
+            "system": s.system,
+            "processor": s.processor,
+            "title": s.title,
+        });
+        if let Value::Object(h) = head {
+            v.extend(h);
+        }
+        let sys = s
+            .system
+            .as_ref()
+            .and_then(|id| map.systems.iter().find(|x| &x.id == id));
+        if let (StepKind::Connector, Some(sys)) = (s.kind, sys) {
+            let counted = match reach(ex, &map, sys, req).await {
+                Ok(r) => r.plan_erasure(&person).await,
+                Err(e) => Err(e),
+            };
+            match counted {
+                Ok(d) => {
+                    v.insert("datasets".into(), json!(d));
+                }
+                Err(e) => {
+                    v.insert("error".into(), json!(e.to_string()));
+                }
+            }
+        }
+        out.push(Value::Object(v));
+    }
+    Ok(json!({ "request": req.id.to_string(), "type": req.kind.as_str(), "steps": out }))
+}
