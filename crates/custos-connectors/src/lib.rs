@@ -18,7 +18,6 @@
 pub mod archive;
 pub mod files;
 pub mod notice;
-pub mod plan;
 pub mod redis_cache;
 pub mod sql;
 mod template;
@@ -30,8 +29,6 @@ use std::future::Future;
 use custos_core::secret::Personal;
 use custos_map::{DatasetId, IdentityKind, SystemId};
 use serde::{Deserialize, Serialize};
-
-pub use plan::{plan_steps, PlannedStep, StepKind};
 
 /// Everything known to identify one data subject: the identities the
 /// request named, the vault's, and those discovered in the application's

@@ -301,6 +301,50 @@ pub fn is_due_soon(status: RequestStatus, due_us: i64, now_us: i64) -> bool {
     !status.is_terminal() && now_us <= due_us && due_us.saturating_sub(now_us) <= DUE_SOON_US
 }
 
+/// What a step of a request does. Stored by [`StepKind::as_str`]; a
+/// stored name that does not parse is corrupt data, never a default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// A connector does the work directly (vault, SQL, files, Redis).
+    Connector,
+    /// A signed HTTP notice to a processor, confirmed by its callback.
+    ProcessorNotice,
+    /// An email notice to a processor or recipient.
+    EmailNotice,
+    /// A person does it and ticks it off.
+    Manual,
+    /// After an erasure: every store is searched again and must hold
+    /// nothing of the person but what the map retains.
+    Verify,
+}
+
+impl StepKind {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connector => "connector",
+            Self::ProcessorNotice => "processor_notice",
+            Self::EmailNotice => "email_notice",
+            Self::Manual => "manual",
+            Self::Verify => "verify",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Connector,
+            Self::ProcessorNotice,
+            Self::EmailNotice,
+            Self::Manual,
+            Self::Verify,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

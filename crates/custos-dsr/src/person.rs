@@ -103,7 +103,7 @@ mod tests {
     fn the_vault_only_map_is_valid_and_reaches_the_vault() {
         let m = custos_map::load_str(super::VAULT_ONLY_MAP, "builtin");
         assert!(m.is_ok(), "{m:?}");
-        let steps = custos_connectors::plan_steps(
+        let steps = crate::planner::plan_steps(
             &super::empty_map(),
             custos_core::request::RequestType::Erasure,
         );

@@ -2,11 +2,12 @@
 
 use serde_json::{json, Value};
 
-use custos_connectors::{plan_steps, StepKind};
+use custos_core::request::StepKind;
 use custos_store::{NewStep, PendingRequest, StoreError};
 
 use crate::executor::Executor;
 use crate::person::{map_of, person_of};
+use crate::planner::plan_steps;
 use crate::reach::reach;
 
 /// Plans a verified request.
@@ -37,7 +38,7 @@ pub(crate) async fn plan(ex: &Executor, req: &PendingRequest) -> Result<(), Stor
     let steps = plan_steps(&map, req.kind)
         .into_iter()
         .map(|s| NewStep {
-            kind: s.kind.as_str().to_owned(),
+            kind: s.kind,
             system: s.system.map(|x| x.0),
             processor: s.processor.map(|x| x.0),
             title: s.title,

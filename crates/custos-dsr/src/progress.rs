@@ -4,7 +4,8 @@ use serde_json::Value;
 
 use custos_connectors::archive::{self, ArchiveInput};
 use custos_connectors::notice::ProcessorRecords;
-use custos_connectors::{DatasetOutcome, Export, StepKind};
+use custos_connectors::{DatasetOutcome, Export};
+use custos_core::request::StepKind;
 use custos_core::request::{RequestStatus, RequestType};
 use custos_map::IdentityKind;
 use custos_store::{PendingRequest, StepStatus, StoreError};
@@ -21,7 +22,7 @@ pub(crate) async fn progress(ex: &Executor, req: &PendingRequest) -> Result<(), 
     if matches!(req.kind, RequestType::Access | RequestType::Portability) {
         let connectors_done = steps
             .iter()
-            .filter(|s| s.kind == StepKind::Connector.as_str())
+            .filter(|s| s.kind == StepKind::Connector)
             .all(|s| s.status == StepStatus::Done);
         if connectors_done && !ex.vault.has_archive(&req.tenant, &req.id).await? {
             archive_pending = !build_archive(ex, req, &steps).await?;
@@ -173,10 +174,7 @@ async fn build_archive(
     let map = map_of(ex);
     let (person, _) = person_of(ex, req).await?;
     let mut systems = Vec::new();
-    for s in steps
-        .iter()
-        .filter(|s| s.kind == StepKind::Connector.as_str())
-    {
+    for s in steps.iter().filter(|s| s.kind == StepKind::Connector) {
         let Some(sys) = s
             .system
             .as_deref()
@@ -223,7 +221,7 @@ async fn build_archive(
     let pending: Vec<String> = steps
         .iter()
         .filter(|s| {
-            s.kind != StepKind::Connector.as_str()
+            s.kind != StepKind::Connector
                 && s.status != StepStatus::Done
                 && !answered.contains(&s.step)
         })

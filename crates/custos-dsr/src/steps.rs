@@ -5,9 +5,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use custos_connectors::notice::{self, Notice};
-use custos_connectors::{ConnectorError, DatasetOutcome, FieldChange, Person, StepKind};
+use custos_connectors::{ConnectorError, DatasetOutcome, FieldChange, Person};
 use custos_core::ids::SubjectId;
-use custos_core::request::RequestType;
+use custos_core::request::{RequestType, StepKind};
 use custos_core::secret::Personal;
 use custos_map::{DataMap, Notify, System, SystemKind};
 use custos_store::{ClaimedStep, PendingRequest, StepEnd, StoreError};
@@ -60,8 +60,8 @@ pub(crate) async fn run_step(ex: &Executor, c: &ClaimedStep) -> StepEnd {
         .system
         .as_deref()
         .and_then(|id| map.systems.iter().find(|s| s.id.as_str() == id));
-    match StepKind::parse(&c.kind) {
-        Some(StepKind::Connector) => {
+    match c.kind {
+        StepKind::Connector => {
             let Some(sys) = sys else {
                 return StepEnd::Failed("the system is no longer in the data map".into());
             };
@@ -101,10 +101,10 @@ pub(crate) async fn run_step(ex: &Executor, c: &ClaimedStep) -> StepEnd {
                 Err(e) => fail(&ex.cfg, &e, c.attempts),
             }
         }
-        Some(StepKind::ProcessorNotice) => send_processor_notice(ex, &map, c, &person).await,
-        Some(StepKind::EmailNotice) => email_notice(ex, &map, c, &person).await,
-        Some(StepKind::Verify) => verify_erasure(ex, &map, &req, &person).await,
-        Some(StepKind::Manual) | None => StepEnd::Waiting {
+        StepKind::ProcessorNotice => send_processor_notice(ex, &map, c, &person).await,
+        StepKind::EmailNotice => email_notice(ex, &map, c, &person).await,
+        StepKind::Verify => verify_erasure(ex, &map, &req, &person).await,
+        StepKind::Manual => StepEnd::Waiting {
             processor: false,
             result: json!({}),
         },

@@ -24,7 +24,7 @@ use sqlx::{AnyConnection, Row};
 use custos_core::envelope::{self, Context};
 use custos_core::ids::{ApiKeyId, RequestId, TenantId};
 use custos_core::rand_core::{OsRng, RngCore};
-use custos_core::request::{RequestError, RequestStatus, RequestType};
+use custos_core::request::{RequestError, RequestStatus, RequestType, StepKind};
 use custos_core::scope::{Scope, ScopeSet};
 use custos_core::secret::{Key32, Personal};
 
@@ -111,8 +111,8 @@ impl StepStatus {
 /// A step to create when a request is planned.
 #[derive(Clone, Debug)]
 pub struct NewStep {
-    /// What it does (`connector`, `processor_notice`, `email_notice`, `manual`).
-    pub kind: String,
+    /// What it does.
+    pub kind: StepKind,
     /// The system of the map, if any.
     pub system: Option<String>,
     /// The processor or recipient, if any.
@@ -126,8 +126,9 @@ pub struct NewStep {
 pub struct StepInfo {
     /// Position in the plan, from 1.
     pub step: i64,
-    /// `connector`, `processor_notice`, `email_notice` or `manual`.
-    pub kind: String,
+    /// What it does.
+    #[schema(value_type = String, example = "connector")]
+    pub kind: StepKind,
     /// The system of the map.
     pub system: Option<String>,
     /// The processor or recipient.
@@ -180,7 +181,7 @@ pub struct ClaimedStep {
     /// Position in the plan.
     pub step: i64,
     /// What it does.
-    pub kind: String,
+    pub kind: StepKind,
     /// The system of the map.
     pub system: Option<String>,
     /// The processor or recipient.
@@ -305,7 +306,7 @@ pub(crate) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             .rows_affected();
             sql_err_none(n)?;
             for (i, s) in steps.iter().enumerate() {
-                let status = if s.kind == "manual" {
+                let status = if s.kind == StepKind::Manual {
                     StepStatus::WaitingManual
                 } else {
                     StepStatus::Pending
@@ -317,7 +318,7 @@ pub(crate) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
                 .bind(id)
                 .bind(tenant)
                 .bind(i as i64 + 1)
-                .bind(&s.kind)
+                .bind(s.kind.as_str())
                 .bind(s.system.clone())
                 .bind(s.processor.clone())
                 .bind(&s.title)
@@ -466,13 +467,21 @@ const STEP_COLS: &str =
     "step, kind, system_id, processor, title, status, attempts, result, error, \
     completed_by, note, updated_us";
 
+/// A stored step kind; one that does not parse is corrupt, never a
+/// default (an unknown step must not wait forever as a manual one).
+fn step_kind(s: &str) -> Result<StepKind, StoreError> {
+    StepKind::parse(s).ok_or(StoreError::Integrity(
+        custos_core::CoreError::MalformedEnvelope,
+    ))
+}
+
 fn step_info(r: &sqlx::any::AnyRow) -> Result<StepInfo, StoreError> {
     let status: String = r.try_get(5)?;
     let result: Option<String> = r.try_get(7)?;
     let updated: i64 = r.try_get(11)?;
     Ok(StepInfo {
         step: r.try_get(0)?,
-        kind: r.try_get(1)?,
+        kind: step_kind(&r.try_get::<String, _>(1)?)?,
         system: r.try_get(2)?,
         processor: r.try_get(3)?,
         title: r.try_get(4)?,
@@ -480,7 +489,10 @@ fn step_info(r: &sqlx::any::AnyRow) -> Result<StepInfo, StoreError> {
             custos_core::CoreError::MalformedEnvelope,
         ))?,
         attempts: r.try_get(6)?,
-        result: result.and_then(|s| serde_json::from_str(&s).ok()),
+        result: result
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|_| StoreError::Integrity(custos_core::CoreError::MalformedEnvelope))?,
         error: r.try_get(8)?,
         completed_by: r.try_get(9)?,
         note: r.try_get(10)?,
@@ -745,7 +757,7 @@ impl Vault {
             ))?,
             subject: meta.try_get(1)?,
             step: r.try_get(2)?,
-            kind: r.try_get(3)?,
+            kind: step_kind(&r.try_get::<String, _>(3)?)?,
             system: r.try_get(4)?,
             processor: r.try_get(5)?,
             attempts: r.try_get(6)?,
@@ -1026,7 +1038,8 @@ impl Vault {
         // A fast processor may confirm before its notice step is recorded
         // as waiting: the step is still running then (and the worker's late
         // `end_step` loses to this confirmation).
-        let or_running = from == StepStatus::WaitingProcessor && current.kind == "processor_notice";
+        let or_running =
+            from == StepStatus::WaitingProcessor && current.kind == StepKind::ProcessorNotice;
         if current.status != from && !(or_running && current.status == StepStatus::Running) {
             return Err(StoreError::Conflict(match from {
                 StepStatus::WaitingManual => "step is not waiting for a person",
@@ -1364,5 +1377,26 @@ impl Vault {
             .execute(&self.inner.read)
             .await?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use custos_core::request::StepKind;
+
+    #[test]
+    fn a_stored_step_kind_that_does_not_parse_is_an_error() {
+        for k in [
+            StepKind::Connector,
+            StepKind::ProcessorNotice,
+            StepKind::EmailNotice,
+            StepKind::Manual,
+            StepKind::Verify,
+        ] {
+            assert!(matches!(super::step_kind(k.as_str()), Ok(x) if x == k));
+        }
+        for bad in ["", "manual ", "Manual", "bogus"] {
+            assert!(super::step_kind(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -13,52 +13,9 @@
 //! 6. the vault last: its subject is the anchor of the request until the
 //!    end (shredding its key makes every later read answer 410 Gone).
 
-use custos_core::request::RequestType;
+use custos_core::request::{RequestType, StepKind};
 use custos_map::{DataMap, Notify, ProcessorId, SystemId, SystemKind};
 use serde::{Deserialize, Serialize};
-
-/// What a step does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    /// A connector does the work directly (vault, SQL, files, Redis).
-    Connector,
-    /// A signed HTTP notice to a processor, confirmed by its callback.
-    ProcessorNotice,
-    /// An email notice to a processor or recipient.
-    EmailNotice,
-    /// A person does it and ticks it off.
-    Manual,
-    /// After an erasure: every store is searched again and must hold
-    /// nothing of the person but what the map retains.
-    Verify,
-}
-
-impl StepKind {
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connector => "connector",
-            Self::ProcessorNotice => "processor_notice",
-            Self::EmailNotice => "email_notice",
-            Self::Manual => "manual",
-            Self::Verify => "verify",
-        }
-    }
-
-    /// Parses a stable name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Connector,
-            Self::ProcessorNotice,
-            Self::EmailNotice,
-            Self::Manual,
-            Self::Verify,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
 
 /// One step of a request's plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
