@@ -142,6 +142,48 @@ impl fmt::Debug for RecordKey {
     }
 }
 
+/// The printed form of a random id (`sub_` + 32 hex digits), kept on the
+/// stack. Random ids are bytes; their text is what the stores hold.
+#[derive(Clone, Copy)]
+pub struct IdText {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl IdText {
+    fn new(prefix: &str, bytes: &[u8; 16]) -> Self {
+        let mut buf = [0u8; 40];
+        let p = prefix.len().min(7);
+        let (head, rest) = buf.split_at_mut(p);
+        head.copy_from_slice(prefix.as_bytes().get(..p).unwrap_or_default());
+        let mut len = 0;
+        if let Some((sep, hex)) = rest.split_first_mut() {
+            *sep = b'_';
+            if let Some(hex) = hex.get_mut(..32) {
+                if hex::encode_to_slice(bytes, hex).is_ok() {
+                    len = p + 33;
+                }
+            }
+        }
+        Self { buf, len }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // ASCII by construction: a prefix literal, `_` and hex digits.
+        self.buf
+            .get(..self.len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 macro_rules! random_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*
@@ -174,6 +216,11 @@ macro_rules! random_id {
             /// Raw bytes, used in authenticated contexts.
             pub fn as_bytes(&self) -> &[u8; 16] {
                 &self.0
+            }
+            /// The printed form on the stack, to bind to a statement
+            /// without an allocation.
+            pub fn text(&self) -> IdText {
+                IdText::new($prefix, &self.0)
             }
         }
         impl fmt::Display for $name {
@@ -242,6 +289,16 @@ mod tests {
             let id = SubjectId(bytes);
             let printed = id.to_string();
             prop_assert_eq!(SubjectId::parse(&printed)?, id);
+        }
+
+        #[test]
+        fn id_text_is_the_printed_form(bytes in any::<[u8; 16]>()) {
+            let (s, r, k) = (SubjectId(bytes), RequestId(bytes), ApiKeyId(bytes));
+            let texts = [s.text(), r.text(), k.text()];
+            let printed = [s.to_string(), r.to_string(), k.to_string()];
+            for (t, p) in texts.iter().zip(&printed) {
+                prop_assert_eq!(t.as_str(), p.as_str());
+            }
         }
 
         #[test]

@@ -55,7 +55,7 @@ use custos_core::rand_core::OsRng;
 use custos_core::scope::Scope;
 
 use crate::vault::{event, lock, Actor};
-use crate::writer::Op;
+use crate::writer::Change;
 use crate::{now_us, rfc3339, StoreError, Vault};
 
 /// Default lifetime of cached check answers' inputs (see module docs).
@@ -411,11 +411,17 @@ async fn upsert_states(
 }
 
 /// Applies one consent op inside the writer's transaction (own savepoint).
-pub(crate) async fn apply(
-    c: &mut AnyConnection,
-    op: &ConsentOp,
-    now: i64,
-) -> Result<u64, StoreError> {
+impl Change for ConsentOp {
+    fn apply<'c>(
+        &'c self,
+        c: &'c mut AnyConnection,
+        now_us: i64,
+    ) -> futures_util::future::BoxFuture<'c, Result<u64, StoreError>> {
+        Box::pin(apply(c, self, now_us))
+    }
+}
+
+async fn apply(c: &mut AnyConnection, op: &ConsentOp, now: i64) -> Result<u64, StoreError> {
     match op {
         ConsentOp::Publish {
             tenant,
@@ -1237,7 +1243,7 @@ impl Vault {
                 .inner
                 .writer
                 .submit(
-                    Op::Consent(ConsentOp::Publish {
+                    ConsentOp::Publish {
                         tenant: tenant.to_string(),
                         purpose: rule.id.to_string(),
                         text: text.to_owned(),
@@ -1246,7 +1252,7 @@ impl Vault {
                         effective_us,
                         revalidation,
                         actor: actor.audit_name(),
-                    }),
+                    },
                     vec![ev.clone()],
                 )
                 .await;
@@ -1447,9 +1453,9 @@ impl Vault {
             .inner
             .writer
             .submit(
-                Op::Consent(ConsentOp::Record {
+                ConsentOp::Record {
                     events: rows.into_iter().map(|(r, _)| r).collect(),
-                }),
+                },
                 audit,
             )
             .await?;
@@ -1737,7 +1743,7 @@ impl Vault {
             purpose,
             "ok",
         );
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        self.inner.writer.audit(vec![ev]).await?;
         Ok(out)
     }
 
@@ -1813,7 +1819,7 @@ impl Vault {
             None,
             "ok",
         );
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        self.inner.writer.audit(vec![ev]).await?;
         Ok(Receipt {
             subject: subject.to_string(),
             issued_at: rfc3339(now),
@@ -1846,7 +1852,7 @@ impl Vault {
             Some(rule.id.as_str()),
             "ok",
         );
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        self.inner.writer.audit(vec![ev]).await?;
         let (tx, rx) = mpsc::channel(4);
         let pool = self.inner.read.clone();
         let tenant = tenant.clone();
@@ -2003,10 +2009,10 @@ impl Vault {
                 outcome: format!("ok:{}", next.rows.len()),
             };
             let states = fold_sorted(&next.rows);
-            let op = Op::Consent(ConsentOp::Import {
+            let op = ConsentOp::Import {
                 events: std::mem::take(&mut next.rows),
                 states,
-            });
+            };
             // Sent to the writer when first polled, i.e. together with the
             // preparation of the next job.
             let commit = Box::pin(self.inner.writer.submit(op, vec![ev]));
@@ -2233,9 +2239,9 @@ impl Vault {
             .inner
             .writer
             .submit(
-                Op::Consent(ConsentOp::Rebuild {
+                ConsentOp::Rebuild {
                     tenant: tenant.to_string(),
-                }),
+                },
                 vec![ev],
             )
             .await?;

@@ -30,7 +30,7 @@ use custos_core::secret::{Key32, Personal};
 
 use crate::db::Engine;
 use crate::vault::{event, Actor, Principal, Vault};
-use crate::writer::Op;
+use crate::writer::Change;
 use crate::{now_us, rfc3339, StoreError};
 
 /// Attempts of a step before the request fails.
@@ -284,7 +284,17 @@ fn sql_err_none(n: u64) -> Result<u64, StoreError> {
 }
 
 /// Applies one execution op inside the writer's transaction.
-pub(crate) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, StoreError> {
+impl Change for ExecOp {
+    fn apply<'c>(
+        &'c self,
+        c: &'c mut AnyConnection,
+        _now_us: i64,
+    ) -> futures_util::future::BoxFuture<'c, Result<u64, StoreError>> {
+        Box::pin(apply(c, self))
+    }
+}
+
+async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, StoreError> {
     match op {
         ExecOp::Plan {
             tenant,
@@ -696,13 +706,13 @@ impl Vault {
         self.inner
             .writer
             .submit(
-                Op::Exec(ExecOp::Plan {
+                ExecOp::Plan {
                     tenant: req.tenant.to_string(),
                     id,
                     payload: sealed,
                     steps,
                     now: now_us(),
-                }),
+                },
                 audit,
             )
             .await?;
@@ -809,7 +819,7 @@ impl Vault {
         self.inner
             .writer
             .submit(
-                Op::Exec(ExecOp::EndStep {
+                ExecOp::EndStep {
                     request: id,
                     step: c.step,
                     owner: c.owner.clone(),
@@ -819,7 +829,7 @@ impl Vault {
                     error,
                     next_at_us: next_at,
                     now,
-                }),
+                },
                 vec![executor_event(
                     &c.tenant,
                     action,
@@ -1068,7 +1078,7 @@ impl Vault {
         self.inner
             .writer
             .submit(
-                Op::Exec(ExecOp::Confirm {
+                ExecOp::Confirm {
                     tenant: tenant.to_string(),
                     request: id.to_string(),
                     step,
@@ -1078,7 +1088,7 @@ impl Vault {
                     result,
                     or_running,
                     now: now_us(),
-                }),
+                },
                 vec![ev],
             )
             .await?;
@@ -1143,14 +1153,14 @@ impl Vault {
             self.inner
                 .writer
                 .submit(
-                    Op::Exec(ExecOp::Advance {
+                    ExecOp::Advance {
                         tenant: req.tenant.to_string(),
                         id: id.clone(),
                         from: current,
                         to,
                         completion,
                         now,
-                    }),
+                    },
                     vec![executor_event(
                         &req.tenant,
                         &action,
@@ -1303,7 +1313,7 @@ impl Vault {
             None,
             &id.to_string(),
         );
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        self.inner.writer.audit(vec![ev]).await?;
         Ok(ArchiveLink {
             token: Personal::new(token),
             expires_at: rfc3339(expires),
@@ -1360,7 +1370,7 @@ impl Vault {
             &rid,
         );
         ev.actor = "link".to_owned();
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        self.inner.writer.audit(vec![ev]).await?;
         Ok((id, Personal::new(zip)))
     }
 

@@ -29,7 +29,7 @@ use custos_core::secret::Personal;
 
 use crate::error::is_unique_violation;
 use crate::vault::{event, Actor, Principal, Vault};
-use crate::writer::Op;
+use crate::writer::Change;
 use crate::{now_us, rfc3339, StoreError};
 
 /// Wrong codes allowed before the request is rejected.
@@ -119,7 +119,17 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, StoreError> {
 }
 
 /// Applies one request op inside the writer's transaction.
-pub(crate) async fn apply(c: &mut AnyConnection, op: &RequestOp) -> Result<u64, StoreError> {
+impl Change for RequestOp {
+    fn apply<'c>(
+        &'c self,
+        c: &'c mut AnyConnection,
+        _now_us: i64,
+    ) -> futures_util::future::BoxFuture<'c, Result<u64, StoreError>> {
+        Box::pin(apply(c, self))
+    }
+}
+
+async fn apply(c: &mut AnyConnection, op: &RequestOp) -> Result<u64, StoreError> {
     match op {
         RequestOp::Insert(row, payload) => {
             let sql = format!(
@@ -379,12 +389,12 @@ impl Vault {
         self.inner
             .writer
             .submit(
-                Op::Request(RequestOp::Update {
+                RequestOp::Update {
                     row: Box::new(after.clone()),
                     status: before.status,
                     attempts: before.code_attempts,
                     extended: before.extended_months,
-                }),
+                },
                 audit,
             )
             .await?;
@@ -426,7 +436,7 @@ impl Vault {
             let now = now_us();
             if let Some(existing) = self.open_request_of(&p.tenant, &person, kind).await? {
                 let ev = Self::dsr_event(p, "dsr.merged", &existing);
-                self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+                self.inner.writer.audit(vec![ev]).await?;
                 return Ok(CreatedRequest {
                     request: existing.info(now),
                     merged: true,
@@ -475,10 +485,10 @@ impl Vault {
                 .inner
                 .writer
                 .submit(
-                    Op::Request(RequestOp::Insert(
+                    RequestOp::Insert(
                         Box::new(row.clone()),
                         Some(self.seal_payload(&p.tenant, &row.id, payload).await?),
-                    )),
+                    ),
                     audit,
                 )
                 .await

@@ -27,18 +27,13 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags};
 
-use super::{audit_events, chain_entries, BatchOutcome, Done, Job, Op, RecordFound, State, HEAD};
+use super::chain::{audit_events, chain_entries, HEAD};
+use super::{AuditedRead, BatchOutcome, Done, Job, State, Work};
 use crate::error::rusqlite_kind;
 use crate::keystore::to32;
 use crate::StoreError;
-
-/// One record of a reveal, with its subject's state (no row: no subject).
-const READ_ONE: &str = "SELECT s.erased_us, s.restricted_us, r.fields, r.updated_us \
-     FROM subjects s \
-     LEFT JOIN records r ON r.subject = s.id AND r.collection = ?3 AND r.rkey = ?4 \
-     WHERE s.id = ?1 AND s.tenant = ?2";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log \
      (seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash) \
@@ -75,12 +70,12 @@ impl DirectConnection {
         })
     }
 
-    /// Runs a batch whose jobs all only read ([`Op::is_read`]).
-    pub(super) fn run_batch(
+    /// Runs a batch whose jobs all only read or audit.
+    pub(super) fn run_batch<R: AuditedRead>(
         &mut self,
         state: &State,
-        jobs: &[Job],
-    ) -> Result<BatchOutcome, StoreError> {
+        jobs: &mut [Job<R>],
+    ) -> Result<BatchOutcome<R::Found>, StoreError> {
         let outcome = self.try_batch(state, jobs);
         if outcome.is_err() {
             // Fails harmlessly when no transaction is open.
@@ -89,39 +84,23 @@ impl DirectConnection {
         outcome
     }
 
-    fn try_batch(&mut self, state: &State, jobs: &[Job]) -> Result<BatchOutcome, StoreError> {
+    fn try_batch<R: AuditedRead>(
+        &mut self,
+        state: &State,
+        jobs: &mut [Job<R>],
+    ) -> Result<BatchOutcome<R::Found>, StoreError> {
         let now_us = crate::now_us();
         // The write lock up front, as on the other connection: a read
         // transaction cannot be upgraded once another connection committed.
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(jobs.len());
+        let mut results: Vec<Result<Done<R::Found>, StoreError>> = Vec::with_capacity(jobs.len());
         {
-            let mut read = self.conn.prepare_cached(READ_ONE)?;
-            for job in jobs {
-                let done = match &job.op {
-                    Op::ReadRecord(r) => {
-                        let row = read
-                            .query_row(params![r.subject, r.tenant, r.collection, r.rkey], |row| {
-                                Ok((
-                                    row.get::<_, Option<i64>>(0)?,
-                                    row.get::<_, Option<i64>>(1)?,
-                                    row.get::<_, Option<Vec<u8>>>(2)?,
-                                    row.get::<_, Option<i64>>(3)?,
-                                ))
-                            })
-                            .optional()?;
-                        Done::Read(match row {
-                            None => RecordFound::NoSubject,
-                            Some((erased, restricted, fields, updated)) => RecordFound::of(
-                                erased,
-                                restricted.is_some() && !r.restriction_exempt,
-                                fields,
-                                updated,
-                            ),
-                        })
-                    }
-                    Op::AuditOnly => Done::Rows(0),
-                    _ => {
+            let mut read = self.conn.prepare_cached(R::SELECT_ONE)?;
+            for job in jobs.iter() {
+                let done = match &job.work {
+                    Work::Read(r) => Done::Read(r.read_one(&mut read)?),
+                    Work::Audit => Done::Rows(0),
+                    Work::Change(_) => {
                         return Err(StoreError::Database(
                             "a change sent to the read connection".into(),
                         ))

@@ -32,8 +32,14 @@ use custos_core::secret::BearerSecret;
 
 use crate::db::{self, Engine, Role};
 use crate::keystore::{to32, KeyStore};
-use crate::writer::{Op, RecordFound, RecordRead, Writer};
+use crate::writer::Writer;
+
+mod changes;
+mod reveal;
+
 use crate::{now_us, record, rfc3339, StoreError};
+use changes::VaultChange;
+use reveal::{RecordFound, RecordRead};
 
 /// Purposes that may still reveal a restricted subject's data (Art. 18(2)).
 pub const RESTRICTED_PURPOSES: [&str; 2] = ["legal_claims", "storage"];
@@ -70,7 +76,7 @@ impl Actor {
     pub(crate) fn audit_name(&self) -> String {
         match self {
             Actor::Admin => "admin".into(),
-            Actor::Key(p) => p.key_id.to_string(),
+            Actor::Key(p) => p.audit_name(),
         }
     }
 }
@@ -93,6 +99,29 @@ impl Principal {
             Ok(())
         } else {
             Err(StoreError::MissingScope(s.as_str()))
+        }
+    }
+
+    /// Its name in the audit log: the key's public id.
+    pub(crate) fn audit_name(&self) -> String {
+        self.key_id.to_string()
+    }
+
+    /// An audit event of an action by this key in its tenant.
+    pub(crate) fn event(
+        &self,
+        action: &str,
+        subject: Option<String>,
+        purpose: Option<&str>,
+        outcome: &str,
+    ) -> AuditEvent {
+        AuditEvent {
+            tenant: Some(self.tenant.to_string()),
+            actor: self.audit_name(),
+            action: action.to_owned(),
+            subject,
+            purpose: purpose.map(str::to_owned),
+            outcome: outcome.to_owned(),
         }
     }
 
@@ -194,7 +223,7 @@ struct CachedKey {
 pub(crate) struct Inner {
     pub(crate) read: AnyPool,
     pub(crate) engine: Engine,
-    pub(crate) writer: Writer,
+    pub(crate) writer: Writer<RecordRead>,
     pub(crate) keys: KeyStore,
     pub(crate) root: RootKey,
     tenants: Mutex<HashMap<TenantId, Arc<TenantKeys>>>,
@@ -360,8 +389,8 @@ impl Vault {
             .inner
             .writer
             .submit(
-                Op::CreateTenant {
-                    id: id.to_string(),
+                VaultChange::CreateTenant {
+                    id: id.clone(),
                     name: name.to_owned(),
                 },
                 vec![ev],
@@ -411,7 +440,7 @@ impl Vault {
         };
         self.inner
             .writer
-            .submit(Op::ShredTenant { id: id.to_string() }, vec![ev])
+            .submit(VaultChange::ShredTenant { id: id.clone() }, vec![ev])
             .await?;
         self.inner.keys.shred_tenant(id).await?;
         lock(&self.inner.tenants).remove(id);
@@ -464,11 +493,11 @@ impl Vault {
         self.inner
             .writer
             .submit(
-                Op::CreateKey {
-                    id: id.to_string(),
-                    tenant: tenant.to_string(),
-                    secret_hash: hash_secret(&secret).to_vec(),
-                    scopes: scopes.to_csv(),
+                VaultChange::CreateKey {
+                    id,
+                    tenant: tenant.clone(),
+                    secret_hash: hash_secret(&secret),
+                    scopes,
                     expires_us,
                 },
                 vec![ev],
@@ -505,9 +534,9 @@ impl Vault {
             .inner
             .writer
             .submit(
-                Op::RevokeKey {
-                    id: id.to_string(),
-                    tenant: tenant.to_string(),
+                VaultChange::RevokeKey {
+                    id: *id,
+                    tenant: tenant.clone(),
                 },
                 vec![ev],
             )
@@ -683,7 +712,7 @@ impl Vault {
                 .map_err(|e| StoreError::invalid(format!("identities.{}", kind.as_str()), e))?;
             let blind = blind_index(&tk.blind_index_key(kind.as_str()), &norm);
             let ct = dek.seal_identity(kind.as_str(), norm.expose().as_bytes(), &mut OsRng);
-            ids.push((kind.as_str().to_owned(), blind.to_vec(), ct));
+            ids.push((kind.clone(), blind, ct));
         }
         self.inner
             .keys
@@ -698,9 +727,9 @@ impl Vault {
             .inner
             .writer
             .submit(
-                Op::CreateSubject {
-                    id: id.to_string(),
-                    tenant: p.tenant.to_string(),
+                VaultChange::CreateSubject {
+                    id,
+                    tenant: p.tenant.clone(),
                     external_id,
                     identities: ids,
                 },
@@ -735,10 +764,7 @@ impl Vault {
         let dek = self.key_to_write(&p.tenant, id).await?;
         let blind = blind_index(&tk.blind_index_key(kind.as_str()), &norm);
         let ct = dek.seal_identity(kind.as_str(), norm.expose().as_bytes(), &mut OsRng);
-        let actor = Actor::Key(p.clone());
-        let ev = event(
-            &p.tenant,
-            &actor,
+        let ev = p.event(
             &format!("rectify_identity.{}", kind.as_str()),
             Some(id.to_string()),
             None,
@@ -748,11 +774,11 @@ impl Vault {
             .inner
             .writer
             .submit(
-                Op::ReplaceIdentity {
-                    tenant: p.tenant.to_string(),
-                    subject: id.to_string(),
-                    kind: kind.as_str().to_owned(),
-                    blind: blind.to_vec(),
+                VaultChange::ReplaceIdentity {
+                    tenant: p.tenant.clone(),
+                    subject: *id,
+                    kind: kind.clone(),
+                    blind,
                     ct,
                 },
                 vec![ev],
@@ -808,16 +834,13 @@ impl Vault {
     ) -> Result<SubjectId, StoreError> {
         p.require(Scope::Lookup)?;
         let (found, _) = self.find_by_identity(&p.tenant, kind, value).await?;
-        let actor = Actor::Key(p.clone());
-        let ev = event(
-            &p.tenant,
-            &actor,
+        let ev = p.event(
             "lookup",
             found.map(|s| s.to_string()),
             None,
             if found.is_some() { "ok" } else { "not_found" },
         );
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        self.inner.writer.audit(vec![ev]).await?;
         found.ok_or(StoreError::NotFound("subject"))
     }
 
@@ -888,11 +911,11 @@ impl Vault {
             .inner
             .writer
             .submit(
-                Op::PutRecord {
-                    tenant: p.tenant.to_string(),
-                    subject: id.to_string(),
-                    collection: collection.to_string(),
-                    rkey: key.to_string(),
+                VaultChange::PutRecord {
+                    tenant: p.tenant.clone(),
+                    subject: *id,
+                    collection: collection.clone(),
+                    rkey: key.clone(),
                     fields: record::pack(&sealed),
                 },
                 vec![],
@@ -930,22 +953,15 @@ impl Vault {
         let found = self
             .inner
             .writer
-            .read_record(
+            .read(
                 RecordRead {
-                    tenant: p.tenant.to_string(),
-                    subject: id.to_string(),
-                    collection: collection.as_str().to_owned(),
-                    rkey: key.as_str().to_owned(),
+                    tenant: p.tenant.clone(),
+                    subject: id.text(),
+                    collection: collection.clone(),
+                    rkey: key.clone(),
                     restriction_exempt: purpose_s.is_some_and(|x| RESTRICTED_PURPOSES.contains(&x)),
                 },
-                event(
-                    &p.tenant,
-                    &Actor::Key(p.clone()),
-                    action,
-                    Some(id.to_string()),
-                    purpose_s,
-                    "",
-                ),
+                p.event(action, Some(id.to_string()), purpose_s, ""),
             )
             .await?;
         let (blob, updated) = match found {
@@ -978,24 +994,16 @@ impl Vault {
     ) -> Result<(), StoreError> {
         p.require(Scope::Write)?;
         self.live_subject(&p.tenant, id).await?;
-        let actor = Actor::Key(p.clone());
-        let ev = event(
-            &p.tenant,
-            &actor,
-            "record.delete",
-            Some(id.to_string()),
-            None,
-            "ok",
-        );
+        let ev = p.event("record.delete", Some(id.to_string()), None, "ok");
         let n = self
             .inner
             .writer
             .submit(
-                Op::DeleteRecord {
-                    tenant: p.tenant.to_string(),
-                    subject: id.to_string(),
-                    collection: collection.to_string(),
-                    rkey: key.to_string(),
+                VaultChange::DeleteRecord {
+                    tenant: p.tenant.clone(),
+                    subject: *id,
+                    collection: collection.clone(),
+                    rkey: key.clone(),
                 },
                 vec![ev],
             )
@@ -1054,16 +1062,13 @@ impl Vault {
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
-        let actor = Actor::Key(p.clone());
-        let ev = event(
-            &p.tenant,
-            &actor,
+        let ev = p.event(
             "export",
             Some(id.to_string()),
             purpose.map(|x| x.as_str()),
             "ok",
         );
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        self.inner.writer.audit(vec![ev]).await?;
         Ok(SubjectExport {
             subject: info,
             identities,
@@ -1085,10 +1090,7 @@ impl Vault {
         self.live_subject(&p.tenant, id).await?;
         let tk = self.tenant_keys(&p.tenant).await?;
         let token = tk.token(audience, id);
-        let actor = Actor::Key(p.clone());
-        let ev = event(
-            &p.tenant,
-            &actor,
+        let ev = p.event(
             "token.issue",
             Some(id.to_string()),
             Some(audience.as_str()),
@@ -1097,11 +1099,11 @@ impl Vault {
         self.inner
             .writer
             .submit(
-                Op::IssueToken {
+                VaultChange::IssueToken {
                     token: token.clone(),
-                    tenant: p.tenant.to_string(),
-                    audience: audience.to_string(),
-                    subject: id.to_string(),
+                    tenant: p.tenant.clone(),
+                    audience: audience.clone(),
+                    subject: *id,
                 },
                 vec![ev],
             )
@@ -1146,15 +1148,14 @@ impl Vault {
     ) -> Result<SubjectInfo, StoreError> {
         p.require(Scope::Erase)?;
         self.live_subject(&p.tenant, id).await?;
-        let actor = Actor::Key(p.clone());
         let action = if restricted { "restrict" } else { "unrestrict" };
-        let ev = event(&p.tenant, &actor, action, Some(id.to_string()), None, "ok");
+        let ev = p.event(action, Some(id.to_string()), None, "ok");
         self.inner
             .writer
             .submit(
-                Op::SetRestriction {
-                    tenant: p.tenant.to_string(),
-                    subject: id.to_string(),
+                VaultChange::SetRestriction {
+                    tenant: p.tenant.clone(),
+                    subject: *id,
                     restricted,
                 },
                 vec![ev],
@@ -1176,24 +1177,16 @@ impl Vault {
     ) -> Result<String, StoreError> {
         p.require(Scope::Erase)?;
         self.live_subject(&p.tenant, id).await?;
-        let actor = Actor::Key(p.clone());
-        let ev = event(
-            &p.tenant,
-            &actor,
-            "erase",
-            Some(id.to_string()),
-            Some(reason.as_str()),
-            "ok",
-        );
+        let ev = p.event("erase", Some(id.to_string()), Some(reason.as_str()), "ok");
         let n = self
             .inner
             .writer
             .submit(
-                Op::Erase {
-                    tenant: p.tenant.to_string(),
-                    subject: id.to_string(),
+                VaultChange::Erase {
+                    tenant: p.tenant.clone(),
+                    subject: *id,
                     reason: reason.to_string(),
-                    actor: actor.audit_name(),
+                    actor: p.audit_name(),
                 },
                 vec![ev],
             )
@@ -1341,7 +1334,7 @@ impl Vault {
             purpose: None,
             outcome: "ok".into(),
         };
-        self.inner.writer.submit(Op::AuditOnly, vec![ev]).await?;
+        self.inner.writer.audit(vec![ev]).await?;
         Ok(n)
     }
 
