@@ -173,6 +173,12 @@ pub struct Organisation {
     /// The representative in the Union (Art. 27) of a controller outside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eu_representative: Option<Contact>,
+    /// The controller's own technical and organisational measures (Art.
+    /// 32) that cover all of its processing: the record states them for
+    /// every activity (Art. 30(1)(g)); those of one system go in its
+    /// `security`. Invariant after parsing: no entry is blank.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_measures: Vec<String>,
 }
 
 /// A named person or body and how to reach them.

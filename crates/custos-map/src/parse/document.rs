@@ -5,9 +5,9 @@
 //! [`super::systems`].
 
 use super::reader::{Path, ROOT};
-use super::{valid_date, Parser};
+use super::{is_null, valid_date, Parser};
 use crate::model::*;
-use crate::tree::{View, N};
+use crate::tree::{View, M, N};
 
 impl<'d> Parser<'_> {
     pub(super) fn data_map(&mut self, root: N<'d>) -> Option<DataMap> {
@@ -111,6 +111,7 @@ impl<'d> Parser<'_> {
                 "contact",
                 "dpo",
                 "eu_representative",
+                "security_measures",
             ],
         )?;
         let controller = self.req_str(
@@ -144,13 +145,37 @@ impl<'d> Parser<'_> {
                 .map(Some),
             None => Some(None),
         };
+        let measures = self.measures(m, path, "security_measures");
         Some(Organisation {
             controller: controller?,
             address: address.ok()?,
             contact: contact?,
             dpo: dpo?,
             eu_representative: rep?,
+            security_measures: measures?,
         })
+    }
+
+    /// A list of measures, each a text that says something: an empty or
+    /// null entry would print as a blank measure in the record.
+    fn measures(&mut self, m: M<'d>, path: &Path<'_>, key: &str) -> Option<Vec<String>> {
+        let list = self.opt_list(m, path, key).ok()?;
+        let items = Self::get(m, key).and_then(|n| n.sequence());
+        let list_path = Path::Key(path, key);
+        let mut ok = true;
+        for (i, text) in list.iter().enumerate() {
+            if is_null(text.trim()) {
+                self.error(
+                    "invalid-value",
+                    items.and_then(|s| s.get(i)).and_then(|n| n.pos()),
+                    &Path::Index(&list_path, i),
+                    format!("entry {} of `{key}` is empty", i + 1),
+                    Some("describe the measure, e.g. `Staff are trained in data protection every year`, or remove the entry".into()),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(list)
     }
 
     fn client(&mut self, node: N<'d>, path: &Path<'_>) -> Option<ClientController> {

@@ -8,8 +8,9 @@
 //! Markdown. Output depends only on the map and the [`Safeguards`] the
 //! caller asserts: no clock, so it is reproducible.
 //!
-//! The security measures of an activity are those of the systems holding
-//! its data (`security`, prefixed with the system) and one sentence per
+//! The security measures of an activity are the organisation's own
+//! (`organisation.security_measures`), those of the systems holding its
+//! data (`security`, prefixed with the system), and one sentence per
 //! safeguard of custos the caller asserts — never a claim about custos
 //! that the caller did not make.
 
@@ -258,6 +259,7 @@ fn activity(map: &DataMap, safeguards: Safeguards, p: &Purpose) -> Activity {
     let mut recipients: BTreeSet<Recipient> = BTreeSet::new();
     let mut transfers: BTreeSet<Transfer> = BTreeSet::new();
     let mut measures: BTreeSet<String> = safeguards.sentences().map(str::to_owned).collect();
+    measures.extend(map.organisation.security_measures.iter().cloned());
     let add_processor = |pr: &Processor,
                          recipients: &mut BTreeSet<Recipient>,
                          transfers: &mut BTreeSet<Transfer>| {

@@ -1,9 +1,10 @@
 //! Snapshots of the Art. 30 record of the demo map, and the claims a record
 //! may make about custos: each safeguard's sentence is stated exactly when
-//! the caller asserts its fact.
+//! the caller asserts its fact, and the organisation's own measures reach
+//! every activity.
 
 use custos_map::ropa::{self, Safeguards};
-use custos_map::{load_str, DataMap, RopaFormat, DEMO_MAP};
+use custos_map::{load_str, yaml, DataMap, RopaFormat, DEMO_MAP};
 
 fn demo() -> DataMap {
     load_str(DEMO_MAP, "demo-map.yaml").unwrap().0
@@ -175,4 +176,34 @@ fn this_version_claims_no_missing_feature() {
     let text = ropa::render(&demo(), s, RopaFormat::Markdown);
     assert!(!text.contains("scheduled purges"));
     assert!(!text.contains("erasure ledger"));
+}
+
+/// The organisation's own measures are stated for every activity, as
+/// controller and as processor, alone when custos asserts nothing, and
+/// survive the YAML writer.
+#[test]
+fn organisation_measures_reach_every_activity() {
+    let src = DEMO_MAP.replacen(
+        "  contact: privacy@acme.example\n",
+        "  contact: privacy@acme.example\n  security_measures:\n    - Staff are trained in data protection every year\n    - \"Access reviews: quarterly\"\n",
+        1,
+    ) + "\non_behalf_of:\n  - name: Client AG\n    contact: privacy@client.example\n    purposes: [account]\n";
+    let (map, _) = load_str(&src, "demo-map.yaml").unwrap();
+    let own = [
+        "Staff are trained in data protection every year",
+        "Access reviews: quarterly",
+    ];
+    assert_eq!(map.organisation.security_measures, own);
+    let r = ropa::build(&map, Safeguards::none());
+    for a in &r.activities {
+        for m in own {
+            assert!(a.security_measures.iter().any(|x| x == m), "{}", a.id);
+        }
+    }
+    let pa = r.processor_activities.first().unwrap();
+    for m in own {
+        assert!(pa.security_measures.iter().any(|x| x == m));
+    }
+    let (back, _) = load_str(&yaml::to_yaml(&map), "out.yaml").unwrap();
+    assert_eq!(back, map);
 }
