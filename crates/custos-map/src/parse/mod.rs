@@ -1,7 +1,7 @@
 //! From YAML text to a [`DataMap`], with a position for every problem.
 //!
 //! The YAML is first read into a tree whose every node carries its line and
-//! column ([`crate::tree`]: a fast reader for the plain YAML maps are written
+//! column (`crate::tree`: a fast reader for the plain YAML maps are written
 //! in, `marked-yaml` for anything else), then converted by hand rather than
 //! through serde:
 //! serde stops at the first error, and we want every structural error of the
