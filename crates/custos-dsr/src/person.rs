@@ -51,6 +51,7 @@ fn empty_map() -> DataMap {
                 contact: String::new(),
                 dpo: None,
                 eu_representative: None,
+                security_measures: Vec::new(),
             },
             purposes: Vec::new(),
             processors: Vec::new(),

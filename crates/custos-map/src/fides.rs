@@ -169,6 +169,7 @@ pub fn import(
                 contact: "TODO: privacy contact".into(),
                 dpo: None,
                 eu_representative: None,
+                security_measures: Vec::new(),
             },
             purposes: Vec::new(),
             processors: Vec::new(),

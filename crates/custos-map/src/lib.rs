@@ -5,7 +5,9 @@
 //! Everything later (requests, retention, scanning, anonymising) is planned
 //! from a [`DataMap`], so this crate is part of the domain core: it parses,
 //! validates and renders from `&str` to values and does no network I/O.
-//! Reading a file happens only in the thin [`load`] helper.
+//! Reading a file happens only in the thin [`load`] helper. Invariant: no
+//! result depends on the clock; the one clock read, in `check_str_timed`,
+//! only times the phases of a check for the benchmark.
 //!
 //! Entry points:
 //! - [`load_str`] — parse and validate map text; what the server and CLI call.
@@ -75,6 +77,11 @@ pub fn check_str(src: &str, file: &str) -> Vec<Diagnostic> {
 /// How long each phase of [`check_str`] took, for the benchmark
 /// (`examples/map_bench.rs`): reading the YAML tree, building the map,
 /// validating it, and dropping the map and tree.
+///
+/// Profiling only: the one place this crate reads a clock (`Instant`, the
+/// monotonic one). The diagnostics are those of [`check_str`]; the times
+/// are reported and never decide anything. Hidden from the docs, since
+/// nothing but the benchmark should call it.
 #[doc(hidden)]
 pub fn check_str_timed(
     src: &str,

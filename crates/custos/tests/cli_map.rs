@@ -141,6 +141,12 @@ fn ropa_formats_and_output_file() {
             "{fmt}"
         );
     }
+    // The record states the safeguards this custos provides, and none it
+    // does not (no scheduled purges, no erasure ledger replay yet).
+    let md = std::fs::read_to_string(dir.path().join("ropa.md")).unwrap();
+    assert!(md.contains("tamper-evident audit log"), "{md}");
+    assert!(!md.contains("scheduled purges"), "{md}");
+    assert!(!md.contains("erasure ledger"), "{md}");
     let bad = custos(&[
         "ropa",
         "--map",

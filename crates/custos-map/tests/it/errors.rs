@@ -258,3 +258,43 @@ shop.yaml:29:38: error[special-category-without-basis] systems.app_db.datasets.u
 "#,
     );
 }
+
+#[test]
+fn empty_security_measures() {
+    check(
+        &with(
+            "  contact: privacy@shop.example\n",
+            "  contact: privacy@shop.example\n  security_measures:\n    - Staff are trained in data protection every year\n    - \"\"\n    - ~\n",
+        ),
+        r#"
+shop.yaml:6:7: error[invalid-value] organisation.security_measures[1]: entry 2 of `security_measures` is empty
+  = hint: describe the measure, e.g. `Staff are trained in data protection every year`, or remove the entry
+shop.yaml:7:7: error[invalid-value] organisation.security_measures[2]: entry 3 of `security_measures` is empty
+  = hint: describe the measure, e.g. `Staff are trained in data protection every year`, or remove the entry
+"#,
+    );
+}
+
+#[test]
+fn security_measures_misnamed_or_not_a_list() {
+    check(
+        &with(
+            "  contact: privacy@shop.example\n",
+            "  contact: privacy@shop.example\n  security: [Locked server room]\n",
+        ),
+        r#"
+shop.yaml:4:3: error[unknown-key] organisation.security: unknown key `security` in organisation
+  = hint: allowed keys: controller, address, contact, dpo, eu_representative, security_measures
+"#,
+    );
+    check(
+        &with(
+            "  contact: privacy@shop.example\n",
+            "  contact: privacy@shop.example\n  security_measures: Locked server room\n",
+        ),
+        r#"
+shop.yaml:4:22: error[wrong-type] organisation.security_measures: expected a list, found a scalar
+  = hint: write `[a, b]` or one `- item` per line
+"#,
+    );
+}

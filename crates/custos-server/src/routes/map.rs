@@ -61,7 +61,7 @@ pub async fn get_ropa(
         .parse()
         .map_err(|_| Problem::invalid("format", "use one of html, csv, json, md"))?;
     let map = s.map.current().ok_or_else(no_map)?;
-    let body = custos_map::ropa::render(&map, format);
+    let body = custos_map::ropa::render(&map, custos_map::ropa::Safeguards::this_version(), format);
     let mut res = body.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

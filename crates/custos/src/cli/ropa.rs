@@ -56,7 +56,11 @@ fn run_inner(args: RopaArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let text = custos_map::ropa::render(&map, args.format);
+    let text = custos_map::ropa::render(
+        &map,
+        custos_map::ropa::Safeguards::this_version(),
+        args.format,
+    );
     match args.output {
         Some(p) => {
             std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?

@@ -5,7 +5,18 @@
 //! retention and security measures (Art. 30(1)), plus the processing done
 //! for other controllers (Art. 30(2)). [`render`] prints it as HTML (a
 //! self-contained page with an SVG data-flow diagram), CSV, JSON or
-//! Markdown. Output depends only on the map: no clock, so it is reproducible.
+//! Markdown. Output depends only on the map and the [`Safeguards`] the
+//! caller asserts: no clock, so it is reproducible.
+//!
+//! The security measures of an activity are the organisation's own
+//! (`organisation.security_measures`), those of the systems holding its
+//! data (`security`, prefixed with the system), and one sentence per
+//! safeguard of custos the caller asserts — never a claim about custos
+//! that the caller did not make.
+
+mod safeguards;
+
+pub use safeguards::Safeguards;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -167,19 +178,6 @@ pub struct Flow {
     pub processor: Option<String>,
 }
 
-/// Measures custos itself enforces for every map.
-pub const CUSTOS_MEASURES: &[&str] = &[
-    "Access to personal data is logged in a hash-chained, tamper-evident audit log",
-    "Personal data is scrubbed from logs and error reports",
-    "Data-subject requests are tracked against the one-month deadline (Art. 12(3))",
-    "Retention periods of this record are enforced by scheduled purges",
-    "API keys are scoped to least privilege and stored hashed",
-    "An erasure ledger is replayed on every restore, so backups do not resurrect erased people",
-];
-
-const VAULT_MEASURE: &str =
-    "Per-subject envelope encryption (AES-256-GCM) with crypto-shredding on erasure and blind-index lookups";
-
 fn sorted_unique<I: IntoIterator<Item = String>>(it: I) -> Vec<String> {
     it.into_iter()
         .collect::<BTreeSet<_>>()
@@ -197,16 +195,24 @@ fn transfer_of(p: &Processor) -> Option<Transfer> {
     })
 }
 
-/// Build the record from a (validated) map.
-pub fn build(map: &DataMap) -> Ropa {
-    let activities = map.purposes.iter().map(|p| activity(map, p)).collect();
+/// Build the record from a (validated) map; `safeguards` are the facts
+/// about the running custos that the caller asserts (see [`Safeguards`]).
+pub fn build(map: &DataMap, safeguards: Safeguards) -> Ropa {
+    let activities = map
+        .purposes
+        .iter()
+        .map(|p| activity(map, safeguards, p))
+        .collect();
     let processor_activities = map
         .on_behalf_of
         .iter()
         .map(|c| {
             let purposes: Vec<&Purpose> =
                 c.purposes.iter().filter_map(|id| map.purpose(id)).collect();
-            let acts: Vec<Activity> = purposes.iter().map(|p| activity(map, p)).collect();
+            let acts: Vec<Activity> = purposes
+                .iter()
+                .map(|p| activity(map, safeguards, p))
+                .collect();
             ProcessorActivity {
                 controller: c.name.clone(),
                 contact: c.contact.clone(),
@@ -245,14 +251,15 @@ pub fn build(map: &DataMap) -> Ropa {
     }
 }
 
-fn activity(map: &DataMap, p: &Purpose) -> Activity {
+fn activity(map: &DataMap, safeguards: Safeguards, p: &Purpose) -> Activity {
     let mut categories = BTreeSet::new();
     let mut storage = BTreeSet::new();
     let mut retention = BTreeSet::new();
     let mut erasure = BTreeSet::new();
     let mut recipients: BTreeSet<Recipient> = BTreeSet::new();
     let mut transfers: BTreeSet<Transfer> = BTreeSet::new();
-    let mut measures: BTreeSet<String> = CUSTOS_MEASURES.iter().map(|m| (*m).to_owned()).collect();
+    let mut measures: BTreeSet<String> = safeguards.sentences().map(str::to_owned).collect();
+    measures.extend(map.organisation.security_measures.iter().cloned());
     let add_processor = |pr: &Processor,
                          recipients: &mut BTreeSet<Recipient>,
                          transfers: &mut BTreeSet<Transfer>| {
@@ -308,8 +315,11 @@ fn activity(map: &DataMap, p: &Purpose) -> Activity {
                     s.kind.key(),
                     d.location.value()
                 ));
-                if s.kind == SystemKind::Vault {
-                    measures.insert(VAULT_MEASURE.to_owned());
+                if let Some(v) = safeguards
+                    .vault_sentence()
+                    .filter(|_| s.kind == SystemKind::Vault)
+                {
+                    measures.insert(v.to_owned());
                 }
                 measures.extend(s.security.iter().map(|m| format!("{}: {m}", s.id)));
                 if let Some(pr) = s.processor.as_ref().and_then(|id| map.processor(id)) {
@@ -355,9 +365,10 @@ fn activity(map: &DataMap, p: &Purpose) -> Activity {
     }
 }
 
-/// Render the record of `map` in `format`.
-pub fn render(map: &DataMap, format: RopaFormat) -> String {
-    let ropa = build(map);
+/// Render the record of `map` in `format`, stating the `safeguards` the
+/// caller asserts about the running custos (see [`build`]).
+pub fn render(map: &DataMap, safeguards: Safeguards, format: RopaFormat) -> String {
+    let ropa = build(map, safeguards);
     match format {
         RopaFormat::Json => {
             let mut s = serde_json::to_string_pretty(&ropa).unwrap_or_default();
