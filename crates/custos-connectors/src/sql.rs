@@ -111,109 +111,74 @@ enum Pool {
 /// One row of a query whose every column is text (or NULL).
 type Cells = Vec<Option<String>>;
 
+/// A transaction on one of the three engines. Statements are written once
+/// for all of them (`on_tx!`): every value is bound as text, every column
+/// read back as text.
 enum Tx {
     Pg(Transaction<'static, Postgres>),
     My(Transaction<'static, MySql>),
     Lite(Transaction<'static, Sqlite>),
 }
 
+/// Runs `$body` with `$tx` bound to the engine's own transaction: one body,
+/// expanded once per engine, so the drivers' types stay concrete (sqlx's
+/// `Any` driver would lose MySQL's binary comparisons and decoding).
+macro_rules! on_tx {
+    ($on:expr, $tx:ident => $body:expr) => {
+        match $on {
+            Tx::Pg($tx) => $body,
+            Tx::My($tx) => $body,
+            Tx::Lite($tx) => $body,
+        }
+    };
+}
+
 impl Tx {
     /// Runs a query whose every column is text (or NULL).
-    async fn rows(
-        &mut self,
-        sql: &str,
-        binds: &[String],
-    ) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
-        match self {
-            Tx::Pg(tx) => {
-                let mut q = sqlx::query(sql);
-                for b in binds {
-                    q = q.bind(b.as_str());
-                }
-                let rows = q.fetch_all(&mut **tx).await?;
-                rows.iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| r.try_get::<Option<String>, _>(i))
-                            .collect()
-                    })
-                    .collect()
+    async fn rows(&mut self, sql: &str, binds: &[String]) -> Result<Vec<Cells>, sqlx::Error> {
+        // Unchecked on MySQL: it flags text of a binary collation (and some
+        // catalog columns) as BINARY, which the checked decode refuses; the
+        // bytes are still UTF-8 text, checked on decode.
+        let unchecked = matches!(self, Tx::My(_));
+        on_tx!(self, tx => {
+            let mut q = sqlx::query(sql);
+            for b in binds {
+                q = q.bind(b.as_str());
             }
-            Tx::My(tx) => {
-                let mut q = sqlx::query(sql);
-                for b in binds {
-                    q = q.bind(b.as_str());
-                }
-                let rows = q.fetch_all(&mut **tx).await?;
-                // Unchecked: MySQL flags text of a binary collation (and some
-                // catalog columns) as BINARY, which the checked decode
-                // refuses; the bytes are still UTF-8 text, checked on decode.
-                rows.iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| r.try_get_unchecked::<Option<String>, _>(i))
-                            .collect()
-                    })
-                    .collect()
-            }
-            Tx::Lite(tx) => {
-                let mut q = sqlx::query(sql);
-                for b in binds {
-                    q = q.bind(b.as_str());
-                }
-                let rows = q.fetch_all(&mut **tx).await?;
-                rows.iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| r.try_get::<Option<String>, _>(i))
-                            .collect()
-                    })
-                    .collect()
-            }
-        }
+            let rows = q.fetch_all(&mut **tx).await?;
+            rows.iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            if unchecked {
+                                r.try_get_unchecked::<Option<String>, _>(i)
+                            } else {
+                                r.try_get::<Option<String>, _>(i)
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        })
     }
 
     /// Runs a statement; returns the rows it changed.
     async fn exec(&mut self, sql: &str, binds: &[String]) -> Result<u64, sqlx::Error> {
-        match self {
-            Tx::Pg(tx) => {
-                let mut q = sqlx::query(sql);
-                for b in binds {
-                    q = q.bind(b.as_str());
-                }
-                Ok(q.execute(&mut **tx).await?.rows_affected())
+        on_tx!(self, tx => {
+            let mut q = sqlx::query(sql);
+            for b in binds {
+                q = q.bind(b.as_str());
             }
-            Tx::My(tx) => {
-                let mut q = sqlx::query(sql);
-                for b in binds {
-                    q = q.bind(b.as_str());
-                }
-                Ok(q.execute(&mut **tx).await?.rows_affected())
-            }
-            Tx::Lite(tx) => {
-                let mut q = sqlx::query(sql);
-                for b in binds {
-                    q = q.bind(b.as_str());
-                }
-                Ok(q.execute(&mut **tx).await?.rows_affected())
-            }
-        }
+            Ok(q.execute(&mut **tx).await?.rows_affected())
+        })
     }
 
     async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Pg(tx) => tx.commit().await,
-            Tx::My(tx) => tx.commit().await,
-            Tx::Lite(tx) => tx.commit().await,
-        }
+        on_tx!(self, tx => tx.commit().await)
     }
 
     async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Pg(tx) => tx.rollback().await,
-            Tx::My(tx) => tx.rollback().await,
-            Tx::Lite(tx) => tx.rollback().await,
-        }
+        on_tx!(self, tx => tx.rollback().await)
     }
 }
 
@@ -935,7 +900,7 @@ impl SqlConnector {
         tx: &mut Tx,
         sql: &str,
         binds: &[String],
-    ) -> Result<Vec<Vec<Option<String>>>, ConnectorError> {
+    ) -> Result<Vec<Cells>, ConnectorError> {
         tx.rows(sql, binds)
             .await
             .map_err(|e| self.db_err("reading the catalog", &e))
@@ -1205,7 +1170,7 @@ impl SqlConnector {
             )
             .await?;
         // Group the columns of each constraint.
-        let mut groups: BTreeMap<(String, String), Vec<Vec<Option<String>>>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, String), Vec<Cells>> = BTreeMap::new();
         for r in rows {
             let key = match r.as_slice() {
                 [Some(t), Some(id), ..] => (t.clone(), id.clone()),
@@ -1739,7 +1704,7 @@ impl SqlConnector {
         )
     }
 
-    fn parse_row(&self, t: &Table, cells: Vec<Option<String>>) -> Result<Row, ConnectorError> {
+    fn parse_row(&self, t: &Table, cells: Cells) -> Result<Row, ConnectorError> {
         let n_json = match self.engine {
             Engine::Pg | Engine::My => 1,
             Engine::Lite => t.columns.chunks(JSON_CHUNK).count(),
