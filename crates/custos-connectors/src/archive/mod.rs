@@ -75,7 +75,7 @@ pub enum ArchiveError {
         /// The limit that was exceeded.
         limit: u64,
     },
-    /// Records could not be serialised to JSON.
+    /// Records could not be serialised to JSON or CSV.
     #[error("the records could not be serialised")]
     Serialize,
     /// The ZIP writer failed.
@@ -137,7 +137,7 @@ pub fn build_zip(input: &ArchiveInput<'_>) -> Result<Vec<u8>, ArchiveError> {
             });
         }
         if let Some(path) = &p.csv_path {
-            let csv = records_csv(&p.export.records).into_bytes();
+            let csv = records_csv(&p.export.records)?;
             budget.add(csv.len())?;
             entries.push(Entry {
                 path,

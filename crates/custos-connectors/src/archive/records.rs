@@ -22,10 +22,13 @@ pub(super) fn records_json(records: &[Record]) -> Result<Vec<u8>, ArchiveError> 
     Ok(json)
 }
 
-/// Records as RFC 4180 CSV (CRLF line ends): the header is the union of
-/// keys in first-seen order; nested values are compact JSON; strings that a
-/// spreadsheet would run as a formula are prefixed with `'`.
-pub(super) fn records_csv(records: &[Record]) -> String {
+/// Records as RFC 4180 CSV (CRLF line ends, fields quoted only where
+/// needed): the header is the union of keys in first-seen order; nested
+/// values are compact JSON; strings that a spreadsheet would run as a
+/// formula are prefixed with `'`. A record that would be an empty line (one
+/// column, empty) is written `""`, so readers that skip blank lines still
+/// count it.
+pub(super) fn records_csv(records: &[Record]) -> Result<Vec<u8>, ArchiveError> {
     let mut keys: Vec<&str> = Vec::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     for r in records {
@@ -35,19 +38,22 @@ pub(super) fn records_csv(records: &[Record]) -> String {
             }
         }
     }
-    let mut out = String::new();
-    let header: Vec<String> = keys.iter().map(|k| csv_quote(&formula_guard(k))).collect();
-    out.push_str(&header.join(","));
-    out.push_str("\r\n");
+    // Writing to a `Vec` does not fail; were it to, the error is dropped:
+    // it may carry the position of a value.
+    let failed = |_| ArchiveError::Serialize;
+    let mut csv = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    csv.write_record(keys.iter().map(|k| formula_guard(k)))
+        .map_err(failed)?;
     for r in records {
-        let row: Vec<String> = keys
-            .iter()
-            .map(|k| csv_quote(&r.get(*k).map(cell_text).unwrap_or_default()))
-            .collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
+        csv.write_record(
+            keys.iter()
+                .map(|k| r.get(*k).map(cell_text).unwrap_or_default()),
+        )
+        .map_err(failed)?;
     }
-    out
+    csv.into_inner().map_err(|_| ArchiveError::Serialize)
 }
 
 fn cell_text(v: &Value) -> String {
@@ -70,14 +76,6 @@ fn formula_guard(s: &str) -> String {
     }
 }
 
-fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -85,6 +83,10 @@ mod tests {
 
     use super::*;
     use crate::archive::tests::rec;
+
+    fn csv_text(records: &[Record]) -> String {
+        String::from_utf8(records_csv(records).unwrap()).unwrap()
+    }
 
     #[test]
     fn csv_quoting_and_formula_guard() {
@@ -106,7 +108,7 @@ mod tests {
                 "h": true,
             })),
         ];
-        let csv = records_csv(&records);
+        let csv = csv_text(&records);
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(lines[0], "a,b,c,d,e,f,g,h");
         assert_eq!(
@@ -126,7 +128,15 @@ mod tests {
     #[test]
     fn csv_header_is_union_in_first_seen_order() {
         let records = vec![rec(json!({"x": 1})), rec(json!({"y": 2, "x": 3}))];
-        let csv = records_csv(&records);
+        let csv = csv_text(&records);
         assert_eq!(csv, "x,y\r\n1,\r\n3,2\r\n");
+    }
+
+    #[test]
+    fn csv_keeps_a_lone_empty_cell_as_a_row() {
+        let records = vec![rec(json!({"k": "v"})), rec(json!({"k": null}))];
+        assert_eq!(csv_text(&records), "k\r\nv\r\n\"\"\r\n");
+        let two = vec![rec(json!({"k": null, "l": ""}))];
+        assert_eq!(csv_text(&two), "k,l\r\n,\r\n");
     }
 }
