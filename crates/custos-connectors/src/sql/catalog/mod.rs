@@ -102,6 +102,29 @@ pub(super) struct Column {
     pub(super) my_collation: Option<String>,
 }
 
+impl Column {
+    /// The pseudo-column that locates rows of a table without a primary
+    /// key (`ctid` on PostgreSQL, `rowid` on SQLite): read, never changed.
+    pub(super) fn row_id(name: &str, cast: Option<&str>, family: Family) -> Column {
+        Column {
+            name: name.to_owned(),
+            q: name.to_owned(),
+            cast: cast.map(str::to_owned),
+            family,
+            not_null: true,
+            my_type: String::new(),
+            my_collation: None,
+        }
+    }
+}
+
+/// The columns of the primary key `pk`, in key order.
+pub(super) fn key_columns(pk: &[String], columns: &[Column]) -> Vec<Column> {
+    pk.iter()
+        .filter_map(|p| columns.iter().find(|c| &c.name == p).cloned())
+        .collect()
+}
+
 #[derive(Debug)]
 pub(super) struct Table {
     /// The name for messages: as the map writes it, or `schema.table`.

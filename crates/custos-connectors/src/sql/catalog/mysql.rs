@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{Column, Family, Fk, Table};
+use super::{key_columns, Column, Family, Fk, Table};
 use crate::sql::dialect::quote_my;
 use crate::sql::pool::{Cells, Tx};
 use crate::sql::SqlConnector;
@@ -160,9 +160,7 @@ impl SqlConnector {
         let loc = if by_value {
             columns.clone()
         } else {
-            pk.iter()
-                .filter_map(|p| columns.iter().find(|c| &c.name == p).cloned())
-                .collect()
+            key_columns(&pk, &columns)
         };
         let name = if self.my_schema.as_ref() == Some(schema) {
             table.clone()

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::{Column, Family, Fk, Table};
+use super::{key_columns, Column, Family, Fk, Table};
 use crate::sql::dialect::quote;
 use crate::sql::pool::Tx;
 use crate::sql::SqlConnector;
@@ -104,19 +104,9 @@ impl SqlConnector {
             .filter_map(|r| r.into_iter().next().flatten())
             .collect();
         let loc = if pk.is_empty() {
-            vec![Column {
-                name: "ctid".to_owned(),
-                q: "ctid".to_owned(),
-                cast: Some("tid".to_owned()),
-                family: Family::Other,
-                not_null: true,
-                my_type: String::new(),
-                my_collation: None,
-            }]
+            vec![Column::row_id("ctid", Some("tid"), Family::Other)]
         } else {
-            pk.iter()
-                .filter_map(|p| columns.iter().find(|c| &c.name == p).cloned())
-                .collect()
+            key_columns(&pk, &columns)
         };
         let name = if nsp == "public" {
             rel.clone()

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Column, Family, Fk, Table};
+use super::{key_columns, Column, Family, Fk, Table};
 use crate::sql::dialect::quote;
 use crate::sql::pool::{Cells, Tx};
 use crate::sql::SqlConnector;
@@ -73,19 +73,9 @@ impl SqlConnector {
         pk.sort();
         let pk: Vec<String> = pk.into_iter().map(|(_, n)| n).collect();
         let loc = if pk.is_empty() {
-            vec![Column {
-                name: "rowid".to_owned(),
-                q: "rowid".to_owned(),
-                cast: None,
-                family: Family::Int(64),
-                not_null: true,
-                my_type: String::new(),
-                my_collation: None,
-            }]
+            vec![Column::row_id("rowid", None, Family::Int(64))]
         } else {
-            pk.iter()
-                .filter_map(|p| columns.iter().find(|c| &c.name == p).cloned())
-                .collect()
+            key_columns(&pk, &columns)
         };
         Ok(Some(Table {
             name: real.clone(),
