@@ -6,8 +6,10 @@
 //!
 //! Invariants: every value, the map's and the person's, is HTML-escaped;
 //! links are percent-encoded entry names of this archive only; the page
-//! loads nothing (a `default-src 'none'` policy, inline style only) and
-//! shows no record's values, which are in the data files only.
+//! loads nothing from elsewhere (its content security policy allows inline
+//! style and the archive's own images only); of the person's data it shows
+//! counts and file names, never the values of records, which are in the
+//! data files only.
 
 use std::fmt::Write as _;
 

@@ -3,9 +3,9 @@
 //! and SHA-256, so the person (or the service they move to) can check that
 //! nothing is missing or altered.
 //!
-//! Invariants: it lists exactly the entries written, in the order they are
-//! written, with digests of the very bytes written; it names datasets and
-//! entries, never a value of the records; its shape is versioned
+//! Invariants: it lists every entry written but itself, in the order they
+//! are written, with digests of the very bytes written; it names datasets
+//! and entries, never a value of the records; its shape is versioned
 //! (`format`).
 
 use serde::Serialize;

@@ -3,12 +3,12 @@
 //! that select rows by values or by locators, and the SELECT that reads a
 //! row as JSON with its locator (and the parsing of what it returns).
 //!
-//! Invariants: identifiers are quoted here and only here; values never
-//! appear in the SQL text — they are parameters, and a value that cannot
-//! be of its column's type (or holds NUL) is dropped before the query;
-//! MySQL compares the person's values byte for byte (see the module doc of
-//! `sql`); the only literals spliced are column names of the catalog,
-//! escaped as SQL strings (SQLite's `json_object` keys).
+//! Invariants: identifiers are quoted by [`quote`] and [`quote_my`] only;
+//! values never appear in the SQL text — they are parameters, and a value
+//! that cannot be of its column's type (or holds NUL) is dropped before the
+//! query; MySQL compares the person's values byte for byte (see the module
+//! doc of `sql`); the only literals spliced are column names of the
+//! catalog, escaped as SQL strings (SQLite's `json_object` keys).
 
 use serde_json::Value;
 
@@ -25,6 +25,7 @@ pub(super) const JSON_CHUNK: usize = 40;
 /// which would shadow the whole-row reference of `row_to_json`).
 pub(super) const ALIAS: &str = "custos_r";
 
+/// A PostgreSQL or SQLite identifier: double quotes, doubled inside.
 pub(super) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
@@ -34,6 +35,7 @@ pub(super) fn quote_my(ident: &str) -> String {
     format!("`{}`", ident.replace('`', "``"))
 }
 
+/// An SQL string literal, quotes doubled (for names of the catalog only).
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }

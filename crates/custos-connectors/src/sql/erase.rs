@@ -4,8 +4,9 @@
 //! anonymizing UPDATEs and the DELETEs in one transaction.
 //!
 //! Invariants: a row is never deleted while a row that stays references it
-//! (through a foreign key of the catalog, whatever its ON DELETE, or a map
-//! `references:`), so CASCADE never removes rows that stay; UPDATEs run
+//! (through a single-column foreign key of the catalog, whatever its ON
+//! DELETE, or a map `references:`), so CASCADE never removes rows that
+//! stay; UPDATEs run
 //! before DELETEs, children before parents, and within a self-referencing
 //! table the deepest rows first; counts come from the rows each statement
 //! changed — never values; the dry run rolls back and changes nothing.
@@ -20,6 +21,7 @@ use super::pool::Tx;
 use super::{SqlConnector, CHUNK};
 use crate::{ConnectorError, DatasetOutcome, Person};
 
+/// What erasure does to one row found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Action {
     Delete,
@@ -29,6 +31,7 @@ enum Action {
     Stay(BTreeSet<String>),
 }
 
+/// One row's action and, for rows that stay, its anonymizing changes.
 #[derive(Clone, Debug)]
 struct Planned {
     action: Action,

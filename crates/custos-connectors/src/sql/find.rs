@@ -6,8 +6,9 @@
 //! Invariants: the person's values are only ever bound (`IN` lists cut into
 //! chunks of `CHUNK`), and values that cannot be of a column's type are
 //! dropped first; a row is found once per dataset however many values
-//! match it; with `lock`, rows are locked for the erasure that follows in
-//! the same transaction.
+//! match it (only rows equal in every column of a MySQL table without a
+//! key, which share their locator, each count); with `lock`, rows are
+//! locked for the erasure that follows in the same transaction.
 
 use std::collections::{BTreeSet, HashSet};
 
