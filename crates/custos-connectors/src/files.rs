@@ -40,12 +40,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use custos_map::{
-    DatasetId, ErasureStrategy, IdentityKind, Location, System, SystemId, SystemKind,
-};
+use custos_map::{DatasetId, IdentityKind, Location, System, SystemId, SystemKind};
 use serde_json::Value;
 
-use crate::template::{mismatch, tokenize, Piece};
+use crate::template::{mismatch, tokenize, Piece, Strategy};
 use crate::{
     Connector, ConnectorError, DatasetOutcome, Export, ExportFile, FieldChange, Person, Record,
 };
@@ -77,12 +75,6 @@ struct Inner {
     datasets: Vec<FileDataset>,
     /// Indices into `datasets`: derived datasets before their sources.
     erase_order: Vec<usize>,
-}
-
-#[derive(Clone, Debug)]
-enum Strategy {
-    Delete,
-    Retain(String),
 }
 
 struct FileDataset {
@@ -150,29 +142,6 @@ fn parse_template(
         ));
     }
     Ok(segments)
-}
-
-fn strategy_of(
-    system: &SystemId,
-    ds: &custos_map::Dataset,
-    fallback: Option<&ErasureStrategy>,
-) -> Result<Strategy, ConnectorError> {
-    match ds.erasure.as_ref().or(fallback) {
-        None | Some(ErasureStrategy::Delete) => Ok(Strategy::Delete),
-        Some(ErasureStrategy::Retain(r)) => Ok(Strategy::Retain(r.ground.clone())),
-        Some(ErasureStrategy::Anonymize(_)) => Err(mismatch(
-            system,
-            format!("dataset {}: anonymize is not possible for files", ds.id),
-        )),
-        Some(ErasureStrategy::Shred) => Err(mismatch(
-            system,
-            format!("dataset {}: shred is only possible in the vault", ds.id),
-        )),
-        Some(_) => Err(mismatch(
-            system,
-            format!("dataset {}: unknown erasure strategy for files", ds.id),
-        )),
-    }
 }
 
 /// A file of the person found under a dataset's template.
@@ -244,7 +213,7 @@ impl FileConnector {
                 .as_ref()
                 .filter(|r| r.system.as_ref().is_none_or(|s| s == sid))
                 .and_then(|r| system.datasets.iter().find(|d| d.id == r.dataset));
-            let strategy = strategy_of(sid, ds, source.and_then(|s| s.erasure.as_ref()))?;
+            let strategy = Strategy::of(sid, ds, source.and_then(|s| s.erasure.as_ref()), "files")?;
             datasets.push(FileDataset {
                 id: ds.id.clone(),
                 template: template.clone(),
@@ -530,18 +499,7 @@ impl Inner {
         let mut outcomes = Vec::new();
         for ds in &self.datasets {
             let n = self.walk(ds, person)?.files.len() as u64;
-            let mut o = DatasetOutcome::new(ds.id.clone());
-            o.found = n;
-            match &ds.strategy {
-                Strategy::Delete => o.deleted = n,
-                Strategy::Retain(g) => {
-                    o.retained = n;
-                    if n > 0 {
-                        o.retained_ground = Some(g.clone());
-                    }
-                }
-            }
-            outcomes.push(o);
+            outcomes.push(ds.strategy.planned(ds.id.clone(), n));
         }
         Ok(outcomes)
     }

@@ -19,12 +19,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use custos_map::{DatasetId, ErasureStrategy, Location, System, SystemId, SystemKind};
+use custos_map::{DatasetId, Location, System, SystemId, SystemKind};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value as RValue};
 use serde_json::{Map, Number, Value};
 
-use crate::template::{mismatch, tokenize, Piece};
+use crate::template::{mismatch, tokenize, Piece, Strategy};
 use crate::{Connector, ConnectorError, DatasetOutcome, Export, FieldChange, Person, Record};
 
 /// Keys asked per `SCAN` round.
@@ -53,12 +53,6 @@ impl std::fmt::Debug for RedisConnector {
             .field("datasets", &self.datasets.len())
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Clone, Debug)]
-enum Strategy {
-    Delete,
-    Retain(String),
 }
 
 #[derive(Clone, Debug)]
@@ -149,28 +143,7 @@ impl RedisConnector {
                 ));
             };
             let parts = parse_template(sid, &ds.id, template)?;
-            let strategy = match &ds.erasure {
-                None | Some(ErasureStrategy::Delete) => Strategy::Delete,
-                Some(ErasureStrategy::Retain(r)) => Strategy::Retain(r.ground.clone()),
-                Some(ErasureStrategy::Anonymize(_)) => {
-                    return Err(mismatch(
-                        sid,
-                        format!(
-                            "dataset {}: anonymize is not possible for Redis keys",
-                            ds.id
-                        ),
-                    ))
-                }
-                Some(_) => {
-                    return Err(mismatch(
-                        sid,
-                        format!(
-                            "dataset {}: this erasure is not possible for Redis keys",
-                            ds.id
-                        ),
-                    ))
-                }
-            };
+            let strategy = Strategy::of(sid, ds, None, "Redis keys")?;
             datasets.push(KeyDataset {
                 id: ds.id.clone(),
                 template: template.clone(),
@@ -470,18 +443,7 @@ impl Connector for RedisConnector {
         let mut out = Vec::new();
         for ds in &self.datasets {
             let n = self.keys(&mut con, ds, person).await?.len() as u64;
-            let mut o = DatasetOutcome::new(ds.id.clone());
-            o.found = n;
-            match &ds.strategy {
-                Strategy::Delete => o.deleted = n,
-                Strategy::Retain(g) => {
-                    o.retained = n;
-                    if n > 0 {
-                        o.retained_ground = Some(g.clone());
-                    }
-                }
-            }
-            out.push(o);
+            out.push(ds.strategy.planned(ds.id.clone(), n));
         }
         Ok(out)
     }

@@ -1,9 +1,11 @@
 //! The `{placeholder}` templates of the data map (file paths, Redis key
-//! patterns), read by one tokenizer so both accept and refuse the same.
+//! patterns), read by one tokenizer so both accept and refuse the same, and
+//! what erasure may do to the items they match ([`Strategy`]): the file and
+//! Redis connectors share both, so they refuse the same maps alike.
 
-use custos_map::{DatasetId, IdentityKind, SystemId};
+use custos_map::{Dataset, DatasetId, ErasureStrategy, IdentityKind, SystemId};
 
-use crate::ConnectorError;
+use crate::{ConnectorError, DatasetOutcome};
 
 /// A piece of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,4 +93,60 @@ pub(crate) fn tokenize(
         pieces.push(Piece::Lit(lit));
     }
     Ok(pieces)
+}
+
+/// What erasure does to the items a template matches (files, keys): they
+/// are deleted whole or kept; they have no fields to anonymize and no key
+/// to shred, so a map asking for that is refused at connect.
+#[derive(Clone, Debug)]
+pub(crate) enum Strategy {
+    Delete,
+    /// Kept, for this legal ground of the map.
+    Retain(String),
+}
+
+impl Strategy {
+    /// The strategy of dataset `ds`, else `fallback` (the erasure of the
+    /// dataset it is derived from), else `delete`. `items` names what the
+    /// template matches in messages ("files", "Redis keys").
+    pub(crate) fn of(
+        system: &SystemId,
+        ds: &Dataset,
+        fallback: Option<&ErasureStrategy>,
+        items: &str,
+    ) -> Result<Self, ConnectorError> {
+        match ds.erasure.as_ref().or(fallback) {
+            None | Some(ErasureStrategy::Delete) => Ok(Strategy::Delete),
+            Some(ErasureStrategy::Retain(r)) => Ok(Strategy::Retain(r.ground.clone())),
+            Some(ErasureStrategy::Anonymize(_)) => Err(mismatch(
+                system,
+                format!("dataset {}: anonymize is not possible for {items}", ds.id),
+            )),
+            Some(ErasureStrategy::Shred) => Err(mismatch(
+                system,
+                format!("dataset {}: shred is only possible in the vault", ds.id),
+            )),
+            Some(_) => Err(mismatch(
+                system,
+                format!("dataset {}: unknown erasure strategy for {items}", ds.id),
+            )),
+        }
+    }
+
+    /// What erasing `found` items of `dataset` would do (a dry run): all
+    /// deleted, or all retained with the ground.
+    pub(crate) fn planned(&self, dataset: DatasetId, found: u64) -> DatasetOutcome {
+        let mut o = DatasetOutcome::new(dataset);
+        o.found = found;
+        match self {
+            Strategy::Delete => o.deleted = found,
+            Strategy::Retain(g) => {
+                o.retained = found;
+                if found > 0 {
+                    o.retained_ground = Some(g.clone());
+                }
+            }
+        }
+        o
+    }
 }

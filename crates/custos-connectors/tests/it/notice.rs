@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 //! `send_notice` against a tiny local HTTP server that checks what a
 //! processor would: the signature, the idempotency key, the JSON body.
 

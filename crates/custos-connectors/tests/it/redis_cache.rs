@@ -1,18 +1,14 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 //! The Redis connector against a real `redis-server` (the testkit starts a
 //! throw-away one; skipped with a notice when none is installed, unless
 //! `CUSTOS_REQUIRE_REDIS=1`).
 
 use custos_connectors::redis_cache::RedisConnector;
-use custos_connectors::{Connector, ConnectorError, DatasetOutcome, Person};
-use custos_map::{IdentityKind, System};
+use custos_connectors::{Connector, ConnectorError};
+use custos_map::System;
 use redis::AsyncCommands;
 use serde_json::json;
+
+use super::{outcome, person};
 
 fn cache() -> System {
     serde_json::from_value(json!({
@@ -106,21 +102,6 @@ async fn all_keys(con: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(con).await.unwrap();
     keys.sort();
     keys
-}
-
-fn person(user_ids: &[&str], subjects: &[&str]) -> Person {
-    let mut p = Person::new();
-    for u in user_ids {
-        p.add(IdentityKind::UserId, u);
-    }
-    for s in subjects {
-        p.add(IdentityKind::SubjectId, s);
-    }
-    p
-}
-
-fn outcome<'a>(v: &'a [DatasetOutcome], id: &str) -> &'a DatasetOutcome {
-    v.iter().find(|o| o.dataset.as_str() == id).unwrap()
 }
 
 #[tokio::test]

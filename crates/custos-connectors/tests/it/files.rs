@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 //! The file-tree connector on real temp directories: uploads with derived
 //! thumbnails, traversal attempts, symlinks leading out of the root.
 
@@ -11,9 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use custos_connectors::files::FileConnector;
-use custos_connectors::{Connector, ConnectorError, DatasetOutcome, Person};
-use custos_map::{IdentityKind, System};
+use custos_connectors::{Connector, ConnectorError, Person};
+use custos_map::System;
 use serde_json::json;
+
+use super::{outcome, person};
 
 fn fields() -> serde_json::Value {
     json!([
@@ -134,21 +130,6 @@ impl Tree {
         out.sort();
         out
     }
-}
-
-fn person(user_ids: &[&str], subjects: &[&str]) -> Person {
-    let mut p = Person::new();
-    for u in user_ids {
-        p.add(IdentityKind::UserId, u);
-    }
-    for s in subjects {
-        p.add(IdentityKind::SubjectId, s);
-    }
-    p
-}
-
-fn outcome<'a>(v: &'a [DatasetOutcome], id: &str) -> &'a DatasetOutcome {
-    v.iter().find(|o| o.dataset.as_str() == id).unwrap()
 }
 
 #[tokio::test]

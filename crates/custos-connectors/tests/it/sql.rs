@@ -1,9 +1,3 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 //! The SQL connector against a real SQLite file, a real PostgreSQL and a
 //! real MariaDB database: the same application schema (in each engine's
 //! dialect), map and assertions on all three.

@@ -1,0 +1,149 @@
+//! What anonymizing a row in place changes: per personal field, the
+//! strategy of the field or else of its dataset (NULL, a placeholder, a
+//! keyed hash shaped to the column's type, or nothing); a NOT NULL text
+//! column that would become NULL gets a per-row token instead. See
+//! `SqlConnector` for the rules in full.
+//!
+//! Invariants: primary keys, non-personal fields and columns the map does
+//! not name are never changed; a new value is of its column's type family
+//! (else NULL; a NOT NULL column of another type keeps its value); keyed
+//! hashes and row tokens come from the connector's hash key, and a row
+//! token is derived from the table, locator and column only — never from
+//! a personal value; only real changes are returned, so a second erasure
+//! changes nothing.
+
+use std::collections::BTreeMap;
+
+use custos_map::{Anonymize, DataCategory, Dataset, ErasureStrategy};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::catalog::{fits, Column, Family, Table};
+use super::find::{json_text, Row};
+use super::SqlConnector;
+use crate::ConnectorError;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn is_personal(f: &custos_map::Field) -> bool {
+    f.category.iter().any(DataCategory::is_personal)
+}
+
+fn copy_prefix<const N: usize>(mac: &[u8; 32]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (d, s) in out.iter_mut().zip(mac.iter()) {
+        *d = *s;
+    }
+    out
+}
+
+impl SqlConnector {
+    fn mac(&self, parts: &[&[u8]]) -> Result<[u8; 32], ConnectorError> {
+        let mut mac = HmacSha256::new_from_slice(self.key.as_slice()).map_err(|_| {
+            ConnectorError::Config {
+                system: self.system.id.clone(),
+                message: "hash key rejected".to_owned(),
+            }
+        })?;
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        Ok(mac.finalize().into_bytes().into())
+    }
+
+    fn keyed_hash(&self, col: &Column, v: &str) -> Result<String, ConnectorError> {
+        let h = self.mac(&[b"keyed_hash", v.as_bytes()])?;
+        Ok(match col.family {
+            Family::Int(bits) => {
+                // Negative, so it never collides with a real (positive) id.
+                let n =
+                    u64::from_be_bytes(copy_prefix::<8>(&h)) % (1u64 << (bits.clamp(8, 64) - 2));
+                (-(i64::try_from(n).unwrap_or(0)) - 1).to_string()
+            }
+            Family::UInt(bits) => {
+                // The upper half of the range, far from counters that
+                // start at 1.
+                let half = 1u64 << (bits.clamp(8, 64) - 1);
+                (half + u64::from_be_bytes(copy_prefix::<8>(&h)) % half).to_string()
+            }
+            Family::Uuid => {
+                let mut b = copy_prefix::<16>(&h);
+                if let Some(x) = b.get_mut(6) {
+                    *x = (*x & 0x0f) | 0x80;
+                }
+                if let Some(x) = b.get_mut(8) {
+                    *x = (*x & 0x3f) | 0x80;
+                }
+                let s = hex::encode(b);
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    s.get(0..8).unwrap_or_default(),
+                    s.get(8..12).unwrap_or_default(),
+                    s.get(12..16).unwrap_or_default(),
+                    s.get(16..20).unwrap_or_default(),
+                    s.get(20..32).unwrap_or_default()
+                )
+            }
+            _ => format!("anon:{}", hex::encode(copy_prefix::<8>(&h))),
+        })
+    }
+
+    fn row_token(&self, t: &Table, loc: &[String], col: &str) -> Result<String, ConnectorError> {
+        let mut parts: Vec<&[u8]> = vec![b"row", t.name.as_bytes(), col.as_bytes()];
+        parts.extend(loc.iter().map(|l| l.as_bytes()));
+        let h = self.mac(&parts)?;
+        Ok(format!("erased:{}", hex::encode(copy_prefix::<8>(&h))))
+    }
+
+    /// The changes that anonymize a row in place (see [`SqlConnector`]).
+    pub(super) fn anon_changes(
+        &self,
+        di: usize,
+        row: &Row,
+    ) -> Result<BTreeMap<String, Option<String>>, ConnectorError> {
+        let mut changes = BTreeMap::new();
+        let (Some(ds), Some(t)) = (self.datasets.get(di), self.tables.get(di)) else {
+            return Ok(changes);
+        };
+        let Some(d) = self.map_dataset(ds) else {
+            return Ok(changes);
+        };
+        for f in &d.fields {
+            if !is_personal(f) || f.primary_key || t.pk.contains(&f.name) {
+                continue;
+            }
+            let Some(col) = t.col(&f.name) else { continue };
+            let current = json_text(row.data.get(&f.name));
+            let target = match d.effective_erasure(f) {
+                ErasureStrategy::Retain(_) => continue,
+                ErasureStrategy::Shred => return Err(self.shred(d)),
+                ErasureStrategy::Anonymize(Anonymize::Placeholder(p)) => Some(p),
+                ErasureStrategy::Anonymize(Anonymize::KeyedHash) => match &current {
+                    Some(v) => Some(self.keyed_hash(col, v)?),
+                    None => None,
+                },
+                _ => None,
+            };
+            let target = target.filter(|v| fits(col.family, v));
+            let target = match target {
+                None if col.not_null => match col.family {
+                    Family::Text => Some(self.row_token(t, &row.loc, &col.name)?),
+                    _ => continue,
+                },
+                other => other,
+            };
+            if target != current {
+                changes.insert(col.name.clone(), target);
+            }
+        }
+        Ok(changes)
+    }
+
+    pub(super) fn shred(&self, d: &Dataset) -> ConnectorError {
+        self.mismatch(format!(
+            "dataset {}: erasure `shred` exists only in the vault",
+            d.id
+        ))
+    }
+}

@@ -1,0 +1,159 @@
+//! SQLite's catalog: `sqlite_master` and `pragma_table_info` for columns
+//! (their family from SQLite's affinity rules), the primary key (else rows
+//! are located by `rowid`), and `pragma_foreign_key_list` of every table
+//! for the foreign keys referencing a mapped table.
+//!
+//! Invariants: table names are bound (`pragma_table_info($1)`), never
+//! spliced; names compare case-insensitively, as SQLite's do.
+
+use std::collections::BTreeMap;
+
+use super::{key_columns, Column, Family, Fk, Table};
+use crate::sql::dialect::quote;
+use crate::sql::pool::{Cells, Tx};
+use crate::sql::SqlConnector;
+use crate::ConnectorError;
+
+impl SqlConnector {
+    pub(super) async fn lite_table(
+        &self,
+        tx: &mut Tx,
+        name: &str,
+    ) -> Result<Option<Table>, ConnectorError> {
+        let found = self
+            .catalog_rows(
+                tx,
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1 COLLATE NOCASE",
+                &[name.to_owned()],
+            )
+            .await?;
+        let Some(Some(real)) = found.into_iter().next().and_then(|r| r.into_iter().next()) else {
+            return Ok(None);
+        };
+        let cols = self
+            .catalog_rows(
+                tx,
+                "SELECT name, CAST(type AS TEXT), CAST(\"notnull\" AS TEXT), CAST(pk AS TEXT) \
+                 FROM pragma_table_info($1) ORDER BY cid",
+                std::slice::from_ref(&real),
+            )
+            .await?;
+        let mut columns = Vec::new();
+        let mut pk: Vec<(u32, String)> = Vec::new();
+        for r in cols {
+            let [Some(cname), ty, Some(nn), Some(pkn)] = r.as_slice() else {
+                continue;
+            };
+            let ty = ty.clone().unwrap_or_default().to_ascii_uppercase();
+            // SQLite's affinity rules, in their order.
+            let family = if ty.contains("INT") {
+                Family::Int(64)
+            } else if ty.contains("CHAR") || ty.contains("CLOB") || ty.contains("TEXT") {
+                Family::Text
+            } else if ty.contains("BLOB") || ty.is_empty() {
+                Family::Other
+            } else {
+                Family::Numeric
+            };
+            if let Ok(n) = pkn.parse::<u32>() {
+                if n > 0 {
+                    pk.push((n, cname.clone()));
+                }
+            }
+            columns.push(Column {
+                name: cname.clone(),
+                q: quote(cname),
+                cast: None,
+                family,
+                not_null: nn == "1",
+                my_type: String::new(),
+                my_collation: None,
+            });
+        }
+        pk.sort();
+        let pk: Vec<String> = pk.into_iter().map(|(_, n)| n).collect();
+        let loc = if pk.is_empty() {
+            vec![Column::row_id("rowid", None, Family::Int(64))]
+        } else {
+            key_columns(&pk, &columns)
+        };
+        Ok(Some(Table {
+            name: real.clone(),
+            q: quote(&real),
+            columns,
+            pk,
+            loc,
+            by_value: false,
+        }))
+    }
+
+    pub(super) async fn lite_fks(&mut self, tx: &mut Tx) -> Result<(), ConnectorError> {
+        let rows = self
+            .catalog_rows(
+                tx,
+                "SELECT m.name, CAST(f.id AS TEXT), f.\"table\", f.\"from\", f.\"to\", f.on_delete \
+                 FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
+                 WHERE m.type = 'table' ORDER BY m.name, f.id, f.seq",
+                &[],
+            )
+            .await?;
+        // Group the columns of each constraint.
+        let mut groups: BTreeMap<(String, String), Vec<Cells>> = BTreeMap::new();
+        for r in rows {
+            let key = match r.as_slice() {
+                [Some(t), Some(id), ..] => (t.clone(), id.clone()),
+                _ => continue,
+            };
+            groups.entry(key).or_default().push(r);
+        }
+        for ((child_name, id), cols) in groups {
+            let name = format!("{child_name} foreign key {id}");
+            let [r] = cols.as_slice() else {
+                tracing::warn!(system = %self.system.id, constraint = %name, "multi-column foreign key not followed");
+                continue;
+            };
+            let [_, _, Some(parent_name), Some(from), to, del] = r.as_slice() else {
+                continue;
+            };
+            let find = |n: &str, tables: &[Table]| {
+                tables.iter().position(|t| {
+                    t.name.eq_ignore_ascii_case(n) || unquote(&t.q).eq_ignore_ascii_case(n)
+                })
+            };
+            let n_mapped = self.system.datasets.len();
+            let Some(p) = find(parent_name, self.tables.get(..n_mapped).unwrap_or(&[])) else {
+                continue;
+            };
+            let pcol = match to {
+                Some(t) => t.clone(),
+                None => match self.tables.get(p).map(|t| t.pk.as_slice()) {
+                    Some([one]) => one.clone(),
+                    _ => continue,
+                },
+            };
+            let c = match find(&child_name, &self.tables) {
+                Some(c) => c,
+                None => {
+                    let Some(t) = self.lite_table(tx, &child_name).await? else {
+                        continue;
+                    };
+                    self.tables.push(t);
+                    self.tables.len() - 1
+                }
+            };
+            self.fks.push(Fk {
+                name,
+                child: c,
+                child_col: from.clone(),
+                parent: p,
+                parent_col: pcol,
+                on_delete: del.clone().unwrap_or_default().to_ascii_lowercase(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn unquote(q: &str) -> String {
+    q.trim_matches('"').replace("\"\"", "\"")
+}
