@@ -7,7 +7,7 @@
 //!
 //! On one embedded SQLite store in a temp dir, in one process (server and
 //! load generator share the tokio runtime and the machine's cores):
-//! 1. bulk import of consent events through `Vault::import_consent` (the
+//! 1. bulk import of consent events through `Consent::import` (the
 //!    path `custos consent import` uses), original timestamps, in batches
 //!    of [`IMPORT_BATCH`] like the CLI's (`CONSENT_BENCH_BATCH` overrides)
 //!    — events/s;
@@ -376,7 +376,8 @@ async fn run_with(n: usize, secs: f64, quick: bool) {
             .collect();
         let rep = s
             .vault
-            .import_consent(&Actor::Admin, &tenant, &rules, &batch)
+            .consent()
+            .import(&Actor::Admin, &tenant, &rules, &batch)
             .await
             .unwrap();
         assert!(rep.rejected.is_empty(), "{:?}", rep.rejected.first());
@@ -391,7 +392,7 @@ async fn run_with(n: usize, secs: f64, quick: bool) {
     let p = s.vault.authenticate(&key).await.unwrap();
     let mut keyed = Vec::new();
     for _ in 0..proof_subjects {
-        keyed.push(s.vault.create_subject(&p, None, &[]).await.unwrap());
+        keyed.push(s.vault.subjects().create(&p, None, &[]).await.unwrap());
     }
     let per = 20;
     let t2 = Instant::now();
@@ -425,7 +426,8 @@ async fn run_with(n: usize, secs: f64, quick: bool) {
     for chunk in all.chunks(batch_size) {
         proof_imported += s
             .vault
-            .import_consent(&Actor::Admin, &tenant, &rules, chunk)
+            .consent()
+            .import(&Actor::Admin, &tenant, &rules, chunk)
             .await
             .unwrap()
             .accepted;
@@ -505,7 +507,7 @@ async fn run_with(n: usize, secs: f64, quick: bool) {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(custos_store::DEFAULT_CHECK_TTL, Duration::from_millis);
-    s.vault.set_consent_check_ttl(ttl);
+    s.vault.consent().set_check_ttl(ttl);
     let _ = load(&client, hello_urls.clone(), None, 0.5).await;
     let _ = load(&client, check_urls.clone(), Some(key.clone()), 0.5).await;
     let hello_load = load(&client, hello_urls.clone(), None, secs).await;
@@ -524,9 +526,9 @@ async fn run_with(n: usize, secs: f64, quick: bool) {
         TARGET_RPS,
     )
     .await;
-    s.vault.set_consent_check_ttl(Duration::ZERO);
+    s.vault.consent().set_check_ttl(Duration::ZERO);
     let nocache_load = load(&client, cold_urls.clone(), Some(key.clone()), secs).await;
-    s.vault.set_consent_check_ttl(ttl);
+    s.vault.consent().set_check_ttl(ttl);
     let hello2 = load(&client, hello_urls.clone(), None, secs).await;
     let hello_rps = (hello_load.rps + hello2.rps) / 2.0;
 

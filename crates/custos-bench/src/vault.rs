@@ -54,7 +54,7 @@ pub(crate) struct Plan {
     pub(crate) erasures: usize,
     /// Records of a "big" subject.
     pub(crate) big_records: u64,
-    /// How long `Vault::create_subject` is sampled before bulk seeding.
+    /// How long `Subjects::create` is sampled before bulk seeding.
     pub(crate) create_sample: Duration,
 }
 
@@ -597,6 +597,7 @@ impl Bench {
                     let id = SubjectId::parse(s)?;
                     let key = RecordKey::parse(&format!("o{}", n % big_n))?;
                     vault
+                        .subjects()
                         .put_record(&p, &id, &coll, &key, &record_fields(n))
                         .await?;
                     Ok(())
@@ -613,6 +614,7 @@ impl Bench {
         for s in &small {
             let id = SubjectId::parse(s)?;
             vault
+                .subjects()
                 .put_record(&p, &id, &coll, &RecordKey::parse("o0")?, &record_fields(0))
                 .await?;
         }
@@ -687,7 +689,7 @@ impl Bench {
     // ----- 6: encryption cost vs plain SQLite ------------------------------
 
     async fn encryption_cost(&mut self) -> anyhow::Result<()> {
-        eprintln!("[4/6] encryption cost: Vault::put_record vs plain SQLite, {CLIENTS} tasks");
+        eprintln!("[4/6] encryption cost: Subjects::put_record vs plain SQLite, {CLIENTS} tasks");
         let subjects: Arc<Vec<SubjectId>> = Arc::new(
             self.http_subjects(CLIENTS, "enc")
                 .await?
@@ -713,6 +715,7 @@ impl Bench {
                     let s = subjects.get(c).ok_or_else(|| anyhow!("no subject"))?;
                     let key = RecordKey::parse(&format!("e{r}-{i}"))?;
                     vault
+                        .subjects()
                         .put_record(&p, s, &coll, &key, &record_fields(i))
                         .await?;
                     Ok(())
@@ -829,7 +832,7 @@ impl Bench {
         self.error_note("vault direct writes", verr, vfirst);
         self.error_note("plain writes", perr, pfirst);
         self.notes.push(format!(
-            "encryption cost: the vault side is `Vault::put_record` called in-process (no HTTP) by {CLIENTS} tasks; the plain side is {CLIENTS} tasks feeding one sqlx writer that commits each queued batch in one transaction (the vault writer's model, minus encryption, savepoints and the audit chain). For reference, plain SQLite with one autocommit (one fsync) per insert on a 4-connection pool did {} ({} errors) — the vault is {:.1}× faster than that naive model.",
+            "encryption cost: the vault side is `Subjects::put_record` called in-process (no HTTP) by {CLIENTS} tasks; the plain side is {CLIENTS} tasks feeding one sqlx writer that commits each queued batch in one transaction (the vault writer's model, minus encryption, savepoints and the audit chain). For reference, plain SQLite with one autocommit (one fsync) per insert on a 4-connection pool did {} ({} errors) — the vault is {:.1}× faster than that naive model.",
             util::per_sec(naive_round.rate()),
             naive_round.errors,
             if naive_round.rate() > 0.0 { vmed / naive_round.rate() } else { 0.0 },
@@ -851,7 +854,7 @@ impl Bench {
         let missing = Arc::new(Mutex::new(Vec::<u64>::new()));
 
         eprintln!(
-            "[5/6] seeding {} subjects (Vault::create_subject sample, then bulk)",
+            "[5/6] seeding {} subjects (Subjects::create sample, then bulk)",
             util::thousands(self.plan.speedup_subjects)
         );
         // Sample the API's own seeding rate first.
@@ -869,7 +872,8 @@ impl Bench {
                 async move {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let r = vault
-                        .create_subject(&p, None, &[(IdentityKind::Email, email_of(i))])
+                        .subjects()
+                        .create(&p, None, &[(IdentityKind::Email, email_of(i))])
                         .await;
                     if r.is_err() {
                         if let Ok(mut m) = missing.lock() {
@@ -885,7 +889,7 @@ impl Bench {
         seeded.store(created, Ordering::Relaxed);
         let api_rate = sample.rate();
         eprintln!(
-            "  Vault::create_subject: {} (64 tasks) → 1M would take {:.0} min",
+            "  Subjects::create: {} (64 tasks) → 1M would take {:.0} min",
             util::per_sec(api_rate),
             1_000_000.0 / api_rate.max(1.0) / 60.0
         );
@@ -902,7 +906,7 @@ impl Bench {
         );
         let missing: Vec<u64> = missing.lock().map(|m| m.clone()).unwrap_or_default();
         self.notes.push(format!(
-            "seeding: `Vault::create_subject` with 64 concurrent tasks managed {} ({} created, {} failed{}) — each call waits for two durable group commits (the wrapped subject key in the key store, `KeyStore::put_subject_key`, then the subject row in the data store), so 1,000,000 subjects would take ≈{:.0} min. The rest were bulk-inserted at {} with the rows `Vault::create_subject` writes (subjects + identities in data.db, subject_keys in keys.db), built with the same custos-core calls (SubjectKey::generate, blind_index over the tenant's blind-index key, seal_identity, wrap_subject_key) in 10,000-row transactions.",
+            "seeding: `Subjects::create` with 64 concurrent tasks managed {} ({} created, {} failed{}) — each call waits for two durable group commits (the wrapped subject key in the key store, `KeyStore::put_subject_key`, then the subject row in the data store), so 1,000,000 subjects would take ≈{:.0} min. The rest were bulk-inserted at {} with the rows `Subjects::create` writes (subjects + identities in data.db, subject_keys in keys.db), built with the same custos-core calls (SubjectKey::generate, blind_index over the tenant's blind-index key, seal_identity, wrap_subject_key) in 10,000-row transactions.",
             util::per_sec(api_rate),
             util::thousands(created),
             sample.errors,
@@ -926,9 +930,10 @@ impl Bench {
             let email = email_of(pick(&mut rng));
             let t = Instant::now();
             self.vault
+                .subjects()
                 .lookup(&self.principal, &IdentityKind::Email, &email)
                 .await
-                .with_context(|| format!("Vault::lookup({email})"))?;
+                .with_context(|| format!("Subjects::lookup({email})"))?;
             blind_us.push(t.elapsed().as_micros() as u64);
         }
         // The index probe alone (no audit commit), for the report.
@@ -997,7 +1002,7 @@ impl Bench {
         let probe_med = util::percentile(&probe_us, 50.0) as f64;
         let ratio = scan_med / blind_med.max(1.0);
         self.metric(
-            "4. lookup speedup at 100,000 subjects: Vault::lookup_by_scan ÷ Vault::lookup (median)",
+            "4. lookup speedup at 100,000 subjects: Vault::lookup_by_scan ÷ Subjects::lookup (median)",
             format!(
                 "**{}×** (scan {} vs blind-index lookup {}; {} warm scans)",
                 util::thousands(ratio.round() as u64),
@@ -1009,7 +1014,7 @@ impl Bench {
             ratio >= 1_000.0,
         );
         self.notes.push(format!(
-            "lookup speedup: `Vault::lookup` includes the (lazily flushed) commit of its audit entry; the index probe alone (HMAC + `SELECT … WHERE tenant, kind, blind` on the read pool) has median {} → scan ÷ probe = {}×. Cold full scan (every subject key fetched from the key store and unwrapped, address not found): {}. Scan timings (warm): {:?} ms. HTTP lookup at 100,000 subjects: p50 {}, p99 {}.",
+            "lookup speedup: `Subjects::lookup` includes the (lazily flushed) commit of its audit entry; the index probe alone (HMAC + `SELECT … WHERE tenant, kind, blind` on the read pool) has median {} → scan ÷ probe = {}×. Cold full scan (every subject key fetched from the key store and unwrapped, address not found): {}. Scan timings (warm): {:?} ms. HTTP lookup at 100,000 subjects: p50 {}, p99 {}.",
             util::ms_f(probe_med),
             util::thousands((scan_med / probe_med.max(1.0)).round() as u64),
             util::ms_f(cold),
@@ -1098,7 +1103,7 @@ impl Bench {
         Ok(lat)
     }
 
-    /// Inserts subjects `from..to` exactly as `Vault::create_subject` would.
+    /// Inserts subjects `from..to` exactly as `Subjects::create` would.
     async fn bulk_seed(&self, tk: &Arc<TenantKeys>, from: u64, to: u64) -> anyhow::Result<()> {
         const BATCH: u64 = 10_000;
         let data = sqlite_pool(&self.dir.path().join("data.db"), 1).await?;
@@ -1125,7 +1130,7 @@ impl Bench {
     }
 }
 
-/// What `Vault::create_subject` stores for one subject.
+/// What `Subjects::create` stores for one subject.
 struct SeedRow {
     id: String,
     blind: Vec<u8>,

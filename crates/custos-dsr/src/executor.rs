@@ -83,7 +83,7 @@ impl Executor {
                 };
                 if last_sweep.elapsed() > ARCHIVE_SWEEP_EVERY {
                     last_sweep = std::time::Instant::now();
-                    if let Err(e) = ex.vault.sweep_archives().await {
+                    if let Err(e) = ex.vault.execution().sweep_archives().await {
                         tracing::warn!(error = %e, "archive sweep failed");
                     }
                 }
@@ -110,7 +110,7 @@ impl Executor {
     /// Plans every verified request (up to 20 a round); returns how many.
     pub async fn plan_verified(&self) -> Result<usize, StoreError> {
         let mut n = 0;
-        for req in self.vault.requests_to_plan(20).await? {
+        for req in self.vault.execution().to_plan(20).await? {
             match plan(self, &req).await {
                 Ok(()) => n += 1,
                 Err(e) => tracing::warn!(request = %req.id, error = %e, "could not plan request"),
@@ -127,7 +127,12 @@ impl Executor {
         while n < max {
             let mut claimed = Vec::new();
             while claimed.len() < self.cfg.parallel.max(1) && n + claimed.len() < max {
-                match self.vault.claim_step(&self.cfg.owner, lease).await? {
+                match self
+                    .vault
+                    .execution()
+                    .claim_step(&self.cfg.owner, lease)
+                    .await?
+                {
                     Some(c) => claimed.push(c),
                     None => break,
                 }
@@ -138,7 +143,7 @@ impl Executor {
             n += claimed.len();
             let ends = futures_util::future::join_all(claimed.iter().map(|c| async move {
                 let end = run_step(self, c).await;
-                self.vault.end_step(c, end).await
+                self.vault.execution().end_step(c, end).await
             }))
             .await;
             for e in ends {
@@ -155,7 +160,7 @@ impl Executor {
 
     /// Moves open requests on from their steps (and builds access archives).
     pub async fn move_requests_on(&self) -> Result<(), StoreError> {
-        for req in self.vault.requests_in_progress(200).await? {
+        for req in self.vault.execution().in_progress(200).await? {
             if let Err(e) = progress(self, &req).await {
                 tracing::warn!(request = %req.id, error = %e, "could not move request on");
             }

@@ -62,7 +62,7 @@ fn empty_map() -> DataMap {
 
 /// What the request carries of the person; empty once it closed.
 pub(crate) async fn payload_of(ex: &Executor, req: &PendingRequest) -> Result<Payload, StoreError> {
-    match ex.vault.request_payload(&req.tenant, &req.id).await? {
+    match ex.vault.execution().payload(&req.tenant, &req.id).await? {
         Some(p) => Payload::open(&p),
         None => Ok(Payload::default()),
     }
@@ -79,7 +79,7 @@ pub(crate) async fn person_of(
         person.add(IdentityKind::SubjectId, s);
         if let Ok(id) = SubjectId::parse(s) {
             let p = principal(&req.tenant)?;
-            match ex.vault.export(&p, &id, None).await {
+            match ex.vault.subjects().export(&p, &id, None).await {
                 Ok(x) => {
                     for (k, v) in &x.identities {
                         if let Some(kind) = IdentityKind::ALL.iter().find(|i| i.key() == k) {

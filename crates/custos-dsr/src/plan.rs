@@ -45,7 +45,8 @@ pub(crate) async fn plan(ex: &Executor, req: &PendingRequest) -> Result<(), Stor
         })
         .collect();
     ex.vault
-        .plan_request(req, Some(&payload.seal()?), steps)
+        .execution()
+        .plan(req, Some(&payload.seal()?), steps)
         .await
 }
 

@@ -18,13 +18,19 @@ use crate::reach::reach;
 /// once every connector step is done.
 pub(crate) async fn progress(ex: &Executor, req: &PendingRequest) -> Result<(), StoreError> {
     let mut archive_pending = false;
-    let steps = ex.vault.steps_of(&req.tenant, &req.id).await?;
+    let steps = ex.vault.execution().steps_of(&req.tenant, &req.id).await?;
     if matches!(req.kind, RequestType::Access | RequestType::Portability) {
         let connectors_done = steps
             .iter()
             .filter(|s| s.kind == StepKind::Connector)
             .all(|s| s.status == StepStatus::Done);
-        if connectors_done && !ex.vault.has_archive(&req.tenant, &req.id).await? {
+        if connectors_done
+            && !ex
+                .vault
+                .execution()
+                .has_archive(&req.tenant, &req.id)
+                .await?
+        {
             archive_pending = !build_archive(ex, req, &steps).await?;
         }
     }
@@ -40,10 +46,10 @@ pub(crate) async fn progress(ex: &Executor, req: &PendingRequest) -> Result<(), 
     } else {
         None
     };
-    let before = ex.vault.request_status(&req.tenant, &req.id).await?;
-    let after = ex.vault.advance_request(req).await?;
+    let before = ex.vault.execution().status(&req.tenant, &req.id).await?;
+    let after = ex.vault.execution().advance(req).await?;
     if after == before {
-        ex.vault.touch_request(req).await?;
+        ex.vault.execution().touch(req).await?;
     }
     if let (RequestStatus::Completed, false, Some(to)) =
         (after, before == RequestStatus::Completed, receipt_to)
@@ -66,7 +72,8 @@ async fn receipt_address(
     }
     let info = ex
         .vault
-        .get_request(&principal(&req.tenant)?, &req.id)
+        .requests()
+        .get(&principal(&req.tenant)?, &req.id)
         .await?;
     if info.verification != "code" {
         return Ok(None);
@@ -119,7 +126,7 @@ async fn send_receipt(
         body.push_str("\r\n");
     }
     if matches!(req.kind, RequestType::Access | RequestType::Portability) {
-        match ex.vault.archive_link(&p, &req.id).await {
+        match ex.vault.requests().archive_link(&p, &req.id).await {
             Ok(link) => body.push_str(&format!(
                 "\r\nYour data: {}/v1/archives/{}\r\nThe link works once and expires at {}; \
                  the archive is deleted after 7 days.\r\n",
@@ -132,7 +139,7 @@ async fn send_receipt(
             }
         }
     }
-    if let Ok(record) = ex.vault.completion(&p, &req.id).await {
+    if let Ok(record) = ex.vault.requests().completion(&p, &req.id).await {
         body.push_str(&format!(
             "\r\nReceipt (the signed completion record; it names systems and counts, \
              never your data):\r\n{record}\r\n"
@@ -198,7 +205,12 @@ async fn build_archive(
     // What processors answered so far; a later answer drops this archive
     // and the next round builds it again.
     let mut answered = std::collections::BTreeSet::new();
-    for (step, processor, answer) in ex.vault.processor_answers(&req.tenant, &req.id).await? {
+    for (step, processor, answer) in ex
+        .vault
+        .execution()
+        .processor_answers(&req.tenant, &req.id)
+        .await?
+    {
         let Ok(data) = serde_json::from_slice::<Vec<ProcessorRecords>>(answer.expose()) else {
             continue;
         };
@@ -240,7 +252,10 @@ async fn build_archive(
     };
     match archive::build_zip(&input) {
         Ok(zip) => {
-            ex.vault.store_archive(&req.tenant, &req.id, &zip).await?;
+            ex.vault
+                .execution()
+                .store_archive(&req.tenant, &req.id, &zip)
+                .await?;
             Ok(true)
         }
         Err(e) => {

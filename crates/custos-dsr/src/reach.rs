@@ -37,6 +37,7 @@ pub(crate) async fn reach(
         SystemKind::Postgres | SystemKind::Sqlite | SystemKind::Mysql => {
             let key = ex
                 .vault
+                .execution()
                 .anonymization_key(&req.tenant)
                 .await
                 .map_err(|e| unavailable(sys, &e))?;
@@ -155,7 +156,7 @@ impl Connector for VaultReach {
     async fn plan_erasure(&self, _p: &Person) -> Result<Vec<DatasetOutcome>, ConnectorError> {
         let mut o = DatasetOutcome::new(self.dataset());
         if let Some(id) = &self.subject {
-            match self.vault.subject(&self.principal, id).await {
+            match self.vault.subjects().get(&self.principal, id).await {
                 Ok(_) => {
                     o.found = 1;
                     o.deleted = 1;
@@ -171,7 +172,12 @@ impl Connector for VaultReach {
         let Some(id) = &self.subject else {
             return Ok(Vec::new());
         };
-        let x = match self.vault.export(&self.principal, id, None).await {
+        let x = match self
+            .vault
+            .subjects()
+            .export(&self.principal, id, None)
+            .await
+        {
             Ok(x) => x,
             Err(StoreError::SubjectErased { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(self.err(e)),
@@ -223,7 +229,12 @@ impl Connector for VaultReach {
                 system: self.system.id.clone(),
                 message: "reason".into(),
             })?;
-            match self.vault.erase(&self.principal, id, &reason).await {
+            match self
+                .vault
+                .subjects()
+                .erase(&self.principal, id, &reason)
+                .await
+            {
                 Ok(_) | Err(StoreError::SubjectErased { .. }) => {}
                 Err(e) => return Err(self.err(e)),
             }
@@ -249,7 +260,12 @@ impl Connector for VaultReach {
         let Some(id) = &self.subject else {
             return Ok(vec![DatasetOutcome::new(self.dataset())]);
         };
-        let x = match self.vault.export(&self.principal, id, None).await {
+        let x = match self
+            .vault
+            .subjects()
+            .export(&self.principal, id, None)
+            .await
+        {
             Ok(x) => x,
             Err(StoreError::SubjectErased { .. }) => {
                 return Ok(vec![DatasetOutcome::new(self.dataset())])
@@ -293,6 +309,7 @@ impl Connector for VaultReach {
                     continue;
                 };
                 self.vault
+                    .subjects()
                     .put_record(&self.principal, id, &coll, &rkey, &new)
                     .await
                     .map_err(|e| self.err(e))?;
@@ -321,6 +338,7 @@ impl Connector for VaultReach {
                 }
                 match self
                     .vault
+                    .subjects()
                     .rectify_identity(&self.principal, id, &kind, c.value.expose())
                     .await
                 {

@@ -136,7 +136,7 @@ async fn restrict(
     let mut o = DatasetOutcome::new(vault_dataset(sys));
     if let Some(id) = subject_of(req) {
         let p = principal(&req.tenant).map_err(|e| unavailable(sys, &e))?;
-        match ex.vault.set_restriction(&p, &id, true).await {
+        match ex.vault.subjects().set_restriction(&p, &id, true).await {
             Ok(_) => {
                 o.found = 1;
                 o.rectified = 1;
@@ -188,7 +188,8 @@ async fn object(
         };
         match ex
             .vault
-            .record_consent(&actor, &req.tenant, &id, &rule, &input, &[])
+            .consent()
+            .record(&actor, &req.tenant, &id, &rule, &input, &[])
             .await
         {
             Ok(_) => {

@@ -10,7 +10,7 @@
 //! * A one-time code is 6 digits, stored as SHA-256(salt ‖ code) with a
 //!   random 16-byte salt, valid for 24 h and [`MAX_CODE_ATTEMPTS`] attempts;
 //!   the last wrong attempt rejects the request. The clear code is returned
-//!   once, to the caller of [`Vault::create_request`], which delivers it.
+//!   once, to the caller of [`Requests::create`], which delivers it.
 //! * Every change goes through the single writer as a guarded update (the
 //!   status, attempts and extension it was prepared from must still hold)
 //!   with its audit entries (`dsr.*`, subject id, outcome = request id) in
@@ -28,7 +28,7 @@ use custos_core::scope::Scope;
 use custos_core::secret::Personal;
 
 use crate::error::is_unique_violation;
-use crate::vault::{event, Actor, Principal, Vault};
+use crate::vault::{event, Actor, Principal, Requests, Vault};
 use crate::writer::Change;
 use crate::{now_us, rfc3339, StoreError};
 
@@ -290,7 +290,7 @@ impl RequestRow {
     }
 }
 
-/// The answer to [`Vault::create_request`].
+/// The answer to [`Requests::create`].
 #[derive(Debug)]
 pub struct CreatedRequest {
     /// The request (the existing one when merged).
@@ -400,7 +400,9 @@ impl Vault {
             .await?;
         Ok(after)
     }
+}
 
+impl Requests<'_> {
     /// Records a request of the person named by `identity` (resolved
     /// through the blind index). With `vouched` the application asserts it
     /// authenticated the person: the request is verified at once. Otherwise
@@ -408,7 +410,7 @@ impl Vault {
     /// of the same person and type is returned instead (`merged`).
     /// `payload` (JSON: identities, changes) is sealed under the tenant's
     /// request key for the executor and wiped when the request closes.
-    pub async fn create_request(
+    pub async fn create(
         &self,
         p: &Principal,
         kind: RequestType,
@@ -419,6 +421,7 @@ impl Vault {
     ) -> Result<CreatedRequest, StoreError> {
         p.require(Scope::Dsr)?;
         let (subject, blind) = self
+            .v
             .find_by_identity(&p.tenant, identity, value)
             .await
             .map_err(|e| match e {
@@ -434,9 +437,9 @@ impl Vault {
         };
         for _ in 0..2 {
             let now = now_us();
-            if let Some(existing) = self.open_request_of(&p.tenant, &person, kind).await? {
-                let ev = Self::dsr_event(p, "dsr.merged", &existing);
-                self.inner.writer.audit(vec![ev]).await?;
+            if let Some(existing) = self.v.open_request_of(&p.tenant, &person, kind).await? {
+                let ev = Vault::dsr_event(p, "dsr.merged", &existing);
+                self.v.inner.writer.audit(vec![ev]).await?;
                 return Ok(CreatedRequest {
                     request: existing.info(now),
                     merged: true,
@@ -465,11 +468,11 @@ impl Vault {
                 updated_us: now,
                 closed_us: None,
             };
-            let mut audit = vec![Self::dsr_event(p, "dsr.received", &row)];
+            let mut audit = vec![Vault::dsr_event(p, "dsr.received", &row)];
             let mut code = None;
             if vouched {
                 row.move_to(RequestStatus::Verified, now)?;
-                audit.push(Self::dsr_event(p, "dsr.verified", &row));
+                audit.push(Vault::dsr_event(p, "dsr.verified", &row));
             } else {
                 row.move_to(RequestStatus::Verifying, now)?;
                 let clear = new_code();
@@ -478,16 +481,17 @@ impl Vault {
                 row.code_hash = Some(code_hash(&salt, &clear));
                 row.code_salt = Some(salt);
                 row.code_expires_us = Some(now + CODE_TTL_US);
-                audit.push(Self::dsr_event(p, "dsr.verifying", &row));
+                audit.push(Vault::dsr_event(p, "dsr.verifying", &row));
                 code = Some(Personal::new(clear));
             }
             match self
+                .v
                 .inner
                 .writer
                 .submit(
                     RequestOp::Insert(
                         Box::new(row.clone()),
-                        Some(self.seal_payload(&p.tenant, &row.id, payload).await?),
+                        Some(self.v.seal_payload(&p.tenant, &row.id, payload).await?),
                     ),
                     audit,
                 )
@@ -510,14 +514,14 @@ impl Vault {
 
     /// Checks a one-time code. A wrong code counts; the last allowed wrong
     /// attempt rejects the request.
-    pub async fn verify_request(
+    pub async fn verify(
         &self,
         p: &Principal,
         id: &RequestId,
         code: &str,
     ) -> Result<RequestInfo, StoreError> {
         p.require(Scope::Dsr)?;
-        let before = self.load_request(&p.tenant, id).await?;
+        let before = self.v.load_request(&p.tenant, id).await?;
         let now = now_us();
         // Only a request waiting for its code can be verified by one.
         if before.status != RequestStatus::Verifying {
@@ -544,23 +548,24 @@ impl Vault {
             after.code_hash = None;
             after.code_salt = None;
             after.code_expires_us = None;
-            let ev = Self::dsr_event(p, "dsr.verified", &after);
+            let ev = Vault::dsr_event(p, "dsr.verified", &after);
             return Ok(self
+                .v
                 .update_request(&before, after, vec![ev])
                 .await?
                 .info(now));
         }
         after.code_attempts += 1;
         let remaining = (MAX_CODE_ATTEMPTS - after.code_attempts).max(0);
-        let mut audit = vec![Self::dsr_event(p, "dsr.verify_failed", &after)];
+        let mut audit = vec![Vault::dsr_event(p, "dsr.verify_failed", &after)];
         if remaining == 0 {
             after.move_to(RequestStatus::Rejected, now)?;
             after.rejection_reason = Some("identity not verified: too many wrong codes".to_owned());
             after.code_hash = None;
             after.code_salt = None;
-            audit.push(Self::dsr_event(p, "dsr.rejected", &after));
+            audit.push(Vault::dsr_event(p, "dsr.rejected", &after));
         }
-        self.update_request(&before, after, audit).await?;
+        self.v.update_request(&before, after, audit).await?;
         Err(RequestError::WrongCode {
             remaining: u8::try_from(remaining).unwrap_or(0),
         }
@@ -568,19 +573,15 @@ impl Vault {
     }
 
     /// One request of the key's tenant.
-    pub async fn get_request(
-        &self,
-        p: &Principal,
-        id: &RequestId,
-    ) -> Result<RequestInfo, StoreError> {
+    pub async fn get(&self, p: &Principal, id: &RequestId) -> Result<RequestInfo, StoreError> {
         p.require(Scope::Dsr)?;
-        Ok(self.load_request(&p.tenant, id).await?.info(now_us()))
+        Ok(self.v.load_request(&p.tenant, id).await?.info(now_us()))
     }
 
     /// Requests of the key's tenant, earliest due first (at most 1000):
     /// optionally with one status, due before a time (µs), or only the
     /// overdue ones.
-    pub async fn list_requests(
+    pub async fn list(
         &self,
         p: &Principal,
         status: Option<RequestStatus>,
@@ -614,7 +615,7 @@ impl Vault {
         if overdue {
             q = q.bind(now);
         }
-        q.fetch_all(&self.inner.read)
+        q.fetch_all(&self.v.inner.read)
             .await?
             .iter()
             .map(|r| from_row(r).map(|row| row.info(now)))
@@ -623,7 +624,7 @@ impl Vault {
 
     /// Extends the due date by `months` (1 or 2; 2 at most in total) with
     /// a reason (Art. 12(3)).
-    pub async fn extend_request(
+    pub async fn extend(
         &self,
         p: &Principal,
         id: &RequestId,
@@ -631,7 +632,7 @@ impl Vault {
         why: &str,
     ) -> Result<RequestInfo, StoreError> {
         p.require(Scope::Dsr)?;
-        let before = self.load_request(&p.tenant, id).await?;
+        let before = self.v.load_request(&p.tenant, id).await?;
         let total = rules::extend(before.status, before.extended_months, months, why)?;
         let why = reason("reason", why)?;
         let now = now_us();
@@ -643,30 +644,32 @@ impl Vault {
             None => why,
         });
         after.updated_us = now;
-        let ev = Self::dsr_event(p, "dsr.extended", &after);
+        let ev = Vault::dsr_event(p, "dsr.extended", &after);
         Ok(self
+            .v
             .update_request(&before, after, vec![ev])
             .await?
             .info(now))
     }
 
     /// Rejects a request (e.g. manifestly unfounded, Art. 12(5)) with a reason.
-    pub async fn reject_request(
+    pub async fn reject(
         &self,
         p: &Principal,
         id: &RequestId,
         why: &str,
     ) -> Result<RequestInfo, StoreError> {
         p.require(Scope::Dsr)?;
-        let before = self.load_request(&p.tenant, id).await?;
+        let before = self.v.load_request(&p.tenant, id).await?;
         let now = now_us();
         let mut after = before.clone();
         after.move_to(RequestStatus::Rejected, now)?;
         after.rejection_reason = Some(reason("reason", why)?);
         after.code_hash = None;
         after.code_salt = None;
-        let ev = Self::dsr_event(p, "dsr.rejected", &after);
+        let ev = Vault::dsr_event(p, "dsr.rejected", &after);
         Ok(self
+            .v
             .update_request(&before, after, vec![ev])
             .await?
             .info(now))

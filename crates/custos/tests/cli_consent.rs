@@ -58,9 +58,10 @@ async fn import_reports_rejected_lines_and_keeps_the_rest(store: TestStore) {
     // Seed: a tenant, three subjects (one erased), a newsletter policy.
     let vault = store.open().await;
     let acme = TenantId::parse("acme").unwrap();
-    vault.create_tenant(&acme, "Acme").await.unwrap();
+    vault.tenants().create(&acme, "Acme").await.unwrap();
     let k = vault
-        .create_api_key(
+        .tenants()
+        .create_key(
             &Actor::Admin,
             &acme,
             ScopeSet::from_scopes(Scope::ALL),
@@ -74,18 +75,22 @@ async fn import_reports_rejected_lines_and_keeps_the_rest(store: TestStore) {
         scopes: ScopeSet::from_scopes(Scope::ALL),
     };
     let a = vault
-        .create_subject(&p, Some("u-a".into()), &[])
+        .subjects()
+        .create(&p, Some("u-a".into()), &[])
         .await
         .unwrap();
     let b = vault
-        .create_subject(&p, Some("u-b".into()), &[])
+        .subjects()
+        .create(&p, Some("u-b".into()), &[])
         .await
         .unwrap();
     let gone = vault
-        .create_subject(&p, Some("u-gone".into()), &[])
+        .subjects()
+        .create(&p, Some("u-gone".into()), &[])
         .await
         .unwrap();
     vault
+        .subjects()
         .erase(&p, &gone, &Purpose::parse("subject_request").unwrap())
         .await
         .unwrap();
@@ -97,6 +102,7 @@ async fn import_reports_rejected_lines_and_keeps_the_rest(store: TestStore) {
         withdraw_via: None,
     };
     vault
+        .consent()
         .publish_policy(
             &Actor::Admin,
             &acme,

@@ -231,7 +231,7 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
 
     /// Where only the e-mail anchor marks a start, no other pattern
-    /// matches there, and [`email_end`] gives the e-mail pattern's
+    /// wins there, and [`email_end`] gives the e-mail pattern's
     /// anchored match wherever it decides (for any local-part run
     /// that ends at `@`, as the anchor marks them).
     #[test]
@@ -251,8 +251,17 @@ proptest::proptest! {
             for p in 0..hay.len() {
                 let expect = s.match_one(&mut cache, hay, p, email);
                 if candidates::is_set(&cache.pre.email, p) {
+                    // The walk takes the first pattern that matches: a
+                    // read-off e-mail may stand in for it only where no
+                    // other pattern matches, or the e-mail pattern comes
+                    // first and matches too.
                     for pid in (0..s.inner.specs.len()).filter(|&pid| pid != email) {
-                        proptest::prop_assert_eq!(s.match_one(&mut cache, hay, p, pid), None);
+                        if s.match_one(&mut cache, hay, p, pid).is_some() {
+                            proptest::prop_assert!(
+                                expect.is_some() && email < pid,
+                                "pattern {} matches at {} of {:?}", pid, p, String::from_utf8_lossy(hay)
+                            );
+                        }
                     }
                     let at = cache.pre.next_at(p).unwrap();
                     if let Some(read) = email_end(hay, p, at) {
@@ -365,3 +374,4 @@ fn basic_redaction() {
     );
     assert_eq!(scrub("nothing here"), "nothing here");
 }
+

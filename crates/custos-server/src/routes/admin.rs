@@ -47,7 +47,7 @@ pub async fn create_tenant(
     let id = parse_id("id", TenantId::parse(&b.id))?;
     Ok((
         StatusCode::CREATED,
-        Json(s.vault.create_tenant(&id, &b.name).await?),
+        Json(s.vault.tenants().create(&id, &b.name).await?),
     ))
 }
 
@@ -59,7 +59,7 @@ pub async fn list_tenants(
     _a: AdminAuth,
 ) -> Result<Json<TenantList>, Problem> {
     Ok(Json(TenantList {
-        tenants: s.vault.list_tenants().await?,
+        tenants: s.vault.tenants().list().await?,
     }))
 }
 
@@ -73,7 +73,7 @@ pub async fn shred_tenant(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TenantInfo>, Problem> {
     let id = parse_id("id", TenantId::parse(&id))?;
-    Ok(Json(s.vault.shred_tenant(&id).await?))
+    Ok(Json(s.vault.tenants().shred(&id).await?))
 }
 
 /// Result of a key rotation.
@@ -93,9 +93,9 @@ pub async fn rotate_tenant_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Rotated>, Problem> {
     let id = parse_id("id", TenantId::parse(&id))?;
-    s.vault.tenant(&id).await?;
+    s.vault.tenants().get(&id).await?;
     Ok(Json(Rotated {
-        rewrapped: s.vault.rotate_tenant_key(&id).await?,
+        rewrapped: s.vault.tenants().rotate_key(&id).await?,
     }))
 }
 
@@ -148,7 +148,8 @@ pub async fn create_key(
     let set = ScopeSet::from_scopes(scopes);
     let k = s
         .vault
-        .create_api_key(
+        .tenants()
+        .create_key(
             &actor,
             &tenant,
             set,
@@ -178,9 +179,9 @@ pub async fn revoke_key(
 ) -> Result<StatusCode, Problem> {
     let id = parse_id("id", ApiKeyId::parse(&id))?;
     let tenant = match &actor {
-        Actor::Admin => s.vault.api_key_tenant(&id).await?,
+        Actor::Admin => s.vault.tenants().key_tenant(&id).await?,
         Actor::Key(p) => p.tenant.clone(),
     };
-    s.vault.revoke_api_key(&actor, &tenant, &id).await?;
+    s.vault.tenants().revoke_key(&actor, &tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

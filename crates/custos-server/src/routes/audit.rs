@@ -65,7 +65,8 @@ pub async fn list(
     }
     let entries = s
         .vault
-        .audit_entries(&p, q.subject.as_deref(), q.after.unwrap_or(0), limit)
+        .audit()
+        .entries(&p, q.subject.as_deref(), q.after.unwrap_or(0), limit)
         .await?;
     let next_after = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.seq))

@@ -138,7 +138,11 @@ pub async fn list_purposes(
     KeyAuth(p): KeyAuth,
 ) -> Result<Json<PurposeList>, Problem> {
     let map = map(&s)?;
-    let all = s.vault.list_policies(&actor(&p), &p.tenant).await?;
+    let all = s
+        .vault
+        .consent()
+        .list_policies(&actor(&p), &p.tenant)
+        .await?;
     let mut by_purpose: HashMap<String, Vec<PolicyInfo>> = HashMap::new();
     for v in all {
         by_purpose.entry(v.purpose.clone()).or_default().push(v);
@@ -148,7 +152,7 @@ pub async fn list_purposes(
         let Some(rule) = mp.consent_rule() else {
             continue;
         };
-        let policies = s.vault.policies(&p.tenant, &rule.id).await?;
+        let policies = s.vault.consent().policies(&p.tenant, &rule.id).await?;
         purposes.push(PurposeView {
             id: rule.id.to_string(),
             title: rule.title.clone(),
@@ -217,6 +221,7 @@ pub async fn publish_version(
     };
     let info = s
         .vault
+        .consent()
         .publish_policy(
             &actor(&p),
             &p.tenant,
@@ -253,10 +258,12 @@ pub async fn get_version(
     let a = actor(&p);
     let text = s
         .vault
+        .consent()
         .policy_text(&a, &p.tenant, &rule.id, version)
         .await?;
     let info = s
         .vault
+        .consent()
         .list_policies(&a, &p.tenant)
         .await?
         .into_iter()
@@ -350,11 +357,13 @@ pub async fn record(
     let a = actor(&p);
     let events = s
         .vault
-        .record_consent(&a, &p.tenant, &subject, &rule, &input, &rules)
+        .consent()
+        .record(&a, &p.tenant, &subject, &rule, &input, &rules)
         .await?;
     let check = s
         .vault
-        .consent_check(&a, &p.tenant, &CheckTarget::Subject(subject), &rule)
+        .consent()
+        .check(&a, &p.tenant, &CheckTarget::Subject(subject), &rule)
         .await?;
     Ok((StatusCode::CREATED, Json(Recorded { events, gpc, check })))
 }
@@ -383,7 +392,8 @@ pub async fn list_consents(
     let rules = map(&s)?.consent_rules();
     let consents = s
         .vault
-        .consents(&actor(&p), &p.tenant, &subject, &rules)
+        .consent()
+        .states(&actor(&p), &p.tenant, &subject, &rules)
         .await?;
     Ok(Json(ConsentList {
         subject: subject.to_string(),
@@ -427,7 +437,8 @@ pub async fn history(
         .transpose()?;
     let events = s
         .vault
-        .consent_history(&actor(&p), &p.tenant, &subject, purpose.as_ref())
+        .consent()
+        .history(&actor(&p), &p.tenant, &subject, purpose.as_ref())
         .await?;
     Ok(Json(History {
         subject: subject.to_string(),
@@ -470,7 +481,8 @@ pub async fn receipt(
     let rules = map.consent_rules();
     let r = s
         .vault
-        .consent_receipt(&actor(&p), &p.tenant, &subject, &rules)
+        .consent()
+        .receipt(&actor(&p), &p.tenant, &subject, &rules)
         .await?;
     if !html {
         return Ok(Json(r).into_response());
@@ -632,7 +644,8 @@ pub async fn check(
         };
     Ok(Json(
         s.vault
-            .consent_check(&actor(&p), &p.tenant, &target, &rule)
+            .consent()
+            .check(&actor(&p), &p.tenant, &target, &rule)
             .await?,
     ))
 }
@@ -671,6 +684,7 @@ pub async fn suppression(
     };
     let rx = s
         .vault
+        .consent()
         .suppression_list(&actor(&p), &p.tenant, &rule, &audience)
         .await?;
     let head = if json {

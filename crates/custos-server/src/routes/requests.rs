@@ -199,7 +199,8 @@ pub async fn create_request(
         code,
     } = s
         .vault
-        .create_request(
+        .requests()
+        .create(
             &p,
             kind,
             &identity,
@@ -261,7 +262,7 @@ pub async fn verify_request(
     ApiJson(b): ApiJson<VerifyRequest>,
 ) -> Result<Json<RequestInfo>, Problem> {
     let id = request_id(&id)?;
-    Ok(Json(s.vault.verify_request(&p, &id, &b.code).await?))
+    Ok(Json(s.vault.requests().verify(&p, &id, &b.code).await?))
 }
 
 /// A request with its steps.
@@ -284,8 +285,8 @@ pub async fn get_request(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RequestView>, Problem> {
     let id = request_id(&id)?;
-    let request = s.vault.get_request(&p, &id).await?;
-    let steps = s.vault.request_steps(&p, &id).await?;
+    let request = s.vault.requests().get(&p, &id).await?;
+    let steps = s.vault.requests().steps(&p, &id).await?;
     Ok(Json(RequestView { request, steps }))
 }
 
@@ -347,7 +348,8 @@ pub async fn list_requests(
         .transpose()?;
     let requests = s
         .vault
-        .list_requests(&p, status, due_before, q.overdue.unwrap_or(false))
+        .requests()
+        .list(&p, status, due_before, q.overdue.unwrap_or(false))
         .await?;
     Ok(Json(RequestList { requests }))
 }
@@ -374,7 +376,10 @@ pub async fn extend_request(
 ) -> Result<Json<RequestInfo>, Problem> {
     let id = request_id(&id)?;
     Ok(Json(
-        s.vault.extend_request(&p, &id, b.months, &b.reason).await?,
+        s.vault
+            .requests()
+            .extend(&p, &id, b.months, &b.reason)
+            .await?,
     ))
 }
 
@@ -397,7 +402,7 @@ pub async fn reject_request(
     ApiJson(b): ApiJson<RejectRequest>,
 ) -> Result<Json<RequestInfo>, Problem> {
     let id = request_id(&id)?;
-    Ok(Json(s.vault.reject_request(&p, &id, &b.reason).await?))
+    Ok(Json(s.vault.requests().reject(&p, &id, &b.reason).await?))
 }
 
 /// What a request would do, system by system, with counts: which steps,
@@ -412,7 +417,7 @@ pub async fn plan_request(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let id = request_id(&id)?;
-    let r = s.vault.get_request(&p, &id).await?;
+    let r = s.vault.requests().get(&p, &id).await?;
     let pending = PendingRequest {
         tenant: p.tenant.clone(),
         id,
@@ -445,6 +450,7 @@ pub async fn complete_step(
     let step = step_no(&step)?;
     Ok(Json(
         s.vault
+            .requests()
             .complete_manual_step(&p, &id, step, b.note.as_deref())
             .await?,
     ))
@@ -477,7 +483,7 @@ pub async fn archive_link(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ArchiveLinkView>, Problem> {
     let id = request_id(&id)?;
-    let link = s.vault.archive_link(&p, &id).await?;
+    let link = s.vault.requests().archive_link(&p, &id).await?;
     Ok(Json(ArchiveLinkView {
         url: format!("/v1/archives/{}", link.token.expose()),
         expires_at: link.expires_at,
@@ -498,7 +504,7 @@ pub async fn download_archive(
     if !token.starts_with("arc_") || token.len() != 68 {
         return Err(custos_store::StoreError::NotFound("archive link").into());
     }
-    let (id, zip) = s.vault.download_archive(&token).await?;
+    let (id, zip) = s.vault.requests().download_archive(&token).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
@@ -524,7 +530,7 @@ pub async fn completion(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let id = request_id(&id)?;
-    Ok(Json(s.vault.completion(&p, &id).await?))
+    Ok(Json(s.vault.requests().completion(&p, &id).await?))
 }
 
 /// A processor confirms a notice: signed like the notice
@@ -543,7 +549,7 @@ pub async fn processor_callback(
 ) -> Result<Json<StepInfo>, Problem> {
     let id = request_id(&id)?;
     let step = step_no(&step)?;
-    let owner = s.vault.step_owner(&id, step).await?;
+    let owner = s.vault.requests().step_owner(&id, step).await?;
     let tenant = owner.tenant.clone();
     let processor = owner.processor.clone();
     let unauthenticated = || {
@@ -588,6 +594,7 @@ pub async fn processor_callback(
         let answer = serde_json::to_vec(data)
             .map_err(|_| Problem::invalid("data", "records must be JSON objects"))?;
         s.vault
+            .requests()
             .store_processor_answer(
                 &tenant,
                 &id,
@@ -606,6 +613,7 @@ pub async fn processor_callback(
     });
     Ok(Json(
         s.vault
+            .requests()
             .confirm_processor_step(&tenant, &id, step, &processor, result)
             .await?,
     ))

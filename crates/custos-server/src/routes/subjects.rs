@@ -54,7 +54,7 @@ pub async fn create_subject(
             .map_err(|e| Problem::invalid(format!("identities.{k}"), e.to_string()))?;
         ids.push((kind, v));
     }
-    let id = s.vault.create_subject(&p, b.external_id, &ids).await?;
+    let id = s.vault.subjects().create(&p, b.external_id, &ids).await?;
     Ok((StatusCode::CREATED, Json(SubjectRef { id: id.to_string() })))
 }
 
@@ -95,7 +95,7 @@ pub async fn lookup(
             ))
         }
     };
-    let id = s.vault.lookup(&p, &kind, &value).await?;
+    let id = s.vault.subjects().lookup(&p, &kind, &value).await?;
     Ok(Json(SubjectRef { id: id.to_string() }))
 }
 
@@ -108,7 +108,7 @@ pub async fn get_subject(
     KeyAuth(p): KeyAuth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SubjectInfo>, Problem> {
-    Ok(Json(s.vault.subject(&p, &subject_id(&id)?).await?))
+    Ok(Json(s.vault.subjects().get(&p, &subject_id(&id)?).await?))
 }
 
 /// Body of a record write.
@@ -157,7 +157,10 @@ pub async fn put_record(
     ApiJson(b): ApiJson<PutRecord>,
 ) -> Result<Json<RecordWritten>, Problem> {
     let (id, c, k) = record_path(path)?;
-    s.vault.put_record(&p, &id, &c, &k, &b.fields).await?;
+    s.vault
+        .subjects()
+        .put_record(&p, &id, &c, &k, &b.fields)
+        .await?;
     Ok(Json(RecordWritten {
         subject: id.to_string(),
         collection: c.to_string(),
@@ -195,6 +198,7 @@ pub async fn get_record(
     let purpose = purpose(q)?;
     Ok(Json(
         s.vault
+            .subjects()
             .get_record(&p, &id, &c, &k, purpose.as_ref())
             .await?,
     ))
@@ -211,7 +215,7 @@ pub async fn delete_record(
     ApiPath(path): RecordPath,
 ) -> Result<StatusCode, Problem> {
     let (id, c, k) = record_path(path)?;
-    s.vault.delete_record(&p, &id, &c, &k).await?;
+    s.vault.subjects().delete_record(&p, &id, &c, &k).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -227,7 +231,9 @@ pub async fn export(
 ) -> Result<Json<SubjectExport>, Problem> {
     let id = subject_id(&id)?;
     let purpose = purpose(q)?;
-    Ok(Json(s.vault.export(&p, &id, purpose.as_ref()).await?))
+    Ok(Json(
+        s.vault.subjects().export(&p, &id, purpose.as_ref()).await?,
+    ))
 }
 
 /// Body of a token request.
@@ -260,7 +266,7 @@ pub async fn issue_token(
 ) -> Result<Json<TokenIssued>, Problem> {
     let id = subject_id(&id)?;
     let audience = parse_id("audience", Audience::parse(&b.audience))?;
-    let token = s.vault.issue_token(&p, &id, &audience).await?;
+    let token = s.vault.subjects().issue_token(&p, &id, &audience).await?;
     Ok(Json(TokenIssued {
         token,
         audience: audience.to_string(),
@@ -285,7 +291,7 @@ pub async fn resolve_token(
     KeyAuth(p): KeyAuth,
     ApiPath(token): ApiPath<String>,
 ) -> Result<Json<TokenStatus>, Problem> {
-    let audience = s.vault.resolve_token(&p, &token).await?;
+    let audience = s.vault.subjects().resolve_token(&p, &token).await?;
     Ok(Json(TokenStatus {
         alive: true,
         audience,
@@ -319,7 +325,9 @@ pub async fn get_restriction(
     KeyAuth(p): KeyAuth,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Restriction>, Problem> {
-    Ok(restriction(s.vault.subject(&p, &subject_id(&id)?).await?))
+    Ok(restriction(
+        s.vault.subjects().get(&p, &subject_id(&id)?).await?,
+    ))
 }
 
 /// Restricts processing: data kept, revealed only for legal_claims or storage.
@@ -331,7 +339,10 @@ pub async fn put_restriction(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Restriction>, Problem> {
     Ok(restriction(
-        s.vault.set_restriction(&p, &subject_id(&id)?, true).await?,
+        s.vault
+            .subjects()
+            .set_restriction(&p, &subject_id(&id)?, true)
+            .await?,
     ))
 }
 
@@ -345,6 +356,7 @@ pub async fn delete_restriction(
 ) -> Result<Json<Restriction>, Problem> {
     Ok(restriction(
         s.vault
+            .subjects()
             .set_restriction(&p, &subject_id(&id)?, false)
             .await?,
     ))
@@ -381,7 +393,7 @@ pub async fn erase(
 ) -> Result<Json<Erased>, Problem> {
     let id = subject_id(&id)?;
     let reason = parse_id("reason", Purpose::parse(&b.reason))?;
-    let erased_at = s.vault.erase(&p, &id, &reason).await?;
+    let erased_at = s.vault.subjects().erase(&p, &id, &reason).await?;
     Ok(Json(Erased {
         id: id.to_string(),
         erased_at,

@@ -413,7 +413,7 @@ async fn concurrent_reveals_answer_and_audit_each_outcome(store: TestStore) {
         ["legal_claims:ok", "marketing:denied_restricted"]
     );
     assert_eq!(outcomes(&erased).await, ["support:gone"]);
-    let report = s.vault.verify_audit().await.unwrap();
+    let report = s.vault.audit().verify().await.unwrap();
     assert!(report.first_break.is_none(), "{report:?}");
     s.stop().await;
 }
@@ -930,7 +930,7 @@ async fn audit_records_and_detects_tampering(store: TestStore) {
         .await;
     assert!(!all.body.to_string().contains("audit@example.com"));
 
-    let report = s.vault.verify_audit().await.unwrap();
+    let report = s.vault.audit().verify().await.unwrap();
     assert!(report.first_break.is_none(), "{report:?}");
     assert!(report.entries >= 4, "{report:?}");
     // Edit one entry below the API: verification names it.
@@ -940,7 +940,7 @@ async fn audit_records_and_detects_tampering(store: TestStore) {
         .execute(s.vault.read_pool())
         .await
         .unwrap();
-    let report = s.vault.verify_audit().await.unwrap();
+    let report = s.vault.audit().verify().await.unwrap();
     assert_eq!(report.first_bad_seq, Some(seq), "{report:?}");
     s.stop().await;
 }
@@ -1001,7 +1001,7 @@ async fn two_servers_share_one_store(store: TestStore) {
         .await;
     assert_eq!((r.status, r.code()), (410, "subject_erased"));
     // The audit chain written by two writers is intact.
-    let report = one.vault.verify_audit().await.unwrap();
+    let report = one.vault.audit().verify().await.unwrap();
     assert!(report.first_break.is_none(), "{report:?}");
     two.stop().await;
     one.stop().await;
@@ -1176,14 +1176,14 @@ async fn audit_detects_removal_and_truncation(store: TestStore) {
         .await
         .unwrap();
     assert!(last >= 8, "{last}");
-    assert!(vault.verify_audit().await.unwrap().first_break.is_none());
+    assert!(vault.audit().verify().await.unwrap().first_break.is_none());
     // Truncating the tail is detected against the anchor.
     sqlx::query("DELETE FROM audit_log WHERE seq >= $1")
         .bind(last - 1)
         .execute(vault.read_pool())
         .await
         .unwrap();
-    let report = vault.verify_audit().await.unwrap();
+    let report = vault.audit().verify().await.unwrap();
     assert!(
         report.first_break.is_some(),
         "truncation missed: {report:?}"
@@ -1194,7 +1194,7 @@ async fn audit_detects_removal_and_truncation(store: TestStore) {
         .execute(vault.read_pool())
         .await
         .unwrap();
-    let report = vault.verify_audit().await.unwrap();
+    let report = vault.audit().verify().await.unwrap();
     assert_eq!(report.first_bad_seq, Some(3), "{report:?}");
     vault.close().await;
 }

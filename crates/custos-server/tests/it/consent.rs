@@ -784,7 +784,8 @@ async fn materialised_state_equals_fold_of_events(store: TestStore) {
         }
         let report = s
             .vault
-            .import_consent(&Actor::Admin, &tenant, &rules, &batch)
+            .consent()
+            .import(&Actor::Admin, &tenant, &rules, &batch)
             .await
             .unwrap();
         let rejected: Vec<(usize, &str)> = report
@@ -805,7 +806,7 @@ async fn materialised_state_equals_fold_of_events(store: TestStore) {
         )
         .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
-        let c = s.vault.verify_consent_state(&tenant).await.unwrap();
+        let c = s.vault.consent().verify_state(&tenant).await.unwrap();
         assert_eq!(c.mismatches, 0, "{c:?}");
         assert_eq!(c.derived, c.materialised);
     }
@@ -815,7 +816,7 @@ async fn materialised_state_equals_fold_of_events(store: TestStore) {
     .fetch_all(s.vault.read_pool())
     .await
     .unwrap();
-    let n = s.vault.rebuild_consent_state(&tenant).await.unwrap();
+    let n = s.vault.consent().rebuild_state(&tenant).await.unwrap();
     assert_eq!(n as usize, before.len());
     let after: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT subject, purpose, state, event_id FROM consent_state ORDER BY subject, purpose",
@@ -826,7 +827,8 @@ async fn materialised_state_equals_fold_of_events(store: TestStore) {
     assert_eq!(before, after);
     assert_eq!(
         s.vault
-            .verify_consent_state(&tenant)
+            .consent()
+            .verify_state(&tenant)
             .await
             .unwrap()
             .mismatches,
@@ -1474,7 +1476,7 @@ async fn check_cache_is_refreshed_before_it_expires(store: TestStore) {
     let id = subject(&s, &key, "u-refresh").await;
     grant(&s, &key, &id, "newsletter", 1).await;
     let ttl = Duration::from_secs(4);
-    s.vault.set_consent_check_ttl(ttl);
+    s.vault.consent().set_check_ttl(ttl);
     let allowed = |r: Reply| r.body["allowed"].clone();
     let t0 = Instant::now();
     assert_eq!(
@@ -1501,7 +1503,7 @@ async fn check_cache_is_refreshed_before_it_expires(store: TestStore) {
         assert_eq!(allowed(r), json!(true), "the entry was not refreshed");
     }
     // The database does say "withdrawn".
-    s.vault.set_consent_check_ttl(Duration::ZERO);
+    s.vault.consent().set_check_ttl(Duration::ZERO);
     assert_eq!(
         allowed(check(&s, &key, &id, "newsletter").await),
         json!(false)

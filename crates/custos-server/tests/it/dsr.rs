@@ -754,7 +754,7 @@ async fn erasure_scenario(store: TestStore, mysql: bool) {
         assert!(!text.contains(value), "completion record leaks {value}");
     }
     // The audit chain still verifies and names no value.
-    let report = app.server.vault.verify_audit().await.unwrap();
+    let report = app.server.vault.audit().verify().await.unwrap();
     assert!(report.first_break.is_none(), "{report:?}");
     app.server.stop().await;
 }
@@ -838,6 +838,7 @@ async fn access_scenario(store: TestStore, mysql: bool) {
     let answers = app
         .state
         .vault
+        .execution()
         .processor_answers(
             &custos_core::ids::TenantId::parse("acme").unwrap(),
             &custos_core::ids::RequestId::parse(&id).unwrap(),
@@ -859,6 +860,7 @@ async fn a_step_of_a_dead_worker_is_taken_over_after_its_lease(store: TestStore)
     let dead = app
         .state
         .vault
+        .execution()
         .claim_step("dead-worker", 50_000)
         .await
         .unwrap()
@@ -877,6 +879,7 @@ async fn a_step_of_a_dead_worker_is_taken_over_after_its_lease(store: TestStore)
     assert!(app
         .state
         .vault
+        .execution()
         .end_step(&dead, custos_store::StepEnd::Failed("late".into()))
         .await
         .is_err());

@@ -27,7 +27,7 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<std::process::ExitCode> {
     match args.command {
         AuditCommand::Verify { store, json } => runtime()?.block_on(async move {
             let vault = store.open(false).await?;
-            let report = vault.verify_audit().await?;
+            let report = vault.audit().verify().await?;
             vault.close().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -196,7 +196,8 @@ pub(crate) fn run(args: ConsentArgs) -> anyhow::Result<ExitCode> {
                 };
                 let r = ctx
                     .vault
-                    .consent_check(&Actor::Admin, &ctx.tenant, &target, rule)
+                    .consent()
+                    .check(&Actor::Admin, &ctx.tenant, &target, rule)
                     .await;
                 ctx.vault.close().await;
                 let answer = r?;
@@ -265,7 +266,8 @@ pub(crate) fn run(args: ConsentArgs) -> anyhow::Result<ExitCode> {
                     .context("--reveal-purpose")?;
                 let r = ctx
                     .vault
-                    .consent_history(&Actor::Admin, &ctx.tenant, &id, purpose.as_ref())
+                    .consent()
+                    .history(&Actor::Admin, &ctx.tenant, &id, purpose.as_ref())
                     .await;
                 ctx.vault.close().await;
                 println!("{}", serde_json::to_string_pretty(&r?)?);
@@ -275,10 +277,10 @@ pub(crate) fn run(args: ConsentArgs) -> anyhow::Result<ExitCode> {
             ConsentCommand::Verify { common, rebuild } => {
                 let ctx = open(&common).await?;
                 if rebuild {
-                    let n = ctx.vault.rebuild_consent_state(&ctx.tenant).await?;
+                    let n = ctx.vault.consent().rebuild_state(&ctx.tenant).await?;
                     println!("rebuilt {n} state rows from the events");
                 }
-                let c = ctx.vault.verify_consent_state(&ctx.tenant).await;
+                let c = ctx.vault.consent().verify_state(&ctx.tenant).await;
                 ctx.vault.close().await;
                 let c = c?;
                 println!(
@@ -307,7 +309,8 @@ async fn record(
     let gpc: Vec<PurposeRule> = Vec::new();
     let r = ctx
         .vault
-        .record_consent(&Actor::Admin, &ctx.tenant, &id, &rule, &input, &gpc)
+        .consent()
+        .record(&Actor::Admin, &ctx.tenant, &id, &rule, &input, &gpc)
         .await;
     ctx.vault.close().await;
     for e in r? {
@@ -637,7 +640,8 @@ async fn flush(
     }
     let report = ctx
         .vault
-        .import_consent(&Actor::Admin, &ctx.tenant, &ctx.rules, batch)
+        .consent()
+        .import(&Actor::Admin, &ctx.tenant, &ctx.rules, batch)
         .await?;
     for r in report.rejected {
         rejected.push(Rejected {

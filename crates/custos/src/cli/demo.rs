@@ -87,17 +87,20 @@ fn p(t: &str, k: &custos_store::NewApiKey, scopes: ScopeSet) -> anyhow::Result<P
 
 async fn seed(vault: &Vault) -> anyhow::Result<Tour> {
     let acme = TenantId::parse("acme")?;
-    vault.create_tenant(&acme, "Acme Project Boards").await?;
+    vault.tenants().create(&acme, "Acme Project Boards").await?;
     vault
-        .create_tenant(&TenantId::parse("globex")?, "Globex Newsletter")
+        .tenants()
+        .create(&TenantId::parse("globex")?, "Globex Newsletter")
         .await?;
     let all = ScopeSet::from_scopes(Scope::ALL);
     let full = vault
-        .create_api_key(&Actor::Admin, &acme, all, None)
+        .tenants()
+        .create_key(&Actor::Admin, &acme, all, None)
         .await?;
     let support_scopes = ScopeSet::from_scopes([Scope::Lookup]);
     let support = vault
-        .create_api_key(&Actor::Admin, &acme, support_scopes, None)
+        .tenants()
+        .create_key(&Actor::Admin, &acme, support_scopes, None)
         .await?;
     let pr = p("acme", &full, all)?;
 
@@ -141,7 +144,8 @@ async fn seed(vault: &Vault) -> anyhow::Result<Tour> {
     let mut ids = Vec::new();
     for (ext, email, phone, name, iban) in people {
         let id = vault
-            .create_subject(
+            .subjects()
+            .create(
                 &pr,
                 Some(ext.into()),
                 &[
@@ -152,6 +156,7 @@ async fn seed(vault: &Vault) -> anyhow::Result<Tour> {
             .await?;
         let fields = json!({"name": name, "email": email, "plan": "team"});
         vault
+            .subjects()
             .put_record(
                 &pr,
                 &id,
@@ -162,6 +167,7 @@ async fn seed(vault: &Vault) -> anyhow::Result<Tour> {
             .await?;
         let pay = json!({"iban": iban, "holder": name});
         vault
+            .subjects()
             .put_record(
                 &pr,
                 &id,
@@ -173,6 +179,7 @@ async fn seed(vault: &Vault) -> anyhow::Result<Tour> {
         for n in 1..=2 {
             let comment = json!({"text": format!("Comment {n} by {name}"), "board": "roadmap"});
             vault
+                .subjects()
                 .put_record(
                     &pr,
                     &id,
@@ -188,13 +195,14 @@ async fn seed(vault: &Vault) -> anyhow::Result<Tour> {
     let [jane, max, marie, ..] = ids.as_slice() else {
         bail!("seeding created too few subjects");
     };
-    let jane_token = vault.issue_token(&pr, jane, &analytics).await?;
-    let erased_token = vault.issue_token(&pr, max, &analytics).await?;
+    let jane_token = vault.subjects().issue_token(&pr, jane, &analytics).await?;
+    let erased_token = vault.subjects().issue_token(&pr, max, &analytics).await?;
     vault
+        .subjects()
         .erase(&pr, max, &Purpose::parse("subject_request")?)
         .await?;
-    vault.set_restriction(&pr, marie, true).await?;
-    vault.verify_audit().await?;
+    vault.subjects().set_restriction(&pr, marie, true).await?;
+    vault.audit().verify().await?;
     Ok(Tour {
         full_key: full.secret.expose().to_owned(),
         support_key: support.secret.expose().to_owned(),

@@ -52,7 +52,7 @@ pub(crate) fn run(args: KeysArgs) -> anyhow::Result<()> {
             KeysCommand::RotateTenant { store, tenant } => {
                 let t = TenantId::parse(&tenant).context("tenant")?;
                 let vault = store.open(false).await?;
-                let n = vault.rotate_tenant_key(&t).await?;
+                let n = vault.tenants().rotate_key(&t).await?;
                 vault.close().await;
                 println!("tenant {t}: new key version; {n} subject keys rewrapped");
             }

@@ -1,0 +1,227 @@
+//! The executor's changes, committed by the writer with their audit
+//! entries: a plan's steps, a step's end (guarded by its lease), a
+//! confirmation, a request's new status with its completion record.
+
+use sqlx::AnyConnection;
+
+use custos_core::request::{RequestError, RequestStatus, StepKind};
+
+use super::{NewStep, StepStatus};
+use crate::writer::Change;
+use crate::StoreError;
+
+/// Changes of the execution tables the writer applies.
+#[derive(Debug)]
+pub(crate) enum ExecOp {
+    /// `verified → planned → running` with the steps and the resealed payload.
+    Plan {
+        tenant: String,
+        id: String,
+        payload: Option<Vec<u8>>,
+        steps: Vec<NewStep>,
+        now: i64,
+    },
+    /// A worker ends its step (guarded by its lease).
+    EndStep {
+        request: String,
+        step: i64,
+        owner: String,
+        status: StepStatus,
+        attempts_left: bool,
+        result: Option<String>,
+        error: Option<String>,
+        next_at_us: i64,
+        now: i64,
+    },
+    /// A waiting step is ticked off by a person or confirmed by a processor.
+    Confirm {
+        tenant: String,
+        request: String,
+        step: i64,
+        from: StepStatus,
+        by: String,
+        note: Option<String>,
+        result: Option<String>,
+        /// A running step may be confirmed too (processor notices).
+        or_running: bool,
+        now: i64,
+    },
+    /// The request moves on; closing it wipes the payload.
+    Advance {
+        tenant: String,
+        id: String,
+        from: RequestStatus,
+        to: RequestStatus,
+        completion: Option<String>,
+        now: i64,
+    },
+}
+
+pub(super) fn sql_err_none(n: u64) -> Result<u64, StoreError> {
+    if n == 0 {
+        Err(RequestError::Concurrent.into())
+    } else {
+        Ok(n)
+    }
+}
+
+/// Applies one execution op inside the writer's transaction.
+impl Change for ExecOp {
+    fn apply<'c>(
+        &'c self,
+        c: &'c mut AnyConnection,
+        _now_us: i64,
+    ) -> futures_util::future::BoxFuture<'c, Result<u64, StoreError>> {
+        Box::pin(apply(c, self))
+    }
+}
+
+pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, StoreError> {
+    match op {
+        ExecOp::Plan {
+            tenant,
+            id,
+            payload,
+            steps,
+            now,
+        } => {
+            let n = sqlx::query(
+                "UPDATE dsr_requests SET status = 'running', payload_sealed = COALESCE($1, payload_sealed), \
+                 updated_us = $2 WHERE tenant = $3 AND id = $4 AND status = 'verified'",
+            )
+            .bind(payload.clone())
+            .bind(*now)
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            sql_err_none(n)?;
+            for (i, s) in steps.iter().enumerate() {
+                let status = if s.kind == StepKind::Manual {
+                    StepStatus::WaitingManual
+                } else {
+                    StepStatus::Pending
+                };
+                sqlx::query(
+                    "INSERT INTO dsr_steps (request_id, tenant, step, kind, system_id, processor, title, \
+                     status, attempts, next_at_us, updated_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)",
+                )
+                .bind(id)
+                .bind(tenant)
+                .bind(i as i64 + 1)
+                .bind(s.kind.as_str())
+                .bind(s.system.clone())
+                .bind(s.processor.clone())
+                .bind(&s.title)
+                .bind(status.as_str())
+                .bind(*now)
+                .execute(&mut *c)
+                .await?;
+            }
+            Ok(n)
+        }
+        ExecOp::EndStep {
+            request,
+            step,
+            owner,
+            status,
+            attempts_left,
+            result,
+            error,
+            next_at_us,
+            now,
+        } => {
+            // Out of attempts, a retry is a failure.
+            let status = match (status, attempts_left) {
+                (StepStatus::Pending, false) => StepStatus::Failed,
+                (s, _) => *s,
+            };
+            let n = sqlx::query(
+                "UPDATE dsr_steps SET status = $1, result = COALESCE($2, result), error = $3, \
+                 next_at_us = $4, lease_owner = NULL, lease_until_us = NULL, updated_us = $5 \
+                 WHERE request_id = $6 AND step = $7 AND lease_owner = $8 AND status = 'running'",
+            )
+            .bind(status.as_str())
+            .bind(result.clone())
+            .bind(error.clone())
+            .bind(*next_at_us)
+            .bind(*now)
+            .bind(request)
+            .bind(*step)
+            .bind(owner)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            sql_err_none(n)
+        }
+        ExecOp::Confirm {
+            tenant,
+            request,
+            step,
+            from,
+            by,
+            note,
+            result,
+            or_running,
+            now,
+        } => {
+            let n = sqlx::query(
+                "UPDATE dsr_steps SET status = 'done', completed_by = $1, note = $2, \
+                 result = COALESCE($3, result), updated_us = $4, lease_owner = NULL \
+                 WHERE tenant = $5 AND request_id = $6 AND step = $7 \
+                 AND (status = $8 OR ($9 AND status = 'running'))",
+            )
+            .bind(by)
+            .bind(note.clone())
+            .bind(result.clone())
+            .bind(*now)
+            .bind(tenant)
+            .bind(request)
+            .bind(*step)
+            .bind(from.as_str())
+            .bind(*or_running)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            sql_err_none(n)
+        }
+        ExecOp::Advance {
+            tenant,
+            id,
+            from,
+            to,
+            completion,
+            now,
+        } => {
+            let closed = to.is_terminal().then_some(*now);
+            let n = sqlx::query(
+                "UPDATE dsr_requests SET status = $1, completion = COALESCE($2, completion), \
+                 payload_sealed = CASE WHEN $3 THEN NULL ELSE payload_sealed END, \
+                 closed_us = $4, updated_us = $5 WHERE tenant = $6 AND id = $7 AND status = $8",
+            )
+            .bind(to.as_str())
+            .bind(completion.clone())
+            .bind(to.is_terminal())
+            .bind(closed)
+            .bind(*now)
+            .bind(tenant)
+            .bind(id)
+            .bind(from.as_str())
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            if n > 0 && to.is_terminal() {
+                // What processors answered goes with the payload.
+                sqlx::query(
+                    "DELETE FROM dsr_processor_answers WHERE tenant = $1 AND request_id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            }
+            sql_err_none(n)
+        }
+    }
+}

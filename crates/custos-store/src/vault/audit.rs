@@ -1,0 +1,153 @@
+//! The audit log as its readers see it: a tenant's entries, and the
+//! verification of the whole chain, every signed checkpoint and the
+//! anchor kept in the key store (which detects a truncated tail).
+
+use custos_core::audit::{AuditEntry, AuditEvent, ChainBreak, ChainVerifier, Checkpoint};
+use custos_core::scope::Scope;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Audit, Principal};
+use crate::keystore::to32;
+use crate::StoreError;
+
+/// Result of verifying the audit log.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditReport {
+    /// Entries checked.
+    pub entries: i64,
+    /// Checkpoints whose signatures were checked.
+    pub checkpoints: usize,
+    /// The first problem, if any.
+    pub first_break: Option<String>,
+    /// Sequence number of the first bad entry (or checkpoint), if any.
+    pub first_bad_seq: Option<i64>,
+}
+
+impl Audit<'_> {
+    /// Audit entries of the principal's tenant, optionally of one subject.
+    pub async fn entries(
+        &self,
+        p: &Principal,
+        subject: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        p.require(Scope::Audit)?;
+        let rows = match subject {
+            Some(s) => {
+                sqlx::query(
+                    "SELECT seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash FROM audit_log \
+                     WHERE tenant = $1 AND subject = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                )
+                .bind(p.tenant.as_str())
+                .bind(s)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.v.inner.read)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash FROM audit_log \
+                     WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(p.tenant.as_str())
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.v.inner.read)
+                .await?
+            }
+        };
+        rows.iter().map(audit_entry).collect()
+    }
+
+    /// Verifies the whole audit chain, every checkpoint signature, and the
+    /// anchor in the key store (which detects a truncated tail).
+    pub async fn verify(&self) -> Result<AuditReport, StoreError> {
+        let vk = self.v.inner.root.audit_signing_key().verifying_key();
+        let cps = sqlx::query("SELECT seq, hash, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.v.inner.read)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    seq: r.try_get(0)?,
+                    hash: to32(r.try_get(1)?)?,
+                    signature: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let anchor = self.v.inner.keys.anchor().await?;
+        let mut all: Vec<Checkpoint> = cps.clone();
+        all.extend(anchor.clone());
+        let mut v = ChainVerifier::new(all.iter().map(|c| c.seq));
+        let mut after = 0i64;
+        let fail = |b: ChainBreak, n: i64, k: usize| {
+            let seq = match &b {
+                ChainBreak::Edited { seq } | ChainBreak::Checkpoint { seq, .. } => *seq,
+                // The first entry missing, not the one after the hole.
+                ChainBreak::Gap { expected_prev, .. } => *expected_prev + 1,
+                ChainBreak::Truncated { last_seq, .. } => *last_seq + 1,
+            };
+            AuditReport {
+                entries: n,
+                checkpoints: k,
+                first_break: Some(b.to_string()),
+                first_bad_seq: Some(seq),
+            }
+        };
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, at_us, tenant, actor, action, subject, purpose, outcome, prev_hash, hash FROM audit_log \
+                 WHERE seq > $1 ORDER BY seq LIMIT 5000",
+            )
+            .bind(after)
+            .fetch_all(&self.v.inner.read)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let e = audit_entry(r)?;
+                after = e.seq;
+                if let Err(b) = v.push(&e) {
+                    return Ok(fail(b, v.len(), 0));
+                }
+            }
+        }
+        for (i, c) in cps.iter().enumerate() {
+            if let Err(b) = v.check(c, &vk) {
+                return Ok(fail(b, v.len(), i));
+            }
+        }
+        if let Some(a) = &anchor {
+            if let Err(b) = v.check(a, &vk) {
+                return Ok(fail(b, v.len(), cps.len()));
+            }
+        }
+        Ok(AuditReport {
+            entries: v.len(),
+            checkpoints: cps.len() + usize::from(anchor.is_some()),
+            first_break: None,
+            first_bad_seq: None,
+        })
+    }
+}
+
+fn audit_entry(r: &sqlx::any::AnyRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: r.try_get(0)?,
+        at_us: r.try_get(1)?,
+        event: AuditEvent {
+            tenant: r.try_get(2)?,
+            actor: r.try_get(3)?,
+            action: r.try_get(4)?,
+            subject: r.try_get(5)?,
+            purpose: r.try_get(6)?,
+            outcome: r.try_get(7)?,
+        },
+        prev_hash: to32(r.try_get(8)?)?,
+        hash: to32(r.try_get(9)?)?,
+    })
+}
