@@ -18,6 +18,8 @@ pub mod mask;
 pub mod request;
 pub mod scope;
 pub mod secret;
+pub mod timestamp;
 
 pub use error::CoreError;
 pub use rand_core;
+pub use timestamp::Timestamp;

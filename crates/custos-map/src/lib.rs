@@ -20,6 +20,7 @@ mod consent;
 pub mod diagnostic;
 pub mod duration;
 pub mod fides;
+pub mod html;
 pub mod model;
 pub mod parse;
 pub mod ropa;

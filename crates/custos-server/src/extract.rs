@@ -245,3 +245,35 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         }
     }
 }
+
+/// A time given as `2025-06-01` (midnight UTC) or RFC 3339, in µs; the
+/// problem names `field`.
+pub(crate) fn parse_time(field: &str, s: &str) -> Result<i64, Problem> {
+    custos_core::Timestamp::parse(s)
+        .map(custos_core::Timestamp::micros)
+        .map_err(|e| Problem::invalid(field, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_parse_as_dates_or_rfc3339_and_name_the_field() {
+        assert_eq!(
+            super::parse_time("t", "1970-01-02").ok(),
+            Some(86_400_000_000)
+        );
+        assert_eq!(
+            super::parse_time("t", "1970-01-01T00:00:01Z").ok(),
+            Some(1_000_000)
+        );
+        let p = super::parse_time("due_before", "yesterday").err();
+        let body = p.and_then(|p| serde_json::to_value(&p).ok());
+        assert_eq!(
+            body.as_ref()
+                .and_then(|b| b.get("field"))
+                .and_then(|f| f.as_str()),
+            Some("due_before"),
+            "{body:?}"
+        );
+    }
+}

@@ -30,13 +30,9 @@ pub fn now_us() -> i64 {
     (now.unix_timestamp_nanos() / 1000) as i64
 }
 
-/// Formats a stored time as RFC 3339 (UTC).
+/// Formats a stored time (µs) as RFC 3339, UTC ([`Timestamp`]).
+///
+/// [`Timestamp`]: custos_core::Timestamp
 pub fn rfc3339(us: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    custos_core::Timestamp::from_micros(us).to_rfc3339()
 }

@@ -374,4 +374,3 @@ fn basic_redaction() {
     );
     assert_eq!(scrub("nothing here"), "nothing here");
 }
-

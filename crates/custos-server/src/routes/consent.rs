@@ -31,7 +31,7 @@ use custos_store::{
     Principal, Receipt, RecordedEvent, StoreError, SuppressedRow,
 };
 
-use crate::extract::{parse_id, subject_id, ApiJson, ApiPath, ApiQuery, KeyAuth};
+use crate::extract::{parse_id, parse_time, subject_id, ApiJson, ApiPath, ApiQuery, KeyAuth};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -85,19 +85,6 @@ fn find_rule(map: &DataMap, raw: &str, field: &str, in_path: bool) -> Result<Pur
 
 fn actor(p: &Principal) -> Actor {
     Actor::Key(p.clone())
-}
-
-/// Parses `2025-06-01` (midnight UTC) or an RFC 3339 time into µs.
-fn parse_time(field: &str, s: &str) -> Result<i64, Problem> {
-    use time::format_description::well_known::Rfc3339;
-    let t = time::OffsetDateTime::parse(s, &Rfc3339)
-        .or_else(|_| {
-            let fmt = time::macros::format_description!("[year]-[month]-[day]");
-            time::Date::parse(s, &fmt).map(|d| d.midnight().assume_utc())
-        })
-        .map_err(|_| Problem::invalid(field, "expected a date (2025-06-01) or an RFC 3339 time"))?;
-    i64::try_from(t.unix_timestamp_nanos() / 1000)
-        .map_err(|_| Problem::invalid(field, "out of range"))
 }
 
 // ----- purposes and versions -------------------------------------------------
@@ -496,24 +483,8 @@ pub async fn receipt(
     Ok(res)
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn receipt_html(r: &Receipt, controller: &str, contact: &str) -> String {
-    let e = escape_html;
+    let e = custos_map::html::escape;
     let mut h = String::with_capacity(4096);
     let _ = write!(
         h,
@@ -767,27 +738,4 @@ fn render_rows(batch: &[SuppressedRow], json: bool, first: &mut bool) -> String 
         *first = false;
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(
-            escape_html("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
-        );
-    }
-
-    #[test]
-    fn dates_parse() {
-        assert_eq!(parse_time("t", "1970-01-02").ok(), Some(86_400_000_000));
-        assert_eq!(
-            parse_time("t", "1970-01-01T00:00:01Z").ok(),
-            Some(1_000_000)
-        );
-        assert!(parse_time("t", "yesterday").is_err());
-    }
 }

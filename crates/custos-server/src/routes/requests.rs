@@ -24,7 +24,7 @@ use custos_core::ids::RequestId;
 use custos_core::request::{RequestStatus, RequestType};
 use custos_store::{CreatedRequest, PendingRequest, RequestInfo, StepInfo};
 
-use crate::extract::{parse_id, ApiJson, ApiPath, ApiQuery, KeyAuth};
+use crate::extract::{parse_id, parse_time, ApiJson, ApiPath, ApiQuery, KeyAuth};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -307,18 +307,6 @@ pub struct ListQuery {
 pub struct RequestList {
     /// Earliest due first (at most 1000).
     pub requests: Vec<RequestInfo>,
-}
-
-fn parse_time(field: &str, s: &str) -> Result<i64, Problem> {
-    use time::format_description::well_known::Rfc3339;
-    let t = time::OffsetDateTime::parse(s, &Rfc3339)
-        .or_else(|_| {
-            let fmt = time::macros::format_description!("[year]-[month]-[day]");
-            time::Date::parse(s, &fmt).map(|d| d.midnight().assume_utc())
-        })
-        .map_err(|_| Problem::invalid(field, "use RFC 3339 or YYYY-MM-DD"))?;
-    i64::try_from(t.unix_timestamp_nanos() / 1000)
-        .map_err(|_| Problem::invalid(field, "out of range"))
 }
 
 /// Lists requests by status, due date, or overdue.

@@ -417,18 +417,6 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn parse_time(s: &str) -> Option<i64> {
-    use time::format_description::well_known::Rfc3339;
-    let s = s.trim();
-    let t = time::OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
-        let fmt = time::macros::format_description!("[year]-[month]-[day]");
-        time::Date::parse(s, &fmt)
-            .ok()
-            .map(|d| d.midnight().assume_utc())
-    })?;
-    i64::try_from(t.unix_timestamp_nanos() / 1000).ok()
-}
-
 /// Turns one record into an event, or says which field is wrong.
 fn parse_event(
     cols: &[Col],
@@ -479,10 +467,16 @@ fn parse_event(
                 action = Some(Action::parse(v).ok_or(("action", "use grant, withdraw or object"))?)
             }
             Col::At => {
-                at = Some(parse_time(v).ok_or((
-                    "at",
-                    "expected an RFC 3339 time (2023-05-01T10:00:00Z) or a date",
-                ))?)
+                at = Some(
+                    custos_core::Timestamp::parse(v)
+                        .map(custos_core::Timestamp::micros)
+                        .map_err(|_| {
+                            (
+                                "at",
+                                "expected an RFC 3339 time (2023-05-01T10:00:00Z) or a date",
+                            )
+                        })?,
+                )
             }
             Col::Version => {
                 input.version = match opt {
@@ -666,7 +660,7 @@ mod tests {
             vec!["a", "b,c", "d \"e\"", "", "f"]
         );
         assert!(split_csv(r#"a,"open"#).is_none());
-        assert_eq!(parse_time("2023-05-01"), Some(1_682_899_200_000_000));
+
         assert_eq!(parse_bool("Yes"), Some(true));
     }
 }
