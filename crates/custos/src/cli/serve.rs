@@ -49,7 +49,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let vault = args.store.open(true).await?;
         let admin = admin_token();
-        serve(vault, admin, args.listen, map, &args.tls, |_| {}).await
+        serve(vault, admin, args.listen, map, &args.tls, |_| {}, |s| s).await
     })
 }
 
@@ -95,7 +95,8 @@ pub(crate) fn admin_token() -> (BearerSecret, bool) {
 
 /// Binds, prints how to authenticate, runs until Ctrl-C/SIGTERM. `ready`
 /// is called with the bound address before serving (the demo prints its
-/// tour there).
+/// tour there); `configure` adjusts the state last (the demo's executor
+/// settings and outbox).
 pub(crate) async fn serve(
     vault: Vault,
     (admin, generated): (BearerSecret, bool),
@@ -103,6 +104,7 @@ pub(crate) async fn serve(
     map: MapSource,
     tls: &TlsArgs,
     ready: impl FnOnce(SocketAddr),
+    configure: impl FnOnce(AppState) -> AppState,
 ) -> anyhow::Result<()> {
     // CUSTOS_SMTP_URL + CUSTOS_MAIL_FROM, else CUSTOS_DEV_OUTBOX. The error
     // names the variable, never its value (the URL may carry a password).
@@ -159,6 +161,7 @@ pub(crate) async fn serve(
         .with_executor_config(custos_server::executor::ExecutorConfig::new(
             std::env::var("CUSTOS_PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}")),
         ));
+    let state = configure(state);
     reload_map_on_hangup(state.map.clone());
     // Data-subject requests are carried out in the background by every
     // server sharing the store (steps are leased in the database).
