@@ -110,7 +110,6 @@ pub(crate) async fn serve(
     // names the variable, never its value (the URL may carry a password).
     let mailer = custos_server::mail::Mailer::from_env()
         .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
-    tracing::info!(?mailer, "outgoing mail");
     let rate_limits = custos_server::rate_limit::RateLimits::from_env()
         .map_err(|e| anyhow::anyhow!("rate limits: {e}"))?;
     let tls = match (&tls.tls_cert, &tls.tls_key) {
@@ -162,6 +161,7 @@ pub(crate) async fn serve(
             std::env::var("CUSTOS_PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}")),
         ));
     let state = configure(state);
+    tracing::info!(mailer = ?state.mailer, "outgoing mail");
     reload_map_on_hangup(state.map.clone());
     // Data-subject requests are carried out in the background by every
     // server sharing the store (steps are leased in the database).
