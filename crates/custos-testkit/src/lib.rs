@@ -4,10 +4,10 @@
 //! fresh pair of databases on a real PostgreSQL server. The server comes
 //! from `CUSTOS_TEST_DATABASE_URL` (an admin URL whose role may create
 //! databases) or, when that is unset, from a throw-away `initdb` cluster this
-//! harness starts once per test process. PostgreSQL tests are skipped with a
-//! notice when neither works, unless `CUSTOS_REQUIRE_PG=1` (CI), where they
-//! fail instead. `mysql` and `redis` provide real MySQL/MariaDB and Redis
-//! servers the same way.
+//! harness starts once per test process. PostgreSQL tests are skipped when
+//! neither works, each saying so on the run's output ([`report_skip`]),
+//! unless `CUSTOS_REQUIRE_PG=1` (CI), where they fail instead. `mysql` and
+//! `redis` provide real MySQL/MariaDB and Redis servers the same way.
 
 // Test support: failing loudly is the point.
 #![allow(
@@ -21,14 +21,51 @@ pub mod mysql;
 pub mod pg;
 pub mod redis;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Mutex;
 
 use custos_core::keys::RootKey;
 use custos_core::secret::Key32;
 use custos_store::{Vault, VaultConfig};
 use reqwest::Method;
 use serde_json::{json, Value};
+
+/// Says that the running test is skipped, on the test run's own output:
+/// one line `SKIPPED <test>: <what> (<hint>)` per test, however often it
+/// is called.
+///
+/// libtest captures what passing tests print with `print!`/`eprint!`, so a
+/// notice sent that way is never seen and the skipped test reads `ok`.
+/// This line is written to the process's stderr handle directly, which the
+/// capture does not touch, so it appears among the `test … ok` lines (and
+/// `.ci/run` fails on it). The test's name is its thread's: libtest runs
+/// every test on a thread named after it.
+pub fn report_skip(what: &str, hint: &str) {
+    use std::io::Write as _;
+    static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test").to_owned();
+    let first = SEEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(test.clone());
+    if first {
+        let line = format!("SKIPPED {test}: {what} ({hint})\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// The first line of a reason, at most 160 characters: a server's whole
+/// log does not belong in a skip line.
+pub(crate) fn short(why: &str) -> String {
+    let line = why.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(160) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_owned(),
+    }
+}
 
 /// Which data store a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,7 +333,8 @@ impl TestServer {
 
 /// Generates one `#[tokio::test]` per backend for each named
 /// `async fn name(store: TestStore)`; PostgreSQL tests are skipped when the
-/// harness has no server (and fail when `CUSTOS_REQUIRE_PG=1`).
+/// harness has no server, with a `SKIPPED postgres::name: …` line on the
+/// run's output (see [`report_skip`]), and fail when `CUSTOS_REQUIRE_PG=1`.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {

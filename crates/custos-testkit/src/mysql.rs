@@ -8,8 +8,9 @@
 //! connect as `custos` (created by an init file, password `custos`), which
 //! may create databases. Under root it runs with `--user=root`: MariaDB
 //! refuses root otherwise, and its files are ours alone in a private temp
-//! dir. MySQL tests are skipped with a notice when no server can be had,
-//! unless `CUSTOS_REQUIRE_MYSQL=1` (CI), where they fail instead.
+//! dir. MySQL tests are skipped when no server can be had, each with a
+//! `SKIPPED` line on the run's output, unless `CUSTOS_REQUIRE_MYSQL=1`
+//! (CI), where they fail instead.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -26,29 +27,33 @@ pub struct MysqlServer {
     admin_url: String,
 }
 
-static SERVER: OnceLock<Option<MysqlServer>> = OnceLock::new();
+static SERVER: OnceLock<Result<MysqlServer, String>> = OnceLock::new();
 
-/// The shared server, or `None` (after a notice) when none is available and
-/// `CUSTOS_REQUIRE_MYSQL` is not `1`.
+/// The shared server, or `None` when none is available: the calling test
+/// is then reported as skipped on the run's output
+/// ([`crate::report_skip`]), or fails when `CUSTOS_REQUIRE_MYSQL=1`.
 pub fn server() -> Option<&'static MysqlServer> {
     let s = SERVER.get_or_init(|| {
         if let Ok(url) = std::env::var("CUSTOS_TEST_MYSQL_URL") {
             if !url.trim().is_empty() {
-                return Some(MysqlServer { admin_url: url });
+                return Ok(MysqlServer { admin_url: url });
             }
         }
-        match start_server() {
-            Ok(admin_url) => Some(MysqlServer { admin_url }),
-            Err(why) => {
-                if required() {
-                    panic!("CUSTOS_REQUIRE_MYSQL=1 but no MySQL: {why}");
-                }
-                eprintln!("NOTICE: MySQL tests skipped: {why} (set CUSTOS_TEST_MYSQL_URL)");
-                None
-            }
-        }
+        start_server().map(|admin_url| MysqlServer { admin_url })
     });
-    s.as_ref()
+    match s {
+        Ok(server) => Some(server),
+        Err(why) => {
+            if required() {
+                panic!("CUSTOS_REQUIRE_MYSQL=1 but no MySQL: {why}");
+            }
+            crate::report_skip(
+                &format!("no MySQL server: {}", crate::short(why)),
+                "set CUSTOS_TEST_MYSQL_URL or install mariadb-server",
+            );
+            None
+        }
+    }
 }
 
 fn required() -> bool {

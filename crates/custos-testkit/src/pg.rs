@@ -4,7 +4,8 @@
 //! The throw-away cluster runs as the `postgres` user when the tests run as
 //! root (PostgreSQL refuses root), listens on 127.0.0.1 on a free port, and
 //! is stopped and deleted by a small watchdog shell when the test process
-//! exits.
+//! exits. Without a server, PostgreSQL tests are skipped, each with a
+//! `SKIPPED` line on the run's output, unless `CUSTOS_REQUIRE_PG=1`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,29 +20,33 @@ pub struct PgServer {
     admin_url: String,
 }
 
-static SERVER: OnceLock<Option<PgServer>> = OnceLock::new();
+static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
 
-/// The shared server, or `None` (after a notice) when none is available and
-/// `CUSTOS_REQUIRE_PG` is not `1`.
+/// The shared server, or `None` when none is available: the calling test
+/// is then reported as skipped on the run's output
+/// ([`crate::report_skip`]), or fails when `CUSTOS_REQUIRE_PG=1`.
 pub fn server() -> Option<&'static PgServer> {
     let s = SERVER.get_or_init(|| {
         if let Ok(url) = std::env::var("CUSTOS_TEST_DATABASE_URL") {
             if !url.trim().is_empty() {
-                return Some(PgServer { admin_url: url });
+                return Ok(PgServer { admin_url: url });
             }
         }
-        match start_cluster() {
-            Ok(admin_url) => Some(PgServer { admin_url }),
-            Err(why) => {
-                if required() {
-                    panic!("CUSTOS_REQUIRE_PG=1 but no PostgreSQL: {why}");
-                }
-                eprintln!("NOTICE: PostgreSQL tests skipped: {why} (set CUSTOS_TEST_DATABASE_URL)");
-                None
-            }
-        }
+        start_cluster().map(|admin_url| PgServer { admin_url })
     });
-    s.as_ref()
+    match s {
+        Ok(server) => Some(server),
+        Err(why) => {
+            if required() {
+                panic!("CUSTOS_REQUIRE_PG=1 but no PostgreSQL: {why}");
+            }
+            crate::report_skip(
+                &format!("no PostgreSQL server: {}", crate::short(why)),
+                "set CUSTOS_TEST_DATABASE_URL or install postgresql",
+            );
+            None
+        }
+    }
 }
 
 fn required() -> bool {

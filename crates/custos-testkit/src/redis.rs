@@ -4,8 +4,9 @@
 //! The throw-away server listens on 127.0.0.1 on a free port, persists
 //! nothing (`--save "" --appendonly no`), runs in its own temp dir, and is
 //! stopped (and the dir deleted) by a small watchdog shell once the test
-//! process exits. Redis tests are skipped with a notice when no server can
-//! be had, unless `CUSTOS_REQUIRE_REDIS=1` (CI), where they fail instead.
+//! process exits. Redis tests are skipped when no server can be had, each
+//! with a `SKIPPED` line on the run's output, unless `CUSTOS_REQUIRE_REDIS=1`
+//! (CI), where they fail instead.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -27,37 +28,41 @@ pub struct RedisServer {
     next_db: AtomicU32,
 }
 
-static SERVER: OnceLock<Option<RedisServer>> = OnceLock::new();
+static SERVER: OnceLock<Result<RedisServer, String>> = OnceLock::new();
 
-/// The shared server, or `None` (after a notice) when none is available and
-/// `CUSTOS_REQUIRE_REDIS` is not `1`.
+/// The shared server, or `None` when none is available: the calling test
+/// is then reported as skipped on the run's output
+/// ([`crate::report_skip`]), or fails when `CUSTOS_REQUIRE_REDIS=1`.
 pub fn server() -> Option<&'static RedisServer> {
     let s = SERVER.get_or_init(|| {
         if let Ok(url) = std::env::var("CUSTOS_TEST_REDIS_URL") {
             if !url.trim().is_empty() {
-                return Some(RedisServer {
+                return Ok(RedisServer {
                     url,
                     owned: false,
                     next_db: AtomicU32::new(0),
                 });
             }
         }
-        match start_server() {
-            Ok(url) => Some(RedisServer {
-                url,
-                owned: true,
-                next_db: AtomicU32::new(1),
-            }),
-            Err(why) => {
-                if required() {
-                    panic!("CUSTOS_REQUIRE_REDIS=1 but no Redis: {why}");
-                }
-                eprintln!("NOTICE: Redis tests skipped: {why} (set CUSTOS_TEST_REDIS_URL)");
-                None
-            }
-        }
+        start_server().map(|url| RedisServer {
+            url,
+            owned: true,
+            next_db: AtomicU32::new(1),
+        })
     });
-    s.as_ref()
+    match s {
+        Ok(server) => Some(server),
+        Err(why) => {
+            if required() {
+                panic!("CUSTOS_REQUIRE_REDIS=1 but no Redis: {why}");
+            }
+            crate::report_skip(
+                &format!("no Redis server: {}", crate::short(why)),
+                "set CUSTOS_TEST_REDIS_URL or install redis-server",
+            );
+            None
+        }
+    }
 }
 
 fn required() -> bool {

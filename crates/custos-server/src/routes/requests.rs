@@ -4,10 +4,10 @@
 //! archives and completion records. Every endpoint needs the `dsr` scope
 //! except the one-time archive download (the link's 256-bit token is the
 //! credential) and processor callbacks (HMAC-signed with the processor's
-//! secret). Execution itself is the background [`crate::executor`].
+//! secret). Execution itself is the background [`custos_dsr::Executor`].
 //!
 //! Verification codes are sent by email through `AppState::mailer`
-//! ([`crate::mail`]): over SMTP (`CUSTOS_SMTP_URL`), or written as
+//! ([`custos_dsr::mail`]): over SMTP (`CUSTOS_SMTP_URL`), or written as
 //! `<outbox>/<request id>.eml` in the development outbox
 //! (`CUSTOS_DEV_OUTBOX`). Without a mailer, or when sending fails, the code
 //! is not delivered and the answer says `"verification": "pending_delivery"`.

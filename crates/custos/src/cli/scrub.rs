@@ -23,7 +23,7 @@ pub(crate) struct ScrubArgs {
     /// and structure are kept; lines that do not parse are scrubbed as text.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
-    /// Replacement: `redact` ([EMAIL]), `mask` (j***@example.com),
+    /// Replacement: `redact` (`[EMAIL]`), `mask` (j***@example.com),
     /// `pseudonymize` (email:7f3a9c2e) or `hash`; the last two need CUSTOS_SCRUB_KEY.
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,

@@ -49,7 +49,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let vault = args.store.open(true).await?;
         let admin = admin_token();
-        serve(vault, admin, args.listen, map, &args.tls, |_| {}).await
+        serve(vault, admin, args.listen, map, &args.tls, |_| {}, |s| s).await
     })
 }
 
@@ -95,7 +95,8 @@ pub(crate) fn admin_token() -> (BearerSecret, bool) {
 
 /// Binds, prints how to authenticate, runs until Ctrl-C/SIGTERM. `ready`
 /// is called with the bound address before serving (the demo prints its
-/// tour there).
+/// tour there); `configure` adjusts the state last (the demo's executor
+/// settings and outbox).
 pub(crate) async fn serve(
     vault: Vault,
     (admin, generated): (BearerSecret, bool),
@@ -103,6 +104,7 @@ pub(crate) async fn serve(
     map: MapSource,
     tls: &TlsArgs,
     ready: impl FnOnce(SocketAddr),
+    configure: impl FnOnce(AppState) -> AppState,
 ) -> anyhow::Result<()> {
     // CUSTOS_SMTP_URL + CUSTOS_MAIL_FROM, else CUSTOS_DEV_OUTBOX. The error
     // names the variable, never its value (the URL may carry a password).
@@ -116,7 +118,6 @@ pub(crate) async fn serve(
         std::env::var_os(custos_dsr::mail::DEV_OUTBOX_VAR).map(PathBuf::from),
     )
     .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
-    tracing::info!(?mailer, "outgoing mail");
     let rate_limits = custos_server::rate_limit::RateLimits::from_env()
         .map_err(|e| anyhow::anyhow!("rate limits: {e}"))?;
     let tls = match (&tls.tls_cert, &tls.tls_key) {
@@ -172,6 +173,8 @@ pub(crate) async fn serve(
             cfg.env = Arc::new(std::env::vars().collect());
             cfg
         });
+    let state = configure(state);
+    tracing::info!(mailer = ?state.mailer, "outgoing mail");
     reload_map_on_hangup(state.map.clone());
     // Data-subject requests are carried out in the background by every
     // server sharing the store (steps are leased in the database).
