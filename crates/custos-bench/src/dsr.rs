@@ -382,11 +382,12 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     let base = format!("http://{}", listener.local_addr()?);
     let mut cfg = ExecutorConfig::new(base.clone());
     cfg.idle = Duration::from_millis(2);
-    cfg.env = Arc::new(HashMap::from([
+    cfg.env = HashMap::from([
         ("BENCH_APP_DB".to_owned(), app_db.display().to_string()),
         ("BENCH_FILES".to_owned(), files.display().to_string()),
         (custos_dsr::processor_secret_var("crm"), SECRET.to_owned()),
-    ]));
+    ])
+    .into();
     let admin = "cadm_bench_admin_token_0123456789".to_owned();
     // The processor confirms a thousand requests from one address in a
     // burst: measured here is the engine, not the public endpoints' limits.

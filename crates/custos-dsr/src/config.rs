@@ -20,11 +20,9 @@ pub struct ExecutorConfig {
     pub idle: Duration,
     /// Base URL processors call back (`https://custos.example`).
     pub public_url: String,
-    /// Connection settings by the variable names the map uses
-    /// (`url_env: APP_DATABASE_URL`, a processor's signing secret): the
-    /// binary fills it from the process environment, tests and benchmarks
-    /// give their own. Nothing else is consulted.
-    pub env: Arc<HashMap<String, String>>,
+    /// The settings the map names (`url_env: APP_DATABASE_URL`, a
+    /// processor's signing secret).
+    pub env: NamedSettings,
     /// First retry delay of a failed step; doubles per attempt, capped at
     /// 10 minutes.
     pub retry_base: Duration,
@@ -61,7 +59,7 @@ impl std::fmt::Debug for ExecutorConfig {
             .field("lease", &self.lease)
             .field("public_url", &self.public_url)
             .field("parallel", &self.parallel)
-            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("env", &self.env)
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +72,7 @@ impl ExecutorConfig {
             lease: Duration::from_secs(300),
             idle: Duration::from_millis(200),
             public_url: public_url.into(),
-            env: Arc::new(HashMap::new()),
+            env: NamedSettings::default(),
             retry_base: Duration::from_secs(1),
             parallel: 4,
             sql_cache: Arc::default(),
@@ -83,7 +81,55 @@ impl ExecutorConfig {
 
     /// A connection setting named by the map.
     pub fn var(&self, name: &str) -> Option<String> {
-        self.env.get(name).cloned()
+        self.env.get(name)
+    }
+}
+
+/// Where the settings a data map names come from. The map names them
+/// (`connection: { url_env: APP_DATABASE_URL }`), so they cannot be flags:
+/// the binary hands in a lookup in its environment, tests and the demo a
+/// fixed table. This crate reads no environment itself. `Debug` shows no
+/// names or values.
+#[derive(Clone)]
+pub struct NamedSettings {
+    lookup: Arc<Lookup>,
+}
+
+/// Looks a setting up by its name.
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+impl NamedSettings {
+    /// Settings looked up by `lookup` when a step needs them (so a changed
+    /// value is seen without a restart).
+    pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self {
+            lookup: Arc::new(lookup),
+        }
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+}
+
+impl Default for NamedSettings {
+    /// No settings at all.
+    fn default() -> Self {
+        Self::from_fn(|_| None)
+    }
+}
+
+impl From<HashMap<String, String>> for NamedSettings {
+    fn from(table: HashMap<String, String>) -> Self {
+        Self::from_fn(move |name| table.get(name).cloned())
+    }
+}
+
+impl std::fmt::Debug for NamedSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be passwords; names may say too much of a deployment.
+        f.write_str("NamedSettings")
     }
 }
 

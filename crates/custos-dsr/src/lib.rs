@@ -31,7 +31,7 @@ mod progress;
 mod reach;
 mod steps;
 
-pub use config::{processor_secret_var, ExecutorConfig, SQL_CACHE_TTL};
+pub use config::{processor_secret_var, ExecutorConfig, NamedSettings, SQL_CACHE_TTL};
 pub use executor::{Executor, Running};
 pub use mail::{Delivery, MailError, Mailer, Transport};
 pub use payload::Payload;

@@ -5,7 +5,7 @@
 //! are reachable by anyone, so each gets a token bucket per client (GCRA,
 //! `governor`). A client is its IP address, an IPv6 address counted by its
 //! /64 (one host usually owns the whole prefix). Behind a reverse proxy set
-//! [`RateLimits::client_ip_header`] (`CUSTOS_CLIENT_IP_HEADER`, e.g.
+//! [`RateLimits::client_ip_header`] (`--client-ip-header`, e.g.
 //! `X-Forwarded-For`): the right-most address of that header is the one the
 //! trusted proxy saw; a client cannot forge it. Without connection info
 //! (some embedded test servers) every client shares one bucket.
@@ -49,7 +49,7 @@ impl Limit {
         }
     }
 
-    /// Parses `PER_MINUTE[/BURST]` (`CUSTOS_RATE_ARCHIVES=30/10`).
+    /// Parses `PER_MINUTE[/BURST]` (`--rate-archives 30/10`).
     pub fn parse(s: &str) -> Option<Self> {
         let (rate, burst) = match s.trim().split_once('/') {
             Some((r, b)) => (r.trim().parse().ok()?, b.trim().parse().ok()?),
@@ -84,34 +84,6 @@ impl Default for RateLimits {
             callbacks: Limit::new(600, 100),
             client_ip_header: None,
         }
-    }
-}
-
-impl RateLimits {
-    /// The defaults, overridden by `CUSTOS_RATE_ARCHIVES`,
-    /// `CUSTOS_RATE_CALLBACKS` (`PER_MINUTE[/BURST]`) and
-    /// `CUSTOS_CLIENT_IP_HEADER`. An unreadable value is an error naming the
-    /// variable.
-    pub fn from_env() -> Result<Self, String> {
-        let mut l = Self::default();
-        for (var, slot) in [
-            ("CUSTOS_RATE_ARCHIVES", &mut l.archives),
-            ("CUSTOS_RATE_CALLBACKS", &mut l.callbacks),
-        ] {
-            if let Ok(v) = std::env::var(var) {
-                *slot = Limit::parse(&v)
-                    .ok_or_else(|| format!("{var}: expected PER_MINUTE or PER_MINUTE/BURST"))?;
-            }
-        }
-        if let Ok(v) = std::env::var("CUSTOS_CLIENT_IP_HEADER") {
-            if !v.trim().is_empty() {
-                l.client_ip_header = Some(
-                    HeaderName::try_from(v.trim())
-                        .map_err(|_| "CUSTOS_CLIENT_IP_HEADER: not a header name".to_string())?,
-                );
-            }
-        }
-        Ok(l)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Logging of the binary: `tracing` to stderr, level from `CUSTOS_LOG`
-//! (default `info`), every byte passed through the scrubber first, so a
+//! Logging of the binary: `tracing` to stderr, level from `--log` / `CUSTOS_LOG`
+//! (default `info,sqlx=warn`), every byte passed through the scrubber first, so a
 //! personal value that reaches a log line (an error message quoting input,
 //! a library's debug output) is redacted before it leaves the process.
 
@@ -7,9 +7,18 @@ use custos_scrub::{MakeScrubWriter, Scrubber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-pub(crate) fn init() {
-    let filter =
-        EnvFilter::try_from_env("CUSTOS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+/// The log filter when none is given.
+pub(crate) const DEFAULT_FILTER: &str = "info,sqlx=warn";
+
+/// Starts logging at the levels of `filter` (`--log` / `CUSTOS_LOG`); a
+/// filter that does not parse falls back to the default, with a warning.
+pub(crate) fn init(filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| {
+        eprintln!(
+            "warning: the log filter (--log / CUSTOS_LOG) does not parse; using {DEFAULT_FILTER}"
+        );
+        EnvFilter::new(DEFAULT_FILTER)
+    });
     match scrubbed(filter, std::io::stderr) {
         Ok(subscriber) => {
             let _ = tracing::subscriber::set_global_default(subscriber);

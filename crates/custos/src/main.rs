@@ -17,6 +17,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log filter (tracing's `EnvFilter` syntax); log lines go to stderr
+    /// through the scrubber.
+    #[arg(long, env = "CUSTOS_LOG", default_value = logging::DEFAULT_FILTER, global = true)]
+    log: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,7 +47,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init();
+    logging::init(&cli.log);
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => cli::demo::run(args).map(|()| ExitCode::SUCCESS),

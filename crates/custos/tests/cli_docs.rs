@@ -4,7 +4,8 @@
 //! line in one `bash -euo pipefail`, and every `curl` must get the HTTP
 //! status the line's trailing comment names (200 when it names none);
 //! README.md must show the same tour (keys, ids and the port aside); every
-//! other command in README.md's code blocks is run here as well.
+//! other command in README.md's code blocks is run here as well. The
+//! configuration reference must list what `custos serve --help` does.
 
 #![allow(
     clippy::unwrap_used,
@@ -394,4 +395,65 @@ fn readme_and_demo_tour_run_as_printed() {
 
     run_readme_commands(&readme, dir.path());
     drop(demo);
+}
+
+/// Every setting docs/configuration.md documents for `custos serve` is a
+/// flag of `custos serve --help`, with its variable: the reference and the
+/// binary cannot drift apart, and nothing is read from the environment
+/// behind the help's back.
+#[test]
+fn every_documented_setting_is_in_serve_help() {
+    let doc = std::fs::read_to_string(repo("docs/configuration.md")).expect("configuration.md");
+    let section = doc
+        .split("## `custos serve`")
+        .nth(1)
+        .and_then(|s| s.split("### Settings the map names").next())
+        .expect("the serve section");
+    let help = custos().args(["serve", "--help"]).output().expect("help");
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    let mut seen = 0;
+    for row in section.lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let flags = cells.get(1).copied().unwrap_or_default();
+        let vars = cells.get(2).copied().unwrap_or_default();
+        for name in flags.split(", ").chain(vars.split(", ")) {
+            let name = name.trim_matches('`');
+            assert!(
+                help.contains(name),
+                "docs/configuration.md documents {name}, which `custos serve --help` does not list"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 30, "the table was not read ({seen} names)");
+}
+
+/// `--show-config` prints the effective configuration with every secret
+/// as `***`.
+#[test]
+fn show_config_hides_secrets() {
+    let out = custos()
+        .args(["serve", "--show-config"])
+        .env("CUSTOS_ADMIN_TOKEN", "admin-hunter2")
+        .env("CUSTOS_ROOT_KEY", "root-hunter2")
+        .env("CUSTOS_DATABASE_URL", "postgres://u:db-hunter2@h/d")
+        .env("CUSTOS_SMTP_URL", "smtp://u:smtp-hunter2@h")
+        .env("CUSTOS_SCRUB_KEY", "scrub-hunter2")
+        .env("CUSTOS_MAIL_FROM", "custos@example.com")
+        .output()
+        .expect("show-config");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains("***") && text.contains("custos@example.com"),
+        "{text}"
+    );
+    let help = custos()
+        .args(["serve", "--help"])
+        .env("CUSTOS_ADMIN_TOKEN", "admin-hunter2")
+        .output()
+        .expect("help");
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
 }

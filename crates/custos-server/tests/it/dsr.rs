@@ -340,12 +340,13 @@ async fn app_on(store: &TestStore, processor_fail: usize, mysql: bool) -> Option
     let (map, _) = MapSource::load(MapOrigin::File(map_file)).expect("valid map");
     let mut cfg = ExecutorConfig::new("http://127.0.0.1:1");
     cfg.retry_base = Duration::from_millis(5);
-    cfg.env = Arc::new(HashMap::from([
+    cfg.env = HashMap::from([
         ("APP_DB_URL".to_owned(), db_url.clone()),
         ("FILES_ROOT".to_owned(), files.display().to_string()),
         ("REDIS_URL".to_owned(), redis_url.to_owned()),
         (custos_dsr::processor_secret_var("crm"), SECRET.to_owned()),
-    ]));
+    ])
+    .into();
     let cell = Arc::new(Mutex::new(None));
     let (c2, cfg2) = (cell.clone(), cfg.clone());
     let outbox = store.dir().join("outbox");

@@ -406,7 +406,7 @@ async fn app(store: &TestStore, fx: &Fixtures) -> Option<App> {
     let served = source.current().unwrap();
     let mut cfg = ExecutorConfig::new("http://127.0.0.1:1");
     cfg.retry_base = Duration::from_millis(5);
-    cfg.env = Arc::new(HashMap::from([(url_env, db_url)]));
+    cfg.env = HashMap::from([(url_env, db_url)]).into();
     let cell = Arc::new(Mutex::new(None));
     let c2 = cell.clone();
     let server = crate::support::start_with(store, move |s| {

@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use custos_core::blind::IdentityKind;
@@ -25,7 +24,7 @@ use custos_store::{Actor, Principal, Vault};
 use serde_json::json;
 use sqlx::Connection as _;
 
-use super::serve::{admin_token, runtime, serve};
+use super::serve::{runtime, serve, ServerConfig};
 use super::store_args::StoreArgs;
 
 /// Flags of `custos demo`.
@@ -80,9 +79,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             data_dir: dir.clone(),
             database_url: None,
             keystore_url: None,
+            // The demo's own development key, recreated with its stores.
+            root_key: None,
+            root_key_file: None,
         };
         let vault = store.open(true).await?;
-        let admin = admin_token();
+        let server = ServerConfig::with_defaults(args.listen);
+        let admin = server.admin_token();
         let admin_secret = admin.0.expose().to_owned();
         let tour = seed(&vault).await?;
         seed_app(&app_db, &files).await?;
@@ -96,10 +99,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .collect();
         serve(
             vault,
+            &server,
             admin,
-            args.listen,
             map,
-            &Default::default(),
             move |addr| {
                 println!();
                 println!(
@@ -121,7 +123,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             },
             move |state| {
                 let mut cfg = (*state.executor).clone();
-                cfg.env = Arc::new(env);
+                cfg.env = env.into();
                 state.with_executor_config(cfg).with_outbox(Some(outbox))
             },
         )

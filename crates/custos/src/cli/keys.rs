@@ -3,6 +3,7 @@
 use anyhow::Context;
 use custos_core::ids::TenantId;
 
+use super::secret::Secret;
 use super::serve::runtime;
 use super::store_args::StoreArgs;
 
@@ -15,11 +16,14 @@ pub(crate) struct KeysArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum KeysCommand {
-    /// Rewrap every tenant key under a new root key (read as base64 from
-    /// CUSTOS_NEW_ROOT_KEY). Restart servers with the new key afterwards.
+    /// Rewrap every tenant key under a new root key. Restart servers with
+    /// the new key afterwards.
     RotateRoot {
         #[command(flatten)]
         store: StoreArgs,
+        /// The new root key, base64 of 32 bytes.
+        #[arg(long, env = "CUSTOS_NEW_ROOT_KEY", hide_env_values = true)]
+        new_root_key: Secret,
     },
     /// Give a tenant a new key version and rewrap its subjects' keys.
     RotateTenant {
@@ -33,14 +37,16 @@ enum KeysCommand {
 pub(crate) fn run(args: KeysArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         match args.command {
-            KeysCommand::RotateRoot { store } => {
-                let new_b64 =
-                    zeroize::Zeroizing::new(std::env::var("CUSTOS_NEW_ROOT_KEY").context(
-                        "set CUSTOS_NEW_ROOT_KEY to the new root key (base64 of 32 bytes)",
-                    )?);
+            KeysCommand::RotateRoot {
+                store,
+                new_root_key,
+            } => {
                 let vault = store.open(false).await?;
-                let old = super::store_args::load_root_key(&store.data_dir, false)?;
-                let new = super::store_args::decode_key(&new_b64, "CUSTOS_NEW_ROOT_KEY")?;
+                let old = store.root_key(false)?;
+                let new = super::store_args::decode_key(
+                    new_root_key.expose(),
+                    "CUSTOS_NEW_ROOT_KEY (--new-root-key)",
+                )?;
                 let n = vault.keystore().rotate_root(&old, &new).await?;
                 vault.close().await;
                 println!(

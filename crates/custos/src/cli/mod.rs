@@ -8,5 +8,6 @@ pub(crate) mod keys;
 pub(crate) mod map;
 pub(crate) mod ropa;
 pub(crate) mod scrub;
+pub(crate) mod secret;
 pub(crate) mod serve;
 pub(crate) mod store_args;

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
+use super::secret::Secret;
 use anyhow::Context as _;
 use custos_scrub::{Format, Mode, Report, ScrubConfig, ScrubKey, Scrubber};
 
@@ -48,6 +49,9 @@ pub(crate) struct ScrubArgs {
     /// Print the detector names and exit.
     #[arg(long)]
     list_detectors: bool,
+    /// Key of the keyed modes (pseudonymize, hash).
+    #[arg(long, env = "CUSTOS_SCRUB_KEY", hide_env_values = true)]
+    key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -145,9 +149,9 @@ fn build(args: &ScrubArgs) -> anyhow::Result<Scrubber> {
             ModeArg::Hash => Mode::Hash,
         });
     }
-    if let Ok(text) = std::env::var(ScrubKey::ENV_VAR) {
-        let key = ScrubKey::parse(&text)
-            .with_context(|| format!("{} is not a valid key", ScrubKey::ENV_VAR))?;
+    if let Some(text) = &args.key {
+        let key = ScrubKey::parse(text.expose())
+            .with_context(|| format!("{} (--key) is not a valid key", ScrubKey::ENV_VAR))?;
         builder = builder.key(key);
     }
     Ok(builder.build()?)

@@ -12,22 +12,57 @@ use custos_core::secret::BearerSecret;
 use custos_server::AppState;
 use custos_store::Vault;
 
+use super::secret::Secret;
 use super::store_args::StoreArgs;
+use axum::http::HeaderName;
+use custos_server::rate_limit::{Limit, RateLimits};
 
-/// Flags of `custos serve`.
+/// Flags of `custos serve`: where the stores are, and the server's
+/// configuration.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Settings that the data map names are read from the environment when a \
+request step needs them: the variables of its connections (e.g. connection: { url_env: \
+APP_DATABASE_URL }) and each processor's signing secret, CUSTOS_PROCESSOR_SECRET_<ID>."
+)]
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) server: ServerConfig,
+    /// Print the effective configuration (secrets as ***) and exit.
+    #[arg(long)]
+    pub(crate) show_config: bool,
+}
+
+/// The server's one configuration: every setting a flag with its
+/// `CUSTOS_*` variable, so `custos serve --help` lists them all. The
+/// libraries get values from it, never the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServerConfig {
     /// Address to listen on.
     #[arg(long, env = "CUSTOS_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
-    /// Data map served at /v1/map and /v1/ropa; reloaded on SIGHUP or
-    /// POST /v1/map/reload.
+    /// Data map served at /v1/map and /v1/ropa and used by requests and
+    /// consent; reloaded on SIGHUP or POST /v1/map/reload.
     #[arg(long, env = "CUSTOS_MAP")]
     pub(crate) map: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
+    /// The system administrator's token; without it a random one is
+    /// printed once at start.
+    #[arg(long, env = "CUSTOS_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<Secret>,
+    /// Base URL processors call back (default: the listen address).
+    #[arg(long, env = "CUSTOS_PUBLIC_URL")]
+    pub(crate) public_url: Option<String>,
+    /// Key of the keyed scrub modes (pseudonymize, hash) of POST /v1/scrub.
+    #[arg(long, env = "CUSTOS_SCRUB_KEY", hide_env_values = true)]
+    pub(crate) scrub_key: Option<Secret>,
+    #[command(flatten)]
+    pub(crate) mail: MailArgs,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
 }
 
 /// HTTPS: both a certificate chain and its private key (PEM) turn it on.
@@ -41,15 +76,115 @@ pub(crate) struct TlsArgs {
     pub(crate) tls_key: Option<PathBuf>,
 }
 
+/// Outgoing mail (one-time codes, notices, receipts): SMTP when both the
+/// URL and the sender are set, else the development outbox, else none.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct MailArgs {
+    /// SMTP server: smtps://user:pass@host:465 (TLS),
+    /// smtp://user:pass@host:587?tls=required (STARTTLS),
+    /// smtp://host:587?tls=opportunistic, smtp://host:25 (local relay).
+    #[arg(long, env = "CUSTOS_SMTP_URL", hide_env_values = true)]
+    pub(crate) smtp_url: Option<Secret>,
+    /// Sender address of every message (with --smtp-url).
+    #[arg(long, env = "CUSTOS_MAIL_FROM")]
+    pub(crate) mail_from: Option<String>,
+    /// Development outbox: messages written as .eml files here.
+    #[arg(long, env = "CUSTOS_DEV_OUTBOX")]
+    pub(crate) dev_outbox: Option<PathBuf>,
+}
+
+/// Limits of the endpoints that take no API key, per client:
+/// `PER_MINUTE[/BURST]`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LimitArgs {
+    /// Archive downloads per client, PER_MINUTE[/BURST].
+    #[arg(long, env = "CUSTOS_RATE_ARCHIVES", default_value = "30/10", value_parser = parse_limit)]
+    pub(crate) rate_archives: Limit,
+    /// Processor callbacks per client, PER_MINUTE[/BURST].
+    #[arg(long, env = "CUSTOS_RATE_CALLBACKS", default_value = "600/100", value_parser = parse_limit)]
+    pub(crate) rate_callbacks: Limit,
+    /// Behind a reverse proxy: the header holding the client's address
+    /// (its right-most address counts), e.g. X-Forwarded-For.
+    #[arg(long, env = "CUSTOS_CLIENT_IP_HEADER", value_parser = parse_header)]
+    pub(crate) client_ip_header: Option<HeaderName>,
+}
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    Limit::parse(s).ok_or_else(|| "expected PER_MINUTE or PER_MINUTE/BURST".to_owned())
+}
+
+fn parse_header(s: &str) -> Result<HeaderName, String> {
+    HeaderName::try_from(s.trim()).map_err(|_| "not a header name".to_owned())
+}
+
+impl ServerConfig {
+    /// The defaults of every setting but the address: what `custos demo`
+    /// serves with.
+    pub(crate) fn with_defaults(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            map: None,
+            tls: TlsArgs::default(),
+            admin_token: None,
+            public_url: None,
+            scrub_key: None,
+            mail: MailArgs::default(),
+            limits: LimitArgs {
+                rate_archives: Limit::new(30, 10),
+                rate_callbacks: Limit::new(600, 100),
+                client_ip_header: None,
+            },
+        }
+    }
+
+    /// The mailer these settings choose. The error names the setting,
+    /// never its value (the URL may carry a password).
+    fn mailer(&self) -> anyhow::Result<Arc<dyn custos_dsr::Mailer>> {
+        custos_dsr::mail::from_settings(
+            self.mail.smtp_url.as_ref().map(Secret::expose),
+            self.mail.mail_from.as_deref(),
+            self.mail.dev_outbox.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("mail settings: {e}"))
+    }
+
+    fn rate_limits(&self) -> RateLimits {
+        RateLimits {
+            archives: self.limits.rate_archives,
+            callbacks: self.limits.rate_callbacks,
+            client_ip_header: self.limits.client_ip_header.clone(),
+        }
+    }
+
+    /// The admin token, or a fresh random one that [`serve`] prints once.
+    pub(crate) fn admin_token(&self) -> (BearerSecret, bool) {
+        match &self.admin_token {
+            Some(t) if !t.expose().trim().is_empty() => {
+                (BearerSecret::new(t.expose().trim().to_owned()), false)
+            }
+            _ => {
+                let mut raw = [0u8; 24];
+                OsRng.fill_bytes(&mut raw);
+                let t = format!("cadm_{}", hex::encode(raw));
+                (BearerSecret::new(t), true)
+            }
+        }
+    }
+}
+
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.show_config {
+        println!("{:#?}", args);
+        return Ok(());
+    }
     runtime()?.block_on(async move {
-        let map = match &args.map {
+        let map = match &args.server.map {
             Some(path) => load_map(MapOrigin::File(path.clone()))?,
             None => MapSource::none(),
         };
         let vault = args.store.open(true).await?;
-        let admin = admin_token();
-        serve(vault, admin, args.listen, map, &args.tls, |_| {}, |s| s).await
+        let admin = args.server.admin_token();
+        serve(vault, &args.server, admin, map, |_| {}, |s| s).await
     })
 }
 
@@ -79,48 +214,21 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The admin token from `CUSTOS_ADMIN_TOKEN`, or a fresh random one that
-/// [`serve`] prints once.
-pub(crate) fn admin_token() -> (BearerSecret, bool) {
-    match std::env::var("CUSTOS_ADMIN_TOKEN") {
-        Ok(t) if !t.trim().is_empty() => (BearerSecret::new(t.trim().to_owned()), false),
-        _ => {
-            let mut raw = [0u8; 24];
-            OsRng.fill_bytes(&mut raw);
-            let t = format!("cadm_{}", hex::encode(raw));
-            (BearerSecret::new(t), true)
-        }
-    }
-}
-
 /// Binds, prints how to authenticate, runs until Ctrl-C/SIGTERM. `ready`
 /// is called with the bound address before serving (the demo prints its
 /// tour there); `configure` adjusts the state last (the demo's executor
 /// settings and outbox).
 pub(crate) async fn serve(
     vault: Vault,
+    cfg: &ServerConfig,
     (admin, generated): (BearerSecret, bool),
-    listen: SocketAddr,
     map: MapSource,
-    tls: &TlsArgs,
     ready: impl FnOnce(SocketAddr),
     configure: impl FnOnce(AppState) -> AppState,
 ) -> anyhow::Result<()> {
-    // CUSTOS_SMTP_URL + CUSTOS_MAIL_FROM, else CUSTOS_DEV_OUTBOX. The error
-    // names the variable, never its value (the URL may carry a password).
-    let mailer = custos_dsr::mail::from_settings(
-        std::env::var(custos_dsr::mail::SMTP_URL_VAR)
-            .ok()
-            .as_deref(),
-        std::env::var(custos_dsr::mail::MAIL_FROM_VAR)
-            .ok()
-            .as_deref(),
-        std::env::var_os(custos_dsr::mail::DEV_OUTBOX_VAR).map(PathBuf::from),
-    )
-    .map_err(|e| anyhow::anyhow!("mail settings: {e}"))?;
-    let rate_limits = custos_server::rate_limit::RateLimits::from_env()
-        .map_err(|e| anyhow::anyhow!("rate limits: {e}"))?;
-    let tls = match (&tls.tls_cert, &tls.tls_key) {
+    let mailer = cfg.mailer()?;
+    let listen = cfg.listen;
+    let tls = match (&cfg.tls.tls_cert, &cfg.tls.tls_key) {
         (Some(cert), Some(key)) => {
             // ring: a vetted provider that builds without a C toolchain
             // beyond cc. Installing twice is harmless.
@@ -162,16 +270,20 @@ pub(crate) async fn serve(
     let _ = std::io::stdout().flush();
     let state = AppState::new(vault.clone(), admin)
         .with_map(map)
-        .with_scrub_key(std::env::var(custos_scrub::ScrubKey::ENV_VAR).ok())
+        .with_scrub_key(cfg.scrub_key.as_ref().map(|k| k.expose().to_owned()))
         .with_mailer(mailer)
-        .with_rate_limits(rate_limits)
+        .with_rate_limits(cfg.rate_limits())
         .with_executor_config({
-            let mut cfg = custos_dsr::ExecutorConfig::new(
-                std::env::var("CUSTOS_PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}")),
-            );
-            // The map names its connection settings as variables.
-            cfg.env = Arc::new(std::env::vars().collect());
-            cfg
+            let public_url = cfg
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{addr}"));
+            let mut exec = custos_dsr::ExecutorConfig::new(public_url);
+            // The settings the map names (connection URLs, processors'
+            // secrets) cannot be flags: they are looked up in the
+            // environment when a step needs them.
+            exec.env = custos_dsr::NamedSettings::from_fn(|name| std::env::var(name).ok());
+            exec
         });
     let state = configure(state);
     tracing::info!(mailer = ?state.mailer, "outgoing mail");

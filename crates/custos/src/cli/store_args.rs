@@ -1,5 +1,5 @@
-//! Where the stores and the root key are: flags and environment shared by
-//! every command that opens the vault.
+//! Where the stores and the root key are: the flags (each with its
+//! `CUSTOS_*` variable) shared by every command that opens the vault.
 
 use std::path::{Path, PathBuf};
 
@@ -11,18 +11,30 @@ use custos_core::secret::Key32;
 use custos_store::{Vault, VaultConfig};
 use zeroize::Zeroizing;
 
+use super::secret::Secret;
+
 /// Flags naming the data store, the key store and the data directory.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StoreArgs {
     /// Directory for the embedded stores and the development root key.
     #[arg(long, env = "CUSTOS_DATA_DIR", default_value = "custos-data")]
     pub(crate) data_dir: PathBuf,
-    /// Data store URL (`sqlite:` or `postgres:`); default: SQLite in the data directory.
-    #[arg(long, env = "CUSTOS_DATABASE_URL")]
-    pub(crate) database_url: Option<String>,
-    /// Key store URL, a different database; default: SQLite in `<data-dir>/keys/`.
-    #[arg(long, env = "CUSTOS_KEYSTORE_URL")]
-    pub(crate) keystore_url: Option<String>,
+    /// Data store URL (`sqlite:` or `postgres:`); default: SQLite in the
+    /// data directory. Secret: it may carry a password.
+    #[arg(long, env = "CUSTOS_DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<Secret>,
+    /// Key store URL, a different database; default: SQLite in
+    /// `<data-dir>/keys/`. Secret: it may carry a password.
+    #[arg(long, env = "CUSTOS_KEYSTORE_URL", hide_env_values = true)]
+    pub(crate) keystore_url: Option<Secret>,
+    /// The root key, base64 of 32 bytes; keep it apart from both stores
+    /// and their backups. Without it or a key file: the development key
+    /// `<data-dir>/root.key` (created by `custos serve` with a warning).
+    #[arg(long, env = "CUSTOS_ROOT_KEY", hide_env_values = true)]
+    pub(crate) root_key: Option<Secret>,
+    /// A file holding the root key (base64 of 32 bytes).
+    #[arg(long, env = "CUSTOS_ROOT_KEY_FILE", conflicts_with = "root_key")]
+    pub(crate) root_key_file: Option<PathBuf>,
 }
 
 fn sqlite_url(path: &Path) -> String {
@@ -36,11 +48,11 @@ impl StoreArgs {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
         let database_url = match &self.database_url {
-            Some(u) => u.clone(),
+            Some(u) => u.expose().to_owned(),
             None => sqlite_url(&self.data_dir.join("data.db")),
         };
         let keystore_url = match &self.keystore_url {
-            Some(u) => u.clone(),
+            Some(u) => u.expose().to_owned(),
             None => {
                 let dir = self.data_dir.join("keys");
                 std::fs::create_dir_all(&dir)
@@ -48,7 +60,7 @@ impl StoreArgs {
                 sqlite_url(&dir.join("keys.db"))
             }
         };
-        let root_key = load_root_key(&self.data_dir, allow_generated_root)?;
+        let root_key = self.root_key(allow_generated_root)?;
         let vault = Vault::open(VaultConfig {
             database_url,
             keystore_url,
@@ -71,19 +83,30 @@ pub(crate) fn decode_key(b64: &str, source: &str) -> anyhow::Result<RootKey> {
     Ok(RootKey::new(key))
 }
 
-/// Root key from `CUSTOS_ROOT_KEY`, `CUSTOS_ROOT_KEY_FILE`, or (development
-/// only) a generated file `<data-dir>/root.key`, outside the key store.
-pub(crate) fn load_root_key(data_dir: &Path, allow_generated: bool) -> anyhow::Result<RootKey> {
-    if let Ok(v) = std::env::var("CUSTOS_ROOT_KEY") {
-        return decode_key(&v, "CUSTOS_ROOT_KEY");
+impl StoreArgs {
+    /// The root key: `--root-key`, `--root-key-file`, or (development
+    /// only) the generated file `<data-dir>/root.key`, outside the key
+    /// store.
+    pub(crate) fn root_key(&self, allow_generated: bool) -> anyhow::Result<RootKey> {
+        if let Some(v) = &self.root_key {
+            return decode_key(v.expose(), "CUSTOS_ROOT_KEY (--root-key)");
+        }
+        if let Some(path) = &self.root_key_file {
+            let s = Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "reading CUSTOS_ROOT_KEY_FILE (--root-key-file) {}",
+                    path.display()
+                )
+            })?);
+            return decode_key(&s, &path.display().to_string());
+        }
+        development_root_key(&self.data_dir, allow_generated)
     }
-    if let Ok(path) = std::env::var("CUSTOS_ROOT_KEY_FILE") {
-        let s = Zeroizing::new(
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("reading CUSTOS_ROOT_KEY_FILE {path}"))?,
-        );
-        return decode_key(&s, &path);
-    }
+}
+
+/// The development root key `<data-dir>/root.key`, generated when
+/// `allow_generated` and missing.
+fn development_root_key(data_dir: &Path, allow_generated: bool) -> anyhow::Result<RootKey> {
     let path = data_dir.join("root.key");
     if path.exists() {
         let s = Zeroizing::new(
