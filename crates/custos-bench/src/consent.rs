@@ -48,9 +48,9 @@ use std::time::{Duration, Instant};
 
 use custos_core::consent::{Action, Channel, PurposeRule};
 use custos_core::ids::{Purpose, SubjectId, TenantId};
-use custos_core::rand_core::{OsRng, RngCore};
 use custos_store::{Actor, ConsentInput, ImportEvent, ImportSubject};
 use custos_testkit::{Backend, TestServer, TestStore};
+use rand_core::{OsRng, RngCore};
 use reqwest::Method;
 use serde_json::json;
 

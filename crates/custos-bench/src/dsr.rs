@@ -368,7 +368,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         MapSource::load(MapOrigin::File(map_file)).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let mut root = [0u8; 32];
-    custos_core::rand_core::RngCore::fill_bytes(&mut custos_core::rand_core::OsRng, &mut root);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut root);
     let sqlite = |p: std::path::PathBuf| format!("sqlite://{}?mode=rwc", p.display());
     let vault = Vault::open(VaultConfig {
         database_url: sqlite(dir.path().join("data.db")),

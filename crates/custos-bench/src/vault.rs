@@ -17,10 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 use custos_core::blind::{blind_index, IdentityKind};
 use custos_core::ids::{Collection, RecordKey, SubjectId, TenantId};
 use custos_core::keys::{RootKey, SubjectKey, TenantKeys};
-use custos_core::rand_core::{OsRng, RngCore};
 use custos_core::secret::{BearerSecret, Key32};
 use custos_server::AppState;
 use custos_store::{Principal, Vault, VaultConfig};
+use rand_core::{OsRng, RngCore};
 
 use hyper::Method;
 

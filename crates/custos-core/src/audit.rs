@@ -263,6 +263,9 @@ mod hex32 {
 
 #[cfg(test)]
 mod tests {
+    // Tests draw real randomness; the code under test takes it as a parameter.
+    #![allow(clippy::disallowed_types)]
+
     use super::*;
     use rand_core::OsRng;
 

@@ -318,6 +318,9 @@ impl SubjectKey {
 
 #[cfg(test)]
 mod tests {
+    // Tests draw real randomness; the code under test takes it as a parameter.
+    #![allow(clippy::disallowed_types)]
+
     use super::*;
     use rand_core::OsRng;
 

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use custos_core::audit::Checkpoint;
 use custos_core::ids::{SubjectId, TenantId};
 use custos_core::keys::{RootKey, TenantKeys};
-use custos_core::rand_core::OsRng;
 use custos_core::secret::Key32;
+use rand_core::OsRng;
 
 use crate::db::{self, Engine, Role};
 use crate::StoreError;

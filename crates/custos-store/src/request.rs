@@ -22,10 +22,10 @@ use sqlx::{AnyConnection, Row};
 
 use custos_core::blind::IdentityKind;
 use custos_core::ids::{RequestId, TenantId};
-use custos_core::rand_core::{OsRng, RngCore};
 use custos_core::request::{self as rules, RequestError, RequestStatus, RequestType};
 use custos_core::scope::Scope;
 use custos_core::secret::Personal;
+use rand_core::{OsRng, RngCore};
 
 use crate::error::is_unique_violation;
 use crate::vault::{event, Actor, Principal, Requests, Vault};

@@ -109,10 +109,7 @@ impl TestStore {
             }
         };
         let mut root_key = [0u8; 32];
-        custos_core::rand_core::RngCore::fill_bytes(
-            &mut custos_core::rand_core::OsRng,
-            &mut root_key,
-        );
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut root_key);
         Some(Self {
             backend,
             database_url,

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 
 use custos_core::consent::{Action, Channel};
 use custos_core::ids::{Purpose, SubjectId, TenantId};
-use custos_core::rand_core::{OsRng, RngCore};
 use custos_store::{Actor, ConsentInput, ImportEvent, ImportSubject};
 use custos_testkit::{backend_tests, Reply, TestServer, TestStore};
+use rand_core::{OsRng, RngCore};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -16,8 +16,8 @@ use custos_core::consent::{
 use custos_core::envelope;
 use custos_core::ids::{SubjectId, TenantId};
 use custos_core::keys::SubjectKey;
-use custos_core::rand_core::OsRng;
 use custos_core::scope::Scope;
+use rand_core::OsRng;
 
 use super::change::{ConsentOp, EventRow, StateRow};
 use super::views::{

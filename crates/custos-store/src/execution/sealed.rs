@@ -8,9 +8,9 @@ use sqlx::Row;
 
 use custos_core::envelope::{self, Context};
 use custos_core::ids::{RequestId, TenantId};
-use custos_core::rand_core::{OsRng, RngCore};
 use custos_core::scope::Scope;
 use custos_core::secret::{Key32, Personal};
+use rand_core::{OsRng, RngCore};
 
 use crate::vault::{event, Actor, Execution, Principal, Requests, Vault};
 use crate::{now_us, rfc3339, StoreError};

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use custos_core::audit::AuditEvent;
 use custos_core::ids::{ApiKeyId, TenantId};
-use custos_core::rand_core::{OsRng, RngCore};
 use custos_core::scope::{Scope, ScopeSet};
 use custos_core::secret::BearerSecret;
+use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use sqlx::Row;
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use custos_map::{MapOrigin, MapSource, ReloadError};
 
 use anyhow::Context;
-use custos_core::rand_core::{OsRng, RngCore};
 use custos_core::secret::BearerSecret;
 use custos_server::AppState;
 use custos_store::Vault;
+use rand_core::{OsRng, RngCore};
 
 use super::secret::Secret;
 use super::store_args::StoreArgs;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use custos_core::keys::RootKey;
-use custos_core::rand_core::{OsRng, RngCore};
 use custos_core::secret::Key32;
 use custos_store::{Vault, VaultConfig};
+use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use super::secret::Secret;
