@@ -9,6 +9,8 @@ use sqlx::{AnyConnection, Row};
 
 use custos_core::consent::{Action, ConsentState, EventFact, Revalidation};
 
+use custos_core::ids::{Purpose, TenantId};
+
 use crate::writer::Change;
 use crate::StoreError;
 
@@ -63,8 +65,8 @@ pub(crate) struct StateRow {
 pub(crate) enum ConsentOp {
     /// A new policy version; returns its number.
     Publish {
-        tenant: String,
-        purpose: String,
+        tenant: TenantId,
+        purpose: Purpose,
         text: String,
         sha: Vec<u8>,
         material: bool,
@@ -81,7 +83,7 @@ pub(crate) enum ConsentOp {
         states: Vec<StateRow>,
     },
     /// Recomputes a tenant's materialised state from its events.
-    Rebuild { tenant: String },
+    Rebuild { tenant: TenantId },
 }
 
 pub(super) const UPSERT_STATE_TAIL: &str = " ON CONFLICT (tenant, subject, purpose) DO UPDATE SET \
@@ -215,7 +217,7 @@ pub(super) async fn apply(
             .bind(purpose.as_str())
             .bind(version)
             .bind(text.as_str())
-            .bind(sha.clone())
+            .bind(&sha[..])
             .bind(i64::from(*material))
             .bind(effective_us.unwrap_or(now))
             .bind(reval)

@@ -492,7 +492,7 @@ impl Consent<'_> {
             .writer
             .submit(
                 ConsentOp::Rebuild {
-                    tenant: tenant.to_string(),
+                    tenant: tenant.clone(),
                 },
                 vec![ev],
             )

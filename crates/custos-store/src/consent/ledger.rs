@@ -90,8 +90,8 @@ impl Consent<'_> {
                 .writer
                 .submit(
                     ConsentOp::Publish {
-                        tenant: tenant.to_string(),
-                        purpose: rule.id.to_string(),
+                        tenant: tenant.clone(),
+                        purpose: rule.id.clone(),
                         text: text.to_owned(),
                         sha: sha.to_vec(),
                         material,

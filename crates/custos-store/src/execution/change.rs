@@ -7,6 +7,8 @@ use sqlx::AnyConnection;
 use custos_core::request::{RequestError, RequestStatus, StepKind};
 
 use super::{NewStep, StepStatus};
+use custos_core::ids::{RequestId, TenantId};
+
 use crate::writer::Change;
 use crate::StoreError;
 
@@ -15,15 +17,15 @@ use crate::StoreError;
 pub(crate) enum ExecOp {
     /// `verified → planned → running` with the steps and the resealed payload.
     Plan {
-        tenant: String,
-        id: String,
+        tenant: TenantId,
+        id: RequestId,
         payload: Option<Vec<u8>>,
         steps: Vec<NewStep>,
         now: i64,
     },
     /// A worker ends its step (guarded by its lease).
     EndStep {
-        request: String,
+        request: RequestId,
         step: i64,
         owner: String,
         status: StepStatus,
@@ -35,8 +37,8 @@ pub(crate) enum ExecOp {
     },
     /// A waiting step is ticked off by a person or confirmed by a processor.
     Confirm {
-        tenant: String,
-        request: String,
+        tenant: TenantId,
+        request: RequestId,
         step: i64,
         from: StepStatus,
         by: String,
@@ -48,8 +50,8 @@ pub(crate) enum ExecOp {
     },
     /// The request moves on; closing it wipes the payload.
     Advance {
-        tenant: String,
-        id: String,
+        tenant: TenantId,
+        id: RequestId,
         from: RequestStatus,
         to: RequestStatus,
         completion: Option<String>,
@@ -85,14 +87,15 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             steps,
             now,
         } => {
+            let id = id.text();
             let n = sqlx::query(
                 "UPDATE dsr_requests SET status = 'running', payload_sealed = COALESCE($1, payload_sealed), \
                  updated_us = $2 WHERE tenant = $3 AND id = $4 AND status = 'verified'",
             )
-            .bind(payload.clone())
+            .bind(payload.as_deref())
             .bind(*now)
-            .bind(tenant)
-            .bind(id)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
             .execute(&mut *c)
             .await?
             .rows_affected();
@@ -107,12 +110,12 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
                     "INSERT INTO dsr_steps (request_id, tenant, step, kind, system_id, processor, title, \
                      status, attempts, next_at_us, updated_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)",
                 )
-                .bind(id)
-                .bind(tenant)
+                .bind(id.as_str())
+                .bind(tenant.as_str())
                 .bind(i as i64 + 1)
                 .bind(s.kind.as_str())
-                .bind(s.system.clone())
-                .bind(s.processor.clone())
+                .bind(s.system.as_deref())
+                .bind(s.processor.as_deref())
                 .bind(&s.title)
                 .bind(status.as_str())
                 .bind(*now)
@@ -132,6 +135,7 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             next_at_us,
             now,
         } => {
+            let request = request.text();
             // Out of attempts, a retry is a failure.
             let status = match (status, attempts_left) {
                 (StepStatus::Pending, false) => StepStatus::Failed,
@@ -143,11 +147,11 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
                  WHERE request_id = $6 AND step = $7 AND lease_owner = $8 AND status = 'running'",
             )
             .bind(status.as_str())
-            .bind(result.clone())
-            .bind(error.clone())
+            .bind(result.as_deref())
+            .bind(error.as_deref())
             .bind(*next_at_us)
             .bind(*now)
-            .bind(request)
+            .bind(request.as_str())
             .bind(*step)
             .bind(owner)
             .execute(&mut *c)
@@ -166,18 +170,19 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             or_running,
             now,
         } => {
+            let request = request.text();
             let n = sqlx::query(
                 "UPDATE dsr_steps SET status = 'done', completed_by = $1, note = $2, \
                  result = COALESCE($3, result), updated_us = $4, lease_owner = NULL \
                  WHERE tenant = $5 AND request_id = $6 AND step = $7 \
                  AND (status = $8 OR ($9 AND status = 'running'))",
             )
-            .bind(by)
-            .bind(note.clone())
-            .bind(result.clone())
+            .bind(by.as_str())
+            .bind(note.as_deref())
+            .bind(result.as_deref())
             .bind(*now)
-            .bind(tenant)
-            .bind(request)
+            .bind(tenant.as_str())
+            .bind(request.as_str())
             .bind(*step)
             .bind(from.as_str())
             .bind(*or_running)
@@ -194,6 +199,7 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             completion,
             now,
         } => {
+            let id = id.text();
             let closed = to.is_terminal().then_some(*now);
             let n = sqlx::query(
                 "UPDATE dsr_requests SET status = $1, completion = COALESCE($2, completion), \
@@ -201,12 +207,12 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
                  closed_us = $4, updated_us = $5 WHERE tenant = $6 AND id = $7 AND status = $8",
             )
             .bind(to.as_str())
-            .bind(completion.clone())
+            .bind(completion.as_deref())
             .bind(to.is_terminal())
             .bind(closed)
             .bind(*now)
-            .bind(tenant)
-            .bind(id)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
             .bind(from.as_str())
             .execute(&mut *c)
             .await?
@@ -216,8 +222,8 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
                 sqlx::query(
                     "DELETE FROM dsr_processor_answers WHERE tenant = $1 AND request_id = $2",
                 )
-                .bind(tenant)
-                .bind(id)
+                .bind(tenant.as_str())
+                .bind(id.as_str())
                 .execute(&mut *c)
                 .await?;
             }

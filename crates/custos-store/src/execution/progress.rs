@@ -144,8 +144,8 @@ impl Execution<'_> {
                 .writer
                 .submit(
                     ExecOp::Advance {
-                        tenant: req.tenant.to_string(),
-                        id: id.clone(),
+                        tenant: req.tenant.clone(),
+                        id: req.id,
                         from: current,
                         to,
                         completion,

@@ -101,8 +101,8 @@ impl Vault {
             .writer
             .submit(
                 ExecOp::Confirm {
-                    tenant: tenant.to_string(),
-                    request: id.to_string(),
+                    tenant: tenant.clone(),
+                    request: *id,
                     step,
                     from,
                     by: by.to_owned(),
@@ -274,8 +274,8 @@ impl Execution<'_> {
             .writer
             .submit(
                 ExecOp::Plan {
-                    tenant: req.tenant.to_string(),
-                    id,
+                    tenant: req.tenant.clone(),
+                    id: req.id,
                     payload: sealed,
                     steps,
                     now: now_us(),
@@ -388,7 +388,7 @@ impl Execution<'_> {
             .writer
             .submit(
                 ExecOp::EndStep {
-                    request: id,
+                    request: c.request,
                     step: c.step,
                     owner: c.owner.clone(),
                     status,
