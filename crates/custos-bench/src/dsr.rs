@@ -371,10 +371,13 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut root);
     let sqlite = |p: std::path::PathBuf| format!("sqlite://{}?mode=rwc", p.display());
     let vault = Vault::open(VaultConfig {
-        database_url: sqlite(dir.path().join("data.db")),
-        keystore_url: sqlite(dir.path().join("keys.db")),
-        root_key: RootKey::new(Key32::from_bytes(root)),
         read_connections: 8,
+        erasure_ledger: Some(dir.path().join("erasures.ledger")),
+        ..VaultConfig::new(
+            sqlite(dir.path().join("data.db")),
+            sqlite(dir.path().join("keys.db")),
+            RootKey::new(Key32::from_bytes(root)),
+        )
     })
     .await
     .context("opening the vault")?;

@@ -304,11 +304,14 @@ impl Bench {
         OsRng.fill_bytes(&mut raw);
         let root = RootKey::new(Key32::from_bytes(raw));
         let vault = Vault::open(VaultConfig {
-            database_url: sqlite_url(&dir.path().join("data.db")),
-            keystore_url: sqlite_url(&keys_dir.join("keys.db")),
-            root_key: root.clone(),
             // What `custos serve` uses (crates/custos/src/cli/store_args.rs).
             read_connections: 8,
+            erasure_ledger: Some(dir.path().join("erasures.ledger")),
+            ..VaultConfig::new(
+                sqlite_url(&dir.path().join("data.db")),
+                sqlite_url(&keys_dir.join("keys.db")),
+                root.clone(),
+            )
         })
         .await
         .context("opening the vault")?;

@@ -202,7 +202,10 @@ impl From<StoreError> for Problem {
                     detail,
                 )
             }
-            StoreError::Config(_) | StoreError::WrongRootKey { .. } | StoreError::Migrate(_) => {
+            StoreError::Config(_)
+            | StoreError::WrongRootKey { .. }
+            | StoreError::Migrate(_)
+            | StoreError::RolledBack(_) => {
                 tracing::error!(error = %detail, "server misconfigured");
                 Problem::new(
                     S::INTERNAL_SERVER_ERROR,

@@ -245,16 +245,30 @@ async fn migrate_to(
                 include_str!("../migrations/postgres/data/0006_suppression_index.sql"),
             ),
         ],
-        (Engine::Sqlite, Role::Keys) => vec![migration(
-            1,
-            "keys",
-            include_str!("../migrations/sqlite/keys/0001_keys.sql"),
-        )],
-        (Engine::Postgres, Role::Keys) => vec![migration(
-            1,
-            "keys",
-            include_str!("../migrations/postgres/keys/0001_keys.sql"),
-        )],
+        (Engine::Sqlite, Role::Keys) => vec![
+            migration(
+                1,
+                "keys",
+                include_str!("../migrations/sqlite/keys/0001_keys.sql"),
+            ),
+            migration(
+                2,
+                "erasures",
+                include_str!("../migrations/sqlite/keys/0002_erasures.sql"),
+            ),
+        ],
+        (Engine::Postgres, Role::Keys) => vec![
+            migration(
+                1,
+                "keys",
+                include_str!("../migrations/postgres/keys/0001_keys.sql"),
+            ),
+            migration(
+                2,
+                "erasures",
+                include_str!("../migrations/postgres/keys/0002_erasures.sql"),
+            ),
+        ],
     };
     if let Some(last) = last {
         list.retain(|m| m.version <= last);

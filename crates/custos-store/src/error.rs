@@ -66,6 +66,11 @@ pub enum StoreError {
         /// Fingerprint recorded in the key store.
         expected: String,
     },
+    /// The data store was restored from an older copy: it lacks erasures
+    /// recorded elsewhere, or its audit chain is behind or off its anchor.
+    /// It is not served until recovered (`custos recover`).
+    #[error("the data store was restored from an older copy: {0}. It is not served until recovered: run `custos recover` (docs/operations.md)")]
+    RolledBack(String),
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(String),

@@ -14,6 +14,7 @@ use custos_core::secret::Key32;
 use rand_core::OsRng;
 
 use crate::db::{self, Engine, Role};
+use crate::ledger::{Entries, Erasure, Shred};
 use crate::StoreError;
 
 /// Handle on the key store database.
@@ -252,37 +253,23 @@ impl KeyStore {
         Ok(out)
     }
 
-    /// Destroys a subject's key: the crypto-shredding step of erasure.
-    pub async fn delete_subject_key(&self, subject: &SubjectId) -> Result<(), StoreError> {
+    /// Deletes the key of a subject whose creation failed (not an
+    /// erasure: nothing is recorded).
+    pub(crate) async fn discard_subject_key(&self, subject: &SubjectId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM subject_keys WHERE subject = $1")
-            .bind(subject.to_string())
+            .bind(subject.text().as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Deletes keys of many subjects (ledger replay at startup).
-    pub async fn delete_subject_keys(&self, subjects: &[String]) -> Result<u64, StoreError> {
-        let mut n = 0;
-        let mut tx = self.pool.begin().await?;
-        for s in subjects {
-            n += sqlx::query("DELETE FROM subject_keys WHERE subject = $1")
-                .bind(s)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
-    }
-
-    /// Destroys every key of a tenant: all its subjects become unreadable.
-    pub async fn shred_tenant(&self, tenant: &TenantId) -> Result<(), StoreError> {
+    /// Deletes the keys of a tenant whose creation failed (not a shred:
+    /// nothing is recorded).
+    pub(crate) async fn discard_tenant(&self, tenant: &TenantId) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for sql in [
             "DELETE FROM tenant_keys WHERE tenant = $1",
             "DELETE FROM tenant_index_roots WHERE tenant = $1",
-            "DELETE FROM subject_keys WHERE tenant = $1",
         ] {
             sqlx::query(sql)
                 .bind(tenant.as_str())
@@ -291,6 +278,82 @@ impl KeyStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Destroys the keys of what `entries` erased and shredded, and
+    /// records them here, in one transaction; returns the keys destroyed.
+    /// Idempotent: a ledger replay at start runs it again safely.
+    pub(crate) async fn record(&self, entries: &Entries) -> Result<u64, StoreError> {
+        let mut n = 0;
+        let mut tx = self.pool.begin().await?;
+        for e in entries.erasures.values() {
+            let subject = e.subject.text();
+            n += sqlx::query("DELETE FROM subject_keys WHERE subject = $1")
+                .bind(subject.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "INSERT INTO erased_subjects (subject, tenant, erased_us) VALUES ($1, $2, $3) \
+                 ON CONFLICT (subject) DO NOTHING",
+            )
+            .bind(subject.as_str())
+            .bind(e.tenant.as_str())
+            .bind(e.at_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for s in entries.shreds.values() {
+            for sql in [
+                "DELETE FROM tenant_keys WHERE tenant = $1",
+                "DELETE FROM tenant_index_roots WHERE tenant = $1",
+                "DELETE FROM subject_keys WHERE tenant = $1",
+            ] {
+                n += sqlx::query(sql)
+                    .bind(s.tenant.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            sqlx::query(
+                "INSERT INTO shredded_tenants (tenant, shredded_us) VALUES ($1, $2) \
+                 ON CONFLICT (tenant) DO NOTHING",
+            )
+            .bind(s.tenant.as_str())
+            .bind(s.at_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Every erasure and shredded tenant recorded here.
+    pub(crate) async fn erasures(&self) -> Result<Entries, StoreError> {
+        let mut out = Entries::default();
+        for r in sqlx::query("SELECT subject, tenant, erased_us FROM erased_subjects")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            out.add_erasure(Erasure {
+                subject: SubjectId::parse(&r.try_get::<String, _>(0)?)
+                    .map_err(StoreError::Integrity)?,
+                tenant: TenantId::parse(&r.try_get::<String, _>(1)?)
+                    .map_err(StoreError::Integrity)?,
+                at_us: r.try_get(2)?,
+            });
+        }
+        for r in sqlx::query("SELECT tenant, shredded_us FROM shredded_tenants")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            out.add_shred(Shred {
+                tenant: TenantId::parse(&r.try_get::<String, _>(0)?)
+                    .map_err(StoreError::Integrity)?,
+                at_us: r.try_get(1)?,
+            });
+        }
+        Ok(out)
     }
 
     /// Whether a tenant still has key material (for startup replay).
@@ -445,6 +508,63 @@ impl KeyStore {
             })),
             None => Ok(None),
         }
+    }
+
+    /// Recovery of a restored data store: the anchor its chain no longer
+    /// reaches goes to the history with the restored head's sequence
+    /// number, and the next checkpoint anchors the chain anew.
+    pub(crate) async fn retire_anchor(
+        &self,
+        anchor: &Checkpoint,
+        restored_seq: i64,
+        reason: &str,
+        now_us: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO audit_anchor_history (seq, hash, signature, replaced_us, restored_seq, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(anchor.seq)
+        .bind(&anchor.hash[..])
+        .bind(&anchor.signature[..])
+        .bind(now_us)
+        .bind(restored_seq)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM audit_anchor WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Anchors retired by recoveries, oldest first: (anchor, restored
+    /// head's sequence number, when, why).
+    pub(crate) async fn anchor_history(
+        &self,
+    ) -> Result<Vec<(Checkpoint, i64, i64, String)>, StoreError> {
+        sqlx::query(
+            "SELECT seq, hash, signature, restored_seq, replaced_us, reason \
+             FROM audit_anchor_history ORDER BY replaced_us",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                Checkpoint {
+                    seq: r.try_get(0)?,
+                    hash: to32(r.try_get(1)?)?,
+                    signature: r.try_get(2)?,
+                },
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+            ))
+        })
+        .collect()
     }
 
     /// Closes the pool.

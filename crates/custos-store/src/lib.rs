@@ -11,6 +11,7 @@ mod db;
 mod error;
 mod execution;
 mod keystore;
+mod ledger;
 mod record;
 mod request;
 mod vault;

@@ -23,7 +23,7 @@ pub mod redis;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use custos_core::keys::RootKey;
@@ -130,17 +130,114 @@ impl TestStore {
         base64::engine::general_purpose::STANDARD.encode(self.root_key)
     }
 
+    /// The vault's configuration on this store: its erasure ledger file
+    /// in the store's directory, opened to serve.
+    pub fn config(&self) -> VaultConfig {
+        let mut cfg = VaultConfig::new(
+            self.database_url.clone(),
+            self.keystore_url.clone(),
+            RootKey::new(Key32::from_bytes(self.root_key)),
+        );
+        cfg.erasure_ledger = Some(self.ledger_file());
+        cfg
+    }
+
+    /// The erasure ledger's witness file of this store.
+    pub fn ledger_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("erasures.ledger")
+    }
+
+    /// Copies one of the store's databases as it is now, as a backup is
+    /// taken. Every vault on the store must be closed.
+    pub async fn snapshot(&self, which: Database) -> Snapshot {
+        let url = self.url_of(which);
+        match self.backend {
+            Backend::Sqlite => {
+                let file = sqlite_path(url);
+                let dir = self
+                    .dir
+                    .path()
+                    .join(format!("snapshot-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::create_dir_all(&dir).expect("snapshot dir");
+                for suffix in ["", "-wal", "-shm"] {
+                    let from = PathBuf::from(format!("{}{suffix}", file.display()));
+                    if from.exists() {
+                        std::fs::copy(&from, dir.join(format!("db{suffix}"))).expect("copy");
+                    }
+                }
+                Snapshot {
+                    which,
+                    at: dir.display().to_string(),
+                }
+            }
+            Backend::Postgres => {
+                let server = pg::server().expect("the store's PostgreSQL server");
+                let copy = server.copy_database(&pg::database_of(url)).await;
+                Snapshot { which, at: copy }
+            }
+        }
+    }
+
+    /// Puts a snapshot back in place of the database it was taken from,
+    /// as an operator restores a backup. Every vault on the store must be
+    /// closed.
+    pub async fn restore(&self, snapshot: &Snapshot) {
+        let url = self.url_of(snapshot.which);
+        match self.backend {
+            Backend::Sqlite => {
+                let file = sqlite_path(url);
+                for suffix in ["", "-wal", "-shm"] {
+                    let to = PathBuf::from(format!("{}{suffix}", file.display()));
+                    let from = Path::new(&snapshot.at).join(format!("db{suffix}"));
+                    let _ = std::fs::remove_file(&to);
+                    if from.exists() {
+                        std::fs::copy(&from, &to).expect("restore");
+                    }
+                }
+            }
+            Backend::Postgres => {
+                let server = pg::server().expect("the store's PostgreSQL server");
+                server
+                    .restore_database(&pg::database_of(url), &snapshot.at)
+                    .await;
+            }
+        }
+    }
+
+    fn url_of(&self, which: Database) -> &str {
+        match which {
+            Database::Data => &self.database_url,
+            Database::Keys => &self.keystore_url,
+        }
+    }
+
     /// Opens a vault on this store.
     pub async fn open(&self) -> Vault {
-        Vault::open(VaultConfig {
-            database_url: self.database_url.clone(),
-            keystore_url: self.keystore_url.clone(),
-            root_key: RootKey::new(Key32::from_bytes(self.root_key)),
-            read_connections: 4,
-        })
-        .await
-        .expect("open vault")
+        Vault::open(self.config()).await.expect("open vault")
     }
+}
+
+/// One of a store's two databases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// The data store.
+    Data,
+    /// The key store.
+    Keys,
+}
+
+/// A copy of one database of a [`TestStore`] ([`TestStore::snapshot`]).
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    which: Database,
+    /// The copy's directory (SQLite) or database name (PostgreSQL).
+    at: String,
+}
+
+/// The file of a `sqlite://…?mode=rwc` URL.
+fn sqlite_path(url: &str) -> PathBuf {
+    let rest = url.strip_prefix("sqlite://").unwrap_or(url);
+    PathBuf::from(rest.split('?').next().unwrap_or(rest))
 }
 
 fn sqlite_url(p: &Path) -> String {

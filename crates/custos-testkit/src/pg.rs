@@ -67,6 +67,47 @@ impl PgServer {
     }
 }
 
+impl PgServer {
+    /// Copies the database `name` into a new one (it must have no
+    /// connections); returns the copy's name.
+    pub async fn copy_database(&self, name: &str) -> String {
+        let copy = format!(
+            "{name}_snap_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let mut conn = connect_retry(&self.admin_url).await;
+        sqlx::query(&format!("CREATE DATABASE \"{copy}\" TEMPLATE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE … TEMPLATE");
+        let _ = conn.close().await;
+        copy
+    }
+
+    /// Replaces the database `name` by a copy of `snapshot`, as an
+    /// operator restores a backup (connections to `name` are ended).
+    pub async fn restore_database(&self, name: &str, snapshot: &str) {
+        let mut conn = connect_retry(&self.admin_url).await;
+        sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .expect("DROP DATABASE");
+        sqlx::query(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{snapshot}\""
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("CREATE DATABASE … TEMPLATE");
+        let _ = conn.close().await;
+    }
+}
+
+/// The database name of a `postgres://…/db?params` URL.
+pub(crate) fn database_of(url: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    base.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
 async fn connect_retry(url: &str) -> sqlx::PgConnection {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -37,6 +37,8 @@ enum Command {
     Dsr(cli::dsr::DsrArgs),
     /// Rotate root or tenant keys.
     Keys(cli::keys::KeysArgs),
+    /// Bring a data store restored from an older copy back into service.
+    Recover(cli::recover::RecoverArgs),
     /// Validate, show and import data maps.
     Map(cli::map::MapArgs),
     /// Generate the Art. 30 record of processing activities.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Consent(args) => cli::consent::run(args),
         Command::Dsr(args) => cli::dsr::run(args),
         Command::Keys(args) => cli::keys::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Recover(args) => cli::recover::run(args).map(|()| ExitCode::SUCCESS),
         Command::Map(args) => cli::map::run(args).map(|()| ExitCode::SUCCESS),
         Command::Ropa(args) => cli::ropa::run(args).map(|()| ExitCode::SUCCESS),
         Command::Scrub(args) => cli::scrub::run(args).map(|()| ExitCode::SUCCESS),

@@ -141,12 +141,13 @@ fn ropa_formats_and_output_file() {
             "{fmt}"
         );
     }
-    // The record states the safeguards this custos provides, and none it
-    // does not (no scheduled purges, no erasure ledger replay yet).
+    // The record states the safeguards this custos provides (the erasure
+    // ledger replayed into restored stores among them), and none it does
+    // not (no scheduled purges yet).
     let md = std::fs::read_to_string(dir.path().join("ropa.md")).unwrap();
     assert!(md.contains("tamper-evident audit log"), "{md}");
+    assert!(md.contains("replayed into any store restored"), "{md}");
     assert!(!md.contains("scheduled purges"), "{md}");
-    assert!(!md.contains("erasure ledger"), "{md}");
     let bad = custos(&[
         "ropa",
         "--map",

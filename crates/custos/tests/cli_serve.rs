@@ -144,6 +144,17 @@ impl Server {
     }
 }
 
+/// The store flags of `store` on a command.
+fn on_store(c: &mut Command, store: &TestStore, dir: &Path) {
+    c.arg("--data-dir")
+        .arg(dir)
+        .arg("--database-url")
+        .arg(&store.database_url)
+        .arg("--keystore-url")
+        .arg(&store.keystore_url)
+        .env("CUSTOS_ROOT_KEY", store.root_key_b64());
+}
+
 /// `custos audit verify [--json]` on the stores of `store`.
 fn verify_cmd(store: &TestStore, dir: &Path, json: bool) -> Command {
     let mut c = custos();
@@ -337,7 +348,8 @@ fn demo_prints_a_working_tour() {
 backend_tests!(
     kill9_loses_no_acknowledged_write_and_leaves_no_half_erasure,
     audit_verify_names_the_tampered_entry,
-    a_request_survives_kill9_and_completes_once
+    a_request_survives_kill9_and_completes_once,
+    a_restored_data_store_is_refused_until_custos_recover,
 );
 
 /// What the clients were told.
@@ -976,6 +988,86 @@ async fn a_request_survives_kill9_and_completes_once(store: TestStore) {
         &http,
         reqwest::Method::GET,
         format!("{base}/v1/subjects/{subject}"),
+        &key,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 410);
+    server.terminate();
+}
+
+/// The documented recovery, as an operator runs it: a data store put back
+/// from a copy taken before an erasure is refused by `custos serve`
+/// (naming `custos recover`), `custos recover` replays the erasure, `custos
+/// audit verify` reports the recovery and the lost entries, and the person
+/// stays erased.
+async fn a_restored_data_store_is_refused_until_custos_recover(store: TestStore) {
+    let dir = store.dir().join("srv");
+    let http = reqwest::Client::new();
+    let server = Server::start(serve_cmd(&store, &dir));
+    let key = tenant_key(&http, &server.base).await;
+    let (st, b) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/v1/subjects", server.base),
+        &key,
+        Some(json!({"identities": {"email": "jane@example.com"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201, "{b}");
+    let jane = b["id"].as_str().unwrap().to_owned();
+    server.terminate();
+    let backup = store.snapshot(custos_testkit::Database::Data).await;
+
+    let server = Server::start(serve_cmd(&store, &dir));
+    let (st, b) = call(
+        &http,
+        reqwest::Method::DELETE,
+        format!("{}/v1/subjects/{jane}", server.base),
+        &key,
+        Some(json!({"reason": "subject_request"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 200, "{b}");
+    server.terminate();
+    store.restore(&backup).await;
+
+    let refused = serve_cmd(&store, &dir).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("restored from an older copy") && err.contains("custos recover"),
+        "{err}"
+    );
+
+    let mut recover = custos();
+    recover.arg("recover");
+    on_store(&mut recover, &store, &dir);
+    let out = recover.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 erasure(s) replayed"), "{said}");
+
+    let verified = verify_cmd(&store, &dir, false).output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}");
+    assert!(
+        said.contains("recovered at") && said.contains("were lost"),
+        "{said}"
+    );
+
+    let server = Server::start(serve_cmd(&store, &dir));
+    let (st, _) = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{}/v1/subjects/{jane}", server.base),
         &key,
         None,
     )

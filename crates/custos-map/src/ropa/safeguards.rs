@@ -46,10 +46,11 @@ pub struct Safeguards {
     /// only once a purge runs on a schedule for every system of the map;
     /// custos has no such purge yet.
     pub retention_purge: bool,
-    /// An erasure ledger is replayed whenever a backup is restored, so a
-    /// restore does not bring erased people back. Set only once restores
-    /// replay the ledger; custos does not yet, so a restored data store
-    /// still holds the people erased after its backup.
+    /// Erasures are recorded apart from the data store (the key store and
+    /// the erasure ledger file), and a store restored from a backup is
+    /// refused until they are replayed into it, so a restore does not
+    /// bring erased people back. Set where custos runs with its erasure
+    /// ledger file, as the `custos` binary always does.
     pub erasure_ledger_replay: bool,
 }
 
@@ -65,7 +66,7 @@ const VAULT_ENCRYPTION: &str =
     "Per-subject envelope encryption (AES-256-GCM) with crypto-shredding on erasure and blind-index lookups";
 const RETENTION_PURGE: &str = "Retention periods of this record are enforced by scheduled purges";
 const ERASURE_LEDGER_REPLAY: &str =
-    "An erasure ledger is replayed on every restore, so backups do not resurrect erased people";
+    "Erasures are recorded apart from the data store and replayed into any store restored from a backup before it is served again, so backups do not bring erased people back";
 
 impl Safeguards {
     /// No fact: the record states only the measures the map declares.
@@ -83,9 +84,10 @@ impl Safeguards {
 
     /// What this version of custos does in every deployment that runs the
     /// `custos` binary: the audit log, log scrubbing, request deadlines,
-    /// scoped API keys and vault encryption. Retention purges and erasure
-    /// ledger replay on restore stay off: they do not exist yet, and this
-    /// constructor must be changed in the change that brings them.
+    /// scoped API keys, vault encryption and the erasure ledger replayed
+    /// into restored stores. Retention purges stay off: they do not exist
+    /// yet, and this constructor must be changed in the change that brings
+    /// them.
     pub const fn this_version() -> Self {
         Self {
             audit_log: true,
@@ -94,7 +96,7 @@ impl Safeguards {
             scoped_api_keys: true,
             vault_encryption: true,
             retention_purge: false,
-            erasure_ledger_replay: false,
+            erasure_ledger_replay: true,
         }
     }
 

@@ -149,7 +149,7 @@ fn claim_retention_purge() {
 fn claim_erasure_ledger_replay() {
     check_claim(
         |s, v| s.erasure_ledger_replay = v,
-        "An erasure ledger is replayed on every restore, so backups do not resurrect erased people",
+        "Erasures are recorded apart from the data store and replayed into any store restored from a backup before it is served again, so backups do not bring erased people back",
     );
 }
 
@@ -168,14 +168,15 @@ fn claim_vault_encryption() {
     assert!(!printed(&map, off, SENTENCE));
 }
 
-/// What custos cannot do yet is not claimed by default.
+/// What custos cannot do yet is not claimed by default; what it does is.
 #[test]
 fn this_version_claims_no_missing_feature() {
     let s = Safeguards::this_version();
-    assert!(!s.retention_purge && !s.erasure_ledger_replay);
+    assert!(!s.retention_purge);
+    assert!(s.erasure_ledger_replay);
     let text = ropa::render(&demo(), s, RopaFormat::Markdown);
     assert!(!text.contains("scheduled purges"));
-    assert!(!text.contains("erasure ledger"));
+    assert!(text.contains("Erasures are recorded apart from the data store"));
 }
 
 /// The organisation's own measures are stated for every activity, as

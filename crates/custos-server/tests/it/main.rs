@@ -9,3 +9,4 @@ mod consent;
 mod dsr;
 mod fides;
 mod requests;
+mod restore;

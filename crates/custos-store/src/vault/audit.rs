@@ -22,6 +22,26 @@ pub struct AuditReport {
     pub first_break: Option<String>,
     /// Sequence number of the first bad entry (or checkpoint), if any.
     pub first_bad_seq: Option<i64>,
+    /// Recoveries of a data store restored from an older copy: the
+    /// stretches of the chain they lost.
+    pub recoveries: Vec<AuditRecovery>,
+    /// Why the data store counts as restored from an older copy and not
+    /// yet recovered, if it does (it is not served until then).
+    pub rolled_back: Option<String>,
+}
+
+/// A recovery of a restored data store, as `audit verify` reports it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditRecovery {
+    /// RFC 3339 of the recovery.
+    pub at: String,
+    /// The restored chain's last entry.
+    pub restored_seq: i64,
+    /// The last entry anchored before the restore: entries after
+    /// `restored_seq` up to this one were lost.
+    pub anchored_seq: i64,
+    /// Why.
+    pub reason: String,
 }
 
 impl Audit<'_> {
@@ -79,6 +99,21 @@ impl Audit<'_> {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let anchor = self.v.inner.keys.anchor().await?;
+        let recoveries: Vec<AuditRecovery> = self
+            .v
+            .inner
+            .keys
+            .anchor_history()
+            .await?
+            .into_iter()
+            .map(|(a, restored_seq, at, reason)| AuditRecovery {
+                at: crate::rfc3339(at),
+                restored_seq,
+                anchored_seq: a.seq,
+                reason,
+            })
+            .collect();
+        let rolled_back = self.v.rollback().await?;
         let mut all: Vec<Checkpoint> = cps.clone();
         all.extend(anchor.clone());
         let mut v = ChainVerifier::new(all.iter().map(|c| c.seq));
@@ -95,6 +130,8 @@ impl Audit<'_> {
                 checkpoints: k,
                 first_break: Some(b.to_string()),
                 first_bad_seq: Some(seq),
+                recoveries: recoveries.clone(),
+                rolled_back: rolled_back.clone(),
             }
         };
         loop {
@@ -131,6 +168,8 @@ impl Audit<'_> {
             checkpoints: cps.len() + usize::from(anchor.is_some()),
             first_break: None,
             first_bad_seq: None,
+            recoveries,
+            rolled_back,
         })
     }
 }

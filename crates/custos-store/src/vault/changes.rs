@@ -16,6 +16,7 @@ use custos_core::ids::{ApiKeyId, Audience, Collection, RecordKey, SubjectId, Ten
 use custos_core::scope::ScopeSet;
 
 use crate::error::is_unique_violation;
+use crate::ledger::{Erasure, Shred};
 use crate::writer::Change;
 use crate::StoreError;
 
@@ -89,6 +90,11 @@ pub(crate) enum VaultChange {
         reason: String,
         actor: String,
     },
+    /// Recovery of a restored data store: an erasure recorded elsewhere
+    /// is applied again, at its first time (idempotent).
+    ReplayErasure(Erasure),
+    /// Recovery: a shredded tenant recorded elsewhere is shredded again.
+    ReplayShred(Shred),
 }
 
 /// A unique violation is the caller's conflict (`what` exists already).
@@ -350,6 +356,53 @@ impl VaultChange {
                         .await?;
                 }
                 n
+            }
+            Self::ReplayErasure(e) => {
+                let subject = e.subject.text();
+                sqlx::query(
+                    "UPDATE subjects SET erased_us = $1, external_id = NULL, restricted_us = NULL \
+                     WHERE id = $2 AND tenant = $3 AND erased_us IS NULL",
+                )
+                .bind(e.at_us)
+                .bind(subject.as_str())
+                .bind(e.tenant.as_str())
+                .execute(&mut *c)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO erasure_ledger (subject, tenant, erased_us, reason, actor) \
+                     VALUES ($1, $2, $3, 'replayed', 'recovery') ON CONFLICT (subject) DO NOTHING",
+                )
+                .bind(subject.as_str())
+                .bind(e.tenant.as_str())
+                .bind(e.at_us)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query("DELETE FROM identities WHERE subject = $1")
+                    .bind(subject.as_str())
+                    .execute(&mut *c)
+                    .await?;
+                1
+            }
+            Self::ReplayShred(s) => {
+                sqlx::query(
+                    "UPDATE tenants SET shredded_us = $1 WHERE id = $2 AND shredded_us IS NULL",
+                )
+                .bind(s.at_us)
+                .bind(s.tenant.as_str())
+                .execute(&mut *c)
+                .await?;
+                sqlx::query(
+                    "UPDATE api_keys SET revoked_us = $1 WHERE tenant = $2 AND revoked_us IS NULL",
+                )
+                .bind(now)
+                .bind(s.tenant.as_str())
+                .execute(&mut *c)
+                .await?;
+                sqlx::query("DELETE FROM identities WHERE tenant = $1")
+                    .bind(s.tenant.as_str())
+                    .execute(&mut *c)
+                    .await?;
+                1
             }
         })
     }

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use custos_core::audit::AuditEvent;
 use custos_core::ids::{ApiKeyId, SubjectId, TenantId};
@@ -32,11 +32,13 @@ use reveal::RecordRead;
 mod audit;
 mod auth;
 mod changes;
+mod recovery;
 mod reveal;
 mod subjects;
 mod tenants;
 
-pub use audit::AuditReport;
+pub use audit::{AuditRecovery, AuditReport};
+pub use recovery::Reconciled;
 pub use subjects::{RecordView, SubjectExport, SubjectInfo};
 pub use tenants::{NewApiKey, TenantInfo};
 
@@ -57,6 +59,42 @@ pub struct VaultConfig {
     pub root_key: RootKey,
     /// Read connections.
     pub read_connections: u32,
+    /// The erasure ledger's witness file, kept apart from both stores and
+    /// their backups (see `ledger`); `None` keeps the ledger in the two
+    /// stores only.
+    pub erasure_ledger: Option<std::path::PathBuf>,
+    /// What opening does about a data store restored from an older copy.
+    pub mode: OpenMode,
+}
+
+/// How a vault is opened (see `vault::recovery`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OpenMode {
+    /// To serve: a data store restored from an older copy is refused;
+    /// erasures the key store or the witness lack are written there.
+    #[default]
+    Serve,
+    /// To recover a restored data store (`custos recover`): every erasure
+    /// it lacks is replayed and its audit chain re-anchored.
+    Recover,
+    /// To inspect (`custos audit verify`): nothing is compared or written
+    /// at opening; the verifier reports what it finds.
+    Inspect,
+}
+
+impl VaultConfig {
+    /// The two stores and the root key, with the defaults: four read
+    /// connections, no witness file, opened to serve.
+    pub fn new(database_url: String, keystore_url: String, root_key: RootKey) -> Self {
+        Self {
+            database_url,
+            keystore_url,
+            root_key,
+            read_connections: 4,
+            erasure_ledger: None,
+            mode: OpenMode::Serve,
+        }
+    }
 }
 
 /// Who is acting, for authorisation and the audit log.
@@ -141,6 +179,10 @@ pub(crate) struct Inner {
     tenants: Mutex<HashMap<TenantId, Arc<TenantKeys>>>,
     deks: Mutex<HashMap<SubjectId, Arc<SubjectKey>>>,
     auth: Mutex<HashMap<ApiKeyId, Arc<CachedKey>>>,
+    /// The erasure ledger's witness file, if configured.
+    pub(crate) witness: Option<crate::ledger::Witness>,
+    /// What the comparison at opening found and did.
+    pub(crate) recovered: std::sync::OnceLock<Reconciled>,
     /// Caches of the consent ledger (`consent`).
     pub(crate) consent: crate::consent::ConsentCache,
 }
@@ -263,6 +305,11 @@ impl Vault {
                 "the key store must be a different database from the data store".into(),
             ));
         }
+        let witness = cfg
+            .erasure_ledger
+            .as_deref()
+            .map(crate::ledger::Witness::open)
+            .transpose()?;
         let keys = KeyStore::open(&cfg.keystore_url, &cfg.root_key).await?;
         let (write_pool, engine) = db::connect(&cfg.database_url, 1).await?;
         db::migrate(&write_pool, engine, Role::Data).await?;
@@ -289,43 +336,37 @@ impl Vault {
                 deks: Mutex::new(HashMap::new()),
                 auth: Mutex::new(HashMap::new()),
                 consent: crate::consent::ConsentCache::default(),
+                witness,
+                recovered: std::sync::OnceLock::new(),
             }),
         };
-        vault.replay_ledger().await?;
+        match vault.reconcile(cfg.mode).await {
+            Ok(done) => {
+                let _ = vault.inner.recovered.set(done);
+            }
+            Err(e) => {
+                vault.close().await;
+                return Err(e);
+            }
+        }
         Ok(vault)
+    }
+
+    /// What the comparison of the erasure ledger's places at opening
+    /// found and did (see [`OpenMode`]).
+    pub fn recovered(&self) -> &Reconciled {
+        static NONE: Reconciled = Reconciled {
+            keys_destroyed: 0,
+            witnessed: 0,
+            replayed: 0,
+            chain_restored: None,
+        };
+        self.inner.recovered.get().unwrap_or(&NONE)
     }
 
     /// The data store's engine.
     pub fn engine(&self) -> Engine {
         self.inner.engine
-    }
-
-    /// Finishes erasures a crash interrupted: keys of subjects in the ledger
-    /// and of shredded tenants are deleted. Idempotent.
-    pub async fn replay_ledger(&self) -> Result<u64, StoreError> {
-        let rows = sqlx::query("SELECT subject FROM erasure_ledger")
-            .fetch_all(&self.inner.read)
-            .await?;
-        let subjects: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
-        let mut n = self.inner.keys.delete_subject_keys(&subjects).await?;
-        let rows = sqlx::query("SELECT id FROM tenants WHERE shredded_us IS NOT NULL")
-            .fetch_all(&self.inner.read)
-            .await?;
-        for r in rows {
-            let t: String = r.try_get(0)?;
-            let tenant = TenantId::parse(&t).map_err(StoreError::Integrity)?;
-            if self.inner.keys.tenant_has_keys(&tenant).await? {
-                self.inner.keys.shred_tenant(&tenant).await?;
-                n += 1;
-            }
-        }
-        if n > 0 {
-            tracing::warn!(keys = n, "finished interrupted erasures from the ledger");
-        }
-        Ok(n)
     }
 
     // ----- tenants and keys -------------------------------------------------

@@ -24,6 +24,7 @@ use sqlx::Row;
 use super::changes::VaultChange;
 use super::reveal::{RecordFound, RecordRead};
 use super::{lock, Principal, Subjects, Vault, RESTRICTED_PURPOSES};
+use crate::ledger::{Entries, Erasure};
 use crate::{record, rfc3339, StoreError};
 
 /// A subject's state, without personal data.
@@ -123,7 +124,7 @@ impl Subjects<'_> {
             )
             .await;
         if let Err(e) = r {
-            let _ = self.v.inner.keys.delete_subject_key(&id).await;
+            let _ = self.v.inner.keys.discard_subject_key(&id).await;
             return Err(e);
         }
         lock(&self.v.inner.deks).insert(id, Arc::new(dek));
@@ -524,12 +525,21 @@ impl Subjects<'_> {
             // Erased concurrently by someone else: report their time.
             self.v.live_subject(&p.tenant, id).await?;
         }
-        self.v.inner.keys.delete_subject_key(id).await?;
-        match self.v.live_subject(&p.tenant, id).await {
-            Err(StoreError::SubjectErased { erased_at }) => Ok(erased_at),
-            Err(e) => Err(e),
-            Ok(_) => Err(StoreError::Database("erasure did not commit".into())),
-        }
+        let at_us = self
+            .v
+            .erased_us(&p.tenant, id)
+            .await?
+            .ok_or_else(|| StoreError::Database("erasure did not commit".into()))?;
+        // The other two places of the ledger, then the key is destroyed
+        // (in the key store's transaction that records it).
+        self.v
+            .forget(&Entries::of_erasure(Erasure {
+                subject: *id,
+                tenant: p.tenant.clone(),
+                at_us,
+            }))
+            .await?;
+        Ok(rfc3339(at_us))
     }
 }
 

@@ -18,6 +18,7 @@ use sqlx::Row;
 use super::auth::hash_secret;
 use super::changes::VaultChange;
 use super::{lock, Actor, Tenants};
+use crate::ledger::{Entries, Shred};
 use crate::{now_us, rfc3339, StoreError};
 
 /// A tenant as listed to the administrator.
@@ -82,7 +83,7 @@ impl Tenants<'_> {
             .await;
         if let Err(e) = r {
             // Do not leave keys of a tenant that does not exist.
-            let _ = self.v.inner.keys.shred_tenant(id).await;
+            let _ = self.v.inner.keys.discard_tenant(id).await;
             return Err(e);
         }
         self.v.tenants().get(id).await
@@ -127,7 +128,17 @@ impl Tenants<'_> {
             .writer
             .submit(VaultChange::ShredTenant { id: id.clone() }, vec![ev])
             .await?;
-        self.v.inner.keys.shred_tenant(id).await?;
+        let at_us = self
+            .v
+            .shredded_us(id)
+            .await?
+            .ok_or_else(|| StoreError::Database("shredding did not commit".into()))?;
+        self.v
+            .forget(&Entries::of_shred(Shred {
+                tenant: id.clone(),
+                at_us,
+            }))
+            .await?;
         lock(&self.v.inner.tenants).remove(id);
         lock(&self.v.inner.auth).retain(|_, k| k.principal.tenant != *id);
         lock(&self.v.inner.deks).clear();

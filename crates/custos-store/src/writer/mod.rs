@@ -406,9 +406,7 @@ async fn commit_batch<R: AuditedRead>(
             if let Some(cp) = checkpoint {
                 state.last_checkpoint_seq = cp.seq;
                 state.last_checkpoint_at = Instant::now();
-                if let Err(e) = keystore.set_anchor(&cp).await {
-                    tracing::error!(error = %e, "could not anchor audit checkpoint in the key store");
-                }
+                anchor(held, engine, state, keystore, &cp).await;
             }
             for (job, r) in jobs.into_iter().zip(results) {
                 let _ = job.reply.send(r);
@@ -417,6 +415,48 @@ async fn commit_batch<R: AuditedRead>(
         Err(e) => {
             tracing::error!(error = %e, jobs = jobs.len(), "batch commit failed");
             fail_all(jobs);
+        }
+    }
+}
+
+/// Anchors `cp` in the key store, only if the chain it ends still holds
+/// the entry anchored there now (the anchor is hash-checked, never
+/// replaced by the head of another chain, e.g. a restored one).
+async fn anchor(
+    held: &mut Held,
+    engine: Engine,
+    state: &mut State,
+    keystore: &KeyStore,
+    cp: &Checkpoint,
+) {
+    let r = async {
+        if let Some(current) = keystore.anchor().await? {
+            if current.seq > cp.seq {
+                return Ok(false);
+            }
+            let conn = held.get(engine, state).await?;
+            let hash: Option<Vec<u8>> = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
+                .bind(current.seq)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            if hash.as_deref() != Some(&current.hash[..]) {
+                return Ok(false);
+            }
+        }
+        keystore.set_anchor(cp).await.map(|()| true)
+    }
+    .await;
+    match r {
+        Ok(true) => {}
+        Ok(false) => tracing::error!(
+            seq = cp.seq,
+            "the audit chain does not hold the entry anchored in the key store: checkpoint not anchored"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "could not anchor audit checkpoint in the key store");
+            held.release().await;
         }
     }
 }

@@ -82,6 +82,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             // The demo's own development key, recreated with its stores.
             root_key: None,
             root_key_file: None,
+            erasure_ledger: None,
         };
         let vault = store.open(true).await?;
         let server = ServerConfig::with_defaults(args.listen);

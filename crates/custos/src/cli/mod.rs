@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub(crate) mod dsr;
 pub(crate) mod keys;
 pub(crate) mod map;
+pub(crate) mod recover;
 pub(crate) mod ropa;
 pub(crate) mod scrub;
 pub(crate) mod secret;

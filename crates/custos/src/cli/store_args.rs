@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use custos_core::keys::RootKey;
 use custos_core::secret::Key32;
-use custos_store::{Vault, VaultConfig};
+use custos_store::{OpenMode, Vault, VaultConfig};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -35,6 +35,12 @@ pub(crate) struct StoreArgs {
     /// A file holding the root key (base64 of 32 bytes).
     #[arg(long, env = "CUSTOS_ROOT_KEY_FILE", conflicts_with = "root_key")]
     pub(crate) root_key_file: Option<PathBuf>,
+    /// The erasure ledger file: every erasure, ids only, kept apart from
+    /// both stores so that restoring them from an older copy cannot bring
+    /// anyone back. Keep it out of the stores' backups (e.g. with the root
+    /// key). Default: `<data-dir>/erasures.ledger`.
+    #[arg(long, env = "CUSTOS_ERASURE_LEDGER")]
+    pub(crate) erasure_ledger: Option<PathBuf>,
 }
 
 fn sqlite_url(path: &Path) -> String {
@@ -45,6 +51,16 @@ impl StoreArgs {
     /// Resolves URLs (creating directories for embedded stores), loads the
     /// root key and opens the vault.
     pub(crate) async fn open(&self, allow_generated_root: bool) -> anyhow::Result<Vault> {
+        self.open_as(allow_generated_root, OpenMode::Serve).await
+    }
+
+    /// [`StoreArgs::open`] for a purpose other than serving (recovery,
+    /// inspection).
+    pub(crate) async fn open_as(
+        &self,
+        allow_generated_root: bool,
+        mode: OpenMode,
+    ) -> anyhow::Result<Vault> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
         let database_url = match &self.database_url {
@@ -61,11 +77,15 @@ impl StoreArgs {
             }
         };
         let root_key = self.root_key(allow_generated_root)?;
+        let ledger = self
+            .erasure_ledger
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("erasures.ledger"));
         let vault = Vault::open(VaultConfig {
-            database_url,
-            keystore_url,
-            root_key,
             read_connections: 8,
+            erasure_ledger: Some(ledger),
+            mode,
+            ..VaultConfig::new(database_url, keystore_url, root_key)
         })
         .await?;
         Ok(vault)
