@@ -23,7 +23,7 @@ use sqlx::Row;
 
 use super::changes::VaultChange;
 use super::reveal::{RecordFound, RecordRead};
-use super::{lock, Principal, Subjects, Vault, RESTRICTED_PURPOSES};
+use super::{Principal, Subjects, Vault, RESTRICTED_PURPOSES};
 use crate::{record, rfc3339, StoreError};
 
 /// A subject's state, without personal data.
@@ -126,7 +126,7 @@ impl Subjects<'_> {
             let _ = self.v.inner.keys.delete_subject_key(&id).await;
             return Err(e);
         }
-        lock(&self.v.inner.deks).insert(id, Arc::new(dek));
+        self.v.inner.deks.insert(id, Arc::new(dek));
         Ok(id)
     }
 
@@ -518,7 +518,7 @@ impl Subjects<'_> {
                 vec![ev],
             )
             .await?;
-        lock(&self.v.inner.deks).remove(id);
+        self.v.inner.deks.remove(id);
         self.v.inner.consent.forget_subject(id);
         if n == 0 {
             // Erased concurrently by someone else: report their time.
