@@ -320,24 +320,16 @@ mod tests {
         let c = ConsentCache::with_capacity(2_000);
         let seen = c.followed_seq.load(Ordering::Acquire);
         // A check: from the cache, or read (here: made up) and stored.
-        let check = |id: &SubjectId| {
-            let hit = c.cached(id, "newsletter").is_some();
-            if !hit {
-                c.store(*id, status(), "newsletter", None, seen);
-            }
-            hit
-        };
-        for id in ids(5_000) {
-            check(&id);
-        }
-        let hot = ids(100);
-        let mut misses = Vec::new();
-        for _ in 0..20 {
-            misses.push(hot.iter().filter(|id| !check(id)).count());
-            for id in ids(1_000) {
-                check(&id);
-            }
-        }
+        let misses = crate::vault::tests::misses_in_use(
+            |id| {
+                let hit = c.cached(id, "newsletter").is_some();
+                if !hit {
+                    c.store(*id, status(), "newsletter", None, seen);
+                }
+                hit
+            },
+            1_000,
+        );
         assert!(c.subjects.len() <= 2_000, "{}", c.subjects.len());
         // A few rounds for the hot subjects to be let in (a subject
         // stored but not read before the next ones push it out is let in

@@ -488,16 +488,48 @@ impl Vault {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
     use custos_core::rand_core::OsRng;
 
+    fn key_of(id: SubjectId) -> Arc<SubjectKey> {
+        let tenant = TenantId::parse("acme").unwrap();
+        Arc::new(SubjectKey::generate(tenant, id, &mut OsRng))
+    }
+
     fn key() -> (SubjectId, Arc<SubjectKey>) {
         let id = SubjectId::generate(&mut OsRng);
-        let tenant = TenantId::parse("acme").unwrap();
-        (id, Arc::new(SubjectKey::generate(tenant, id, &mut OsRng)))
+        (id, key_of(id))
+    }
+
+    /// Misses of 100 subjects used steadily (a use: `hit`, or made up and
+    /// stored on a miss) in a cache of 2,000 first filled with 5,000
+    /// one-off subjects, then used 20 times, with `between` one-off
+    /// subjects after each time.
+    pub(crate) fn misses_in_use(
+        hit_or_store: impl Fn(&SubjectId) -> bool,
+        between: usize,
+    ) -> Vec<usize> {
+        let ids = |n| {
+            (0..n)
+                .map(|_| SubjectId::generate(&mut OsRng))
+                .collect::<Vec<_>>()
+        };
+        for id in ids(5_000) {
+            hit_or_store(&id);
+        }
+        let hot = ids(100);
+        (0..20)
+            .map(|_| {
+                let misses = hot.iter().filter(|id| !hit_or_store(id)).count();
+                for id in ids(between) {
+                    hit_or_store(&id);
+                }
+                misses
+            })
+            .collect()
     }
 
     /// Before, a full cache was emptied and every subject's key unwrapped
@@ -508,26 +540,20 @@ mod tests {
     fn a_full_key_cache_keeps_serving_the_keys_in_use() {
         let cache = SubjectKeys::with_capacity(2_000);
         // A use of a key: from the cache, or unwrapped (here: made up).
-        let use_key = |id: &SubjectId| {
-            let hit = cache.get(id).is_some();
-            if !hit {
-                cache.insert(*id, key().1);
-            }
-            hit
-        };
-        let ids = |n| (0..n).map(|_| key().0).collect::<Vec<_>>();
-        for id in ids(5_000) {
-            use_key(&id);
-        }
-        let hot = ids(100);
-        let mut misses = Vec::new();
-        for _ in 0..20 {
-            misses.push(hot.iter().filter(|id| !use_key(id)).count());
-            for id in ids(1_500) {
-                use_key(&id);
-            }
-        }
+        let misses = misses_in_use(
+            |id| {
+                let hit = cache.get(id).is_some();
+                if !hit {
+                    cache.insert(*id, key_of(*id));
+                }
+                hit
+            },
+            1_500,
+        );
         assert!(cache.0.len() <= 2_000);
+        // Emptied at every 2,000 keys (every round or two here), the old
+        // cache kept missing them; now, after a few rounds to let them
+        // in, never.
         assert!(misses.iter().skip(10).all(|m| *m == 0), "{misses:?}");
     }
 
