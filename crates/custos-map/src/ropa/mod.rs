@@ -399,16 +399,22 @@ fn transfers_text(t: &[Transfer]) -> String {
         .join("; ")
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
+/// A CSV writer of the record: RFC 4180 quoting and `\r\n` line ends.
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new())
 }
 
 fn csv(r: &Ropa) -> String {
-    let mut out = String::new();
+    // Writing to a Vec cannot fail (like the JSON form, an error would
+    // leave the document empty); every cell is a String, so it is UTF-8.
+    let bytes = csv_bytes(r).unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+fn csv_bytes(r: &Ropa) -> csv::Result<Vec<u8>> {
+    let mut out = csv_writer();
     let header = [
         "record",
         "controller",
@@ -427,10 +433,9 @@ fn csv(r: &Ropa) -> String {
         "erasure",
         "security_measures",
     ];
-    out.push_str(&header.join(","));
-    out.push_str("\r\n");
-    let mut row = |record: &str, controller: &str, a: &Activity| {
-        let cells = [
+    out.write_record(header)?;
+    let row = |record: &str, controller: &str, a: &Activity| {
+        [
             record.to_owned(),
             controller.to_owned(),
             a.id.clone(),
@@ -447,18 +452,10 @@ fn csv(r: &Ropa) -> String {
             a.retention.join("; "),
             a.erasure.join("; "),
             a.security_measures.join("; "),
-        ];
-        out.push_str(
-            &cells
-                .iter()
-                .map(|c| csv_field(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        out.push_str("\r\n");
+        ]
     };
     for a in &r.activities {
-        row("Art. 30(1)", &r.controller.controller, a);
+        out.write_record(row("Art. 30(1)", &r.controller.controller, a))?;
     }
     for pa in &r.processor_activities {
         let a = Activity {
@@ -477,13 +474,13 @@ fn csv(r: &Ropa) -> String {
             erasure: Vec::new(),
             security_measures: pa.security_measures.clone(),
         };
-        row(
+        out.write_record(row(
             "Art. 30(2)",
             &format!("{} ({})", pa.controller, pa.contact),
             &a,
-        );
+        ))?;
     }
-    out
+    out.into_inner().map_err(|e| e.into_error().into())
 }
 
 fn contact_line(o: &Organisation) -> Vec<(String, String)> {
@@ -823,8 +820,12 @@ mod tests {
 
     #[test]
     fn csv_quotes() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("plain"), "plain");
+        let mut w = csv_writer();
+        w.write_record(["a,b", "say \"hi\"", "plain", "two\nlines"])
+            .unwrap();
+        assert_eq!(
+            w.into_inner().unwrap(),
+            b"\"a,b\",\"say \"\"hi\"\"\",plain,\"two\nlines\"\r\n"
+        );
     }
 }

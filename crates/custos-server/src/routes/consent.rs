@@ -658,17 +658,18 @@ pub async fn suppression(
         .consent()
         .suppression_list(&actor(&p), &p.tenant, &rule, &audience)
         .await?;
-    let head = if json {
-        format!(
+    let head: std::io::Result<Vec<u8>> = if json {
+        Ok(format!(
             "{{\"purpose\":{},\"audience\":{},\"subjects\":[",
             serde_json::Value::from(rule.id.as_str()),
             serde_json::Value::from(audience.as_str())
         )
+        .into_bytes())
     } else {
-        "token,reason\n".to_owned()
+        csv_rows(std::iter::once(["token", "reason"]))
     };
     enum Phase {
-        Head(String),
+        Head(std::io::Result<Vec<u8>>),
         Rows,
         Done,
     }
@@ -676,12 +677,22 @@ pub async fn suppression(
     let stream =
         futures_util::stream::unfold(state, move |(mut rx, phase, mut first)| async move {
             match phase {
-                Phase::Head(h) => Some((Ok(Bytes::from(h)), (rx, Phase::Rows, first))),
+                Phase::Head(h) => Some((h.map(Bytes::from), (rx, Phase::Rows, first))),
                 Phase::Done => None,
                 Phase::Rows => match rx.recv().await {
                     Some(Ok(batch)) => {
-                        let chunk = render_rows(&batch, json, &mut first);
-                        Some((Ok(Bytes::from(chunk)), (rx, Phase::Rows, first)))
+                        let chunk = if json {
+                            Ok(json_rows(&batch, &mut first).into_bytes())
+                        } else {
+                            csv_rows(batch.iter().map(|r| [r.token.as_str(), r.reason]))
+                        };
+                        match chunk {
+                            Ok(c) => Some((Ok(Bytes::from(c)), (rx, Phase::Rows, first))),
+                            Err(e) => {
+                                tracing::error!(error = %e, "suppression list stream failed");
+                                Some((Err(e), (rx, Phase::Done, first)))
+                            }
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::error!(error = %e, "suppression list stream failed");
@@ -718,24 +729,64 @@ pub async fn suppression(
     Ok(res)
 }
 
-fn render_rows(batch: &[SuppressedRow], json: bool, first: &mut bool) -> String {
-    // Tokens are `tok_` + URL-safe base64 and reasons are fixed codes, so
-    // neither needs quoting or escaping in CSV or JSON.
+/// One batch of the list as JSON array elements (`first`: no comma before
+/// the batch's first). Tokens are `tok_` + URL-safe base64 and reasons are
+/// fixed codes, so neither needs escaping.
+fn json_rows(batch: &[SuppressedRow], first: &mut bool) -> String {
     let mut out = String::with_capacity(batch.len() * 48);
     for r in batch {
-        if json {
-            if !*first {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                "{{\"token\":\"{}\",\"reason\":\"{}\"}}",
-                r.token, r.reason
-            );
-        } else {
-            let _ = writeln!(out, "{},{}", r.token, r.reason);
+        if !*first {
+            out.push(',');
         }
+        let _ = write!(
+            out,
+            "{{\"token\":\"{}\",\"reason\":\"{}\"}}",
+            r.token, r.reason
+        );
         *first = false;
     }
     out
+}
+
+/// Records as CSV lines (`\n` line ends), one batch of the streamed list
+/// at a time: the whole list is never buffered.
+fn csv_rows<'a>(rows: impl Iterator<Item = [&'a str; 2]>) -> std::io::Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::with_capacity(8192));
+    for r in rows {
+        w.write_record(r)?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suppression_csv_bytes() {
+        let rows = [
+            SuppressedRow {
+                token: "tok_Ab-_09".into(),
+                reason: "withdrawn",
+            },
+            SuppressedRow {
+                token: "tok_Zz".into(),
+                reason: "erased",
+            },
+        ];
+        let head = csv_rows(std::iter::once(["token", "reason"])).unwrap();
+        let body = csv_rows(rows.iter().map(|r| [r.token.as_str(), r.reason])).unwrap();
+        assert_eq!(head, b"token,reason\n");
+        assert_eq!(body, b"tok_Ab-_09,withdrawn\ntok_Zz,erased\n");
+        // Were a token ever to need quoting, it would get it.
+        assert_eq!(
+            csv_rows(std::iter::once(["a,\"b\"", "c"])).unwrap(),
+            b"\"a,\"\"b\"\"\",c\n"
+        );
+        let mut first = true;
+        assert_eq!(
+            json_rows(&rows, &mut first),
+            r#"{"token":"tok_Ab-_09","reason":"withdrawn"},{"token":"tok_Zz","reason":"erased"}"#
+        );
+    }
 }

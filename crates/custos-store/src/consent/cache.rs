@@ -2,9 +2,15 @@
 //! and how it follows other servers' changes through the audit log (see
 //! the module docs of `consent`). It holds ids and states, never personal
 //! data.
+//!
+//! Subjects sit in a bounded concurrent cache (`vault::bounded_cache`:
+//! sharded, read locks on the hot path; when full it evicts entries cached
+//! but not read since, and keeps those being read). An entry is immutable behind an
+//! `Arc` but for its refresh flag: a check clones the `Arc` under a shard's
+//! read lock, and a store replaces the entry.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,7 +42,8 @@ pub(super) const INVALIDATING: &[&str] = &[
     "tenant.shred",
 ];
 
-/// Upper bound of cached subjects (cleared wholesale when reached).
+/// Upper bound of cached subjects (past it, entries are evicted one by
+/// one, those not read again first).
 pub(super) const CHECK_CACHE_MAX: usize = 500_000;
 
 #[derive(Clone, Debug)]
@@ -52,7 +59,7 @@ pub(super) struct CachedSubject {
     pub(super) status: SubjectStatus,
     pub(super) purposes: HashMap<String, Option<ConsentState>>,
     /// A check has started reading it again (see [`ConsentCache::cached`]).
-    pub(super) refreshing: bool,
+    pub(super) refreshing: AtomicBool,
 }
 
 /// Age at which a subject's cache entry is read again: between half and
@@ -78,7 +85,7 @@ pub(super) type PolicyKey = (TenantId, String);
 #[derive(Debug)]
 pub(crate) struct ConsentCache {
     pub(super) ttl_us: AtomicU64,
-    pub(super) subjects: Mutex<HashMap<SubjectId, CachedSubject>>,
+    subjects: quick_cache::sync::Cache<SubjectId, Arc<CachedSubject>>,
     pub(super) policies: Mutex<HashMap<PolicyKey, (Instant, Arc<Policies>)>>,
     /// Audit sequence number up to which changes have been applied.
     pub(super) followed_seq: AtomicI64,
@@ -88,20 +95,30 @@ pub(crate) struct ConsentCache {
 
 impl Default for ConsentCache {
     fn default() -> Self {
+        Self::with_capacity(CHECK_CACHE_MAX)
+    }
+}
+
+impl ConsentCache {
+    /// A cache of at most about `subjects` subjects.
+    pub(super) fn with_capacity(subjects: usize) -> Self {
         Self {
             ttl_us: AtomicU64::new(DEFAULT_CHECK_TTL.as_micros() as u64),
-            subjects: Mutex::new(HashMap::new()),
+            subjects: crate::vault::bounded_cache(subjects),
             policies: Mutex::new(HashMap::new()),
             followed_seq: AtomicI64::new(-1),
             next_follow_us: AtomicI64::new(0),
         }
     }
-}
 
-impl ConsentCache {
     pub(super) fn clear(&self) {
-        lock(&self.subjects).clear();
+        self.clear_subjects();
         lock(&self.policies).clear();
+    }
+
+    /// Drops every cached subject (policies stay).
+    pub(super) fn clear_subjects(&self) {
+        self.subjects.clear();
     }
 
     pub(super) fn ttl(&self) -> Duration {
@@ -111,14 +128,13 @@ impl ConsentCache {
     /// Drops everything cached about a subject (after a write, an erasure
     /// or a restriction through this process).
     pub(crate) fn forget_subject(&self, id: &SubjectId) {
-        lock(&self.subjects).remove(id);
+        self.subjects.remove(id);
     }
 
-    /// [`Self::forget_subject`] for many, under one lock.
+    /// [`Self::forget_subject`] for many.
     pub(super) fn forget_subjects(&self, ids: &[SubjectId]) {
-        let mut cache = lock(&self.subjects);
         for id in ids {
-            cache.remove(id);
+            self.subjects.remove(id);
         }
     }
 
@@ -137,15 +153,13 @@ impl ConsentCache {
         if ttl.is_zero() {
             return None;
         }
-        let mut cache = lock(&self.subjects);
-        let c = cache.get_mut(id)?;
+        let c = self.subjects.get(id)?;
         let age = c.fetched.elapsed();
         if age >= ttl {
             return None;
         }
         let state = c.purposes.get(purpose)?.clone();
-        let refresh = age >= refresh_age(id, ttl) && !c.refreshing;
-        c.refreshing |= refresh;
+        let refresh = age >= refresh_age(id, ttl) && !c.refreshing.swap(true, Ordering::Relaxed);
         Some(CacheHit {
             status: c.status.clone(),
             state,
@@ -164,32 +178,42 @@ impl ConsentCache {
         st: Option<ConsentState>,
         seen: i64,
     ) {
-        if self.ttl().is_zero() {
+        let ttl = self.ttl();
+        if ttl.is_zero() || self.followed_seq.load(Ordering::Acquire) != seen {
             return;
         }
-        let mut cache = lock(&self.subjects);
+        // The entry is replaced, keeping its other purposes and its time,
+        // unless it is due for a refresh: then it starts over with this
+        // read (the refresh, or a purpose read late), since its other
+        // purposes were read at the old time and would keep the new one's
+        // lifetime. (Two stores of one subject at once may keep only one
+        // of their purposes: a later check reads the other again.)
+        let entry = match self.subjects.get(&id) {
+            Some(old) if old.fetched.elapsed() < refresh_age(&id, ttl) => {
+                let mut purposes = old.purposes.clone();
+                purposes.insert(purpose.to_owned(), st);
+                CachedSubject {
+                    fetched: old.fetched,
+                    status,
+                    purposes,
+                    refreshing: AtomicBool::new(old.refreshing.load(Ordering::Relaxed)),
+                }
+            }
+            _ => CachedSubject {
+                fetched: Instant::now(),
+                status,
+                purposes: HashMap::from([(purpose.to_owned(), st)]),
+                refreshing: AtomicBool::new(false),
+            },
+        };
+        self.subjects.insert(id, Arc::new(entry));
+        // A follow that moved on while this was stored may have dropped
+        // the subject just before the insert: it moves `followed_seq`
+        // before dropping entries, so looking again after the insert sees
+        // it, and the entry goes.
         if self.followed_seq.load(Ordering::Acquire) != seen {
-            return;
+            self.subjects.remove(&id);
         }
-        if cache.len() >= CHECK_CACHE_MAX {
-            cache.clear();
-        }
-        let entry = cache.entry(id).or_insert_with(|| CachedSubject {
-            fetched: Instant::now(),
-            status: status.clone(),
-            purposes: HashMap::new(),
-            refreshing: false,
-        });
-        // An entry due for a refresh starts over with this read (the
-        // refresh, or a purpose read late): its other purposes were read
-        // at the old time and would keep the new one's lifetime.
-        if entry.fetched.elapsed() >= refresh_age(&id, self.ttl()) {
-            entry.fetched = Instant::now();
-            entry.purposes.clear();
-            entry.refreshing = false;
-        }
-        entry.status = status;
-        entry.purposes.insert(purpose.to_owned(), st);
     }
 }
 
@@ -264,5 +288,92 @@ impl Vault {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use custos_core::rand_core::OsRng;
+
+    fn status() -> SubjectStatus {
+        SubjectStatus {
+            tenant: TenantId::parse("acme").unwrap(),
+            erased_us: None,
+            restricted: false,
+        }
+    }
+
+    fn ids(n: usize) -> Vec<SubjectId> {
+        (0..n).map(|_| SubjectId::generate(&mut OsRng)).collect()
+    }
+
+    /// What the cache lost before: once full, it was emptied, and the
+    /// subjects being checked all the time were read from the database
+    /// again. Now, in a cache full of subjects checked once, the subjects
+    /// checked steadily get in and stay while one-off subjects pass
+    /// through.
+    #[test]
+    fn a_full_cache_keeps_serving_the_subjects_in_use() {
+        let c = ConsentCache::with_capacity(2_000);
+        let seen = c.followed_seq.load(Ordering::Acquire);
+        // A check: from the cache, or read (here: made up) and stored.
+        let misses = crate::vault::tests::misses_in_use(
+            |id| {
+                let hit = c.cached(id, "newsletter").is_some();
+                if !hit {
+                    c.store(*id, status(), "newsletter", None, seen);
+                }
+                hit
+            },
+            1_000,
+        );
+        assert!(c.subjects.len() <= 2_000, "{}", c.subjects.len());
+        // A few rounds for the hot subjects to be let in (a subject
+        // stored but not read before the next ones push it out is let in
+        // when it comes back), then no more misses. (Emptied at every
+        // 2,000 stores, the old cache missed them every other round.)
+        assert!(misses.iter().skip(10).all(|m| *m == 0), "{misses:?}");
+    }
+
+    #[test]
+    fn purposes_refresh_and_invalidation() {
+        let c = ConsentCache::with_capacity(1_000);
+        let seen = c.followed_seq.load(Ordering::Acquire);
+        let [a, b] = ids(2).try_into().unwrap();
+        assert!(c.cached(&a, "newsletter").is_none());
+        c.store(a, status(), "newsletter", None, seen);
+        c.store(a, status(), "analytics", None, seen);
+        let hit = c.cached(&a, "newsletter").unwrap();
+        assert!(!hit.refresh && hit.state.is_none());
+        assert!(c.cached(&a, "analytics").is_some());
+        assert!(c.cached(&a, "sales").is_none());
+
+        // A read that a follow overtook is not cached.
+        c.followed_seq.store(seen + 1, Ordering::Release);
+        c.store(b, status(), "newsletter", None, seen);
+        assert!(c.cached(&b, "newsletter").is_none());
+
+        c.forget_subject(&a);
+        assert!(c.cached(&a, "newsletter").is_none());
+
+        // Past its refresh age an entry still answers, and the first check
+        // that finds it so is told to read it again.
+        c.ttl_us.store(40_000, Ordering::Relaxed);
+        let seen = seen + 1;
+        c.store(a, status(), "newsletter", None, seen);
+        std::thread::sleep(refresh_age(&a, c.ttl()));
+        let first = c.cached(&a, "newsletter").unwrap();
+        let second = c.cached(&a, "newsletter").unwrap();
+        assert!(first.refresh && !second.refresh);
+        std::thread::sleep(c.ttl());
+        assert!(c.cached(&a, "newsletter").is_none());
+
+        // A zero lifetime disables the cache.
+        c.ttl_us.store(0, Ordering::Relaxed);
+        c.store(b, status(), "newsletter", None, seen);
+        assert!(c.cached(&b, "newsletter").is_none());
     }
 }

@@ -24,7 +24,7 @@ use super::views::{
     ConsentInput, ImportEvent, ImportRejection, ImportReport, ImportSubject, StateCheck,
 };
 use super::{authorize, in_marks, state_from_row};
-use crate::vault::{lock, Actor, Consent};
+use crate::vault::{Actor, Consent};
 use crate::{now_us, StoreError, Vault};
 
 /// Imported events may not lie further in the future than this (clock skew).
@@ -497,7 +497,7 @@ impl Consent<'_> {
                 vec![ev],
             )
             .await?;
-        lock(&self.v.inner.consent.subjects).clear();
+        self.v.inner.consent.clear_subjects();
         Ok(n)
     }
 

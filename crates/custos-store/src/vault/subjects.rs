@@ -23,7 +23,7 @@ use sqlx::Row;
 
 use super::changes::VaultChange;
 use super::reveal::{RecordFound, RecordRead};
-use super::{lock, Principal, Subjects, Vault, RESTRICTED_PURPOSES};
+use super::{Principal, Subjects, Vault, RESTRICTED_PURPOSES};
 use crate::ledger::{Entries, Erasure};
 use crate::{record, rfc3339, StoreError};
 
@@ -127,7 +127,7 @@ impl Subjects<'_> {
             let _ = self.v.inner.keys.discard_subject_key(&id).await;
             return Err(e);
         }
-        lock(&self.v.inner.deks).insert(id, Arc::new(dek));
+        self.v.inner.deks.insert(id, Arc::new(dek));
         Ok(id)
     }
 
@@ -519,7 +519,7 @@ impl Subjects<'_> {
                 vec![ev],
             )
             .await?;
-        lock(&self.v.inner.deks).remove(id);
+        self.v.inner.deks.remove(id);
         self.v.inner.consent.forget_subject(id);
         if n == 0 {
             // Erased concurrently by someone else: report their time.

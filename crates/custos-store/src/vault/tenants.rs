@@ -141,7 +141,7 @@ impl Tenants<'_> {
             .await?;
         lock(&self.v.inner.tenants).remove(id);
         lock(&self.v.inner.auth).retain(|_, k| k.principal.tenant != *id);
-        lock(&self.v.inner.deks).clear();
+        self.v.inner.deks.clear();
         self.v.tenants().get(id).await
     }
 
