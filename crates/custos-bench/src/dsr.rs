@@ -384,7 +384,6 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let mut cfg = ExecutorConfig::new(base.clone());
-    cfg.idle = Duration::from_millis(2);
     cfg.env = HashMap::from([
         ("BENCH_APP_DB".to_owned(), app_db.display().to_string()),
         ("BENCH_FILES".to_owned(), files.display().to_string()),

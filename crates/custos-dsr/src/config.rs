@@ -16,7 +16,10 @@ pub struct ExecutorConfig {
     pub owner: String,
     /// How long a claimed step is ours before another worker may take it.
     pub lease: Duration,
-    /// Pause between rounds when there is no work.
+    /// Longest pause between rounds without work. A change that gives the
+    /// executor work wakes it at once (see `Execution::wait_for_work`);
+    /// this pause only bounds how late it sees what no change announces
+    /// (a retry coming due, another worker's lease running out).
     pub idle: Duration,
     /// Base URL processors call back (`https://custos.example`).
     pub public_url: String,
@@ -65,12 +68,13 @@ impl std::fmt::Debug for ExecutorConfig {
 }
 
 impl ExecutorConfig {
-    /// Defaults: a random owner, 5 minute leases, 200 ms idle pause.
+    /// Defaults: a random owner, 5 minute leases, at most 1 s between rounds
+    /// without work.
     pub fn new(public_url: impl Into<String>) -> Self {
         Self {
             owner: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             lease: Duration::from_secs(300),
-            idle: Duration::from_millis(200),
+            idle: Duration::from_secs(1),
             public_url: public_url.into(),
             env: NamedSettings::default(),
             retry_base: Duration::from_secs(1),

@@ -65,8 +65,9 @@ impl Executor {
         &self.cfg
     }
 
-    /// Runs rounds in the background until stopped; between rounds without
-    /// work it pauses [`ExecutorConfig::idle`].
+    /// Runs rounds in the background until stopped; after a round without
+    /// work it waits to be woken by new work, at most
+    /// [`ExecutorConfig::idle`].
     pub fn spawn(&self) -> Running {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = stop.clone();
@@ -88,9 +89,10 @@ impl Executor {
                     }
                 }
                 if !worked {
+                    let execution = ex.vault.execution();
                     tokio::select! {
                         _ = stopped.notified() => return,
-                        _ = tokio::time::sleep(ex.cfg.idle) => {}
+                        _ = execution.wait_for_work(ex.cfg.idle) => {}
                     }
                 }
             }

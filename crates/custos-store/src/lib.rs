@@ -15,6 +15,7 @@ mod ledger;
 mod record;
 mod request;
 mod vault;
+mod wake;
 mod writer;
 
 pub use consent::*;

@@ -498,11 +498,14 @@ impl Requests<'_> {
                 .await
             {
                 Ok(_) => {
+                    if vouched {
+                        self.v.wake_executor().await;
+                    }
                     return Ok(CreatedRequest {
                         request: row.info(now),
                         merged: false,
                         code,
-                    })
+                    });
                 }
                 // Another writer created one meanwhile: merge with it.
                 Err(StoreError::Conflict(_)) => continue,
@@ -549,11 +552,9 @@ impl Requests<'_> {
             after.code_salt = None;
             after.code_expires_us = None;
             let ev = Vault::dsr_event(p, "dsr.verified", &after);
-            return Ok(self
-                .v
-                .update_request(&before, after, vec![ev])
-                .await?
-                .info(now));
+            let verified = self.v.update_request(&before, after, vec![ev]).await?;
+            self.v.wake_executor().await;
+            return Ok(verified.info(now));
         }
         after.code_attempts += 1;
         let remaining = (MAX_CODE_ATTEMPTS - after.code_attempts).max(0);

@@ -34,6 +34,7 @@ backend_tests!(
     restriction_and_objection_reach_vault_ledger_and_processors,
     rectification_changes_every_copy_and_the_vault_identity,
     a_person_who_verified_by_code_gets_receipt_and_link_by_mail,
+    a_verified_request_and_a_confirmation_wake_the_executor_at_once,
 );
 
 const SCHEMA: &[&str] = &[
@@ -577,6 +578,60 @@ fn files_under(root: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// A verified request starts at once and a processor's confirmation moves
+/// it on at once: the executor is woken, not polled (its fallback pause
+/// here is a minute, longer than the test may take). On PostgreSQL the
+/// executor runs in a second server (its own vault on the same stores),
+/// woken through LISTEN/NOTIFY by what the first server received.
+async fn a_verified_request_and_a_confirmation_wake_the_executor_at_once(store: TestStore) {
+    let Some(app) = app(&store, 0).await else {
+        return;
+    };
+    let mut cfg = app.cfg.clone();
+    cfg.idle = Duration::from_secs(60);
+    let other_server = match store.backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(custos_store::Vault::open(store.config()).await.unwrap()),
+    };
+    let vault = other_server
+        .clone()
+        .unwrap_or_else(|| app.state.vault.clone());
+    let executor = custos_dsr::Executor::new(
+        vault,
+        app.state.map.clone(),
+        app.state.mailer.clone(),
+        Arc::new(cfg),
+    )
+    .spawn();
+    // The executor finds nothing and waits for a minute unless woken.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let wait_for = |id: String, status: &'static str| {
+        let app = &app;
+        async move {
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if app.get(&id).await["status"] == status {
+                    return start.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("not {status} after 20 s: {:#}", app.get(&id).await);
+        }
+    };
+    let id = app.request("access", "jane@example.com").await;
+    let started = wait_for(id.clone(), "waiting_processor").await;
+    app.confirm_processor(&id).await;
+    let finished = wait_for(id.clone(), "completed").await;
+    eprintln!(
+        "woken: waiting_processor after {started:?}, completed {finished:?} after the confirmation"
+    );
+    executor.stop().await;
+    if let Some(v) = other_server {
+        v.close().await;
+    }
+    app.server.stop().await;
 }
 
 /// The application's database on MySQL, the store on SQLite.

@@ -24,7 +24,7 @@ use custos_core::ids::{ApiKeyId, RequestId, TenantId};
 use custos_core::request::{RequestType, StepKind};
 use custos_core::scope::{Scope, ScopeSet};
 
-use crate::vault::{event, Actor, Principal};
+use crate::vault::{event, Actor, Execution, Principal, Vault};
 use crate::{rfc3339, StoreError};
 
 mod change;
@@ -54,6 +54,24 @@ impl Principal {
                 Scope::Dsr,
             ]),
         })
+    }
+}
+
+impl Vault {
+    /// Tells the executors that there is work (see `wake`); called after
+    /// the change that made it committed.
+    pub(crate) async fn wake_executor(&self) {
+        self.inner.work.wake(&self.inner.read).await;
+    }
+}
+
+impl Execution<'_> {
+    /// Waits until a change gives the executor work, on this server or (on
+    /// PostgreSQL) any other, or until `fallback` has passed (for what no
+    /// change announces: a retry coming due, a lease running out). Returns
+    /// whether it was woken.
+    pub async fn wait_for_work(&self, fallback: std::time::Duration) -> bool {
+        self.v.inner.work.wait(fallback).await
     }
 }
 

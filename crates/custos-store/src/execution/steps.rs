@@ -114,6 +114,8 @@ impl Vault {
                 vec![ev],
             )
             .await?;
+        // The request's next steps may be ready now.
+        self.wake_executor().await;
         self.execution()
             .steps_of(tenant, id)
             .await?

@@ -250,6 +250,8 @@ pub(crate) struct Inner {
     pub(crate) recovered: std::sync::OnceLock<Reconciled>,
     /// Caches of the consent ledger (`consent`).
     pub(crate) consent: crate::consent::ConsentCache,
+    /// The executor's wake-up.
+    pub(crate) work: crate::wake::WorkSignal,
 }
 
 /// The vault. Cheap to clone; share one per process.
@@ -403,6 +405,7 @@ impl Vault {
                 consent: crate::consent::ConsentCache::default(),
                 witness,
                 recovered: std::sync::OnceLock::new(),
+                work: crate::wake::WorkSignal::new(engine, &cfg.database_url),
             }),
         };
         match vault.reconcile(cfg.mode).await {
@@ -522,6 +525,7 @@ impl Vault {
 
     /// Closes pools; the writer commits what is queued first.
     pub async fn close(&self) {
+        self.inner.work.stop();
         self.inner.writer.shutdown().await;
         self.inner.read.close().await;
         self.inner.keys.close().await;
