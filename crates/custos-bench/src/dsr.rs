@@ -279,14 +279,89 @@ fn rss_kib(field: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-struct Api {
+/// A custos server on the embedded store in `dir` with `map` in service
+/// and its executor running (defaults, as `custos serve` has them), a
+/// tenant `bench` and an API key of it with the `dsr` scope.
+pub(crate) struct BenchServer {
+    pub(crate) api: Api,
+    pub(crate) exec: custos_dsr::Running,
+    pub(crate) vault: Vault,
+}
+
+impl BenchServer {
+    /// `env`: the settings the map names (database URLs, secrets).
+    pub(crate) async fn start(
+        dir: &std::path::Path,
+        map: MapSource,
+        env: HashMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let mut root = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut root);
+        let sqlite = |p: std::path::PathBuf| format!("sqlite://{}?mode=rwc", p.display());
+        let vault = Vault::open(VaultConfig {
+            read_connections: 8,
+            erasure_ledger: Some(dir.join("erasures.ledger")),
+            ..VaultConfig::new(
+                sqlite(dir.join("data.db")),
+                sqlite(dir.join("keys.db")),
+                RootKey::new(Key32::from_bytes(root)),
+            )
+        })
+        .await
+        .context("opening the vault")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let mut cfg = ExecutorConfig::new(base.clone());
+        cfg.env = env.into();
+        let admin = "cadm_bench_admin_token_0123456789".to_owned();
+        // The processor confirms a thousand requests from one address in a
+        // burst: measured here is the engine, not the public endpoints' limits.
+        let unlimited = custos_server::rate_limit::Limit::new(u32::MAX, u32::MAX);
+        let state = AppState::new(vault.clone(), BearerSecret::new(admin.clone()))
+            .with_map(map)
+            .with_executor_config(cfg)
+            .with_rate_limits(custos_server::rate_limit::RateLimits {
+                archives: unlimited,
+                callbacks: unlimited,
+                client_ip_header: None,
+            });
+        let exec = state.executor().spawn();
+        let app = custos_server::router(state);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: Value| {
+            http.post(format!("{base}{path}"))
+                .bearer_auth(&admin)
+                .json(&body)
+                .send()
+        };
+        post("/v1/tenants", json!({"id": "bench", "name": "Bench"})).await?;
+        let key: Value = post(
+            "/v1/keys",
+            json!({"tenant": "bench", "scopes": ["dsr", "write"]}),
+        )
+        .await?
+        .json()
+        .await?;
+        let api = Api {
+            base: base.clone(),
+            key: key["key"].as_str().context("api key")?.to_owned(),
+            http: http.clone(),
+        };
+        Ok(Self { api, exec, vault })
+    }
+}
+
+pub(crate) struct Api {
     base: String,
     key: String,
     http: reqwest::Client,
 }
 
 impl Api {
-    async fn create(&self, kind: &str, email: &str) -> anyhow::Result<String> {
+    pub(crate) async fn create(&self, kind: &str, email: &str) -> anyhow::Result<String> {
         let r: Value = self
             .http
             .post(format!("{}/v1/requests", self.base))
@@ -300,7 +375,12 @@ impl Api {
     }
 
     /// Polls every `every` until the request completes (or `limit`).
-    async fn wait(&self, id: &str, every: Duration, limit: Duration) -> anyhow::Result<Value> {
+    pub(crate) async fn wait(
+        &self,
+        id: &str,
+        every: Duration,
+        limit: Duration,
+    ) -> anyhow::Result<Value> {
         let started = Instant::now();
         loop {
             let r: Value = self
@@ -324,11 +404,20 @@ impl Api {
 }
 
 fn rows_touched(r: &Value) -> u64 {
+    rows_in(r, |s| s["system"] == "app")
+}
+
+/// Rows found in every system of a completed request.
+pub(crate) fn rows_found(r: &Value) -> u64 {
+    rows_in(r, |_| true)
+}
+
+fn rows_in(r: &Value, step: impl Fn(&Value) -> bool) -> u64 {
     r["steps"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|s| s["system"] == "app")
+        .filter(|s| step(s))
         .flat_map(|s| {
             s["result"]["datasets"]
                 .as_array()
@@ -367,66 +456,12 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     let (map, _) =
         MapSource::load(MapOrigin::File(map_file)).map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let mut root = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut root);
-    let sqlite = |p: std::path::PathBuf| format!("sqlite://{}?mode=rwc", p.display());
-    let vault = Vault::open(VaultConfig {
-        read_connections: 8,
-        erasure_ledger: Some(dir.path().join("erasures.ledger")),
-        ..VaultConfig::new(
-            sqlite(dir.path().join("data.db")),
-            sqlite(dir.path().join("keys.db")),
-            RootKey::new(Key32::from_bytes(root)),
-        )
-    })
-    .await
-    .context("opening the vault")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let mut cfg = ExecutorConfig::new(base.clone());
-    cfg.env = HashMap::from([
+    let env = HashMap::from([
         ("BENCH_APP_DB".to_owned(), app_db.display().to_string()),
         ("BENCH_FILES".to_owned(), files.display().to_string()),
         (custos_dsr::processor_secret_var("crm"), SECRET.to_owned()),
-    ])
-    .into();
-    let admin = "cadm_bench_admin_token_0123456789".to_owned();
-    // The processor confirms a thousand requests from one address in a
-    // burst: measured here is the engine, not the public endpoints' limits.
-    let unlimited = custos_server::rate_limit::Limit::new(u32::MAX, u32::MAX);
-    let state = AppState::new(vault.clone(), BearerSecret::new(admin.clone()))
-        .with_map(map)
-        .with_executor_config(cfg.clone())
-        .with_rate_limits(custos_server::rate_limit::RateLimits {
-            archives: unlimited,
-            callbacks: unlimited,
-            client_ip_header: None,
-        });
-    let exec = state.executor().spawn();
-    let app = custos_server::router(state);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-    };
-    post("/v1/tenants", json!({"id": "bench", "name": "Bench"})).await?;
-    let key: Value = post(
-        "/v1/keys",
-        json!({"tenant": "bench", "scopes": ["dsr", "write"]}),
-    )
-    .await?
-    .json()
-    .await?;
-    let api = Api {
-        base: base.clone(),
-        key: key["key"].as_str().context("api key")?.to_owned(),
-        http: http.clone(),
-    };
+    ]);
+    let BenchServer { api, exec, vault } = BenchServer::start(dir.path(), map, env).await?;
 
     eprintln!("access requests…");
     let mut access_ms = Vec::new();

@@ -7,12 +7,14 @@
 //! cargo run --release -p custos-bench -- dsr            # requests on 6 × 1M rows
 //! cargo run --release -p custos-bench -- dsr --quick    # 6 × 100k rows
 //! cargo run --release -p custos-bench -- consent        # 1M consent events
+//! cargo run --release -p custos-bench -- fides          # the Fides example, enlarged to 100k customers
 //! ```
 //!
 //! See `bench/vault/README.md` for what each figure means.
 
 mod consent;
 mod dsr;
+mod fides;
 mod load;
 mod util;
 mod vault;
@@ -25,7 +27,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-const USAGE: &str = "usage: custos-bench vault|dsr|consent [--quick] [--out <report.md>]
+const USAGE: &str = "usage: custos-bench vault|dsr|consent|fides [--quick] [--out <report.md>]
 
   vault     the vault over HTTP on the embedded SQLite store: record writes/s,
             reveals/s, blind-index lookup latency and speedup, erasure time,
@@ -37,6 +39,9 @@ const USAGE: &str = "usage: custos-bench vault|dsr|consent [--quick] [--out <rep
             against a bare handler (closed and open loop), suppression
             lists of 1M subjects (printed only; CONSENT_BENCH_* variables
             select parts, see crates/custos-bench/src/consent.rs)
+  fides     access requests on the Fides example database (from
+            ../shared/peers/fides beside the checkout) on PostgreSQL, as
+            it is and enlarged to 100,000 customers
   --quick   100,000 subjects instead of 1,000,000 and 2 s rounds (< 2 min)
   --out     where to write the report (default: bench/out/<name>-report.md)";
 
@@ -67,7 +72,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let suite = match suite.as_deref() {
-        Some(s @ ("vault" | "dsr" | "consent")) => s.to_owned(),
+        Some(s @ ("vault" | "dsr" | "consent" | "fides")) => s.to_owned(),
         Some(other) => bail!("unknown benchmark {other:?}\n\n{USAGE}"),
         None => bail!("name a benchmark\n\n{USAGE}"),
     };
@@ -83,6 +88,8 @@ fn main() -> anyhow::Result<()> {
     }
     let report = if suite == "dsr" {
         dsr::render(&rt.block_on(dsr::run(dsr::Plan::new(quick)))?, quick)
+    } else if suite == "fides" {
+        fides::render(&rt.block_on(fides::run(fides::Plan::new(quick)))?, quick)
     } else {
         vault::render(&rt.block_on(vault::run(vault::Plan::new(quick)))?, quick)
     };
