@@ -6,8 +6,14 @@
 //! `"<t>." ‖ body`, with a secret shared with the processor. The timestamp
 //! inside the MAC bounds replays to the tolerance window; the comparison is
 //! constant-time; several `v1=` entries may be present (secret rotation) and
-//! one matching suffices. The same scheme signs the processor's callback
-//! ([`ProcessorConfirmation`]).
+//! one matching suffices.
+//!
+//! The processor's callback ([`ProcessorConfirmation`]) is signed with
+//! `v2` ([`sign_callback`]): the MAC also covers the tenant, the request
+//! and the step it confirms, under a key derived per tenant from the
+//! processor's secret ([`callback_key`]). A callback captured for one
+//! person's request, step or tenant therefore verifies for no other;
+//! `v1` signatures are not accepted on callbacks.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,12 +49,16 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
-    let mut m = match <HmacSha256 as Mac>::new_from_slice(secret) {
+fn hmac(secret: &[u8]) -> HmacSha256 {
+    match <HmacSha256 as Mac>::new_from_slice(secret) {
         Ok(m) => m,
         // HMAC accepts keys of any length (longer ones are hashed).
         Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
-    };
+    }
+}
+
+fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
+    let mut m = hmac(secret);
     m.update(timestamp.to_string().as_bytes());
     m.update(b".");
     m.update(body);
@@ -86,6 +96,13 @@ struct Parsed {
 }
 
 fn parse_header(header: &str) -> Result<Parsed, SignatureError> {
+    parse_scheme(header, "v1")
+}
+
+/// Parses `t=<int>` and the entries of `scheme` (`v1`, `v2`); entries of
+/// other schemes are ignored, so a header without one of `scheme` is
+/// malformed for it.
+fn parse_scheme(header: &str, scheme: &str) -> Result<Parsed, SignatureError> {
     if header.len() > MAX_HEADER_LEN {
         return Err(SignatureError::Malformed);
     }
@@ -103,7 +120,7 @@ fn parse_header(header: &str) -> Result<Parsed, SignatureError> {
                 }
                 timestamp = Some(v.parse::<i64>().map_err(|_| SignatureError::Malformed)?);
             }
-            "v1" => {
+            k if k == scheme => {
                 let v = v.trim();
                 if v.len() != 64 {
                     return Err(SignatureError::Malformed);
@@ -160,11 +177,113 @@ pub fn verify(
     }
 }
 
+/// What a processor's callback confirms: the tenant, request and step of
+/// the notice it answers. Bound into the callback's signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallbackTarget<'a> {
+    /// The tenant id the notice named (`tenant`).
+    pub tenant: &'a str,
+    /// The request id the notice named (`request_id`).
+    pub request_id: &'a str,
+    /// The step the notice named (`step`).
+    pub step: i64,
+}
+
+/// Domain separation of the callback scheme: the key derivation's label
+/// and the first line of every signed callback.
+pub const CALLBACK_SCHEME: &str = "custos-callback-v2";
+
+/// The key a processor signs its callbacks of one tenant with:
+/// `HMAC-SHA256(processor_secret, "custos-callback-v2:" ‖ tenant)`. One
+/// tenant's key tells nothing of another's; the secret itself never signs
+/// a callback. Zeroized when dropped.
+pub fn callback_key(processor_secret: &[u8], tenant: &str) -> zeroize::Zeroizing<[u8; 32]> {
+    let mut m = hmac(processor_secret);
+    m.update(CALLBACK_SCHEME.as_bytes());
+    m.update(b":");
+    m.update(tenant.as_bytes());
+    zeroize::Zeroizing::new(m.finalize().into_bytes().into())
+}
+
+fn callback_mac(
+    processor_secret: &[u8],
+    target: &CallbackTarget<'_>,
+    timestamp: i64,
+    body: &[u8],
+) -> HmacSha256 {
+    let key = callback_key(processor_secret, target.tenant);
+    let mut m = hmac(key.as_slice());
+    // Lines: ids hold no newline (tenant and request ids are slugs).
+    m.update(
+        format!(
+            "{CALLBACK_SCHEME}\n{}\n{}\n{}\n{timestamp}\n",
+            target.tenant, target.request_id, target.step
+        )
+        .as_bytes(),
+    );
+    m.update(body);
+    m
+}
+
+/// Signs a processor's callback for `target` at `timestamp`: the value of
+/// the [`SIGNATURE_HEADER`], `t=<timestamp>,v2=<hex HMAC-SHA256(K,
+/// "custos-callback-v2\n<tenant>\n<request_id>\n<step>\n<t>\n" ‖ body)>`
+/// with `K` = [`callback_key`]. What a processor computes; custos uses it
+/// only in tests and documentation.
+pub fn sign_callback(
+    processor_secret: &[u8],
+    target: &CallbackTarget<'_>,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let tag = callback_mac(processor_secret, target, timestamp, body)
+        .finalize()
+        .into_bytes();
+    format!("t={timestamp},v2={}", hex::encode(tag))
+}
+
+/// Checks a callback's [`SIGNATURE_HEADER`] for `target`: the header must
+/// hold `t=` and at least one `v2=` entry, the timestamp lie within
+/// `tolerance_secs` of `now`, and one `v2` equal the MAC of
+/// [`sign_callback`] (constant time). A signature made for another tenant,
+/// request or step, or with `v1`, does not verify; an empty secret never
+/// verifies.
+pub fn verify_callback(
+    processor_secret: &[u8],
+    target: &CallbackTarget<'_>,
+    header: &str,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<(), SignatureError> {
+    let parsed = parse_scheme(header, "v2")?;
+    let skew = (i128::from(now) - i128::from(parsed.timestamp)).abs();
+    if skew > i128::from(tolerance_secs) {
+        return Err(SignatureError::OutsideTolerance);
+    }
+    if processor_secret.is_empty() {
+        return Err(SignatureError::Mismatch);
+    }
+    let expected = callback_mac(processor_secret, target, parsed.timestamp, body);
+    let mut ok = false;
+    for sig in &parsed.signatures {
+        ok |= expected.clone().verify_slice(sig).is_ok();
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
 /// The JSON body of a notice to a processor: what to do, for whom, and
 /// where to confirm. Holds the person's identities: never logged (its
 /// `Debug` shows kinds and counts only).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
+    /// The tenant of the request: the processor derives the key of its
+    /// callback from it ([`callback_key`]).
+    pub tenant: String,
     /// The request this notice belongs to.
     pub request_id: String,
     /// The position of the step in the request's plan; with `request_id`
@@ -191,6 +310,7 @@ impl fmt::Debug for Notice {
             .map(|(k, v)| (k.as_str(), v.len()))
             .collect();
         f.debug_struct("Notice")
+            .field("tenant", &self.tenant)
             .field("request_id", &self.request_id)
             .field("step", &self.step)
             .field("type", &self.request_type)
@@ -363,17 +483,18 @@ pub enum ConfirmationError {
 }
 
 impl ProcessorConfirmation {
-    /// Verifies the signature of a callback with [`verify`] (same secret,
-    /// same scheme) and only then parses its body: an unsigned body is
-    /// never looked at.
+    /// Verifies the signature of a callback for `target` with
+    /// [`verify_callback`] and only then parses its body: an unsigned body
+    /// is never looked at.
     pub fn from_signed(
-        secret: &[u8],
+        processor_secret: &[u8],
+        target: &CallbackTarget<'_>,
         header: &str,
         body: &[u8],
         now: i64,
         tolerance_secs: i64,
     ) -> Result<Self, ConfirmationError> {
-        verify(secret, header, body, now, tolerance_secs)?;
+        verify_callback(processor_secret, target, header, body, now, tolerance_secs)?;
         serde_json::from_slice(body).map_err(|e| ConfirmationError::Body {
             line: e.line(),
             column: e.column(),
@@ -499,21 +620,80 @@ mod tests {
         }
     }
 
+    const TARGET: CallbackTarget<'static> = CallbackTarget {
+        tenant: "acme",
+        request_id: "dsr_1",
+        step: 4,
+    };
+
+    #[test]
+    fn callbacks_bind_tenant_request_and_step() {
+        let body = br#"{"holds_nothing_more":true}"#;
+        let h = sign_callback(SECRET, &TARGET, 1000, body);
+        assert!(h.starts_with("t=1000,v2="));
+        assert_eq!(
+            verify_callback(SECRET, &TARGET, &h, body, 1000, 300),
+            Ok(())
+        );
+        // Independent computation: the tenant key, then the lines and body.
+        let mut k = HmacSha256::new_from_slice(SECRET).unwrap();
+        k.update(b"custos-callback-v2:acme");
+        let key = k.finalize().into_bytes();
+        let mut m = HmacSha256::new_from_slice(&key).unwrap();
+        m.update(b"custos-callback-v2\nacme\ndsr_1\n4\n1000\n{\"holds_nothing_more\":true}");
+        assert!(h.ends_with(&hex::encode(m.finalize().into_bytes())));
+        for other in [
+            CallbackTarget {
+                tenant: "globex",
+                ..TARGET
+            },
+            CallbackTarget {
+                request_id: "dsr_2",
+                ..TARGET
+            },
+            CallbackTarget { step: 5, ..TARGET },
+        ] {
+            assert_eq!(
+                verify_callback(SECRET, &other, &h, body, 1000, 300),
+                Err(SignatureError::Mismatch),
+                "{other:?}"
+            );
+        }
+        assert_eq!(
+            verify_callback(SECRET, &TARGET, &h, body, 1301, 300),
+            Err(SignatureError::OutsideTolerance)
+        );
+        // A v1 signature of the same body is no callback signature.
+        let v1 = sign(SECRET, 1000, body);
+        assert_eq!(
+            verify_callback(SECRET, &TARGET, &v1, body, 1000, 300),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_callback(b"", &TARGET, &h, body, 1000, 300),
+            Err(SignatureError::Mismatch)
+        );
+        assert_ne!(
+            *callback_key(SECRET, "acme"),
+            *callback_key(SECRET, "globex")
+        );
+    }
+
     #[test]
     fn confirmations_are_verified_before_parsing() {
         let body = br#"{"holds_nothing_more":true,"note":"ticket 7","counts":{"deleted":2}}"#;
-        let h = sign(SECRET, 10, body);
-        let c = ProcessorConfirmation::from_signed(SECRET, &h, body, 10, 300).unwrap();
+        let h = sign_callback(SECRET, &TARGET, 10, body);
+        let c = ProcessorConfirmation::from_signed(SECRET, &TARGET, &h, body, 10, 300).unwrap();
         assert!(c.holds_nothing_more);
         assert_eq!(c.note.as_deref(), Some("ticket 7"));
         assert!(!format!("{c:?}").contains("ticket"));
         assert!(matches!(
-            ProcessorConfirmation::from_signed(b"x", &h, body, 10, 300),
+            ProcessorConfirmation::from_signed(b"x", &TARGET, &h, body, 10, 300),
             Err(ConfirmationError::Signature(SignatureError::Mismatch))
         ));
         let bad = br#"{"holds_nothing_more":"secret@example.com"}"#;
-        let h = sign(SECRET, 10, bad);
-        let e = ProcessorConfirmation::from_signed(SECRET, &h, bad, 10, 300).unwrap_err();
+        let h = sign_callback(SECRET, &TARGET, 10, bad);
+        let e = ProcessorConfirmation::from_signed(SECRET, &TARGET, &h, bad, 10, 300).unwrap_err();
         assert!(matches!(e, ConfirmationError::Body { .. }));
         assert!(!e.to_string().contains("secret@"));
     }
@@ -521,6 +701,7 @@ mod tests {
     #[test]
     fn notice_serialises_with_type_and_redacts_in_debug() {
         let n = Notice {
+            tenant: "acme".into(),
             request_id: "req_1".into(),
             step: 3,
             request_type: RequestType::Erasure,

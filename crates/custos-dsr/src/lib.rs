@@ -16,6 +16,11 @@
 //! * Access and portability requests end with an archive built by running
 //!   every connector's access again, so no personal data waits in the
 //!   database between steps.
+//! * A request reaches only what its tenant may: systems and processors
+//!   the map binds to it (`tenants:`, or a database's `tenant_values` with
+//!   a `tenant_column` filtering every query). On a server with several
+//!   tenants an unbound system is refused and an unbound processor is not
+//!   notified; the plan and the step say which and why.
 //! * Connection settings come from the variables the map names, looked up
 //!   in [`ExecutorConfig::env`], which the binary fills; this crate reads
 //!   no environment itself.
@@ -30,6 +35,7 @@ pub mod planner;
 mod progress;
 mod reach;
 mod steps;
+mod tenancy;
 
 pub use config::{processor_secret_var, ExecutorConfig, NamedSettings, SQL_CACHE_TTL};
 pub use executor::{Executor, Running};

@@ -107,6 +107,10 @@ mod tests {
         let steps = crate::planner::plan_steps(
             &super::empty_map(),
             custos_core::request::RequestType::Erasure,
+            &custos_map::TenantScope {
+                tenant: "acme",
+                several: true,
+            },
         );
         assert_eq!(steps.len(), 2, "{steps:?}");
     }

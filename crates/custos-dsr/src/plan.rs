@@ -9,16 +9,20 @@ use crate::executor::Executor;
 use crate::person::{map_of, person_of};
 use crate::planner::plan_steps;
 use crate::reach::reach;
+use crate::tenancy::Tenancy;
 
 /// Plans a verified request.
 pub(crate) async fn plan(ex: &Executor, req: &PendingRequest) -> Result<(), StoreError> {
     let map = map_of(ex);
     let (mut person, mut payload) = person_of(ex, req).await?;
-    // Learn identities from the SQL databases until nothing new appears.
+    let tenancy = Tenancy::of(ex, req).await?;
+    // Learn identities from the SQL databases the tenant reaches until
+    // nothing new appears.
+    let reachable = |s: &&custos_map::System| s.kind.is_sql() && tenancy.refusal(&map, s).is_none();
     for _ in 0..4 {
         let mut grew = false;
-        for sys in map.systems.iter().filter(|s| s.kind.is_sql()) {
-            let found = match reach(ex, &map, sys, req).await {
+        for sys in map.systems.iter().filter(reachable) {
+            let found = match reach(ex, &map, sys, req, &tenancy).await {
                 Ok(r) => r.identify(&person).await,
                 Err(e) => Err(e),
             };
@@ -35,7 +39,7 @@ pub(crate) async fn plan(ex: &Executor, req: &PendingRequest) -> Result<(), Stor
         }
     }
     payload.identities = person.to_sealable();
-    let steps = plan_steps(&map, req.kind)
+    let steps = plan_steps(&map, req.kind, &tenancy.scope())
         .into_iter()
         .map(|s| NewStep {
             kind: s.kind,
@@ -61,15 +65,16 @@ impl Executor {
 async fn dry_run(ex: &Executor, req: &PendingRequest) -> Result<Value, StoreError> {
     let map = map_of(ex);
     let (mut person, _) = person_of(ex, req).await?;
+    let tenancy = Tenancy::of(ex, req).await?;
     for sys in map.systems.iter().filter(|s| s.kind.is_sql()) {
-        if let Ok(r) = reach(ex, &map, sys, req).await {
+        if let Ok(r) = reach(ex, &map, sys, req, &tenancy).await {
             if let Ok(more) = r.identify(&person).await {
                 person.merge(&more);
             }
         }
     }
     let mut out = Vec::new();
-    for s in plan_steps(&map, req.kind) {
+    for s in plan_steps(&map, req.kind, &tenancy.scope()) {
         let mut v = serde_json::Map::new();
         let head = json!({
             "kind": s.kind.as_str(),
@@ -85,7 +90,7 @@ async fn dry_run(ex: &Executor, req: &PendingRequest) -> Result<Value, StoreErro
             .as_ref()
             .and_then(|id| map.systems.iter().find(|x| &x.id == id));
         if let (StepKind::Connector, Some(sys)) = (s.kind, sys) {
-            let counted = match reach(ex, &map, sys, req).await {
+            let counted = match reach(ex, &map, sys, req, &tenancy).await {
                 Ok(r) => r.plan_erasure(&person).await,
                 Err(e) => Err(e),
             };

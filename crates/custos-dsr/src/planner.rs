@@ -12,9 +12,14 @@
 //! 5. manual tasks;
 //! 6. the vault last: its subject is the anchor of the request until the
 //!    end (shredding its key makes every later read answer 410 Gone).
+//!
+//! Tenancy: systems and processors bound to other tenants only are left
+//! out; on a server with several tenants, one bound to none keeps its step
+//! with a title saying so (its connector step then fails, naming it; its
+//! notice is not sent), so that no plan silently claims it was done.
 
 use custos_core::request::{RequestType, StepKind};
-use custos_map::{DataMap, Notify, ProcessorId, SystemId, SystemKind};
+use custos_map::{Binding, DataMap, Notify, ProcessorId, SystemId, SystemKind, TenantScope};
 use serde::{Deserialize, Serialize};
 
 /// One step of a request's plan.
@@ -63,11 +68,16 @@ fn connector_takes_part(kind: SystemKind, request: RequestType) -> bool {
     }
 }
 
-/// The ordered steps of a request of type `request` under `map`. Only
-/// systems holding personal data take part; an `http` system is reached
-/// through its processor's `notify`; a processor or recipient with no
-/// system of its own but a notify address is notified too (Art. 19).
-pub fn plan_steps(map: &DataMap, request: RequestType) -> Vec<PlannedStep> {
+/// The ordered steps of a request of type `request` under `map`, for the
+/// tenant of `scope`. Only systems holding personal data and bound to the
+/// tenant (or to none: see the module doc) take part; an `http` system is
+/// reached through its processor's `notify`; a processor or recipient
+/// with no system of its own but a notify address is notified too (Art. 19).
+pub fn plan_steps(
+    map: &DataMap,
+    request: RequestType,
+    scope: &TenantScope<'_>,
+) -> Vec<PlannedStep> {
     let mut steps: Vec<(u8, PlannedStep)> = Vec::new();
     let v = verb(request);
     let mut notified: Vec<&ProcessorId> = Vec::new();
@@ -75,6 +85,16 @@ pub fn plan_steps(map: &DataMap, request: RequestType) -> Vec<PlannedStep> {
         if !sys.datasets.iter().any(|d| d.holds_personal_data()) {
             continue;
         }
+        let binding = map.binding(sys, scope);
+        if binding == Binding::OtherTenants {
+            continue;
+        }
+        // Said in the title, so the plan names every unbound system.
+        let unbound = if binding == Binding::Unbound {
+            format!(" — {}", sys.unbound_message(scope.tenant))
+        } else {
+            String::new()
+        };
         let r = rank(sys.kind);
         match sys.kind {
             SystemKind::Http => {
@@ -97,7 +117,7 @@ pub fn plan_steps(map: &DataMap, request: RequestType) -> Vec<PlannedStep> {
                         system: Some(sys.id.clone()),
                         processor: sys.processor.clone(),
                         title: format!(
-                            "{v} in {} ({how} {})",
+                            "{v} in {} ({how} {}){unbound}",
                             sys.id,
                             sys.processor
                                 .as_ref()
@@ -112,7 +132,7 @@ pub fn plan_steps(map: &DataMap, request: RequestType) -> Vec<PlannedStep> {
                     kind: StepKind::Manual,
                     system: Some(sys.id.clone()),
                     processor: None,
-                    title: format!("{v} in {} (by hand)", sys.id),
+                    title: format!("{v} in {} (by hand){unbound}", sys.id),
                 },
             )),
             k if connector_takes_part(k, request) => steps.push((
@@ -121,7 +141,7 @@ pub fn plan_steps(map: &DataMap, request: RequestType) -> Vec<PlannedStep> {
                     kind: StepKind::Connector,
                     system: Some(sys.id.clone()),
                     processor: None,
-                    title: format!("{v} in {} ({})", sys.id, k.key()),
+                    title: format!("{v} in {} ({}){unbound}", sys.id, k.key()),
                 },
             )),
             _ => {}
@@ -139,6 +159,15 @@ pub fn plan_steps(map: &DataMap, request: RequestType) -> Vec<PlannedStep> {
         if notified.contains(&&p.id) || hosts.contains(&&p.id) {
             continue;
         }
+        let binding = p.binding(scope);
+        if binding == Binding::OtherTenants {
+            continue;
+        }
+        let unbound = if binding == Binding::Unbound {
+            format!(" — {}", p.unbound_message(scope.tenant))
+        } else {
+            String::new()
+        };
         let kind = match &p.notify {
             Notify::Url(_) => StepKind::ProcessorNotice,
             Notify::Email(_) => StepKind::EmailNotice,
@@ -150,7 +179,7 @@ pub fn plan_steps(map: &DataMap, request: RequestType) -> Vec<PlannedStep> {
                 kind,
                 system: None,
                 processor: Some(p.id.clone()),
-                title: format!("tell {} ({})", p.id, p.name),
+                title: format!("tell {} ({}){unbound}", p.id, p.name),
             },
         ));
     }
@@ -172,6 +201,11 @@ pub fn plan_steps(map: &DataMap, request: RequestType) -> Vec<PlannedStep> {
 mod tests {
     use super::*;
 
+    const ALONE: TenantScope<'static> = TenantScope {
+        tenant: "acme",
+        several: false,
+    };
+
     fn demo() -> DataMap {
         match custos_map::load_str(custos_map::DEMO_MAP, "demo-map.yaml") {
             Ok((m, _)) => m,
@@ -181,7 +215,7 @@ mod tests {
 
     #[test]
     fn erasure_runs_files_before_rows_and_the_vault_last() {
-        let steps = plan_steps(&demo(), RequestType::Erasure);
+        let steps = plan_steps(&demo(), RequestType::Erasure, &ALONE);
         let sys: Vec<&str> = steps
             .iter()
             .map(|s| s.system.as_ref().map_or("-", |x| x.as_str()))
@@ -216,10 +250,28 @@ mod tests {
 
     #[test]
     fn restriction_touches_the_vault_and_processors_only() {
-        let steps = plan_steps(&demo(), RequestType::Restriction);
+        let steps = plan_steps(&demo(), RequestType::Restriction, &ALONE);
         assert!(steps.iter().all(|s| s.kind != StepKind::Connector
             || s.system.as_ref().is_some_and(|x| x.as_str() == "vault")));
         assert!(steps.iter().any(|s| s.kind == StepKind::ProcessorNotice));
+    }
+
+    #[test]
+    fn a_shared_server_names_every_unbound_system_and_processor() {
+        let several = TenantScope {
+            tenant: "globex",
+            several: true,
+        };
+        let steps = plan_steps(&demo(), RequestType::Erasure, &several);
+        for s in &steps {
+            let vault = s.system.as_ref().is_some_and(|x| x.as_str() == "vault");
+            if vault || s.kind == StepKind::Verify {
+                assert!(!s.title.contains("bound to no tenant"), "{}", s.title);
+            } else {
+                assert!(s.title.contains("bound to no tenant"), "{}", s.title);
+                assert!(s.title.contains("tenants: [globex]"), "{}", s.title);
+            }
+        }
     }
 
     #[test]

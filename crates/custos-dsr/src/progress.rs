@@ -13,6 +13,7 @@ use custos_store::{PendingRequest, StepStatus, StoreError};
 use crate::executor::Executor;
 use crate::person::{map_of, payload_of, person_of, principal};
 use crate::reach::reach;
+use crate::tenancy::Tenancy;
 
 /// Moves a request on; for access and portability, builds the archive
 /// once every connector step is done.
@@ -180,6 +181,7 @@ async fn build_archive(
 ) -> Result<bool, StoreError> {
     let map = map_of(ex);
     let (person, _) = person_of(ex, req).await?;
+    let tenancy = Tenancy::of(ex, req).await?;
     let mut systems = Vec::new();
     for s in steps.iter().filter(|s| s.kind == StepKind::Connector) {
         let Some(sys) = s
@@ -189,7 +191,7 @@ async fn build_archive(
         else {
             continue;
         };
-        let exports = match reach(ex, &map, sys, req).await {
+        let exports = match reach(ex, &map, sys, req, &tenancy).await {
             Ok(r) => r.access(&person).await,
             Err(e) => Err(e),
         };

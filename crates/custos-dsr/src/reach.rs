@@ -10,13 +10,14 @@ use custos_connectors::sql::SqlConnector;
 use custos_connectors::{Connector, ConnectorError, DatasetOutcome, Export, FieldChange, Person};
 use custos_core::blind::IdentityKind as VaultIdentity;
 use custos_core::ids::{Collection, Purpose, RecordKey, SubjectId};
-use custos_map::{DataMap, IdentityKind, System, SystemKind};
+use custos_map::{Binding, DataMap, IdentityKind, System, SystemKind};
 use custos_store::{PendingRequest, Principal, StoreError, Vault};
 
 use crate::config::{CachedSql, SQL_CACHE_TTL};
 use crate::executor::Executor;
 use crate::person::principal;
 use crate::steps::{subject_of, vault_dataset};
+use crate::tenancy::Tenancy;
 
 /// A system's connector, by kind.
 pub(crate) enum Reach {
@@ -26,12 +27,33 @@ pub(crate) enum Reach {
     Vault(VaultReach),
 }
 
+/// The connector of `sys` for `req`, confined to the request's tenant:
+/// a system not bound to it is refused (`Config`, naming the system and
+/// the tenant), a database shared by tenants is filtered by its tenant
+/// column.
 pub(crate) async fn reach(
     ex: &Executor,
     map: &DataMap,
     sys: &System,
     req: &PendingRequest,
+    tenancy: &Tenancy,
 ) -> Result<Reach, ConnectorError> {
+    if let Some(message) = tenancy.refusal(map, sys) {
+        return Err(ConnectorError::Config {
+            system: sys.id.clone(),
+            message,
+        });
+    }
+    let rows_of = match tenancy.binding(map, sys) {
+        Binding::Rows(v) if sys.kind.is_sql() => Some(v.to_owned()),
+        Binding::Rows(_) => {
+            return Err(ConnectorError::Config {
+                system: sys.id.clone(),
+                message: "tenant_values apply to SQL systems only".into(),
+            })
+        }
+        _ => None,
+    };
     let env = |n: &str| ex.cfg.var(n);
     Ok(match sys.kind {
         SystemKind::Postgres | SystemKind::Sqlite | SystemKind::Mysql => {
@@ -49,7 +71,11 @@ pub(crate) async fn reach(
             match cached {
                 Some(c) => Reach::Sql(c),
                 None => {
-                    let c = Arc::new(SqlConnector::connect(map, sys, &env, *key.expose()).await?);
+                    let c = SqlConnector::connect(map, sys, &env, *key.expose()).await?;
+                    let c = Arc::new(match &rows_of {
+                        Some(v) => c.for_tenant(v),
+                        None => c,
+                    });
                     let mut cache = lock(&ex.cfg.sql_cache);
                     cache.retain(|_, c| c.at.elapsed() < SQL_CACHE_TTL);
                     cache.insert(

@@ -17,6 +17,7 @@ use crate::executor::Executor;
 use crate::mail::Delivery;
 use crate::person::{map_of, person_of, principal};
 use crate::reach::{reach, unavailable};
+use crate::tenancy::Tenancy;
 
 pub(crate) fn backoff(cfg: &ExecutorConfig, attempts: i64) -> i64 {
     // base, 2×base, 4×base … capped at 10 minutes.
@@ -60,12 +61,41 @@ pub(crate) async fn run_step(ex: &Executor, c: &ClaimedStep) -> StepEnd {
         .system
         .as_deref()
         .and_then(|id| map.systems.iter().find(|s| s.id.as_str() == id));
+    let tenancy = match Tenancy::of(ex, &req).await {
+        Ok(t) => t,
+        Err(e) => {
+            return StepEnd::Retry {
+                error: e.to_string(),
+                delay_us: backoff(&ex.cfg, c.attempts),
+            }
+        }
+    };
+    // A notice to a processor not bound to the tenant is not sent: the
+    // step ends saying so (Art. 19 notices go to the tenant's own only).
+    if matches!(c.kind, StepKind::ProcessorNotice | StepKind::EmailNotice) {
+        let proc_ = c
+            .processor
+            .as_deref()
+            .and_then(|pid| map.processors.iter().find(|p| p.id.as_str() == pid));
+        let refusal = match (sys, proc_) {
+            (Some(s), _) => tenancy.refusal(&map, s),
+            (None, Some(p)) => tenancy.processor_refusal(p),
+            (None, None) => None,
+        };
+        if let Some(why) = refusal {
+            return StepEnd::Done(json!({
+                "processor": c.processor,
+                "notified": false,
+                "skipped": why,
+            }));
+        }
+    }
     match c.kind {
         StepKind::Connector => {
             let Some(sys) = sys else {
                 return StepEnd::Failed("the system is no longer in the data map".into());
             };
-            let r = match reach(ex, &map, sys, &req).await {
+            let r = match reach(ex, &map, sys, &req, &tenancy).await {
                 Ok(r) => r,
                 Err(e) => return fail(&ex.cfg, &e, c.attempts),
             };
@@ -103,7 +133,7 @@ pub(crate) async fn run_step(ex: &Executor, c: &ClaimedStep) -> StepEnd {
         }
         StepKind::ProcessorNotice => send_processor_notice(ex, &map, c, &person).await,
         StepKind::EmailNotice => email_notice(ex, &map, c, &person).await,
-        StepKind::Verify => verify_erasure(ex, &map, &req, &person).await,
+        StepKind::Verify => verify_erasure(ex, &map, &req, &person, &tenancy).await,
         StepKind::Manual => StepEnd::Waiting {
             processor: false,
             result: json!({}),
@@ -228,6 +258,7 @@ async fn send_processor_notice(
         };
     };
     let n = Notice {
+        tenant: c.tenant.to_string(),
         request_id: c.request.to_string(),
         step: u32::try_from(c.step).unwrap_or(u32::MAX),
         request_type: c.request_type,
@@ -315,6 +346,7 @@ async fn verify_erasure(
     map: &DataMap,
     req: &PendingRequest,
     person: &Person,
+    tenancy: &Tenancy,
 ) -> StepEnd {
     let mut report = Vec::new();
     let mut left = Vec::new();
@@ -328,10 +360,12 @@ async fn verify_erasure(
                 | SystemKind::Redis
                 | SystemKind::Vault
         ) || !sys.datasets.iter().any(|d| d.holds_personal_data())
+            // Not the tenant's: its own step said so; nothing to verify.
+            || tenancy.refusal(map, sys).is_some()
         {
             continue;
         }
-        let r = match reach(ex, map, sys, req).await {
+        let r = match reach(ex, map, sys, req, tenancy).await {
             Ok(r) => r,
             Err(e) => return fail(&ex.cfg, &e, 1),
         };

@@ -320,6 +320,7 @@ fn import_dataset(
             purposes: Vec::new(),
             erasure: None,
             retention: None,
+            tenant_column: None,
             derived_from: None,
             fields,
         });
@@ -335,6 +336,8 @@ fn import_dataset(
         connection: BTreeMap::from([("url_env".to_owned(), env)]),
         processor: None,
         security: Vec::new(),
+        tenants: Vec::new(),
+        tenant_values: BTreeMap::new(),
         datasets,
     }
 }

@@ -13,6 +13,8 @@ use crate::parse::SourceIndex;
 use crate::suggest;
 use crate::taxonomy;
 
+mod tenancy;
+
 /// Countries of the European Economic Area (ISO 3166-1 alpha-2; `EL` is
 /// accepted for Greece as the EU writes it).
 pub const EEA: &[&str] = &[
@@ -383,6 +385,7 @@ impl<'a> V<'a> {
         for d in &s.datasets {
             self.dataset(s, d, &format!("{path}.datasets.{}", d.id));
         }
+        self.tenancy(s);
     }
 
     fn resolve_dataset(

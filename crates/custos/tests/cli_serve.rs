@@ -966,7 +966,13 @@ async fn a_request_survives_kill9_and_completes_once(store: TestStore) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let sig = custos_connectors::notice::sign(b"crm-secret", now, body.as_bytes());
+    let target = custos_connectors::notice::CallbackTarget {
+        tenant: "acme",
+        request_id: &id,
+        step,
+    };
+    let sig =
+        custos_connectors::notice::sign_callback(b"crm-secret", &target, now, body.as_bytes());
     let r = http
         .post(format!("{base}/v1/processor-callbacks/{id}/{step}"))
         .header("custos-signature", sig)

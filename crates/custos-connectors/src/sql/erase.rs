@@ -114,6 +114,7 @@ impl SqlConnector {
                     &keys,
                     Mode::Keys,
                     false,
+                    None,
                     &mut children,
                     &mut seen,
                 )

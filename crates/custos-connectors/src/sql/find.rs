@@ -50,7 +50,8 @@ fn key_values(rows: &[Row], col: &str) -> Vec<String> {
 }
 
 impl SqlConnector {
-    /// Rows of `t` whose `col` is among `values`, chunked.
+    /// Rows of `t` whose `col` is among `values`, chunked; with `tenant`,
+    /// only those whose tenant column holds the tenant's value.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn fetch_in(
         &self,
@@ -60,6 +61,7 @@ impl SqlConnector {
         values: &[String],
         mode: Mode,
         lock: bool,
+        tenant: Option<(&Column, &str)>,
         out: &mut Vec<Row>,
         seen: &mut HashSet<Vec<String>>,
     ) -> Result<(), ConnectorError> {
@@ -71,7 +73,12 @@ impl SqlConnector {
             .into_iter()
             .collect();
         for chunk in values.chunks(CHUNK) {
-            let (cond, binds) = self.in_cond(col, chunk, mode);
+            let (mut cond, mut binds) = self.in_cond(col, chunk, mode);
+            if let Some((tcol, value)) = tenant {
+                binds.push(value.to_owned());
+                let p = self.value_expr(tcol, &self.ph(binds.len()));
+                cond = format!("({cond}) AND {} = {p}", tcol.q);
+            }
             let sql = self.select_sql(t, &cond, lock);
             let rows = tx
                 .rows(&sql, &binds)
@@ -95,6 +102,41 @@ impl SqlConnector {
         Ok(())
     }
 
+    /// The tenant column of dataset `di` and the tenant's value in it, when
+    /// the connector is confined to one tenant and the dataset has one. A
+    /// value the column's type cannot hold is a `Mismatch` naming the
+    /// dataset and column (it would match nothing, or everything on MySQL).
+    fn tenant_filter<'t>(
+        &'t self,
+        di: usize,
+        t: &'t Table,
+    ) -> Result<Option<(&'t Column, &'t str)>, ConnectorError> {
+        let Some(value) = self.tenant_value.as_deref() else {
+            return Ok(None);
+        };
+        let Some(name) = self
+            .datasets
+            .get(di)
+            .and_then(|ds| self.map_dataset(ds))
+            .and_then(|d| d.tenant_column.as_deref())
+        else {
+            return Ok(None);
+        };
+        let Some(col) = t.col(name) else {
+            return Err(self.mismatch(format!(
+                "tenant column {name} is not a column of table {}",
+                t.name
+            )));
+        };
+        if !self.admissible(col, value, Mode::Keys) {
+            return Err(self.mismatch(format!(
+                "the tenant's value does not fit tenant column {}.{name}",
+                t.name
+            )));
+        }
+        Ok(Some((col, value)))
+    }
+
     /// The person's rows of every dataset (index = dataset index).
     pub(super) async fn resolve(
         &self,
@@ -109,7 +151,11 @@ impl SqlConnector {
             };
             let mut rows = Vec::new();
             let mut seen = HashSet::new();
-            for (name, kind) in &ds.idents {
+            let tenant = self.tenant_filter(di, t)?;
+            // A dataset of a shared database without a tenant column is
+            // reached only through links from rows already filtered.
+            let by_identity = self.tenant_value.is_none() || tenant.is_some();
+            for (name, kind) in ds.idents.iter().filter(|_| by_identity) {
                 let Some(col) = t.col(name) else { continue };
                 let values: Vec<String> = person
                     .values(*kind)
@@ -119,8 +165,10 @@ impl SqlConnector {
                 let mode = Mode::Person {
                     fold_case: *kind == IdentityKind::Email,
                 };
-                self.fetch_in(tx, t, col, &values, mode, lock, &mut rows, &mut seen)
-                    .await?;
+                self.fetch_in(
+                    tx, t, col, &values, mode, lock, tenant, &mut rows, &mut seen,
+                )
+                .await?;
             }
             if let Some(link) = &ds.link {
                 let values = found
@@ -128,8 +176,18 @@ impl SqlConnector {
                     .map(|rs| key_values(rs, &link.from_col))
                     .unwrap_or_default();
                 if let Some(col) = t.col(&link.col) {
-                    self.fetch_in(tx, t, col, &values, Mode::Keys, lock, &mut rows, &mut seen)
-                        .await?;
+                    self.fetch_in(
+                        tx,
+                        t,
+                        col,
+                        &values,
+                        Mode::Keys,
+                        lock,
+                        tenant,
+                        &mut rows,
+                        &mut seen,
+                    )
+                    .await?;
                 }
             }
             if let Some(slot) = found.get_mut(di) {

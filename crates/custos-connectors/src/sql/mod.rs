@@ -122,6 +122,9 @@ pub struct SqlConnector {
     /// MySQL: the connection's database (`DATABASE()`), where unqualified
     /// table names of the map are.
     my_schema: Option<String>,
+    /// A database shared by tenants: the request's tenant's value in each
+    /// dataset's `tenant_column` (see [`SqlConnector::for_tenant`]).
+    tenant_value: Option<String>,
 }
 
 impl fmt::Debug for SqlConnector {
@@ -168,6 +171,7 @@ impl SqlConnector {
                 order: Vec::new(),
                 fks: Vec::new(),
                 my_schema: None,
+                tenant_value: None,
             };
             let mut tx = c.begin(false).await?;
             let loaded = c.load(&mut tx, &systems).await;
@@ -175,6 +179,18 @@ impl SqlConnector {
             loaded?;
             Ok(c)
         }
+    }
+
+    /// Confines every request to the rows of one tenant of a database
+    /// shared by tenants: each query of a dataset with a `tenant_column` is
+    /// filtered by `value`, and a dataset without one is reached only
+    /// through the links of filtered rows, never looked up by identity.
+    /// Rows that keep a parent (references of rows that stay) are still
+    /// looked for in every tenant, so another tenant's row is never left
+    /// dangling.
+    pub fn for_tenant(mut self, value: &str) -> Self {
+        self.tenant_value = Some(value.to_owned());
+        self
     }
 
     fn mismatch(&self, message: String) -> ConnectorError {

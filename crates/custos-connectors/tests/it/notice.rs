@@ -65,6 +65,7 @@ async fn serve(seen: Arc<Mutex<Seen>>) -> String {
 
 fn notice() -> Notice {
     Notice {
+        tenant: "acme".into(),
         request_id: "req_0123".into(),
         step: 4,
         request_type: RequestType::Erasure,

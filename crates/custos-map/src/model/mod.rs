@@ -9,8 +9,9 @@
 
 //!
 //! Layout: ids, the map itself and the organisation here; `purpose`,
-//! `processor`, `system` (systems and datasets), `field` (fields and
-//! references) and `erasure` (erasure and retention) hold the rest, all
+//! `processor`, `system` (systems and datasets), `tenancy` (which tenant
+//! reaches which system), `field` (fields and references) and `erasure`
+//! (erasure and retention) hold the rest, all
 //! re-exported here.
 
 mod erasure;
@@ -18,6 +19,7 @@ mod field;
 mod processor;
 mod purpose;
 mod system;
+mod tenancy;
 
 use std::fmt;
 
@@ -28,6 +30,7 @@ pub use field::{DatasetRef, Field, FieldRef, IdentityKind, RefParseError};
 pub use processor::{Dpa, DpaStatus, Notify, Processor, ProcessorRole, TransferMechanism};
 pub use purpose::{ConsentSpec, LegalBasis, Purpose, SpecialCategoryBasis};
 pub use system::{Dataset, Location, SubjectLink, System, SystemKind};
+pub use tenancy::{Binding, TenantScope};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {

@@ -89,6 +89,10 @@ pub struct Processor {
     /// Data categories it receives beyond those of the systems it operates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<DataCategory>,
+    /// The tenants whose requests it is told of; empty: bound to none (see
+    /// [`Processor::binding`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
 }
 
 /// State of a data processing agreement.

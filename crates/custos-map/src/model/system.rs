@@ -91,6 +91,15 @@ pub struct System {
     /// Security measures beyond those custos enforces, for the record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security: Vec<String>,
+    /// The tenants (ids of the store's tenants) whose requests may reach
+    /// this system; empty: bound to none (see [`System::binding`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+    /// A database shared by tenants: each tenant's value in the
+    /// `tenant_column` of the system's datasets (tenant id → value). A
+    /// tenant without a value reaches nothing here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenant_values: BTreeMap<String, String>,
     /// The tables, collections or path patterns inside it.
     #[serde(default)]
     pub datasets: Vec<Dataset>,
@@ -164,6 +173,10 @@ pub struct Dataset {
     /// How long rows are kept; fields may override it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// The column holding each row's tenant, in a system with
+    /// `tenant_values`: every query of a request is filtered by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_column: Option<String>,
     /// The dataset this one is derived from (thumbnails from uploads);
     /// erased together with its source.
     #[serde(default, skip_serializing_if = "Option::is_none")]

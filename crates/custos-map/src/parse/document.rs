@@ -309,6 +309,7 @@ impl<'d> Parser<'_> {
                 "notify",
                 "purposes",
                 "categories",
+                "tenants",
             ],
         )?;
         let id = self.id(m, path, "id", what);
@@ -380,6 +381,7 @@ impl<'d> Parser<'_> {
         };
         let purposes = self.opt_list(m, path, "purposes");
         let categories = self.opt_list(m, path, "categories");
+        let tenants = self.tenant_list(m, path);
         Some(Processor {
             id: ProcessorId(id?),
             name: name?,
@@ -390,6 +392,7 @@ impl<'d> Parser<'_> {
             notify: notify?,
             purposes: purposes.ok()?.into_iter().map(PurposeId).collect(),
             categories: categories.ok()?.into_iter().map(DataCategory).collect(),
+            tenants: tenants?,
         })
     }
 

@@ -12,6 +12,17 @@ use crate::model::*;
 use crate::suggest;
 use crate::tree::{View, M, N};
 
+/// Whether `s` has the shape of a tenant id of the store (lower-case
+/// letters, digits, `.`, `_`, `-`; starting with a letter or digit).
+fn is_tenant_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=64).contains(&b.len())
+        && b.first()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
+}
+
 impl<'d> Parser<'_> {
     pub(super) fn system(&mut self, node: N<'d>, path: &Path<'_>) -> Option<System> {
         let what = "a system";
@@ -26,6 +37,8 @@ impl<'d> Parser<'_> {
                 "connection",
                 "processor",
                 "security",
+                "tenants",
+                "tenant_values",
                 "datasets",
             ],
         )?;
@@ -48,6 +61,11 @@ impl<'d> Parser<'_> {
         };
         let processor = self.opt_str(m, path, "processor");
         let security = self.opt_list(m, path, "security");
+        let tenants = self.tenant_list(m, path);
+        let tenant_values = match Self::get(m, "tenant_values") {
+            Some(n) => self.tenant_values(n, &Path::Key(path, "tenant_values")),
+            None => Some(BTreeMap::new()),
+        };
         let datasets: Option<Vec<Dataset>> = self.items(m, path, "datasets", "id", Self::dataset);
         Some(System {
             id: SystemId(id?),
@@ -56,6 +74,8 @@ impl<'d> Parser<'_> {
             connection: connection?,
             processor: processor.ok()?.map(ProcessorId),
             security: security.ok()?,
+            tenants: tenants?,
+            tenant_values: tenant_values?,
             datasets: datasets?,
         })
     }
@@ -87,6 +107,67 @@ impl<'d> Parser<'_> {
                     &p,
                     format!("connection setting `{k}` must name an environment variable, not hold a value"),
                     Some("put the value in an environment variable and write its name here, e.g. `url_env: APP_DATABASE_URL`".into()),
+                );
+                ok = false;
+                continue;
+            }
+            out.insert(k.to_owned(), val);
+        }
+        ok.then_some(out)
+    }
+
+    /// `tenants: [acme, globex]` (of a system or a processor): tenant ids.
+    pub(super) fn tenant_list(&mut self, m: M<'d>, path: &Path<'_>) -> Option<Vec<String>> {
+        let list = self.opt_list(m, path, "tenants").ok()?;
+        let mut ok = true;
+        for (i, t) in list.iter().enumerate() {
+            if !is_tenant_id(t) {
+                let node = m
+                    .get("tenants")
+                    .and_then(|n| n.sequence())
+                    .and_then(|s| s.iter().nth(i));
+                self.error(
+                    "invalid-value",
+                    node.and_then(|n| n.pos()),
+                    &Path::Index(&Path::Key(path, "tenants"), i),
+                    format!("`{t}` is not a tenant id"),
+                    Some("tenant ids are 1 to 64 lower-case letters, digits, `.`, `_` or `-`, as `custos tenant create` made them".into()),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(list)
+    }
+
+    fn tenant_values(&mut self, node: N<'d>, path: &Path<'_>) -> Option<BTreeMap<String, String>> {
+        let Some(m) = node.mapping() else {
+            self.error(
+                "wrong-type",
+                node.pos(),
+                path,
+                format!("tenant_values must be a mapping, found {}", node.kind_name()),
+                Some("write `tenant_values: { acme: \"1\", globex: \"2\" }`: each tenant's value in the datasets' `tenant_column`".into()),
+            );
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (k, v) in m.iter() {
+            let k = k.scalar().unwrap_or_default();
+            let p = Path::Key(path, k);
+            let Some(val) = self.string(v, &p) else {
+                ok = false;
+                continue;
+            };
+            if !is_tenant_id(k) {
+                self.error(
+                    "invalid-value",
+                    v.pos(),
+                    &p,
+                    format!("`{k}` is not a tenant id"),
+                    Some(
+                        "tenant ids are 1 to 64 lower-case letters, digits, `.`, `_` or `-`".into(),
+                    ),
                 );
                 ok = false;
                 continue;
@@ -159,6 +240,7 @@ impl<'d> Parser<'_> {
                 "erasure",
                 "retention",
                 "derived_from",
+                "tenant_column",
                 "fields",
             ],
         )?;
@@ -198,6 +280,7 @@ impl<'d> Parser<'_> {
             }
             None => Some(None),
         };
+        let tenant_column = self.opt_str(m, path, "tenant_column");
         let fields: Option<Vec<Field>> = self.items(m, path, "fields", "name", Self::field);
         Some(Dataset {
             id: DatasetId(id?),
@@ -207,6 +290,7 @@ impl<'d> Parser<'_> {
             purposes: purposes.ok()?.into_iter().map(PurposeId).collect(),
             erasure: erasure?,
             retention: retention?,
+            tenant_column: tenant_column.ok()?,
             derived_from: derived_from?,
             fields: fields?,
         })

@@ -194,7 +194,7 @@ fn bad_duration_and_unknown_key_reported_together() {
             .replace("    country: FR", "    country: FR\n    contry: FR"),
         r#"
 shop.yaml:14:5: error[unknown-key] processors.mailer.contry: unknown key `contry` in a processor
-  = hint: did you mean `country`? allowed keys: id, name, role, country, transfer, dpa, notify, purposes, categories
+  = hint: did you mean `country`? allowed keys: id, name, role, country, transfer, dpa, notify, purposes, categories, tenants
 shop.yaml:36:30: error[invalid-duration] systems.app_db.datasets.comments.retention.period: invalid duration "3 years": write a positive number followed by d, w, m or y (e.g. 30d, 12w, 6m, 3y)
   = hint: e.g. `period: 30d`, `12w`, `6m` or `3y`
 "#,

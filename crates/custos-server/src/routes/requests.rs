@@ -521,9 +521,12 @@ pub async fn completion(
     Ok(Json(s.vault.requests().completion(&p, &id).await?))
 }
 
-/// A processor confirms a notice: signed like the notice
-/// (`custos-signature: t=…,v1=HMAC-SHA256(secret, "t." + body)`) with the
-/// secret shared with that processor.
+/// A processor confirms a notice: `custos-signature: t=…,v2=…`, an
+/// HMAC-SHA256 over the tenant, request, step, timestamp and body under a
+/// key derived for the request's tenant from the processor's secret (see
+/// `docs/requests.md`). A signature made for another tenant, request or
+/// step, a `v1` signature, or one outside the 5-minute window is refused
+/// (401) and the refusal is audited (`dsr.callback_refused`, ids only).
 #[utoipa::path(post, path = "/v1/processor-callbacks/{id}/{step}", tag = "requests",
     request_body(content = String, content_type = "application/json",
         description = "{\"holds_nothing_more\": true, \"note\": \"…\", \"counts\": {…}}, signed"),
@@ -550,13 +553,35 @@ pub async fn processor_callback(
         .executor
         .var(&custos_dsr::processor_secret_var(&processor))
         .ok_or_else(unauthenticated)?;
-    let header = headers
-        .get("custos-signature")
-        .and_then(|h| h.to_str().ok())
-        .ok_or_else(unauthenticated)?;
+    let rid = id.to_string();
+    let target = custos_connectors::notice::CallbackTarget {
+        tenant: tenant.as_str(),
+        request_id: &rid,
+        step,
+    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    custos_connectors::notice::verify(secret.as_bytes(), header, &body, now, 300)
-        .map_err(|_| unauthenticated())?;
+    let verified = match headers
+        .get(custos_connectors::notice::SIGNATURE_HEADER)
+        .and_then(|h| h.to_str().ok())
+    {
+        Some(header) => custos_connectors::notice::verify_callback(
+            secret.as_bytes(),
+            &target,
+            header,
+            &body,
+            now,
+            custos_connectors::notice::DEFAULT_TOLERANCE_SECS,
+        )
+        .map_err(|e| e.to_string()),
+        None => Err("no signature".to_owned()),
+    };
+    if let Err(reason) = verified {
+        s.vault
+            .requests()
+            .callback_refused(&tenant, &id, step, &processor, &reason)
+            .await?;
+        return Err(unauthenticated());
+    }
     let confirmation: custos_connectors::notice::ProcessorConfirmation =
         serde_json::from_slice(&body).map_err(|e| {
             Problem::invalid(

@@ -456,11 +456,25 @@ impl App {
         let path = format!("/v1/processor-callbacks/{id}/{step}");
         let confirmation = confirmation.to_string();
         // A forged signature is refused.
-        let forged = custos_connectors::notice::sign(b"wrong", now(), confirmation.as_bytes());
+        let target = custos_connectors::notice::CallbackTarget {
+            tenant: "acme",
+            request_id: id,
+            step,
+        };
+        let forged = custos_connectors::notice::sign_callback(
+            b"wrong",
+            &target,
+            now(),
+            confirmation.as_bytes(),
+        );
         let r = self.post_signed(&path, &forged, &confirmation).await;
         assert_eq!(r.status(), 401);
-        let sig =
-            custos_connectors::notice::sign(SECRET.as_bytes(), now(), confirmation.as_bytes());
+        let sig = custos_connectors::notice::sign_callback(
+            SECRET.as_bytes(),
+            &target,
+            now(),
+            confirmation.as_bytes(),
+        );
         let r = self.post_signed(&path, &sig, &confirmation).await;
         assert_eq!(r.status(), 200, "{:?}", r.text().await);
     }

@@ -188,6 +188,27 @@ impl Requests<'_> {
             .await
     }
 
+    /// Records in the audit chain that a processor callback for this
+    /// request's step was refused (`dsr.callback_refused`), with `reason`
+    /// (a signature error's kind: never the body, header or any value).
+    pub async fn callback_refused(
+        &self,
+        tenant: &TenantId,
+        id: &RequestId,
+        step: i64,
+        processor: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut ev = executor_event(
+            tenant,
+            "dsr.callback_refused",
+            None,
+            &format!("{id} step {step}: {reason}"),
+        );
+        ev.actor = format!("processor:{processor}");
+        self.v.inner.writer.audit(vec![ev]).await
+    }
+
     /// Whose a step is, to check a callback's signature before anything
     /// else.
     pub async fn step_owner(&self, id: &RequestId, step: i64) -> Result<StepOwner, StoreError> {

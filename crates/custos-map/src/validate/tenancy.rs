@@ -1,0 +1,143 @@
+//! Checks of the map's tenancy fields: a `tenant_column` is a field of its
+//! dataset in an SQL system with `tenant_values`, and no dataset of a
+//! database shared by tenants is looked up by identity without it (such a
+//! lookup would find every tenant's rows). Tenant names are not checked
+//! here: tenants live in the store, not in the map.
+
+use super::V;
+use crate::model::*;
+
+impl<'a> V<'a> {
+    pub(super) fn tenancy(&mut self, s: &'a System) {
+        let path = format!("systems.{}", s.id);
+        let shared = !s.tenant_values.is_empty();
+        if shared && !s.kind.is_sql() {
+            self.error(
+                "tenant-values-outside-sql",
+                format!("{path}.tenant_values"),
+                format!(
+                    "`tenant_values` filters SQL rows by a tenant column; a {} system has no rows to filter",
+                    s.kind.key()
+                ),
+                "bind the whole system with `tenants: [acme]`".to_owned(),
+            );
+        }
+        for d in &s.datasets {
+            let dpath = format!("{path}.datasets.{}", d.id);
+            match &d.tenant_column {
+                Some(c) => {
+                    if !s.kind.is_sql() {
+                        self.error(
+                            "tenant-column-outside-sql",
+                            format!("{dpath}.tenant_column"),
+                            format!(
+                                "a {} dataset has no columns to filter by tenant",
+                                s.kind.key()
+                            ),
+                            "bind the whole system with `tenants: [acme]`".to_owned(),
+                        );
+                    } else if d.field(c).is_none() {
+                        self.error(
+                            "unknown-tenant-column",
+                            format!("{dpath}.tenant_column"),
+                            format!("tenant column `{c}` is not a field of dataset `{}`", d.id),
+                            format!("declare `{c}` under `fields:` (category `system.operations`)"),
+                        );
+                    }
+                    if !shared && s.kind.is_sql() {
+                        self.error(
+                            "tenant-values-missing",
+                            format!("{dpath}.tenant_column"),
+                            format!(
+                                "dataset `{}` has a tenant column but system `{}` gives no tenant's value in it",
+                                d.id, s.id
+                            ),
+                            "add `tenant_values: { acme: \"1\" }` to the system".to_owned(),
+                        );
+                    }
+                }
+                None if shared
+                    && d.holds_personal_data()
+                    && d.fields.iter().any(|f| f.identity.is_some()) =>
+                {
+                    self.error(
+                        "tenant-column-missing",
+                        dpath,
+                        format!(
+                            "dataset `{}` of a database shared by tenants is looked up by identity but has no `tenant_column`: the lookup would find every tenant's rows",
+                            d.id
+                        ),
+                        "add `tenant_column: <column>`, or reach its rows only through `subject: { via: ... }` from a dataset that has one".to_owned(),
+                    );
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn codes(systems: &str) -> Vec<String> {
+        let yaml = format!(
+            r#"version: 1
+organisation: {{ controller: C, contact: privacy@c.example }}
+purposes:
+  - {{ id: p, title: P, legal_basis: contract, subjects: [customer] }}
+systems:
+{systems}"#
+        );
+        match crate::load_str(&yaml, "t.yaml") {
+            Ok(_) => Vec::new(),
+            Err(d) => d
+                .into_iter()
+                .filter(|d| d.severity == crate::Severity::Error)
+                .map(|d| d.code)
+                .collect(),
+        }
+    }
+
+    const USERS: &str = r#"      - id: users
+        table: users
+        TENANT
+        subject: { identity: email }
+        purposes: [p]
+        retention: { period: 1y, from_event: end }
+        erasure: delete
+        fields:
+          - { name: email, category: user.contact.email, identity: email }
+          - { name: org_id, category: system.operations }
+"#;
+
+    fn sql(head: &str, tenant: &str) -> String {
+        format!(
+            "  - id: db\n    kind: postgres\n    connection: {{ url_env: DB }}\n{head}    datasets:\n{}",
+            USERS.replace("TENANT", tenant)
+        )
+    }
+
+    #[test]
+    fn tenancy_fields_are_checked() {
+        let values = "    tenant_values: { acme: \"1\" }\n";
+        assert_eq!(
+            codes(&sql(values, "tenant_column: org_id")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            codes(&sql("    tenants: [acme, globex]\n", "")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            codes(&sql(values, "tenant_column: orgid")),
+            ["unknown-tenant-column"]
+        );
+        assert_eq!(codes(&sql(values, "")), ["tenant-column-missing"]);
+        assert_eq!(
+            codes(&sql("", "tenant_column: org_id")),
+            ["tenant-values-missing"]
+        );
+        assert_eq!(codes(&sql("    tenants: [Acme]\n", "")), ["invalid-value"]);
+        let files = "  - id: up\n    kind: files\n    connection: { root_env: R }\n    tenant_values: { acme: \"1\" }\n    datasets: []\n";
+        assert_eq!(codes(files), ["tenant-values-outside-sql"]);
+    }
+}
