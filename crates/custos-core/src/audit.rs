@@ -6,11 +6,16 @@
 //! latest one is also kept in the key store, so cutting off the tail of the
 //! log (which leaves a valid shorter chain) is detected too.
 //!
+//! Each checkpoint names the key that signed it; keys and their public
+//! history are in `audit_keys`, the exportable proof in `audit_proof`.
+//!
 //! Entries carry ids and tokens, never personal values.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::audit_keys::{AuditSigningKey, PublicKeyHistory};
 
 /// The hash before the first entry.
 pub const GENESIS: [u8; 32] = [0u8; 32];
@@ -101,8 +106,12 @@ pub struct Checkpoint {
     /// That entry's hash.
     #[serde(with = "hex32")]
     pub hash: [u8; 32],
-    /// Ed25519 signature over `seq || hash`.
+    /// Ed25519 signature over `seq || hash` (hex in JSON).
+    #[serde(with = "hexvec")]
     pub signature: Vec<u8>,
+    /// The id of the key that signed it (see `audit_keys`); none on
+    /// checkpoints signed before keys had ids, by the root-derived key.
+    pub key_id: Option<String>,
 }
 
 fn checkpoint_message(seq: i64, hash: &[u8; 32]) -> Vec<u8> {
@@ -113,14 +122,21 @@ fn checkpoint_message(seq: i64, hash: &[u8; 32]) -> Vec<u8> {
 }
 
 impl Checkpoint {
-    /// Signs the position and hash.
-    pub fn sign(key: &SigningKey, seq: i64, hash: [u8; 32]) -> Self {
-        let sig = key.sign(&checkpoint_message(seq, &hash));
+    /// Signs the position and hash, naming the key by its id.
+    pub fn sign(key: &AuditSigningKey, seq: i64, hash: [u8; 32]) -> Self {
+        let sig = key.signing_key().sign(&checkpoint_message(seq, &hash));
         Self {
             seq,
             hash,
             signature: sig.to_bytes().to_vec(),
+            key_id: Some(key.id().to_owned()),
         }
+    }
+
+    /// The id of the key that signed it: its own, or for checkpoints
+    /// signed before keys had ids, the history's root-derived key.
+    pub fn signer<'h>(&'h self, history: &'h PublicKeyHistory) -> Option<&'h str> {
+        self.key_id.as_deref().or_else(|| history.root_derived())
     }
 
     /// Whether the signature is valid for `key`.
@@ -235,6 +251,19 @@ impl ChainVerifier {
         }
     }
 
+    /// Checks a checkpoint with the key its id names in `history` (which
+    /// the caller has checked): a key absent from the history fails.
+    pub fn check_in(&self, c: &Checkpoint, history: &PublicKeyHistory) -> Result<(), ChainBreak> {
+        let key = c.signer(history).and_then(|id| history.key(id));
+        match key {
+            Some(k) => self.check(c, &k),
+            None => Err(ChainBreak::Checkpoint {
+                seq: c.seq,
+                reason: "signed by a key that is not in the public key history",
+            }),
+        }
+    }
+
     /// Number of entries verified.
     pub fn len(&self) -> i64 {
         self.last_seq
@@ -258,6 +287,19 @@ mod hex32 {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).map_err(serde::de::Error::custom)?;
         Ok(out)
+    }
+}
+
+mod hexvec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -308,7 +350,7 @@ mod tests {
 
     #[test]
     fn detects_edit_removal_and_truncation() {
-        let sk = SigningKey::generate(&mut OsRng);
+        let sk = AuditSigningKey::generate(&mut OsRng);
         let vk = sk.verifying_key();
         let entries = log(10);
         let cps = vec![Checkpoint::sign(&sk, 10, entries[9].hash)];
@@ -340,7 +382,7 @@ mod tests {
             })
         );
 
-        let other = SigningKey::generate(&mut OsRng);
+        let other = AuditSigningKey::generate(&mut OsRng);
         let forged = vec![Checkpoint::sign(&other, 10, entries[9].hash)];
         assert!(matches!(
             verify(&entries, &forged, &vk),

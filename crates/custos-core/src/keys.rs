@@ -8,12 +8,17 @@
 //! * Each subject has a random **data key** (DEK) wrapped by the tenant KEK.
 //!   Destroying it is erasure: every copy of the data becomes unreadable.
 //!
+//! * The **audit signing key** (Ed25519, random) is wrapped by the root
+//!   key too; see `audit_keys`.
+//!
 //! Derivations use HMAC-SHA256 as a PRF over a labelled, length-prefixed
-//! context, so that each derived key has exactly one use.
+//! context, so that each derived key has exactly one use; the root key is
+//! used only through such derivations (see [`RootKey`]).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::audit_keys::AuditSigningKey;
 use crate::envelope::{self, Context};
 use crate::ids::{Audience, SubjectId, TenantId};
 use crate::secret::Key32;
@@ -45,19 +50,36 @@ fn derive(key: &Key32, ctx: &Context) -> Key32 {
 }
 
 /// The root of the hierarchy. Never stored in the key store.
+///
+/// The root key itself is only ever a PRF key: the key that wraps tenant
+/// keys and the audit signing key (its **wrapping subkey**), the
+/// fingerprint and the legacy audit key are each derived from it under a
+/// context of their own, so no two uses share key material. Stores of
+/// wrap format 1 wrapped with the root key itself; [`RootKey::legacy`]
+/// still opens them, so that the key store can rewrap them once.
 #[derive(Clone, Debug)]
-pub struct RootKey(Key32);
+pub struct RootKey {
+    root: Key32,
+    wrapping: Key32,
+}
+
+/// The wrap format of keys wrapped by [`RootKey`]'s wrapping subkey.
+pub const WRAP_FORMAT: i64 = 2;
 
 impl RootKey {
     /// Wraps 32 bytes of root key material.
     pub fn new(key: Key32) -> Self {
-        Self(key)
+        let wrapping = derive(&key, &Context::new("root-wrapping-key"));
+        Self {
+            root: key,
+            wrapping,
+        }
     }
 
     /// A short public fingerprint, stored in the key store so that starting
     /// with the wrong root key fails clearly instead of failing every decrypt.
     pub fn fingerprint(&self) -> String {
-        let out = prf(&self.0, &Context::new("root-fingerprint"));
+        let out = prf(&self.root, &Context::new("root-fingerprint"));
         hex::encode(out.get(..8).unwrap_or_default())
     }
 
@@ -69,7 +91,7 @@ impl RootKey {
         kek: &Key32,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> Vec<u8> {
-        envelope::seal(&self.0, &kek_ctx(tenant, version), kek.expose(), rng)
+        envelope::seal(&self.wrapping, &kek_ctx(tenant, version), kek.expose(), rng)
     }
 
     /// Unwraps a tenant KEK; fails if the blob belongs elsewhere.
@@ -79,7 +101,7 @@ impl RootKey {
         version: i64,
         wrapped: &[u8],
     ) -> Result<Key32, CoreError> {
-        let bytes = envelope::open(&self.0, &kek_ctx(tenant, version), wrapped)?;
+        let bytes = envelope::open(&self.wrapping, &kek_ctx(tenant, version), wrapped)?;
         Key32::from_slice(&bytes)
     }
 
@@ -90,20 +112,103 @@ impl RootKey {
         root: &Key32,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> Vec<u8> {
-        envelope::seal(&self.0, &index_ctx(tenant), root.expose(), rng)
+        envelope::seal(&self.wrapping, &index_ctx(tenant), root.expose(), rng)
     }
 
     /// Unwraps a tenant's index root.
     pub fn unwrap_index_root(&self, tenant: &TenantId, wrapped: &[u8]) -> Result<Key32, CoreError> {
-        let bytes = envelope::open(&self.0, &index_ctx(tenant), wrapped)?;
+        let bytes = envelope::open(&self.wrapping, &index_ctx(tenant), wrapped)?;
         Key32::from_slice(&bytes)
     }
 
-    /// The Ed25519 key that signs audit checkpoints; derived, never stored.
-    pub fn audit_signing_key(&self) -> ed25519_dalek::SigningKey {
-        let seed = derive(&self.0, &Context::new("audit-signing"));
-        ed25519_dalek::SigningKey::from_bytes(seed.expose())
+    /// Wraps an audit signing key, bound to its id.
+    pub fn wrap_audit_key(
+        &self,
+        key: &AuditSigningKey,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Vec<u8> {
+        envelope::seal(&self.wrapping, &audit_key_ctx(key.id()), key.seed(), rng)
     }
+
+    /// Unwraps the audit signing key `key_id`; fails if the blob belongs
+    /// to another key or the key does not have that id.
+    pub fn unwrap_audit_key(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+    ) -> Result<AuditSigningKey, CoreError> {
+        let seed = Key32::from_slice(&envelope::open(
+            &self.wrapping,
+            &audit_key_ctx(key_id),
+            wrapped,
+        )?)?;
+        let key = AuditSigningKey::from_seed(seed.expose());
+        if key.id() != key_id {
+            return Err(CoreError::MalformedEnvelope);
+        }
+        Ok(key)
+    }
+
+    /// The Ed25519 key that signed audit checkpoints before signing keys
+    /// had a history (derived from the root key, so it changed with it).
+    /// Only to record it as the first key of an existing store's history.
+    pub fn legacy_audit_signing_key(&self) -> AuditSigningKey {
+        let seed = derive(&self.root, &Context::new("audit-signing"));
+        AuditSigningKey::from_signing_key(ed25519_dalek::SigningKey::from_bytes(seed.expose()))
+    }
+
+    /// Wrapping as in wrap format 1 (with the root key itself), to rewrap
+    /// the keys of a store of that format.
+    pub fn legacy(&self) -> LegacyWrapping<'_> {
+        LegacyWrapping(&self.root)
+    }
+}
+
+/// Wrap format 1: keys wrapped directly with the root key. Read to
+/// migrate old key stores; written only to build such stores in tests.
+#[derive(Debug)]
+pub struct LegacyWrapping<'r>(&'r Key32);
+
+impl LegacyWrapping<'_> {
+    /// Format 1 of [`RootKey::wrap_tenant_kek`] (tests of the migration).
+    pub fn wrap_tenant_kek(
+        &self,
+        tenant: &TenantId,
+        version: i64,
+        kek: &Key32,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Vec<u8> {
+        envelope::seal(self.0, &kek_ctx(tenant, version), kek.expose(), rng)
+    }
+
+    /// Format 1 of [`RootKey::unwrap_tenant_kek`].
+    pub fn unwrap_tenant_kek(
+        &self,
+        tenant: &TenantId,
+        version: i64,
+        wrapped: &[u8],
+    ) -> Result<Key32, CoreError> {
+        Key32::from_slice(&envelope::open(self.0, &kek_ctx(tenant, version), wrapped)?)
+    }
+
+    /// Format 1 of [`RootKey::wrap_index_root`] (tests of the migration).
+    pub fn wrap_index_root(
+        &self,
+        tenant: &TenantId,
+        root: &Key32,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Vec<u8> {
+        envelope::seal(self.0, &index_ctx(tenant), root.expose(), rng)
+    }
+
+    /// Format 1 of [`RootKey::unwrap_index_root`].
+    pub fn unwrap_index_root(&self, tenant: &TenantId, wrapped: &[u8]) -> Result<Key32, CoreError> {
+        Key32::from_slice(&envelope::open(self.0, &index_ctx(tenant), wrapped)?)
+    }
+}
+
+fn audit_key_ctx(key_id: &str) -> Context {
+    Context::new("audit-signing-key").with(key_id.as_bytes())
 }
 
 fn kek_ctx(tenant: &TenantId, version: i64) -> Context {
@@ -356,6 +461,36 @@ mod tests {
         assert!(back.open_field("profile", "other", "name", &ct).is_err());
         let s2 = SubjectId::generate(&mut OsRng);
         assert!(tk.unwrap_subject_key(&s2, &wd).is_err());
+    }
+
+    /// Before, the root key wrapped tenant keys itself and also keyed the
+    /// fingerprint's HMAC; now wrapping uses a derived subkey, and the
+    /// format 1 wrapping opens only through `legacy`.
+    #[test]
+    fn the_root_key_wraps_through_a_subkey_and_format_1_still_opens() {
+        let root = RootKey::new(Key32::generate(&mut OsRng));
+        let kek = Key32::generate(&mut OsRng);
+        let t = tenant("acme");
+        let v2 = root.wrap_tenant_kek(&t, 1, &kek, &mut OsRng);
+        let v1 = root.legacy().wrap_tenant_kek(&t, 1, &kek, &mut OsRng);
+        assert!(root.legacy().unwrap_tenant_kek(&t, 1, &v2).is_err());
+        assert!(root.unwrap_tenant_kek(&t, 1, &v1).is_err());
+        assert_eq!(
+            root.legacy()
+                .unwrap_tenant_kek(&t, 1, &v1)
+                .unwrap()
+                .expose(),
+            kek.expose()
+        );
+        assert_ne!(root.wrapping.expose(), root.root.expose());
+
+        let audit = AuditSigningKey::generate(&mut OsRng);
+        let w = root.wrap_audit_key(&audit, &mut OsRng);
+        assert_eq!(
+            root.unwrap_audit_key(audit.id(), &w).unwrap().seed(),
+            audit.seed()
+        );
+        assert!(root.unwrap_audit_key("0011223344556677", &w).is_err());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! the server and tests decide where they come from.
 
 pub mod audit;
+pub mod audit_keys;
+pub mod audit_proof;
 pub mod blind;
 pub mod consent;
 pub mod envelope;

@@ -212,6 +212,11 @@ async fn migrate_to(
                 "consent_clustered",
                 include_str!("../migrations/sqlite/data/0007_consent_clustered.sql"),
             ),
+            migration(
+                8,
+                "audit_key_ids",
+                include_str!("../migrations/sqlite/data/0008_audit_key_ids.sql"),
+            ),
         ],
         (Engine::Postgres, Role::Data) => vec![
             migration(
@@ -244,6 +249,11 @@ async fn migrate_to(
                 "suppression_index",
                 include_str!("../migrations/postgres/data/0006_suppression_index.sql"),
             ),
+            migration(
+                7,
+                "audit_key_ids",
+                include_str!("../migrations/postgres/data/0007_audit_key_ids.sql"),
+            ),
         ],
         (Engine::Sqlite, Role::Keys) => vec![
             migration(
@@ -256,6 +266,11 @@ async fn migrate_to(
                 "erasures",
                 include_str!("../migrations/sqlite/keys/0002_erasures.sql"),
             ),
+            migration(
+                3,
+                "audit_signing_keys",
+                include_str!("../migrations/sqlite/keys/0003_audit_signing_keys.sql"),
+            ),
         ],
         (Engine::Postgres, Role::Keys) => vec![
             migration(
@@ -267,6 +282,11 @@ async fn migrate_to(
                 2,
                 "erasures",
                 include_str!("../migrations/postgres/keys/0002_erasures.sql"),
+            ),
+            migration(
+                3,
+                "audit_signing_keys",
+                include_str!("../migrations/postgres/keys/0003_audit_signing_keys.sql"),
             ),
         ],
     };

@@ -9,13 +9,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use custos_core::audit::Checkpoint;
 use custos_core::ids::{SubjectId, TenantId};
-use custos_core::keys::{RootKey, TenantKeys};
+use custos_core::keys::{RootKey, TenantKeys, WRAP_FORMAT};
 use custos_core::secret::Key32;
 use rand_core::OsRng;
 
 use crate::db::{self, Engine, Role};
 use crate::ledger::{Entries, Erasure, Shred};
 use crate::StoreError;
+
+mod audit_keys;
+mod orphans;
 
 /// Handle on the key store database.
 #[derive(Clone, Debug)]
@@ -47,16 +50,18 @@ async fn store_new_keys(pool: AnyPool, engine: Engine, mut rx: mpsc::Receiver<Ne
     while rx.recv_many(&mut batch, NEW_KEYS_PER_COMMIT).await > 0 {
         let keys: Vec<NewKey> = std::mem::take(&mut batch);
         let sql = format!(
-            "INSERT INTO subject_keys (subject, tenant, kek_version, wrapped) VALUES {}",
-            engine.values(keys.len(), 4)
+            "INSERT INTO subject_keys (subject, tenant, kek_version, wrapped, created_us) VALUES {}",
+            engine.values(keys.len(), 5)
         );
         let mut q = sqlx::query(&sql);
+        let now = crate::now_us();
         for k in &keys {
             q = q
                 .bind(k.subject.clone())
                 .bind(k.tenant.clone())
                 .bind(k.kek_version)
-                .bind(k.wrapped.clone());
+                .bind(k.wrapped.clone())
+                .bind(now);
         }
         if q.execute(&pool).await.is_ok() {
             for k in keys {
@@ -66,12 +71,13 @@ async fn store_new_keys(pool: AnyPool, engine: Engine, mut rx: mpsc::Receiver<Ne
         }
         for k in keys {
             let r = sqlx::query(
-                "INSERT INTO subject_keys (subject, tenant, kek_version, wrapped) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO subject_keys (subject, tenant, kek_version, wrapped, created_us) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(k.subject)
             .bind(k.tenant)
             .bind(k.kek_version)
             .bind(k.wrapped)
+            .bind(crate::now_us())
             .execute(&pool)
             .await
             .map(|_| ())
@@ -95,7 +101,21 @@ impl KeyStore {
             new_keys,
         };
         ks.check_root(root).await?;
+        ks.upgrade_wrap_format(root).await?;
         Ok(ks)
+    }
+
+    /// Opens the key store to read its public parts (audit anchor, public
+    /// key history) without the root key: nothing is migrated or written.
+    pub(crate) async fn open_public(url: &str) -> Result<Self, StoreError> {
+        let (pool, engine) = db::connect(url, 2).await?;
+        // No subject key is ever put through this handle.
+        let (new_keys, _) = mpsc::channel(1);
+        Ok(Self {
+            pool,
+            engine,
+            new_keys,
+        })
     }
 
     /// The engine behind this store.
@@ -117,12 +137,76 @@ impl KeyStore {
             }
             None => {
                 sqlx::query(
-                    "INSERT INTO keystore_meta (id, root_fingerprint) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO keystore_meta (id, root_fingerprint, wrap_format) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(fp)
+                .bind(WRAP_FORMAT)
                 .execute(&self.pool)
                 .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// A key store of wrap format 1 (keys wrapped with the root key
+    /// itself) is rewrapped under the root key's wrapping subkey, every
+    /// key in one transaction, and marked format 2.
+    async fn upgrade_wrap_format(&self, root: &RootKey) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let format: i64 = sqlx::query("SELECT wrap_format FROM keystore_meta WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if format == WRAP_FORMAT {
+            return Ok(());
+        }
+        let legacy = root.legacy();
+        for r in sqlx::query("SELECT tenant, version, wrapped FROM tenant_keys")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let t: String = r.try_get(0)?;
+            let tenant = TenantId::parse(&t).map_err(StoreError::Integrity)?;
+            let v: i64 = r.try_get(1)?;
+            let kek = legacy
+                .unwrap_tenant_kek(&tenant, v, &r.try_get::<Vec<u8>, _>(2)?)
+                .map_err(StoreError::Integrity)?;
+            sqlx::query("UPDATE tenant_keys SET wrapped = $1 WHERE tenant = $2 AND version = $3")
+                .bind(root.wrap_tenant_kek(&tenant, v, &kek, &mut OsRng))
+                .bind(t)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for r in sqlx::query("SELECT tenant, wrapped FROM tenant_index_roots")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let t: String = r.try_get(0)?;
+            let tenant = TenantId::parse(&t).map_err(StoreError::Integrity)?;
+            let idx = legacy
+                .unwrap_index_root(&tenant, &r.try_get::<Vec<u8>, _>(1)?)
+                .map_err(StoreError::Integrity)?;
+            sqlx::query("UPDATE tenant_index_roots SET wrapped = $1 WHERE tenant = $2")
+                .bind(root.wrap_index_root(&tenant, &idx, &mut OsRng))
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Another server may have upgraded meanwhile: only one commits.
+        let n = sqlx::query(
+            "UPDATE keystore_meta SET wrap_format = $1 WHERE id = 1 AND wrap_format = $2",
+        )
+        .bind(WRAP_FORMAT)
+        .bind(format)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            tx.commit().await?;
+            tracing::info!(
+                "key store rewrapped under the root key's wrapping subkey (wrap format 2)"
+            );
         }
         Ok(())
     }
@@ -365,9 +449,11 @@ impl KeyStore {
         Ok(row.is_some())
     }
 
-    /// Rotates the root key: rewraps every tenant KEK and index root under
-    /// `new_root` and records the new fingerprint, in one transaction.
-    /// Data and subject keys are untouched.
+    /// Rotates the root key: rewraps every tenant KEK, index root and
+    /// audit signing key under `new_root` and records the new fingerprint,
+    /// in one transaction; returns the keys rewrapped. Data, subject keys
+    /// and the audit keys' public history are untouched, so checkpoints
+    /// signed before verify after.
     pub async fn rotate_root(&self, old: &RootKey, new_root: &RootKey) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query("SELECT tenant, version, wrapped FROM tenant_keys")
@@ -406,6 +492,7 @@ impl KeyStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        n += self.rewrap_audit_keys(&mut tx, old, new_root).await?;
         sqlx::query("UPDATE keystore_meta SET root_fingerprint = $1 WHERE id = 1")
             .bind(new_root.fingerprint())
             .execute(&mut *tx)
@@ -483,13 +570,14 @@ impl KeyStore {
     /// Records the latest signed checkpoint, if newer than the stored one.
     pub async fn set_anchor(&self, cp: &Checkpoint) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_anchor (id, seq, hash, signature) VALUES (1, $1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, signature = excluded.signature \
-             WHERE audit_anchor.seq < excluded.seq",
+            "INSERT INTO audit_anchor (id, seq, hash, signature, key_id) VALUES (1, $1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, signature = excluded.signature, \
+             key_id = excluded.key_id WHERE audit_anchor.seq < excluded.seq",
         )
         .bind(cp.seq)
         .bind(cp.hash.to_vec())
         .bind(cp.signature.clone())
+        .bind(cp.key_id.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -497,7 +585,7 @@ impl KeyStore {
 
     /// The latest anchored checkpoint.
     pub async fn anchor(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let row = sqlx::query("SELECT seq, hash, signature FROM audit_anchor WHERE id = 1")
+        let row = sqlx::query("SELECT seq, hash, signature, key_id FROM audit_anchor WHERE id = 1")
             .fetch_optional(&self.pool)
             .await?;
         match row {
@@ -505,6 +593,7 @@ impl KeyStore {
                 seq: r.try_get(0)?,
                 hash: to32(r.try_get(1)?)?,
                 signature: r.try_get(2)?,
+                key_id: r.try_get(3)?,
             })),
             None => Ok(None),
         }
@@ -522,8 +611,8 @@ impl KeyStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO audit_anchor_history (seq, hash, signature, replaced_us, restored_seq, reason) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit_anchor_history (seq, hash, signature, replaced_us, restored_seq, reason, key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(anchor.seq)
         .bind(&anchor.hash[..])
@@ -531,6 +620,7 @@ impl KeyStore {
         .bind(now_us)
         .bind(restored_seq)
         .bind(reason)
+        .bind(anchor.key_id.clone())
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM audit_anchor WHERE id = 1")
@@ -546,7 +636,7 @@ impl KeyStore {
         &self,
     ) -> Result<Vec<(Checkpoint, i64, i64, String)>, StoreError> {
         sqlx::query(
-            "SELECT seq, hash, signature, restored_seq, replaced_us, reason \
+            "SELECT seq, hash, signature, restored_seq, replaced_us, reason, key_id \
              FROM audit_anchor_history ORDER BY replaced_us",
         )
         .fetch_all(&self.pool)
@@ -558,6 +648,7 @@ impl KeyStore {
                     seq: r.try_get(0)?,
                     hash: to32(r.try_get(1)?)?,
                     signature: r.try_get(2)?,
+                    key_id: r.try_get(6)?,
                 },
                 r.try_get(3)?,
                 r.try_get(4)?,

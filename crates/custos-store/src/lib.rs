@@ -6,6 +6,7 @@
 //! The data store never holds a usable key, the key store never holds data,
 //! and the root key is in neither.
 
+mod audit_log;
 mod consent;
 mod db;
 mod error;
@@ -18,6 +19,7 @@ mod vault;
 mod wake;
 mod writer;
 
+pub use audit_log::AuditLog;
 pub use consent::*;
 pub use db::Engine;
 pub use error::{db_kind, StoreError};

@@ -5,6 +5,7 @@
 mod support;
 
 mod api;
+mod audit_keys;
 mod consent;
 mod dsr;
 mod fides;

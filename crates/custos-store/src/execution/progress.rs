@@ -37,13 +37,14 @@ impl Vault {
         });
         let bytes = serde_json::to_vec(&body)
             .map_err(|_| StoreError::Integrity(custos_core::CoreError::MalformedEnvelope))?;
-        let key = self.inner.root.audit_signing_key();
-        let sig = key.sign(&bytes);
+        let key = self.audit_signing_key();
+        let sig = key.signing_key().sign(&bytes);
         let signed = serde_json::json!({
             "record": body,
             "signature": {
                 "alg": "ed25519",
                 "public_key": hex::encode(key.verifying_key().as_bytes()),
+                "key_id": key.id(),
                 "value": hex::encode(sig.to_bytes()),
                 "signed": "the record's JSON as serialised in `record`",
             }

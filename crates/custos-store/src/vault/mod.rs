@@ -24,20 +24,23 @@ use custos_core::scope::{Scope, ScopeSet};
 
 use crate::db::{self, Engine, Role};
 use crate::keystore::KeyStore;
-use crate::writer::Writer;
+use crate::writer::{ActiveAuditKey, Writer};
 use crate::StoreError;
 use auth::CachedKey;
 use reveal::RecordRead;
 
-mod audit;
+pub(crate) mod audit;
+mod audit_keys;
 mod auth;
 mod changes;
+mod orphans;
 mod recovery;
 mod reveal;
 mod subjects;
 mod tenants;
 
 pub use audit::{AuditRecovery, AuditReport};
+pub use orphans::ORPHAN_GRACE_US;
 pub use recovery::Reconciled;
 pub use subjects::{RecordView, SubjectExport, SubjectInfo};
 pub use tenants::{NewApiKey, TenantInfo};
@@ -241,6 +244,8 @@ pub(crate) struct Inner {
     pub(crate) writer: Writer<RecordRead>,
     pub(crate) keys: KeyStore,
     pub(crate) root: RootKey,
+    /// The audit signing key in use (shared with the writer).
+    pub(crate) audit_key: Arc<ActiveAuditKey>,
     tenants: Mutex<HashMap<TenantId, Arc<TenantKeys>>>,
     pub(crate) deks: SubjectKeys,
     auth: Mutex<HashMap<ApiKeyId, Arc<CachedKey>>>,
@@ -380,6 +385,9 @@ impl Vault {
         let keys = KeyStore::open(&cfg.keystore_url, &cfg.root_key).await?;
         let (write_pool, engine) = db::connect(&cfg.database_url, 1).await?;
         db::migrate(&write_pool, engine, Role::Data).await?;
+        let audit_key = Arc::new(ActiveAuditKey::new(
+            audit_keys::key_at_open(&keys, &write_pool, &cfg.root_key).await?,
+        ));
         let (read, _) = db::connect(&cfg.database_url, cfg.read_connections.max(1)).await?;
         let sqlite_file = match engine {
             Engine::Sqlite => db::sqlite_file(&cfg.database_url),
@@ -390,6 +398,7 @@ impl Vault {
             engine,
             keys.clone(),
             cfg.root_key.clone(),
+            audit_key.clone(),
             sqlite_file.as_deref(),
         )?;
         let vault = Self {
@@ -399,6 +408,7 @@ impl Vault {
                 writer,
                 keys,
                 root: cfg.root_key,
+                audit_key,
                 tenants: Mutex::new(HashMap::new()),
                 deks: SubjectKeys::with_capacity(DEK_CACHE_MAX),
                 auth: Mutex::new(HashMap::new()),
@@ -408,7 +418,14 @@ impl Vault {
                 work: crate::wake::WorkSignal::new(engine, &cfg.database_url),
             }),
         };
-        match vault.reconcile(cfg.mode).await {
+        let opened = async {
+            let mut done = vault.reconcile(cfg.mode).await?;
+            if cfg.mode == OpenMode::Serve {
+                done.orphan_keys = vault.sweep_orphan_keys(crate::now_us()).await?;
+            }
+            Ok::<_, StoreError>(done)
+        };
+        match opened.await {
             Ok(done) => {
                 let _ = vault.inner.recovered.set(done);
             }
@@ -428,6 +445,7 @@ impl Vault {
             witnessed: 0,
             replayed: 0,
             chain_restored: None,
+            orphan_keys: 0,
         };
         self.inner.recovered.get().unwrap_or(&NONE)
     }

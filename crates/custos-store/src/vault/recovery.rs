@@ -30,6 +30,9 @@ pub struct Reconciled {
     /// The audit chain was behind or off its anchor, which recovery
     /// retired: (anchored sequence number, the restored head's).
     pub chain_restored: Option<(i64, i64)>,
+    /// Subject keys destroyed because their subject row was never
+    /// committed (a crash while creating the subject; see `orphans`).
+    pub orphan_keys: u64,
 }
 
 /// Where the data store's audit chain stands against its anchor.

@@ -110,14 +110,15 @@ pub(super) async fn append_audit_and_commit(
     }
     if let Some(cp) = &checkpoint {
         let args = script.statement(format!(
-            "INSERT INTO audit_checkpoints (seq, hash, signature, at_us) VALUES {} \
+            "INSERT INTO audit_checkpoints (seq, hash, signature, at_us, key_id) VALUES {} \
              ON CONFLICT (seq) DO NOTHING",
-            engine.values(1, 4)
+            engine.values(1, 5)
         ));
         push(args, cp.seq)?;
         push(args, &cp.hash[..])?;
         push(args, &cp.signature[..])?;
         push(args, now_us)?;
+        push(args, cp.key_id.as_deref())?;
     }
     script.statement("COMMIT".to_owned());
     script.run(conn).await?;
@@ -146,6 +147,6 @@ pub(super) fn chain_entries(
     }
     let crossed = seq / CHECKPOINT_EVERY > state.last_checkpoint_seq / CHECKPOINT_EVERY;
     let checkpoint = ((crossed || due_by_time) && seq > state.last_checkpoint_seq)
-        .then(|| Checkpoint::sign(&state.signing, seq, hash));
+        .then(|| Checkpoint::sign(&state.signing.get(), seq, hash));
     (entries, checkpoint)
 }

@@ -138,10 +138,16 @@ impl DirectConnection {
         if let Some(cp) = &checkpoint {
             self.conn
                 .prepare_cached(
-                    "INSERT INTO audit_checkpoints (seq, hash, signature, at_us) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (seq) DO NOTHING",
+                    "INSERT INTO audit_checkpoints (seq, hash, signature, at_us, key_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (seq) DO NOTHING",
                 )?
-                .execute(params![cp.seq, &cp.hash[..], cp.signature, now_us])?;
+                .execute(params![
+                    cp.seq,
+                    &cp.hash[..],
+                    cp.signature,
+                    now_us,
+                    cp.key_id
+                ])?;
         }
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok((checkpoint, results))

@@ -39,6 +39,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use custos_core::audit::{AuditEvent, Checkpoint};
+use custos_core::audit_keys::AuditSigningKey;
 use custos_core::keys::RootKey;
 
 use crate::db::Engine;
@@ -139,6 +140,7 @@ impl<R: AuditedRead> Writer<R> {
         engine: Engine,
         keystore: KeyStore,
         root: RootKey,
+        signing: std::sync::Arc<ActiveAuditKey>,
         sqlite_file: Option<&std::path::Path>,
     ) -> Result<Self, StoreError> {
         let direct = sqlite_file.map(DirectConnection::open).transpose()?;
@@ -153,7 +155,9 @@ impl<R: AuditedRead> Writer<R> {
         std::thread::Builder::new()
             .name("custos-writer".into())
             .spawn(move || {
-                rt.block_on(run(pool, direct, engine, keystore, root, rx, stopped));
+                rt.block_on(run(
+                    pool, direct, engine, keystore, root, signing, rx, stopped,
+                ));
                 let _ = done_tx.send(());
             })
             .map_err(|e| StoreError::Config(format!("starting the writer's thread: {e}")))?;
@@ -215,10 +219,31 @@ impl<R: AuditedRead> Writer<R> {
     }
 }
 
+/// The audit signing key in use, shared by the writer (checkpoints) and
+/// the vault (completion records). After each checkpoint the writer looks
+/// at the key store's active key and takes it up if it changed (a
+/// rotation, by this process or another).
+pub(crate) struct ActiveAuditKey(std::sync::RwLock<std::sync::Arc<AuditSigningKey>>);
+
+impl ActiveAuditKey {
+    pub(crate) fn new(key: AuditSigningKey) -> Self {
+        Self(std::sync::RwLock::new(std::sync::Arc::new(key)))
+    }
+
+    /// The key to sign with now.
+    pub(crate) fn get(&self) -> std::sync::Arc<AuditSigningKey> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set(&self, key: AuditSigningKey) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(key);
+    }
+}
+
 struct State {
     last_checkpoint_seq: i64,
     last_checkpoint_at: Instant,
-    signing: ed25519_dalek::SigningKey,
+    signing: std::sync::Arc<ActiveAuditKey>,
     /// The SQLite connection's current `synchronous` level is FULL.
     sqlite_full: bool,
     /// A lazily flushed commit happened since the last durable one.
@@ -280,19 +305,21 @@ impl Held {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run<R: AuditedRead>(
     pool: AnyPool,
     direct: Option<DirectConnection>,
     engine: Engine,
     keystore: KeyStore,
     root: RootKey,
+    signing: std::sync::Arc<ActiveAuditKey>,
     mut rx: mpsc::Receiver<Job<R>>,
     stop: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut state = State {
         last_checkpoint_seq: last_checkpoint(&pool).await.unwrap_or(0),
         last_checkpoint_at: Instant::now(),
-        signing: root.audit_signing_key(),
+        signing,
         sqlite_full: true,
         unsynced_since: None,
         force_checkpoint: false,
@@ -318,7 +345,7 @@ async fn run<R: AuditedRead>(
             _ = tick => {}
             _ = stop.notified() => break,
         }
-        commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
+        commit_batch(&mut held, engine, &keystore, &root, &mut state, &mut batch).await;
         if state
             .unsynced_since
             .is_some_and(|t| t.elapsed() >= SYNC_AFTER)
@@ -330,10 +357,10 @@ async fn run<R: AuditedRead>(
     // checkpoint so the tail of the chain is anchored.
     rx.close();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
+        commit_batch(&mut held, engine, &keystore, &root, &mut state, &mut batch).await;
     }
     state.force_checkpoint = true;
-    commit_batch(&mut held, engine, &keystore, &mut state, &mut batch).await;
+    commit_batch(&mut held, engine, &keystore, &root, &mut state, &mut batch).await;
     flush(&mut held, engine, &mut state).await;
 }
 
@@ -377,6 +404,7 @@ async fn commit_batch<R: AuditedRead>(
     held: &mut Held,
     engine: Engine,
     keystore: &KeyStore,
+    root: &RootKey,
     state: &mut State,
     batch: &mut Vec<Job<R>>,
 ) {
@@ -407,6 +435,7 @@ async fn commit_batch<R: AuditedRead>(
                 state.last_checkpoint_seq = cp.seq;
                 state.last_checkpoint_at = Instant::now();
                 anchor(held, engine, state, keystore, &cp).await;
+                take_up_rotated_key(keystore, root, &state.signing).await;
             }
             for (job, r) in jobs.into_iter().zip(results) {
                 let _ = job.reply.send(r);
@@ -458,6 +487,25 @@ async fn anchor(
             tracing::error!(error = %e, "could not anchor audit checkpoint in the key store");
             held.release().await;
         }
+    }
+}
+
+/// Takes up the key store's active audit key if it is not the one in use.
+async fn take_up_rotated_key(keystore: &KeyStore, root: &RootKey, signing: &ActiveAuditKey) {
+    let r = async {
+        if keystore.active_audit_key_id().await?.as_deref() != Some(signing.get().id()) {
+            let key = keystore.active_audit_key(root).await?;
+            tracing::info!(
+                key_id = key.id(),
+                "signing audit checkpoints with a rotated key"
+            );
+            signing.set(key);
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "could not look up the active audit signing key");
     }
 }
 

@@ -109,6 +109,7 @@ async fn reads_and_changes_on_two_connections_share_one_chain() {
             .unwrap();
         let root = RootKey::new(Key32::from_bytes([7; 32]));
         let keys = KeyStore::open(&url("keys.db"), &root).await.unwrap();
+        let signing = keys.ensure_audit_key(&root, 0, false, 1).await.unwrap();
         let file = sqlite_file(&url("data.db"));
         assert!(file.is_some(), "the data file exists after migrating");
         let writer = Writer::<ReadNote>::spawn(
@@ -116,6 +117,7 @@ async fn reads_and_changes_on_two_connections_share_one_chain() {
             engine,
             keys,
             root,
+            Arc::new(super::ActiveAuditKey::new(signing)),
             file.as_deref().filter(|_| own_connection),
         )
         .unwrap();

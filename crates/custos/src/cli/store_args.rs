@@ -61,6 +61,8 @@ impl StoreArgs {
         allow_generated_root: bool,
         mode: OpenMode,
     ) -> anyhow::Result<Vault> {
+        // The root key first: a missing one fails before anything is written.
+        let root_key = self.root_key(allow_generated_root)?;
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
         let database_url = match &self.database_url {
@@ -76,7 +78,6 @@ impl StoreArgs {
                 sqlite_url(&dir.join("keys.db"))
             }
         };
-        let root_key = self.root_key(allow_generated_root)?;
         let ledger = self
             .erasure_ledger
             .clone()
@@ -120,7 +121,62 @@ impl StoreArgs {
             })?);
             return decode_key(&s, &path.display().to_string());
         }
+        if allow_generated && !self.development_key_exists() {
+            if let Some(existing) = self.existing_store() {
+                bail!(
+                    "no root key for the existing store {existing}: set CUSTOS_ROOT_KEY (--root-key) or CUSTOS_ROOT_KEY_FILE (--root-key-file) to the key it was created with (a new development key would not open it)"
+                );
+            }
+        }
         development_root_key(&self.data_dir, allow_generated)
+    }
+
+    fn development_key_exists(&self) -> bool {
+        self.data_dir.join("root.key").exists()
+    }
+
+    /// The store a development root key must not be generated for: an
+    /// embedded key store or data store that already exists, or a key
+    /// store given by URL (which this cannot tell is new without
+    /// opening it, and a development key is no key for a server store).
+    fn existing_store(&self) -> Option<String> {
+        if self.keystore_url.is_some() {
+            return Some("given by CUSTOS_KEYSTORE_URL (--keystore-url)".into());
+        }
+        let keys = self.data_dir.join("keys").join("keys.db");
+        let data = self.data_dir.join("data.db");
+        [keys, data]
+            .into_iter()
+            .find(|p| p.exists())
+            .map(|p| p.display().to_string())
+    }
+
+    /// The URLs of the stores for reading the audit log without the root
+    /// key: the data store (which must exist) and the key store if there
+    /// is one. Embedded stores are opened read-only.
+    pub(crate) fn audit_urls(&self) -> anyhow::Result<(String, Option<String>)> {
+        let read_only = |p: &Path| format!("sqlite://{}?mode=ro", p.display());
+        let data = match &self.database_url {
+            Some(u) => u.expose().to_owned(),
+            None => {
+                let p = self.data_dir.join("data.db");
+                if !p.exists() {
+                    bail!(
+                        "no data store at {} (set CUSTOS_DATA_DIR or CUSTOS_DATABASE_URL)",
+                        p.display()
+                    );
+                }
+                read_only(&p)
+            }
+        };
+        let keys = match &self.keystore_url {
+            Some(u) => Some(u.expose().to_owned()),
+            None => {
+                let p = self.data_dir.join("keys").join("keys.db");
+                p.exists().then(|| read_only(&p))
+            }
+        };
+        Ok((data, keys))
     }
 }
 
@@ -140,11 +196,13 @@ fn development_root_key(data_dir: &Path, allow_generated: bool) -> anyhow::Resul
         return decode_key(&s, &path.display().to_string());
     }
     if !allow_generated {
-        bail!("no root key: set CUSTOS_ROOT_KEY (base64 of 32 bytes) or CUSTOS_ROOT_KEY_FILE");
+        bail!("no root key: set CUSTOS_ROOT_KEY (--root-key, base64 of 32 bytes) or CUSTOS_ROOT_KEY_FILE (--root-key-file)");
     }
     let mut raw = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(raw.as_mut());
     let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(raw.as_ref()));
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     write_private(&path, b64.as_bytes())?;
     eprintln!();
     eprintln!("##################################################################");
