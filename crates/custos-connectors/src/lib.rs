@@ -192,8 +192,9 @@ impl fmt::Debug for Export {
 pub struct FieldChange {
     /// The field's name in the map (the same name in every dataset that has it).
     pub field: String,
-    /// The new value; `null` clears it.
-    pub value: Personal<String>,
+    /// The new value; `None` (a JSON `null`) clears it. The text `"null"`
+    /// is a value like any other and is written as that text.
+    pub value: Option<Personal<String>>,
 }
 
 impl fmt::Debug for FieldChange {

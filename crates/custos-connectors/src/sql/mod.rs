@@ -240,7 +240,8 @@ impl Connector for SqlConnector {
         self.erase_or_plan(person, true).await
     }
 
-    /// `null` (the text) clears the field, as [`FieldChange`] documents.
+    /// A change without a value (JSON `null`) clears the field, as
+    /// [`FieldChange`] documents; the text `"null"` is written as text.
     /// Primary keys are never rectified; a value the column's type cannot
     /// hold is a `Mismatch` naming the dataset and field.
     async fn rectify(

@@ -539,7 +539,7 @@ async fn lifecycle(db: &Db, map: &DataMap, target: &str) {
     bob.add(IdentityKind::UserId, "2");
     let change = || FieldChange {
         field: "name".to_owned(),
-        value: Personal::new("Robert Builder".to_owned()),
+        value: Some(Personal::new("Robert Builder".to_owned())),
     };
     let out = by_dataset(&conn.rectify(&bob, &[change()]).await.unwrap());
     assert_eq!(out["users"].rectified, 1);
@@ -554,10 +554,23 @@ async fn lifecycle(db: &Db, map: &DataMap, target: &str) {
     );
     let out = by_dataset(&conn.rectify(&bob, &[change()]).await.unwrap());
     assert_eq!(out["users"].rectified, 0);
+    // Issue 16: the text "null" is a name like any other; JSON null clears.
+    for (value, stored) in [(Some("null"), json!("null")), (None, Value::Null)] {
+        let set = FieldChange {
+            field: "name".to_owned(),
+            value: value.map(|v| Personal::new(v.to_owned())),
+        };
+        let out = by_dataset(&conn.rectify(&bob, &[set]).await.unwrap());
+        assert_eq!(out["users"].rectified, 1);
+        assert_eq!(
+            row(&db.snapshot().await, "users", "id", 2).unwrap()["name"],
+            stored
+        );
+    }
     // A value the column cannot hold is refused without naming the value.
     let bad = FieldChange {
         field: "address_id".to_owned(),
-        value: Personal::new("Elm Street 5".to_owned()),
+        value: Some(Personal::new("Elm Street 5".to_owned())),
     };
     match conn.rectify(&bob, &[bad]).await {
         Err(ConnectorError::Mismatch { message, .. }) => {
@@ -956,7 +969,7 @@ systems:
     let bob = one(IdentityKind::UserId, bob_id);
     let change = || FieldChange {
         field: "login".to_owned(),
-        value: Personal::new("Alice".to_owned()),
+        value: Some(Personal::new("Alice".to_owned())),
     };
     let out = by_dataset(&conn.rectify(&bob, &[change()]).await.unwrap());
     assert_eq!(out["accounts"].rectified, 1);
