@@ -1,5 +1,6 @@
 //! Finding the person's rows: by the values of their identities in each
-//! dataset's `identity:` columns (emails case-insensitively), then through
+//! dataset's `identity:` columns (emails case-insensitively; an opaque id
+//! only by the values of its own namespace), then through
 //! `via` and `referenced_by` links from rows already found, dataset by
 //! dataset in the order the catalog worked out.
 //!
@@ -109,10 +110,10 @@ impl SqlConnector {
             };
             let mut rows = Vec::new();
             let mut seen = HashSet::new();
-            for (name, kind) in &ds.idents {
+            for (name, kind, ns) in &ds.idents {
                 let Some(col) = t.col(name) else { continue };
                 let values: Vec<String> = person
-                    .values(*kind)
+                    .values_in(*kind, ns.as_deref())
                     .iter()
                     .map(|v| v.expose().clone())
                     .collect();

@@ -82,10 +82,9 @@ impl SqlConnector {
                         binds.push(v.clone());
                     }
                     let sql = format!("UPDATE {} SET {set} WHERE ({cond}) AND {differs}", t.q);
-                    o.rectified += tx
-                        .exec(&sql, &binds)
-                        .await
-                        .map_err(|e| self.db_err(&format!("rectifying {}", t.name), &e))?;
+                    o.rectified += tx.exec(&sql, &binds).await.map_err(|e| {
+                        self.write_err(&format!("rectifying {}", t.name), &[&col.name], &e)
+                    })?;
                 }
             }
             out.push(o);
