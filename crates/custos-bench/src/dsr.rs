@@ -156,7 +156,7 @@ systems:
         erasure: delete
         retention: { period: 30d, from_event: account_closed }
         fields:
-          - { name: user_id, category: user.unique_id, identity: user_id }
+          - { name: user_id, category: user.unique_id, identity: user_id, references: app.users.id }
           - { name: image, category: user.content.self_image }
   - id: crm_api
     kind: http

@@ -33,19 +33,34 @@ use serde::{Deserialize, Serialize};
 /// Everything known to identify one data subject: the identities the
 /// request named, the vault's, and those discovered in the application's
 /// stores (an email leads to a `users` row whose `id` is the `user_id`).
+///
+/// Values are kept per kind and namespace (`identity: { kind: user_id,
+/// namespace: staff }` in the map): a value learnt in one namespace selects
+/// rows only in that namespace, so customer 4 never finds employee 4. The
+/// namespace `None` holds what requests and the vault name and what global
+/// kinds (email, phone, ids of custos) always use.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Person {
-    values: BTreeMap<IdentityKind, Vec<Personal<String>>>,
+    values: BTreeMap<(IdentityKind, Option<String>), Vec<Personal<String>>>,
 }
 
 impl fmt::Debug for Person {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Kinds and counts only: the values are personal data.
         let mut m = f.debug_map();
-        for (k, v) in &self.values {
-            m.entry(&k.key(), &v.len());
+        for ((k, ns), v) in &self.values {
+            m.entry(&sealable_key(*k, ns.as_deref()), &v.len());
         }
         m.finish()
+    }
+}
+
+/// The key of a kind in a namespace in the sealed form: `user_id`, or
+/// `user_id@staff`.
+fn sealable_key(kind: IdentityKind, namespace: Option<&str>) -> String {
+    match namespace {
+        None => kind.key().to_owned(),
+        Some(ns) => format!("{}@{ns}", kind.key()),
     }
 }
 
@@ -55,14 +70,22 @@ impl Person {
         Self::default()
     }
 
-    /// Adds a value of an identity kind; returns whether it was new.
-    /// Empty values are ignored: they would match every blank column.
+    /// Adds a value of an identity kind (in the default namespace); returns
+    /// whether it was new. Empty values are ignored: they would match every
+    /// blank column.
     pub fn add(&mut self, kind: IdentityKind, value: &str) -> bool {
+        self.add_in(kind, None, value)
+    }
+
+    /// Adds a value of an identity kind in a namespace (ignored for global
+    /// kinds, which have none); returns whether it was new.
+    pub fn add_in(&mut self, kind: IdentityKind, namespace: Option<&str>, value: &str) -> bool {
         let value = value.trim();
         if value.is_empty() {
             return false;
         }
-        let list = self.values.entry(kind).or_default();
+        let namespace = namespace.filter(|_| !kind.is_global()).map(str::to_owned);
+        let list = self.values.entry((kind, namespace)).or_default();
         if list.iter().any(|v| v.expose() == value) {
             return false;
         }
@@ -70,9 +93,19 @@ impl Person {
         true
     }
 
-    /// The values of a kind, in the order they were learnt.
+    /// The values of a kind in the default namespace, in the order they
+    /// were learnt.
     pub fn values(&self, kind: IdentityKind) -> &[Personal<String>] {
-        self.values.get(&kind).map(Vec::as_slice).unwrap_or(&[])
+        self.values_in(kind, None)
+    }
+
+    /// The values of a kind in a namespace (global kinds: in every one).
+    pub fn values_in(&self, kind: IdentityKind, namespace: Option<&str>) -> &[Personal<String>] {
+        let namespace = namespace.filter(|_| !kind.is_global()).map(str::to_owned);
+        self.values
+            .get(&(kind, namespace))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Whether nothing identifies the person.
@@ -80,25 +113,26 @@ impl Person {
         self.values.values().all(Vec::is_empty)
     }
 
-    /// Adds everything `other` knows.
+    /// Adds everything `other` knows, namespace by namespace.
     pub fn merge(&mut self, other: &Person) -> bool {
         let mut grew = false;
-        for (k, vs) in &other.values {
+        for ((k, ns), vs) in &other.values {
             for v in vs {
-                grew |= self.add(*k, v.expose());
+                grew |= self.add_in(*k, ns.as_deref(), v.expose());
             }
         }
         grew
     }
 
     /// Serialisable form, for sealing into the request (encrypted at rest
-    /// by the caller). Only for that: it exposes the values.
+    /// by the caller). Only for that: it exposes the values. A namespaced
+    /// kind is keyed `kind@namespace`.
     pub fn to_sealable(&self) -> BTreeMap<String, Vec<String>> {
         self.values
             .iter()
-            .map(|(k, vs)| {
+            .map(|((k, ns), vs)| {
                 (
-                    k.key().to_owned(),
+                    sealable_key(*k, ns.as_deref()),
                     vs.iter().map(|v| v.expose().clone()).collect(),
                 )
             })
@@ -108,10 +142,14 @@ impl Person {
     /// The inverse of [`Person::to_sealable`]; unknown kinds are skipped.
     pub fn from_sealable(m: &BTreeMap<String, Vec<String>>) -> Self {
         let mut p = Person::new();
-        for (k, vs) in m {
+        for (key, vs) in m {
+            let (k, ns) = match key.split_once('@') {
+                Some((k, ns)) => (k, Some(ns)),
+                None => (key.as_str(), None),
+            };
             if let Some(kind) = IdentityKind::ALL.iter().find(|i| i.key() == k) {
                 for v in vs {
-                    p.add(*kind, v);
+                    p.add_in(*kind, ns, v);
                 }
             }
         }
@@ -139,6 +177,14 @@ pub struct DatasetOutcome {
     /// had to stay as a placeholder (`"referenced by retained invoices"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retained_ground: Option<String>,
+    /// Until when what was retained is kept: the map's retention of each
+    /// ground (`"10y from issued_at"`), joined by `; `.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_until: Option<String>,
+    /// The fields whose values were (or, in a dry run, would be) replaced
+    /// in rows that stay: names from the map, never values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anonymized_fields: Vec<String>,
 }
 
 impl DatasetOutcome {
@@ -152,6 +198,8 @@ impl DatasetOutcome {
             rectified: 0,
             retained: 0,
             retained_ground: None,
+            retained_until: None,
+            anonymized_fields: Vec::new(),
         }
     }
 }
@@ -192,8 +240,9 @@ impl fmt::Debug for Export {
 pub struct FieldChange {
     /// The field's name in the map (the same name in every dataset that has it).
     pub field: String,
-    /// The new value; `null` clears it.
-    pub value: Personal<String>,
+    /// The new value; `None` (a JSON `null`) clears it. The text `"null"`
+    /// is a value like any other and is written as that text.
+    pub value: Option<Personal<String>>,
 }
 
 impl fmt::Debug for FieldChange {

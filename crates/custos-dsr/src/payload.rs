@@ -14,9 +14,10 @@ pub struct Payload {
     /// Identity kind (`email`, `user_id`, …) → values.
     #[serde(default)]
     pub identities: BTreeMap<String, Vec<String>>,
-    /// Rectification: field → new value.
+    /// Rectification: field → new value; `None` (JSON `null`) clears the
+    /// field, the text `"null"` is a value like any other.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub changes: BTreeMap<String, String>,
+    pub changes: BTreeMap<String, Option<String>>,
 }
 
 impl Payload {

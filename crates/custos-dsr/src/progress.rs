@@ -166,10 +166,17 @@ fn receipt_counts(d: &DatasetOutcome) -> String {
         }
     }
     if d.retained > 0 {
-        match &d.retained_ground {
-            Some(g) => parts.push(format!("{} kept ({g})", d.retained)),
-            None => parts.push(format!("{} kept", d.retained)),
+        match (&d.retained_ground, &d.retained_until) {
+            (Some(g), Some(u)) => parts.push(format!("{} kept ({g}; for {u})", d.retained)),
+            (Some(g), None) => parts.push(format!("{} kept ({g})", d.retained)),
+            _ => parts.push(format!("{} kept", d.retained)),
         }
+    }
+    if !d.anonymized_fields.is_empty() {
+        parts.push(format!(
+            "fields anonymised: {}",
+            d.anonymized_fields.join(" ")
+        ));
     }
     format!("{} {}", d.dataset, parts.join(", "))
 }

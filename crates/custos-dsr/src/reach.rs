@@ -320,7 +320,7 @@ impl Connector for VaultReach {
                 let mut new = record.clone();
                 for (c, _) in &fields {
                     if let Some(old) = new.get_mut(&c.field) {
-                        *old = json!(c.value.expose());
+                        *old = json!(c.value.as_ref().map(|v| v.expose()));
                     }
                 }
                 if !fields.iter().any(|(c, _)| record.contains_key(&c.field)) {
@@ -352,9 +352,21 @@ impl Connector for VaultReach {
                 if !kinds_done.insert(kind.as_str().to_owned()) {
                     continue;
                 }
+                // The server refuses to clear an identity; a payload that
+                // does anyway is the map's field, not a value to set.
+                let Some(value) = &c.value else {
+                    return Err(ConnectorError::Config {
+                        system: self.system.id.clone(),
+                        message: format!(
+                            "{} is the person's {} and cannot be cleared by a rectification",
+                            c.field,
+                            kind.as_str()
+                        ),
+                    });
+                };
                 let now = x.identities.get(kind.as_str());
                 let same = kind
-                    .normalise(c.value.expose())
+                    .normalise(value.expose())
                     .ok()
                     .zip(now)
                     .is_some_and(|(n, cur)| n.expose() == cur);
@@ -365,7 +377,7 @@ impl Connector for VaultReach {
                 match self
                     .vault
                     .subjects()
-                    .rectify_identity(&self.principal, id, &kind, c.value.expose())
+                    .rectify_identity(&self.principal, id, &kind, value.expose())
                     .await
                 {
                     Ok(()) => identities.rectified += 1,

@@ -118,7 +118,7 @@ pub(crate) async fn run_step(ex: &Executor, c: &ClaimedStep) -> StepEnd {
                         .iter()
                         .map(|(f, v)| FieldChange {
                             field: f.clone(),
-                            value: Personal::new(v.clone()),
+                            value: v.clone().map(Personal::new),
                         })
                         .collect();
                     r.rectify(&person, &changes).await

@@ -254,6 +254,7 @@ fn import_dataset(
                     category,
                     purposes: Vec::new(),
                     identity,
+                    identity_namespace: None,
                     references,
                     primary_key: f.primary_key,
                     erasure: None,

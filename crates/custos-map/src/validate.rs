@@ -5,6 +5,8 @@
 //! The validator is pure: it reads the map and the [`SourceIndex`] (to put a
 //! line and column on each finding) and returns every finding at once.
 
+mod identity;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::diagnostic::{Diagnostic, Severity};
@@ -76,6 +78,7 @@ pub fn validate(map: &DataMap, index: &SourceIndex) -> Vec<Diagnostic> {
         v.purpose(p);
     }
     v.cycles();
+    v.identity_namespaces();
     let mut diags = v.diags;
     crate::diagnostic::sort(&mut diags);
     diags

@@ -1,7 +1,9 @@
 //! What anonymizing a row in place changes: per personal field, the
 //! strategy of the field or else of its dataset (NULL, a placeholder, a
-//! keyed hash shaped to the column's type, or nothing); a NOT NULL text
-//! column that would become NULL gets a per-row token instead. See
+//! keyed hash shaped to the column's type and length, or nothing); a NOT
+//! NULL text column that would become NULL gets a per-row token instead,
+//! cut to the column's length — or, where not even 8 characters fit, the
+//! plan fails before anything changes, naming the column and the fix. See
 //! `SqlConnector` for the rules in full.
 //!
 //! Invariants: primary keys, non-personal fields and columns the map does
@@ -35,6 +37,35 @@ fn copy_prefix<const N: usize>(mac: &[u8; 32]) -> [u8; N] {
         *d = *s;
     }
     out
+}
+
+/// The fewest characters a placeholder may have: 8 hex digits, 32 bits of
+/// a keyed hash, so that rows of a UNIQUE column stay apart.
+const MIN_TOKEN: u32 = 8;
+
+/// Whether a text fits the column's length (characters, as SQL counts).
+fn fits_length(col: &Column, v: &str) -> bool {
+    col.max_chars
+        .is_none_or(|max| u32::try_from(v.chars().count()).is_ok_and(|n| n <= max))
+}
+
+/// `prefix` + 16 hex digits of `mac`, or, in a shorter column, as many hex
+/// digits as fit (never fewer than [`MIN_TOKEN`]: `None` then).
+fn shaped_text(col: &Column, prefix: &str, mac: &[u8; 32]) -> Option<String> {
+    let full = format!("{prefix}{}", hex::encode(copy_prefix::<8>(mac)));
+    match col.max_chars {
+        _ if fits_length(col, &full) => Some(full),
+        Some(max) if max >= MIN_TOKEN => {
+            let digits = hex::encode(copy_prefix::<16>(mac));
+            Some(
+                digits
+                    .chars()
+                    .take(usize::try_from(max).unwrap_or(32).min(32))
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
 }
 
 impl SqlConnector {
@@ -85,15 +116,33 @@ impl SqlConnector {
                     s.get(20..32).unwrap_or_default()
                 )
             }
-            _ => format!("anon:{}", hex::encode(copy_prefix::<8>(&h))),
+            // Too short a column for even the shortest hash: NULL (or a
+            // row token, when NOT NULL), as for any value that does not fit.
+            _ => shaped_text(col, "anon:", &h).unwrap_or_default(),
         })
     }
 
-    fn row_token(&self, t: &Table, loc: &[String], col: &str) -> Result<String, ConnectorError> {
-        let mut parts: Vec<&[u8]> = vec![b"row", t.name.as_bytes(), col.as_bytes()];
+    fn row_token(
+        &self,
+        d: &Dataset,
+        t: &Table,
+        loc: &[String],
+        col: &Column,
+    ) -> Result<String, ConnectorError> {
+        let mut parts: Vec<&[u8]> = vec![b"row", t.name.as_bytes(), col.name.as_bytes()];
         parts.extend(loc.iter().map(|l| l.as_bytes()));
         let h = self.mac(&parts)?;
-        Ok(format!("erased:{}", hex::encode(copy_prefix::<8>(&h))))
+        shaped_text(col, "erased:", &h).ok_or_else(|| {
+            self.mismatch(format!(
+                "dataset {}: column {}.{} is text of at most {} characters and NOT NULL: \
+                 no erasure placeholder fits (it needs {MIN_TOKEN}); allow NULL in the column, \
+                 or erase the dataset's rows with `erasure: delete`",
+                d.id,
+                t.name,
+                col.name,
+                col.max_chars.unwrap_or_default()
+            ))
+        })
     }
 
     /// The changes that anonymize a row in place (see [`SqlConnector`]).
@@ -125,10 +174,11 @@ impl SqlConnector {
                 },
                 _ => None,
             };
-            let target = target.filter(|v| fits(col.family, v));
+            let target =
+                target.filter(|v| !v.is_empty() && fits(col.family, v) && fits_length(col, v));
             let target = match target {
                 None if col.not_null => match col.family {
-                    Family::Text => Some(self.row_token(t, &row.loc, &col.name)?),
+                    Family::Text => Some(self.row_token(d, t, &row.loc, col)?),
                     _ => continue,
                 },
                 other => other,

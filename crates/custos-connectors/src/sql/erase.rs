@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use custos_map::ErasureStrategy;
+use custos_map::{DataCategory, Dataset, ErasureStrategy, RetainSpec};
 
 use super::dialect::Mode;
 use super::find::{json_text, Row};
@@ -39,6 +39,38 @@ struct Planned {
     changes: BTreeMap<String, Option<String>>,
 }
 
+/// What erasure does to a row of the dataset, the fields' own erasures
+/// included (they override the dataset's, as `docs/map.md` says): a row is
+/// kept when the dataset or any personal field says `retain` (its other
+/// fields then anonymized by their own strategy, or cleared where the
+/// dataset says `delete`); else the dataset's `anonymize` keeps it
+/// anonymized, and `delete` (or nothing) removes it. `shred` is returned
+/// as is, for the caller to refuse.
+fn row_strategy(d: &Dataset) -> ErasureStrategy {
+    match retain_specs(d).into_iter().next() {
+        Some(r) => ErasureStrategy::Retain(r.clone()),
+        None => d.erasure.clone().unwrap_or(ErasureStrategy::Delete),
+    }
+}
+
+/// The `retain` erasures that keep the dataset's rows: the dataset's own,
+/// else those of its personal fields.
+fn retain_specs(d: &Dataset) -> Vec<&RetainSpec> {
+    match &d.erasure {
+        Some(ErasureStrategy::Retain(r)) => vec![r],
+        Some(ErasureStrategy::Delete) | None => d
+            .fields
+            .iter()
+            .filter(|f| f.category.iter().any(DataCategory::is_personal))
+            .filter_map(|f| match &f.erasure {
+                Some(ErasureStrategy::Retain(r)) => Some(r),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl SqlConnector {
     /// What erasure will do to every row found, without changing anything.
     async fn plan(
@@ -52,7 +84,7 @@ impl SqlConnector {
                 plan.push(Vec::new());
                 continue;
             };
-            let strategy = d.erasure.clone().unwrap_or(ErasureStrategy::Delete);
+            let strategy = row_strategy(d);
             let mut p = Vec::with_capacity(rows.len());
             for row in rows {
                 p.push(match &strategy {
@@ -64,9 +96,11 @@ impl SqlConnector {
                         action: Action::Anonymize,
                         changes: self.anon_changes(di, row)?,
                     },
+                    // Kept for its ground; fields that override the
+                    // dataset's erasure are anonymized all the same.
                     ErasureStrategy::Retain(_) => Planned {
                         action: Action::Keep,
-                        changes: BTreeMap::new(),
+                        changes: self.anon_changes(di, row)?,
                     },
                     _ => return Err(self.shred(d)),
                 });
@@ -261,17 +295,22 @@ impl SqlConnector {
         // Retained rows and their grounds; planned counts.
         for (di, (p, o)) in plan.iter().zip(out.iter_mut()).enumerate() {
             let mut grounds: BTreeSet<String> = BTreeSet::new();
+            let mut until: BTreeSet<String> = BTreeSet::new();
+            let mut fields: BTreeSet<&String> = BTreeSet::new();
+            let kept = self
+                .datasets
+                .get(di)
+                .and_then(|ds| self.map_dataset(ds))
+                .map(retain_specs)
+                .unwrap_or_default();
             for x in p {
+                fields.extend(x.changes.keys());
                 match &x.action {
                     Action::Keep => {
                         o.retained += 1;
-                        if let Some(ErasureStrategy::Retain(r)) = self
-                            .datasets
-                            .get(di)
-                            .and_then(|ds| self.map_dataset(ds))
-                            .and_then(|d| d.erasure.as_ref())
-                        {
+                        for r in &kept {
                             grounds.insert(r.ground.clone());
+                            until.insert(r.retention.to_string());
                         }
                     }
                     Action::Stay(g) => {
@@ -286,6 +325,10 @@ impl SqlConnector {
             if !grounds.is_empty() {
                 o.retained_ground = Some(grounds.into_iter().collect::<Vec<_>>().join("; "));
             }
+            if !until.is_empty() {
+                o.retained_until = Some(until.into_iter().collect::<Vec<_>>().join("; "));
+            }
+            o.anonymized_fields = fields.into_iter().cloned().collect();
         }
         if !apply {
             let _ = tx.rollback().await;
@@ -301,8 +344,8 @@ impl SqlConnector {
                 }
                 let counted = match x.action {
                     Action::Anonymize => true,
-                    Action::Stay(_) => false,
-                    _ => continue,
+                    Action::Stay(_) | Action::Keep => false,
+                    Action::Delete => continue,
                 };
                 let ch: Vec<(String, Option<String>)> = x
                     .changes
@@ -333,10 +376,10 @@ impl SqlConnector {
                 let (cond, lb) = self.loc_cond(t, chunk, binds.len());
                 binds.extend(lb);
                 let sql = format!("UPDATE {} SET {} WHERE {cond}", t.q, sets.join(", "));
-                let n = tx
-                    .exec(&sql, &binds)
-                    .await
-                    .map_err(|e| self.db_err(&format!("anonymizing {}", t.name), &e))?;
+                let n = tx.exec(&sql, &binds).await.map_err(|e| {
+                    let cols: Vec<&str> = ch.iter().map(|(c, _)| c.as_str()).collect();
+                    self.write_err(&format!("anonymizing {}", t.name), &cols, &e)
+                })?;
                 if counted {
                     if let Some(o) = out.get_mut(di) {
                         o.anonymized += n;
@@ -358,10 +401,9 @@ impl SqlConnector {
                 for chunk in locs.chunks(CHUNK) {
                     let (cond, binds) = self.loc_cond(t, chunk, 0);
                     let sql = format!("DELETE FROM {} WHERE {cond}", t.q);
-                    let n = tx
-                        .exec(&sql, &binds)
-                        .await
-                        .map_err(|e| self.db_err(&format!("deleting from {}", t.name), &e))?;
+                    let n = tx.exec(&sql, &binds).await.map_err(|e| {
+                        self.write_err(&format!("deleting from {}", t.name), &[], &e)
+                    })?;
                     if let Some(o) = out.get_mut(di) {
                         o.deleted += n;
                     }

@@ -1,5 +1,6 @@
 //! Finding the person's rows: by the values of their identities in each
-//! dataset's `identity:` columns (emails case-insensitively), then through
+//! dataset's `identity:` columns (emails case-insensitively; an opaque id
+//! only by the values of its own namespace), then through
 //! `via` and `referenced_by` links from rows already found, dataset by
 //! dataset in the order the catalog worked out.
 //!
@@ -155,10 +156,10 @@ impl SqlConnector {
             // A dataset of a shared database without a tenant column is
             // reached only through links from rows already filtered.
             let by_identity = self.tenant_value.is_none() || tenant.is_some();
-            for (name, kind) in ds.idents.iter().filter(|_| by_identity) {
+            for (name, kind, ns) in ds.idents.iter().filter(|_| by_identity) {
                 let Some(col) = t.col(name) else { continue };
                 let values: Vec<String> = person
-                    .values(*kind)
+                    .values_in(*kind, ns.as_deref())
                     .iter()
                     .map(|v| v.expose().clone())
                     .collect();

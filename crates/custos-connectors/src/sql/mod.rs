@@ -8,7 +8,8 @@
 //! works in one transaction:
 //!
 //! * **Finding rows.** A row belongs to the person when one of its
-//!   `identity:` fields holds one of the person's values of that kind, or
+//!   `identity:` fields holds one of the person's values of that kind (and,
+//!   for an opaque `user_id`, of that field's namespace), or
 //!   through the dataset's `subject` link (`via` a reference to rows already
 //!   found, `referenced_by` a field of rows already found). Datasets are
 //!   resolved in dependency order; a cycle of links is a `Mismatch`. Links
@@ -95,16 +96,23 @@ const CHUNK: usize = 500;
 ///
 /// Anonymization per personal field (`user.*` category), by its own
 /// strategy or else the dataset's: `set_null` and `delete` → NULL,
-/// `placeholder` → the text (NULL if the column's type cannot hold it),
+/// `placeholder` → the text (NULL if the column's type or length cannot
+/// hold it),
 /// `keyed_hash` → HMAC-SHA256 of the value under the hash key (`anon:` + 16
 /// hex on text columns, a negative number on integer columns — on unsigned
 /// ones a number in the upper half of the range —, a version-8 UUID on uuid
 /// columns, NULL on binary ones), `retain` → unchanged. A NOT NULL column
 /// that would become NULL gets `erased:` + 16 hex of a keyed hash of the
 /// row's table, key and column (unique per row, derived from no personal
-/// value) if it is text, and stays unchanged otherwise (so a NOT NULL
+/// value; in a shorter column only hex digits, cut to its length, and a
+/// `Mismatch` before anything changes if fewer than 8 fit) if it is text,
+/// and stays unchanged otherwise (so a NOT NULL
 /// foreign key keeps its parent as a placeholder too). Non-personal fields
 /// and columns the map does not name are never changed.
+///
+/// A field's own erasure overrides its dataset's: a `retain` on the
+/// dataset or on a personal field keeps the row, and the fields that say
+/// otherwise are anonymized in it (named in `anonymized_fields`).
 ///
 /// Erasure is idempotent: rows whose changes are already in place count as
 /// nothing; a placeholder that still matches is counted as `retained` again
@@ -207,6 +215,39 @@ impl SqlConnector {
         }
     }
 
+    /// An error of a statement that changes rows. A data exception or a
+    /// broken constraint (SQLSTATE classes 22 and 23: a value too long, a
+    /// NULL in a NOT NULL column, a duplicate in a UNIQUE one; SQLite's
+    /// constraint codes) will fail the same way on every retry: it is a
+    /// `Mismatch` naming the table and the columns written, never a value.
+    /// Anything else may pass later and stays `Unavailable`.
+    fn write_err(&self, what: &str, columns: &[&str], e: &sqlx::Error) -> ConnectorError {
+        let permanent = match e {
+            sqlx::Error::Database(d) => {
+                let code = d.code().unwrap_or_default();
+                match self.engine {
+                    // Extended result codes: the primary code is the low byte.
+                    Engine::Lite => code.parse::<u32>().is_ok_and(|c| c & 0xff == 19),
+                    _ => code.starts_with("22") || code.starts_with("23"),
+                }
+            }
+            _ => false,
+        };
+        if !permanent {
+            return self.db_err(what, e);
+        }
+        let cols = if columns.is_empty() {
+            String::new()
+        } else {
+            format!(" (columns {})", columns.join(", "))
+        };
+        self.mismatch(format!(
+            "{what}{cols}: refused by the database, {}; retrying will not help: \
+             fix the column or the map's erasure for it",
+            describe(e)
+        ))
+    }
+
     fn map_dataset(&self, ds: &Ds) -> Option<&Dataset> {
         self.system.datasets.get(ds.map)
     }
@@ -221,9 +262,9 @@ impl Connector for SqlConnector {
         let mut out = Person::new();
         for (ds, rows) in self.datasets.iter().zip(&found) {
             for row in rows {
-                for (name, kind) in &ds.idents {
+                for (name, kind, ns) in &ds.idents {
                     if let Some(v) = json_text(row.data.get(name)) {
-                        out.add(*kind, &v);
+                        out.add_in(*kind, ns.as_deref(), &v);
                     }
                 }
             }
@@ -256,7 +297,8 @@ impl Connector for SqlConnector {
         self.erase_or_plan(person, true).await
     }
 
-    /// `null` (the text) clears the field, as [`FieldChange`] documents.
+    /// A change without a value (JSON `null`) clears the field, as
+    /// [`FieldChange`] documents; the text `"null"` is written as text.
     /// Primary keys are never rectified; a value the column's type cannot
     /// hold is a `Mismatch` naming the dataset and field.
     async fn rectify(

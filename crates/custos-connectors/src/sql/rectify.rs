@@ -5,7 +5,8 @@
 //! cannot hold (or holding NUL) is a `Mismatch` naming the dataset and
 //! field, never the value; only rows whose value really differs are
 //! updated and counted (on MySQL byte for byte, so a change of case counts
-//! under a `_ci` collation too); the text `null` clears the field.
+//! under a `_ci` collation too); only a missing value (JSON `null`) clears
+//! the field: the text `"null"` is written as that text.
 
 use super::catalog::{fits, Family};
 use super::pool::Engine;
@@ -40,8 +41,7 @@ impl SqlConnector {
                     continue;
                 }
                 let Some(col) = t.col(&f.name) else { continue };
-                let value = change.value.expose();
-                let value = (value != "null").then(|| value.clone());
+                let value = change.value.as_ref().map(|v| v.expose().clone());
                 if let Some(v) = &value {
                     if v.contains('\0') || !fits(col.family, v) {
                         return Err(self.mismatch(format!(
@@ -82,10 +82,9 @@ impl SqlConnector {
                         binds.push(v.clone());
                     }
                     let sql = format!("UPDATE {} SET {set} WHERE ({cond}) AND {differs}", t.q);
-                    o.rectified += tx
-                        .exec(&sql, &binds)
-                        .await
-                        .map_err(|e| self.db_err(&format!("rectifying {}", t.name), &e))?;
+                    o.rectified += tx.exec(&sql, &binds).await.map_err(|e| {
+                        self.write_err(&format!("rectifying {}", t.name), &[&col.name], &e)
+                    })?;
                 }
             }
             out.push(o);

@@ -124,35 +124,120 @@ string_serde!(FieldRef);
 string_serde!(DatasetRef);
 
 /// A column or attribute holding (or not) personal data.
+///
+/// Its serde form writes `identity` as the kind alone, or as
+/// `{ kind, namespace }` when the field names a namespace, as the map file
+/// does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "repr::FieldRepr", into = "repr::FieldRepr")]
 pub struct Field {
     /// Column or attribute name, unique in the dataset.
     pub name: String,
     /// Data categories (fideslang); one is usual. Written as a string or a list.
-    #[serde(with = "one_or_many")]
     pub category: Vec<DataCategory>,
     /// Purposes it serves; empty means the dataset's.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub purposes: Vec<PurposeId>,
     /// Whether and how it identifies the subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityKind>,
+    /// The key space of an opaque identity (`user_id`): a value found in
+    /// one namespace selects rows only in that namespace. `None` is the
+    /// application's own user id (what requests and the vault name). Emails,
+    /// phones, subject ids and tokens are global and take none (checked).
+    pub identity_namespace: Option<String>,
     /// The field it points to (a foreign key).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub references: Option<FieldRef>,
     /// Whether it is the dataset's primary key.
-    #[serde(default, skip_serializing_if = "is_false")]
     pub primary_key: bool,
     /// Erasure overriding the dataset's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erasure: Option<ErasureStrategy>,
     /// Retention overriding the dataset's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// The serde form of [`Field`], shaped like the map file.
+mod repr {
+    use super::{
+        DataCategory, ErasureStrategy, Field, FieldRef, IdentityKind, PurposeId, Retention,
+    };
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum IdentityRepr {
+        Kind(IdentityKind),
+        InNamespace {
+            kind: IdentityKind,
+            namespace: String,
+        },
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct FieldRepr {
+        name: String,
+        #[serde(with = "super::one_or_many")]
+        category: Vec<DataCategory>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        purposes: Vec<PurposeId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<IdentityRepr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        references: Option<FieldRef>,
+        #[serde(default, skip_serializing_if = "super::is_false")]
+        primary_key: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        erasure: Option<ErasureStrategy>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retention: Option<Retention>,
+    }
+
+    impl From<FieldRepr> for Field {
+        fn from(r: FieldRepr) -> Self {
+            let (identity, identity_namespace) = match r.identity {
+                None => (None, None),
+                Some(IdentityRepr::Kind(k)) => (Some(k), None),
+                Some(IdentityRepr::InNamespace { kind, namespace }) => {
+                    (Some(kind), Some(namespace))
+                }
+            };
+            Field {
+                name: r.name,
+                category: r.category,
+                purposes: r.purposes,
+                identity,
+                identity_namespace,
+                references: r.references,
+                primary_key: r.primary_key,
+                erasure: r.erasure,
+                retention: r.retention,
+            }
+        }
+    }
+
+    impl From<Field> for FieldRepr {
+        fn from(f: Field) -> Self {
+            let identity = match (f.identity, f.identity_namespace) {
+                (None, _) => None,
+                (Some(k), None) => Some(IdentityRepr::Kind(k)),
+                (Some(kind), Some(namespace)) => {
+                    Some(IdentityRepr::InNamespace { kind, namespace })
+                }
+            };
+            FieldRepr {
+                name: f.name,
+                category: f.category,
+                purposes: f.purposes,
+                identity,
+                references: f.references,
+                primary_key: f.primary_key,
+                erasure: f.erasure,
+                retention: f.retention,
+            }
+        }
+    }
 }
 
 mod one_or_many {
@@ -201,6 +286,15 @@ pub enum IdentityKind {
 }
 
 impl IdentityKind {
+    /// Whether a value of this kind names one person wherever it is found
+    /// (an email, a phone number, custos's own subject ids and tokens), so
+    /// that finding it in one dataset may select rows of any other. An
+    /// application's `user_id` is opaque: customer 4 and employee 4 are two
+    /// people, unless the map links or namespaces them.
+    pub fn is_global(self) -> bool {
+        !matches!(self, Self::UserId)
+    }
+
     /// Every kind.
     pub const ALL: [IdentityKind; 5] = [
         IdentityKind::SubjectId,

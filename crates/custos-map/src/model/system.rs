@@ -218,16 +218,20 @@ impl Dataset {
     }
 
     /// The retention of a field: its own, else the dataset's, else the one
-    /// implied by a `retain` erasure.
+    /// implied by a `retain` erasure — the field's, or the dataset's (a
+    /// field anonymised in a retained row is kept, anonymised, as long as
+    /// the row).
     pub fn effective_retention<'a>(&'a self, field: &'a Field) -> Option<&'a Retention> {
+        let retain = |e: Option<&'a ErasureStrategy>| match e {
+            Some(ErasureStrategy::Retain(r)) => Some(&r.retention),
+            _ => None,
+        };
         field
             .retention
             .as_ref()
             .or(self.retention.as_ref())
-            .or_else(|| match field.erasure.as_ref().or(self.erasure.as_ref()) {
-                Some(ErasureStrategy::Retain(r)) => Some(&r.retention),
-                _ => None,
-            })
+            .or_else(|| retain(field.erasure.as_ref()))
+            .or_else(|| retain(self.erasure.as_ref()))
     }
 }
 

@@ -534,14 +534,7 @@ impl<'d> Parser<'_> {
             }
         }
         let purposes = self.opt_list(m, path, "purposes");
-        let kinds = std::mem::take(&mut self.identity_kinds);
-        let identity = match Self::get(m, "identity") {
-            Some(n) => self
-                .keyword(n, &Path::Key(path, "identity"), "identity kind", &kinds)
-                .map(Some),
-            None => Some(None),
-        };
-        self.identity_kinds = kinds;
+        let (identity, identity_namespace) = self.identity(m, path);
         let references = match Self::get(m, "references") {
             Some(n) => {
                 let p = Path::Key(path, "references");
@@ -579,10 +572,59 @@ impl<'d> Parser<'_> {
             category: category?.into_iter().map(DataCategory).collect(),
             purposes: purposes.ok()?.into_iter().map(PurposeId).collect(),
             identity: identity?,
+            identity_namespace: identity_namespace?,
             references: references?,
             primary_key: primary_key.ok()?,
             erasure: erasure?,
             retention: retention?,
         })
+    }
+}
+
+impl<'d> Parser<'_> {
+    /// A field's `identity:`: a kind (`identity: email`) or a kind in a
+    /// namespace (`identity: { kind: user_id, namespace: employees }`).
+    #[allow(clippy::type_complexity)]
+    fn identity(
+        &mut self,
+        m: M<'d>,
+        path: &Path<'_>,
+    ) -> (Option<Option<IdentityKind>>, Option<Option<String>>) {
+        let Some(n) = Self::get(m, "identity") else {
+            return (Some(None), Some(None));
+        };
+        let p = Path::Key(path, "identity");
+        let kinds = std::mem::take(&mut self.identity_kinds);
+        let out = if n.mapping().is_some() {
+            match self.mapping(n, &p, "an identity", &["kind", "namespace"]) {
+                Some(im) => {
+                    let kind = self.req_keyword(
+                        im,
+                        &p,
+                        "kind",
+                        "identity kind",
+                        "the identity",
+                        &kinds,
+                        "add `kind:`, e.g. `kind: user_id`",
+                    );
+                    let ns = self.req_str(
+                        im,
+                        &p,
+                        "namespace",
+                        "the identity",
+                        "name the key space, e.g. `namespace: employees`; or write `identity: user_id`",
+                    );
+                    (kind.map(Some), ns.map(Some))
+                }
+                None => (None, None),
+            }
+        } else {
+            (
+                self.keyword(n, &p, "identity kind", &kinds).map(Some),
+                Some(None),
+            )
+        };
+        self.identity_kinds = kinds;
+        out
     }
 }

@@ -10,5 +10,6 @@
 mod demo;
 mod errors;
 mod fides;
+mod identity;
 mod ropa;
 mod roundtrip;

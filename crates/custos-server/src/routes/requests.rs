@@ -55,9 +55,10 @@ pub struct CreateRequest {
     #[serde(default)]
     pub verified_by_app: bool,
     /// Rectification only: field name (as in the data map) → new value,
-    /// applied wherever a dataset of the person has that field.
+    /// applied wherever a dataset of the person has that field. JSON
+    /// `null` clears the field; the text `"null"` is written as text.
     #[serde(default)]
-    pub changes: Option<std::collections::BTreeMap<String, String>>,
+    pub changes: Option<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 /// Answer of `POST /v1/requests`.
@@ -177,6 +178,15 @@ pub async fn create_request(
                     _ => None,
                 });
             if let Some(kind) = kind {
+                let Some(value) = value else {
+                    return Err(Problem::invalid(
+                        format!("changes.{field}"),
+                        format!(
+                            "the person's {} cannot be cleared; file an erasure instead",
+                            kind.as_str()
+                        ),
+                    ));
+                };
                 if kind.normalise(value).is_err() {
                     return Err(Problem::invalid(
                         format!("changes.{field}"),

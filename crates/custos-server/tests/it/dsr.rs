@@ -180,7 +180,7 @@ systems:
         erasure: delete
         retention: {{ period: 30d, from_event: account_closed }}
         fields:
-          - {{ name: user_id, category: user.unique_id, identity: user_id }}
+          - {{ name: user_id, category: user.unique_id, identity: user_id, references: app.users.id }}
           - {{ name: image, category: user.content.self_image }}
       - id: thumbnails
         path: "thumbs/{{user_id}}/*"
@@ -190,7 +190,7 @@ systems:
         erasure: delete
         retention: {{ period: 30d, from_event: account_closed }}
         fields:
-          - {{ name: user_id, category: user.unique_id, identity: user_id }}
+          - {{ name: user_id, category: user.unique_id, identity: user_id, references: app.users.id }}
           - {{ name: image, category: user.content.self_image }}
   - id: sessions
     kind: redis
@@ -203,7 +203,7 @@ systems:
         erasure: delete
         retention: {{ period: 30d, from_column: last_seen }}
         fields:
-          - {{ name: user_id, category: user.unique_id, identity: user_id }}
+          - {{ name: user_id, category: user.unique_id, identity: user_id, references: app.users.id }}
           - {{ name: ip, category: user.device.ip_address }}
   - id: crm_api
     kind: http

@@ -96,6 +96,10 @@ pub(super) struct Column {
     pub(super) cast: Option<String>,
     pub(super) family: Family,
     pub(super) not_null: bool,
+    /// The most characters a text column holds (`VARCHAR(20)` → 20), from
+    /// the catalog; `None` when unbounded or not text. SQLite does not
+    /// enforce it, but the declared length is honoured all the same.
+    pub(super) max_chars: Option<u32>,
     /// MySQL: the column's type (`DATA_TYPE`) and collation (text only),
     /// which decide how it is exported and compared. Empty elsewhere.
     pub(super) my_type: String,
@@ -112,6 +116,7 @@ impl Column {
             cast: cast.map(str::to_owned),
             family,
             not_null: true,
+            max_chars: None,
             my_type: String::new(),
             my_collation: None,
         }
@@ -173,7 +178,8 @@ pub(super) struct Link {
 pub(super) struct Ds {
     /// Index in `system.datasets`; also the index of its table.
     pub(super) map: usize,
-    pub(super) idents: Vec<(String, IdentityKind)>,
+    /// Identity columns: name, kind and namespace (`None`: the default).
+    pub(super) idents: Vec<(String, IdentityKind, Option<String>)>,
     pub(super) link: Option<Link>,
 }
 
@@ -323,15 +329,18 @@ impl SqlConnector {
     fn build_datasets(&mut self, systems: &HashSet<SystemId>) -> Result<(), ConnectorError> {
         let mut out = Vec::new();
         for (i, d) in self.system.datasets.iter().enumerate() {
-            let idents: Vec<(String, IdentityKind)> = d
+            let idents: Vec<(String, IdentityKind, Option<String>)> = d
                 .fields
                 .iter()
-                .filter_map(|f| f.identity.map(|k| (f.name.clone(), k)))
+                .filter_map(|f| {
+                    f.identity
+                        .map(|k| (f.name.clone(), k, f.identity_namespace.clone()))
+                })
                 .collect();
             let link = match &d.subject {
                 None => None,
                 Some(SubjectLink::Identity(f)) => {
-                    if !idents.iter().any(|(n, _)| n == f) {
+                    if !idents.iter().any(|(n, _, _)| n == f) {
                         return Err(self.mismatch(format!(
                             "dataset {}: subject field {f} declares no `identity:` kind",
                             d.id

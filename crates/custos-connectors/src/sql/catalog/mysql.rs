@@ -75,7 +75,8 @@ impl SqlConnector {
                 "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), \
                  CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
                  CAST(IS_NULLABLE AS CHAR), CAST(COLLATION_NAME AS CHAR), \
-                 CAST(NUMERIC_PRECISION AS CHAR), CAST(NUMERIC_SCALE AS CHAR) \
+                 CAST(NUMERIC_PRECISION AS CHAR), CAST(NUMERIC_SCALE AS CHAR), \
+                 CAST(CHARACTER_MAXIMUM_LENGTH AS CHAR) \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
                  ORDER BY ORDINAL_POSITION",
                 &binds,
@@ -83,7 +84,7 @@ impl SqlConnector {
             .await?;
         let mut columns = Vec::new();
         for r in cols {
-            let [Some(s), Some(t), Some(name), Some(dt), Some(ct), Some(nullable), collation, prec, scale] =
+            let [Some(s), Some(t), Some(name), Some(dt), Some(ct), Some(nullable), collation, prec, scale, max] =
                 r.as_slice()
             else {
                 continue;
@@ -132,6 +133,9 @@ impl SqlConnector {
                 cast,
                 family,
                 not_null: nullable == "NO",
+                max_chars: (family == Family::Text)
+                    .then(|| max.as_deref().and_then(|m| m.parse().ok()))
+                    .flatten(),
                 my_type: dt,
                 my_collation: collation.clone(),
             });

@@ -57,7 +57,8 @@ impl SqlConnector {
                 tx,
                 "SELECT CAST(a.attname AS text), format_type(a.atttypid, NULL), \
                  CAST(COALESCE(b.typname, t.typname) AS text), CAST(t.typcategory AS text), \
-                 CAST(a.attnotnull AS text) \
+                 CAST(a.attnotnull AS text), \
+                 CAST(CASE WHEN t.typcategory = 'S' AND a.atttypmod > 4 THEN a.atttypmod - 4 END AS text) \
                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
                  LEFT JOIN pg_type b ON b.oid = t.typbasetype \
                  WHERE a.attrelid = CAST(CAST($1 AS int8) AS oid) AND a.attnum > 0 AND NOT a.attisdropped \
@@ -67,7 +68,8 @@ impl SqlConnector {
             .await?;
         let mut columns = Vec::new();
         for r in cols {
-            let [Some(name), Some(ty), Some(typname), Some(cat), Some(nn)] = r.as_slice() else {
+            let [Some(name), Some(ty), Some(typname), Some(cat), Some(nn), max] = r.as_slice()
+            else {
                 continue;
             };
             let family = match typname.as_str() {
@@ -86,6 +88,7 @@ impl SqlConnector {
                 cast: (family != Family::Text).then(|| ty.clone()),
                 family,
                 not_null: nn == "true",
+                max_chars: max.as_deref().and_then(|m| m.parse().ok()),
                 my_type: String::new(),
                 my_collation: None,
             });

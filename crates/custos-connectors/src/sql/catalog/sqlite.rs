@@ -66,6 +66,11 @@ impl SqlConnector {
                 cast: None,
                 family,
                 not_null: nn == "1",
+                max_chars: if family == Family::Text {
+                    declared_length(&ty)
+                } else {
+                    None
+                },
                 my_type: String::new(),
                 my_collation: None,
             });
@@ -156,4 +161,12 @@ impl SqlConnector {
 
 fn unquote(q: &str) -> String {
     q.trim_matches('"').replace("\"\"", "\"")
+}
+
+/// The length a declared type names (`VARCHAR(20)` → 20), which SQLite
+/// does not enforce but the application's other engines would.
+fn declared_length(ty: &str) -> Option<u32> {
+    let (_, rest) = ty.split_once('(')?;
+    let (n, _) = rest.split_once(')')?;
+    n.trim().parse().ok()
 }

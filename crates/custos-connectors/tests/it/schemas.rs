@@ -1,0 +1,439 @@
+//! Issue 16 on a schema not written for custos: a small DVD-rental shop
+//! (customers, staff reporting to staff, payments, loyalty cards) with
+//! `VARCHAR(20) NOT NULL` names, a `VARCHAR(10) NOT NULL UNIQUE` phone, FK
+//! chains and a self-reference, on SQLite, PostgreSQL and MariaDB:
+//! identity namespaces (customer 4 is not employee 4), placeholders cut to
+//! the column's length or a plan that fails first naming the column,
+//! permanent constraint errors that fail at once, and field erasures that
+//! override a retained dataset's.
+
+use custos_connectors::sql::SqlConnector;
+use custos_connectors::{Connector, ConnectorError, Person};
+use custos_map::{DataMap, IdentityKind};
+
+const KEY: [u8; 32] = [9; 32];
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE staff (staff_id INTEGER PRIMARY KEY, first_name VARCHAR(20) NOT NULL, \
+     email VARCHAR(50) NOT NULL, reports_to INTEGER, \
+     FOREIGN KEY (reports_to) REFERENCES staff(staff_id))",
+    "CREATE TABLE customer (customer_id INTEGER PRIMARY KEY, first_name VARCHAR(20) NOT NULL, \
+     last_name VARCHAR(20) NOT NULL, email VARCHAR(50), phone VARCHAR(10) NOT NULL UNIQUE)",
+    "CREATE TABLE payment (payment_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, \
+     staff_id INTEGER NOT NULL, billing_address VARCHAR(70), amount DECIMAL(5,2) NOT NULL, \
+     payment_date DATE NOT NULL, FOREIGN KEY (customer_id) REFERENCES customer(customer_id), \
+     FOREIGN KEY (staff_id) REFERENCES staff(staff_id))",
+    "CREATE TABLE card (card_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, \
+     card_no VARCHAR(16) NOT NULL UNIQUE, pin VARCHAR(4) NOT NULL, \
+     FOREIGN KEY (customer_id) REFERENCES customer(customer_id))",
+];
+
+/// Customer 4 is Mary; staff member 4 is Jon, who reports to Mike (3).
+const DATA: &[&str] = &[
+    "INSERT INTO staff VALUES (3, 'Mike', 'mike@shop.example', NULL)",
+    "INSERT INTO staff VALUES (4, 'Jon', 'jon@shop.example', 3)",
+    "INSERT INTO customer VALUES (3, 'Linda', 'Williams', 'linda@shop.example', '5550103'), \
+     (4, 'Mary', 'Smith', 'mary@shop.example', '5550104')",
+    "INSERT INTO payment VALUES (16050, 4, 3, '1913 Hanoi Way', 2.99, '2024-01-24'), \
+     (16051, 3, 4, '47 MySakila Drive', 4.99, '2024-01-25')",
+    "INSERT INTO card VALUES (1, 4, '4000000000000004', '1234'), (2, 4, '4000000000000012', '9876'), \
+     (3, 3, '4000000000000020', '1111')",
+];
+
+const MAP: &str = r#"
+version: 1
+organisation: { controller: Rental GmbH, contact: privacy@rental.example }
+purposes:
+  - { id: rental, title: Rentals, legal_basis: contract, subjects: [customer, employee] }
+  - { id: billing, title: Invoicing, legal_basis: legal_obligation, subjects: [customer] }
+systems:
+  - id: shop
+    kind: __KIND__
+    connection: { __SETTING__: SHOP_DB }
+    datasets:
+      - id: customer
+        table: customer
+        purposes: [rental]
+        erasure: { anonymize: set_null }
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: customer_id, category: user.unique_id, identity: user_id, primary_key: true }
+          - { name: first_name, category: user.name }
+          - { name: last_name, category: user.name }
+          - { name: email, category: user.contact.email, identity: email }
+          - { name: phone, category: user.contact.phone_number }
+      - id: payment
+        table: payment
+        subject: { via: customer_id }
+        purposes: [billing]
+        erasure: { retain: { ground: "§147 AO: fiscal records", period: 10y, from_column: payment_date } }
+        fields:
+          - { name: payment_id, category: system.operations, primary_key: true }
+          - { name: customer_id, category: user.unique_id, references: customer.customer_id }
+          - { name: staff_id, category: system.operations, references: staff.staff_id }
+          - { name: billing_address, category: user.contact.address, erasure: { anonymize: set_null } }
+          - { name: amount, category: user.financial }
+          - { name: payment_date, category: system.operations }
+      - id: staff
+        table: staff
+        purposes: [rental]
+        erasure: delete
+        retention: { period: 3y, from_event: employment_end }
+        fields:
+          - { name: staff_id, category: user.unique_id, identity: __STAFF_ID__, primary_key: true }
+          - { name: first_name, category: user.name }
+          - { name: email, category: user.contact.email, identity: email }
+          - { name: reports_to, category: system.operations, references: staff.staff_id }__CARD__
+"#;
+
+/// Cards whose number becomes one placeholder for all: UNIQUE refuses it.
+const CARD_NUMBER: &str = r#"
+      - id: card
+        table: card
+        subject: { via: customer_id }
+        purposes: [billing]
+        erasure: { anonymize: { placeholder: "removed" } }
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: card_id, category: system.operations, primary_key: true }
+          - { name: customer_id, category: system.operations, references: customer.customer_id }
+          - { name: card_no, category: user.financial.credit_card }"#;
+
+/// Cards whose 4-character NOT NULL pin no placeholder fits.
+const CARD_PIN: &str = r#"
+      - id: card
+        table: card
+        subject: { via: customer_id }
+        purposes: [billing]
+        erasure: { anonymize: set_null }
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: card_id, category: system.operations, primary_key: true }
+          - { name: customer_id, category: system.operations, references: customer.customer_id }
+          - { name: pin, category: user.authorization.credentials }"#;
+
+const NAMESPACED: &str = "{ kind: user_id, namespace: staff }";
+
+fn map(kind: &str, setting: &str, staff_id: &str, card: &str) -> DataMap {
+    let src = MAP
+        .replace("__KIND__", kind)
+        .replace("__SETTING__", setting)
+        .replace("__STAFF_ID__", staff_id)
+        .replace("__CARD__", card);
+    match custos_map::load_str(&src, "rental.yaml") {
+        Ok((m, _)) => m,
+        Err(d) => panic!("test map invalid: {d:#?}"),
+    }
+}
+
+enum Db {
+    Lite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+    My(sqlx::MySqlPool),
+}
+
+impl Db {
+    async fn exec(&self, sql: &str) {
+        match self {
+            Db::Lite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Db::Pg(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Db::My(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// One text per row of `SELECT <cols joined by |> FROM …`.
+    async fn texts(&self, table: &str, cols: &[&str], order: &str) -> Vec<String> {
+        let cast = match self {
+            Db::My(_) => "CHAR",
+            _ => "TEXT",
+        };
+        let parts: Vec<String> = cols
+            .iter()
+            .map(|c| format!("COALESCE(CAST({c} AS {cast}), '-')"))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {table} ORDER BY {order}",
+            parts.join(" || '|' || ")
+        );
+        match self {
+            Db::Lite(p) => sqlx::query_scalar(&sql).fetch_all(p).await,
+            Db::Pg(p) => sqlx::query_scalar(&sql).fetch_all(p).await,
+            Db::My(p) => sqlx::query_scalar::<_, Vec<u8>>(&sql)
+                .fetch_all(p)
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|b| String::from_utf8(b).unwrap())
+                        .collect()
+                }),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn everything(&self) -> Vec<Vec<String>> {
+        vec![
+            self.texts(
+                "staff",
+                &["staff_id", "first_name", "email", "reports_to"],
+                "staff_id",
+            )
+            .await,
+            self.texts(
+                "customer",
+                &["customer_id", "first_name", "last_name", "email", "phone"],
+                "customer_id",
+            )
+            .await,
+            self.texts(
+                "payment",
+                &["payment_id", "customer_id", "billing_address"],
+                "payment_id",
+            )
+            .await,
+            self.texts("card", &["card_id", "card_no", "pin"], "card_id")
+                .await,
+        ]
+    }
+}
+
+/// A fresh database of the engine with the shop in it, and its target.
+async fn shop(engine: &str, dir: &tempfile::TempDir) -> Option<(Db, String)> {
+    let (db, target) = match engine {
+        "sqlite" => {
+            let path = dir.path().join("shop.db");
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true);
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await
+                .unwrap();
+            (Db::Lite(pool), path.to_string_lossy().into_owned())
+        }
+        "postgres" => {
+            let Some(server) = custos_testkit::pg::server() else {
+                eprintln!("PostgreSQL not available: rental-shop tests on PostgreSQL skipped");
+                return None;
+            };
+            let url = server.create_database("rental").await;
+            (Db::Pg(sqlx::PgPool::connect(&url).await.unwrap()), url)
+        }
+        _ => {
+            let url = custos_testkit::mysql::server()?
+                .create_database("rental")
+                .await;
+            (Db::My(sqlx::MySqlPool::connect(&url).await.unwrap()), url)
+        }
+    };
+    for s in SCHEMA.iter().chain(DATA) {
+        db.exec(s).await;
+    }
+    Some((db, target))
+}
+
+fn setting(engine: &str) -> &'static str {
+    if engine == "sqlite" {
+        "path_env"
+    } else {
+        "url_env"
+    }
+}
+
+async fn connector(m: &DataMap, target: &str) -> Result<SqlConnector, ConnectorError> {
+    let target = target.to_owned();
+    let env = move |k: &str| (k == "SHOP_DB").then(|| target.clone());
+    SqlConnector::connect(m, &m.systems[0], &env, KEY).await
+}
+
+/// What the executor learns of a person from one email: identities found
+/// in rows, merged until nothing new appears.
+async fn discover(conn: &SqlConnector, email: &str) -> Person {
+    let mut p = Person::new();
+    p.add(IdentityKind::Email, email);
+    for _ in 0..4 {
+        let more = conn.identify(&p).await.unwrap();
+        if !p.merge(&more) {
+            break;
+        }
+    }
+    p
+}
+
+async fn namespaces_keep_customers_and_staff_apart(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    let m = map(engine, setting(engine), NAMESPACED, "");
+    let conn = connector(&m, &target).await.unwrap();
+    let mary = discover(&conn, "mary@shop.example").await;
+    assert_eq!(mary.values(IdentityKind::UserId)[0].expose(), "4");
+    let access = conn.access(&mary).await.unwrap();
+    let rows = |id: &str| {
+        access
+            .iter()
+            .find(|e| e.dataset.as_str() == id)
+            .unwrap()
+            .records
+            .clone()
+    };
+    assert_eq!(rows("customer").len(), 1);
+    assert_eq!(rows("customer")[0]["first_name"], "Mary");
+    assert_eq!(rows("payment").len(), 1);
+    // Staff member 4 (Jon) is someone else.
+    assert!(rows("staff").is_empty(), "{engine}: {:?}", rows("staff"));
+    // And the other way round: Jon's staff id finds no customer 4.
+    let jon = discover(&conn, "jon@shop.example").await;
+    assert!(jon.values(IdentityKind::UserId).is_empty());
+    assert_eq!(
+        jon.values_in(IdentityKind::UserId, Some("staff"))[0].expose(),
+        "4"
+    );
+    let access = conn.access(&jon).await.unwrap();
+    let count = |id: &str| {
+        access
+            .iter()
+            .find(|e| e.dataset.as_str() == id)
+            .unwrap()
+            .records
+            .len()
+    };
+    assert_eq!(
+        (count("staff"), count("customer"), count("payment")),
+        (1, 0, 0),
+        "{engine}"
+    );
+}
+
+async fn erasure_fits_the_columns_and_keeps_retained_rows(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    let m = map(engine, setting(engine), NAMESPACED, "");
+    let conn = connector(&m, &target).await.unwrap();
+    let mary = discover(&conn, "mary@shop.example").await;
+    let before = db.everything().await;
+    let plan = conn.plan_erasure(&mary).await.unwrap();
+    let payment = plan
+        .iter()
+        .find(|o| o.dataset.as_str() == "payment")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (payment.found, payment.retained, payment.deleted),
+        (1, 1, 0)
+    );
+    assert_eq!(payment.anonymized_fields, ["billing_address"]);
+    assert_eq!(db.everything().await, before, "the dry run changed nothing");
+
+    let done = conn.erase(&mary).await.unwrap();
+    let get = |id: &str| {
+        done.iter()
+            .find(|o| o.dataset.as_str() == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(get("customer").anonymized, 1, "{engine}: {done:?}");
+    assert_eq!(
+        get("customer").anonymized_fields,
+        ["email", "first_name", "last_name", "phone"]
+    );
+    let p = get("payment");
+    assert_eq!((p.retained, p.deleted), (1, 0), "{engine}: {p:?}");
+    assert_eq!(
+        p.retained_ground.as_deref(),
+        Some("§147 AO: fiscal records")
+    );
+    assert_eq!(p.retained_until.as_deref(), Some("10y from payment_date"));
+    assert_eq!(p.anonymized_fields, ["billing_address"]);
+    assert_eq!(get("staff").found, 0);
+
+    let after = db.everything().await;
+    // Staff untouched; the other customer untouched.
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[1][0], before[1][0]);
+    // Mary's names fit VARCHAR(20), her phone VARCHAR(10): hex tokens.
+    let mary_row: Vec<&str> = after[1][1].split('|').collect();
+    assert_eq!(mary_row[0], "4");
+    for (i, len) in [(1, 20), (2, 20), (4, 10)] {
+        let v = mary_row[i];
+        assert_eq!(v.len(), len, "{engine}: {mary_row:?}");
+        assert!(
+            v.chars().all(|c| c.is_ascii_hexdigit()),
+            "{engine}: {mary_row:?}"
+        );
+    }
+    assert_ne!(mary_row[1], mary_row[2], "a token per column");
+    assert_eq!(mary_row[3], "-");
+    // The payment stays, its billing address nulled (issue 16, case 4).
+    assert_eq!(after[2], ["16050|4|-", "16051|3|47 MySakila Drive"]);
+    // Idempotent.
+    let again = conn.erase(&mary).await.unwrap();
+    assert!(
+        again.iter().all(|o| o.anonymized == 0 && o.deleted == 0),
+        "{again:?}"
+    );
+    assert_eq!(db.everything().await, after);
+}
+
+async fn unfit_columns_fail_first_and_constraints_fail_at_once(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    let before = db.everything().await;
+    // A 4-character NOT NULL pin: the plan fails before anything runs.
+    let m = map(engine, setting(engine), NAMESPACED, CARD_PIN);
+    let conn = connector(&m, &target).await.unwrap();
+    let mary = discover(&conn, "mary@shop.example").await;
+    for res in [conn.plan_erasure(&mary).await, conn.erase(&mary).await] {
+        match res {
+            Err(ConnectorError::Mismatch { message, .. }) => assert!(
+                message.contains("card.pin")
+                    && message.contains("dataset card")
+                    && message.contains("erasure: delete")
+                    && !message.contains("1234"),
+                "{engine}: {message}"
+            ),
+            other => panic!("{engine}: expected a mismatch, got {other:?}"),
+        }
+    }
+    assert_eq!(db.everything().await, before);
+    // One placeholder for two numbers of a UNIQUE column: refused by the
+    // database, which is final (no retry), names the column, and rolls
+    // back the whole erasure.
+    let m = map(engine, setting(engine), NAMESPACED, CARD_NUMBER);
+    let conn = connector(&m, &target).await.unwrap();
+    match conn.erase(&mary).await {
+        Err(e @ ConnectorError::Mismatch { .. }) => {
+            let message = e.to_string();
+            assert!(!e.is_transient());
+            assert!(
+                message.contains("anonymizing card")
+                    && message.contains("card_no")
+                    && !message.contains("4000"),
+                "{engine}: {message}"
+            );
+        }
+        other => panic!("{engine}: expected a mismatch, got {other:?}"),
+    }
+    assert_eq!(db.everything().await, before);
+}
+
+macro_rules! engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name("sqlite").await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name("postgres").await } )* }
+        mod mysql { $( #[tokio::test] async fn $name() { super::$name("mysql").await } )* }
+    };
+}
+
+engines!(
+    namespaces_keep_customers_and_staff_apart,
+    erasure_fits_the_columns_and_keeps_retained_rows,
+    unfit_columns_fail_first_and_constraints_fail_at_once,
+);
