@@ -1,6 +1,6 @@
 //! Finding the person's rows: by the values of their identities in each
 //! dataset's `identity:` columns (emails case-insensitively), then through
-//! `via` and `referenced_by` links from rows already found, dataset by
+//! every `via` and `referenced_by` link from rows already found, dataset by
 //! dataset in the order the catalog worked out.
 //!
 //! Invariants: the person's values are only ever bound (`IN` lists cut into
@@ -122,7 +122,9 @@ impl SqlConnector {
                 self.fetch_in(tx, t, col, &values, mode, lock, &mut rows, &mut seen)
                     .await?;
             }
-            if let Some(link) = &ds.link {
+            // Every path the map declares; a row found through several
+            // counts once (`seen`).
+            for link in &ds.links {
                 let values = found
                     .get(link.from)
                     .map(|rs| key_values(rs, &link.from_col))

@@ -12,6 +12,7 @@
 mod files;
 mod notice;
 mod redis_cache;
+mod shared;
 mod sql;
 
 use custos_connectors::{DatasetOutcome, Person};

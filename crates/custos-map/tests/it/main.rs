@@ -10,5 +10,6 @@
 mod demo;
 mod errors;
 mod fides;
+mod links;
 mod ropa;
 mod roundtrip;
