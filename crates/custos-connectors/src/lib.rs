@@ -173,6 +173,11 @@ pub struct DatasetOutcome {
     pub rectified: u64,
     /// Kept as they are, for `retained_ground`.
     pub retained: u64,
+    /// Of `retained`: rows kept untouched because they are also another
+    /// person's (the ground says "shared with another person"). A person's
+    /// erasure never deletes nor anonymises them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared: u64,
     /// The legal ground of what was retained (from the map), or why a row
     /// had to stay as a placeholder (`"referenced by retained invoices"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +192,10 @@ pub struct DatasetOutcome {
     pub anonymized_fields: Vec<String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl DatasetOutcome {
     /// An empty outcome of a dataset.
     pub fn new(dataset: DatasetId) -> Self {
@@ -197,6 +206,7 @@ impl DatasetOutcome {
             anonymized: 0,
             rectified: 0,
             retained: 0,
+            shared: 0,
             retained_ground: None,
             retained_until: None,
             anonymized_fields: Vec::new(),

@@ -266,58 +266,50 @@ fn import_dataset(
             .iter()
             .any(|f| f.category.iter().any(DataCategory::is_personal));
         let has_identity = fields.iter().any(|f| f.identity.is_some());
-        let subject = if has_identity || !personal {
-            None
-        } else if let Some(f) = c.fields.iter().find(|f| {
-            f.references
-                .first()
-                .is_some_and(|(ds, _, dir)| ds == &key && dir.as_deref() != Some("to"))
-        }) {
-            Some(SubjectLink::Via(f.name.clone()))
-        } else if let Some((other, f)) = {
-            // Every field of another collection that points here; a custos
-            // dataset has one subject link, so the others are noted.
-            let referrers: Vec<_> = collections
-                .iter()
-                .flat_map(|o| o.fields.iter().map(move |f| (o, f)))
-                .filter(|(_, f)| {
-                    f.references.iter().any(|(ds, target, dir)| {
-                        ds == &key
-                            && dir.as_deref() == Some("to")
-                            && target.split('.').next() == Some(c.name.as_str())
-                    })
-                })
-                .collect();
-            if referrers.len() > 1 {
-                let others: Vec<String> = referrers
+        // Every path Fides follows to the person: each field of this
+        // collection that points to one reaching them (`via`), and each
+        // field of another collection that points here (`referenced_by`).
+        let mut subject: Vec<SubjectLink> = Vec::new();
+        if !has_identity && personal {
+            subject.extend(
+                c.fields
                     .iter()
-                    .skip(1)
-                    .map(|(o, f)| format!("{}.{}", o.name, f.name))
-                    .collect();
-                notes.push(format!(
-                    "{key}.{}: reached through {}.{} only; also referenced by {} (one subject link per dataset: review)",
-                    c.name,
-                    referrers.first().map_or("", |(o, _)| o.name.as_str()),
-                    referrers.first().map_or("", |(_, f)| f.name.as_str()),
-                    others.join(", ")
-                ));
+                    .filter(|f| {
+                        f.references
+                            .first()
+                            .is_some_and(|(ds, _, dir)| ds == &key && dir.as_deref() != Some("to"))
+                    })
+                    .map(|f| SubjectLink::Via(f.name.clone())),
+            );
+            subject.extend(
+                collections
+                    .iter()
+                    .flat_map(|o| o.fields.iter().map(move |f| (o, f)))
+                    .filter(|(_, f)| {
+                        f.references.iter().any(|(ds, target, dir)| {
+                            ds == &key
+                                && dir.as_deref() == Some("to")
+                                && target.split('.').next() == Some(c.name.as_str())
+                        })
+                    })
+                    .map(|(other, f)| {
+                        SubjectLink::ReferencedBy(FieldRef {
+                            system: None,
+                            dataset: DatasetId(sanitize(&other.name)),
+                            field: f.name.clone(),
+                        })
+                    }),
+            );
+            if subject.is_empty() {
+                notes.push(format!("{key}.{}: holds personal data but neither an identity nor a reference reaches a subject; add `subject:`", c.name));
             }
-            referrers.first().copied()
-        } {
-            Some(SubjectLink::ReferencedBy(FieldRef {
-                system: None,
-                dataset: DatasetId(sanitize(&other.name)),
-                field: f.name.clone(),
-            }))
-        } else {
-            notes.push(format!("{key}.{}: holds personal data but neither an identity nor a reference reaches a subject; add `subject:`", c.name));
-            None
-        };
+        }
         datasets.push(Dataset {
             id: DatasetId(sanitize(&c.name)),
             location: Location::Table(c.name.clone()),
             description: None,
             subject,
+            shared_rows: SharedRows::Keep,
             purposes: Vec::new(),
             erasure: None,
             retention: None,

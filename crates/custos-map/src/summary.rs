@@ -115,13 +115,14 @@ pub fn summary(map: &DataMap) -> String {
         let _ = writeln!(o, "  {} ({}{via})", s.id, s.kind.key());
         for d in &s.datasets {
             let mut facts = vec![format!("{} {}", d.location.key(), d.location.value())];
-            match &d.subject {
-                Some(SubjectLink::Identity(f)) => facts.push(format!("subject: identity {f}")),
-                Some(SubjectLink::Via(f)) => facts.push(format!("subject: via {f}")),
-                Some(SubjectLink::ReferencedBy(r)) => {
-                    facts.push(format!("subject: referenced by {r}"))
+            for link in &d.subject {
+                match link {
+                    SubjectLink::Identity(f) => facts.push(format!("subject: identity {f}")),
+                    SubjectLink::Via(f) => facts.push(format!("subject: via {f}")),
+                    SubjectLink::ReferencedBy(r) => {
+                        facts.push(format!("subject: referenced by {r}"))
+                    }
                 }
-                None => {}
             }
             if let Some(r) = &d.retention {
                 facts.push(format!("retention {r}"));

@@ -558,33 +558,42 @@ impl<'a> V<'a> {
             return;
         }
         // How rows reach the subject.
-        match &d.subject {
-            None => {
-                if !d.fields.iter().any(|f| f.identity.is_some()) && d.derived_from.is_none() {
-                    self.error(
-                        "missing-subject",
-                        path.to_owned(),
-                        format!("dataset `{}` holds personal data but no way to find a person's rows", d.id),
-                        "mark the identifying field with `identity: user_id` (or email, subject_id, ...), or add `subject: { via: <field with references> }` or `subject: { referenced_by: <dataset.field> }`".to_owned(),
-                    );
+        if d.subject.is_empty()
+            && !d.fields.iter().any(|f| f.identity.is_some())
+            && d.derived_from.is_none()
+        {
+            self.error(
+                "missing-subject",
+                path.to_owned(),
+                format!("dataset `{}` holds personal data but no way to find a person's rows", d.id),
+                "mark the identifying field with `identity: user_id` (or email, subject_id, ...), or add `subject: { via: <field with references> }` or `subject: { referenced_by: <dataset.field> }`".to_owned(),
+            );
+        }
+        let many = d.subject.len() > 1;
+        for (i, link) in d.subject.iter().enumerate() {
+            let at = if many {
+                format!("{path}.subject[{i}]")
+            } else {
+                format!("{path}.subject")
+            };
+            match link {
+                SubjectLink::Identity(f) => {
+                    if d.field(f).is_none() {
+                        self.error("dangling-reference", format!("{at}.identity"), format!("field `{f}` is not declared in dataset `{}`", d.id), "declare it under `fields:` or name an existing field".to_owned());
+                    }
                 }
+                SubjectLink::Via(f) => match d.field(f) {
+                    None => self.error("dangling-reference", format!("{at}.via"), format!("field `{f}` is not declared in dataset `{}`", d.id), "declare it under `fields:` with `references: <dataset.field>`".to_owned()),
+                    Some(field) if field.references.is_none() => self.error(
+                        "dangling-reference",
+                        format!("{at}.via"),
+                        format!("field `{f}` references nothing, so the subject cannot be reached through it"),
+                        format!("add `references: <dataset.field>` to field `{f}`"),
+                    ),
+                    Some(_) => {}
+                },
+                SubjectLink::ReferencedBy(r) => self.field_ref(sys, r, format!("{at}.referenced_by")),
             }
-            Some(SubjectLink::Identity(f)) => {
-                if d.field(f).is_none() {
-                    self.error("dangling-reference", format!("{path}.subject.identity"), format!("field `{f}` is not declared in dataset `{}`", d.id), "declare it under `fields:` or name an existing field".to_owned());
-                }
-            }
-            Some(SubjectLink::Via(f)) => match d.field(f) {
-                None => self.error("dangling-reference", format!("{path}.subject.via"), format!("field `{f}` is not declared in dataset `{}`", d.id), "declare it under `fields:` with `references: <dataset.field>`".to_owned()),
-                Some(field) if field.references.is_none() => self.error(
-                    "dangling-reference",
-                    format!("{path}.subject.via"),
-                    format!("field `{f}` references nothing, so the subject cannot be reached through it"),
-                    format!("add `references: <dataset.field>` to field `{f}`"),
-                ),
-                Some(_) => {}
-            },
-            Some(SubjectLink::ReferencedBy(r)) => self.field_ref(sys, r, format!("{path}.subject.referenced_by")),
         }
         // Retention.
         let source_retention = d
@@ -646,66 +655,103 @@ impl<'a> V<'a> {
     /// Follow each dataset's link to its subject; report loops once.
     fn cycles(&mut self) {
         type Key<'k> = (&'k str, &'k str);
-        let mut next: HashMap<Key<'a>, Key<'a>> = HashMap::new();
+        let mut next: HashMap<Key<'a>, Vec<Key<'a>>> = HashMap::new();
         for s in &self.map.systems {
             for d in &s.datasets {
-                let target = match &d.subject {
-                    Some(SubjectLink::Via(f)) => d
-                        .field(f)
-                        .and_then(|f| f.references.as_ref())
-                        .map(|r| (r.system.as_ref(), &r.dataset)),
-                    Some(SubjectLink::ReferencedBy(r)) => Some((r.system.as_ref(), &r.dataset)),
-                    Some(SubjectLink::Identity(_)) => None,
-                    None if d.fields.iter().any(|f| f.identity.is_some()) => None,
-                    None => d
-                        .derived_from
-                        .as_ref()
-                        .map(|r| (r.system.as_ref(), &r.dataset)),
-                };
-                if let Some((sys, ds)) = target {
+                let mut targets: Vec<(Option<&SystemId>, &DatasetId)> = d
+                    .subject
+                    .iter()
+                    .filter_map(|l| match l {
+                        SubjectLink::Via(f) => d
+                            .field(f)
+                            .and_then(|f| f.references.as_ref())
+                            .map(|r| (r.system.as_ref(), &r.dataset)),
+                        SubjectLink::ReferencedBy(r) => Some((r.system.as_ref(), &r.dataset)),
+                        SubjectLink::Identity(_) => None,
+                    })
+                    .collect();
+                if d.subject.is_empty() && !d.fields.iter().any(|f| f.identity.is_some()) {
+                    targets.extend(
+                        d.derived_from
+                            .as_ref()
+                            .map(|r| (r.system.as_ref(), &r.dataset)),
+                    );
+                }
+                for (sys, ds) in targets {
                     let sid = sys.map_or(s.id.as_str(), SystemId::as_str);
                     if self.datasets.contains_key(&(sid, ds.as_str())) {
-                        next.insert((s.id.as_str(), d.id.as_str()), (sid, ds.as_str()));
+                        next.entry((s.id.as_str(), d.id.as_str()))
+                            .or_default()
+                            .push((sid, ds.as_str()));
                     }
                 }
             }
         }
+        // Depth-first over every link: a dataset is found only after all
+        // the datasets it links to, so any loop among them is refused.
         let mut reported: HashSet<Key<'a>> = HashSet::new();
+        let mut done: HashSet<Key<'a>> = HashSet::new();
         let mut starts: Vec<Key<'a>> = next.keys().copied().collect();
         starts.sort_unstable();
         for start in starts {
-            let mut seen: Vec<Key<'a>> = vec![start];
-            let mut cur = start;
-            while let Some(n) = next.get(&cur).copied() {
-                if let Some(at) = seen.iter().position(|k| *k == n) {
-                    let cycle: Vec<Key<'a>> = seen.get(at..).map(<[_]>::to_vec).unwrap_or_default();
-                    let set: BTreeSet<Key<'a>> = cycle.iter().copied().collect();
-                    if cycle.iter().any(|k| reported.contains(k)) {
-                        break;
-                    }
-                    reported.extend(set.iter().copied());
-                    // Report at the first dataset of the cycle in file order.
-                    let first = *set.iter().next().unwrap_or(&n);
-                    let rot = cycle.iter().position(|k| *k == first).unwrap_or(0);
-                    let mut names: Vec<String> = cycle
-                        .iter()
-                        .cycle()
-                        .skip(rot)
-                        .take(cycle.len())
-                        .map(|(s, d)| format!("{s}.{d}"))
-                        .collect();
-                    names.push(format!("{}.{}", first.0, first.1));
-                    self.error(
-                        "reference-cycle",
-                        format!("systems.{}.datasets.{}.subject", first.0, first.1),
-                        format!("the way to the data subject loops: {}", names.join(" -> ")),
-                        "one dataset of the loop must identify the subject itself: give it `subject: { identity: <field> }`".to_owned(),
-                    );
-                    break;
+            if done.contains(&start) {
+                continue;
+            }
+            // The path from `start`, each entry with the index of its next
+            // successor to visit.
+            let mut stack: Vec<(Key<'a>, usize)> = vec![(start, 0)];
+            while let Some(&mut (cur, ref mut i)) = stack.last_mut() {
+                let succ = next.get(&cur).and_then(|v| v.get(*i)).copied();
+                *i += 1;
+                let Some(n) = succ else {
+                    done.insert(cur);
+                    stack.pop();
+                    continue;
+                };
+                if done.contains(&n) {
+                    continue;
                 }
-                seen.push(n);
-                cur = n;
+                if let Some(at) = stack.iter().position(|(k, _)| *k == n) {
+                    let cycle: Vec<Key<'a>> = stack
+                        .get(at..)
+                        .map(|s| s.iter().map(|(k, _)| *k).collect())
+                        .unwrap_or_default();
+                    self.report_cycle(&cycle, &mut reported);
+                    continue;
+                }
+                stack.push((n, 0));
             }
         }
+    }
+
+    fn report_cycle(
+        &mut self,
+        cycle: &[(&'a str, &'a str)],
+        reported: &mut HashSet<(&'a str, &'a str)>,
+    ) {
+        let set: BTreeSet<(&str, &str)> = cycle.iter().copied().collect();
+        if cycle.iter().any(|k| reported.contains(k)) {
+            return;
+        }
+        reported.extend(set.iter().copied());
+        let Some(&first) = set.iter().next() else {
+            return;
+        };
+        // Report at the first dataset of the cycle in file order.
+        let rot = cycle.iter().position(|k| *k == first).unwrap_or(0);
+        let mut names: Vec<String> = cycle
+            .iter()
+            .cycle()
+            .skip(rot)
+            .take(cycle.len())
+            .map(|(s, d)| format!("{s}.{d}"))
+            .collect();
+        names.push(format!("{}.{}", first.0, first.1));
+        self.error(
+            "reference-cycle",
+            format!("systems.{}.datasets.{}.subject", first.0, first.1),
+            format!("the way to the data subject loops: {}", names.join(" -> ")),
+            "one dataset of the loop must identify the subject itself: give it `subject: { identity: <field> }`".to_owned(),
+        );
     }
 }

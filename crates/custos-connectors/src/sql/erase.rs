@@ -3,7 +3,10 @@
 //! a row that stays still references it), then, when applying, the
 //! anonymizing UPDATEs and the DELETEs in one transaction.
 //!
-//! Invariants: a row is never deleted while a row that stays references it
+//! Invariants: a row that rows which are not the person's reference
+//! through one of its dataset's `referenced_by` links is also another
+//! person's: it is neither deleted nor anonymised (`shared_rows: keep`);
+//! a row is never deleted while a row that stays references it
 //! (through a single-column foreign key of the catalog, whatever its ON
 //! DELETE, or a map `references:`), so CASCADE never removes rows that
 //! stay; UPDATEs run
@@ -29,7 +32,13 @@ enum Action {
     Keep,
     /// Was to be deleted but is still referenced: kept as a placeholder.
     Stay(BTreeSet<String>),
+    /// Also another person's (rows not the person's reference it through a
+    /// `referenced_by` link): kept untouched.
+    Shared,
 }
+
+/// The ground of a row kept because it is also another person's.
+const SHARED: &str = "shared with another person";
 
 /// One row's action and, for rows that stay, its anonymizing changes.
 #[derive(Clone, Debug)]
@@ -112,6 +121,7 @@ impl SqlConnector {
             .iter()
             .map(|rows| rows.iter().enumerate().map(|(i, r)| (&r.loc, i)).collect())
             .collect();
+        self.keep_shared(tx, found, &index, &mut plan).await?;
         // Keep every row to be deleted that a staying row still references,
         // until nothing changes (a placeholder may itself keep a reference).
         loop {
@@ -195,6 +205,77 @@ impl SqlConnector {
             }
         }
         Ok(plan)
+    }
+
+    /// Marks `Shared` every row of a dataset with `referenced_by` links that
+    /// a row which is not the person's references through one of them (the
+    /// person's shipping address that is another customer's home): the
+    /// map's `shared_rows: keep`.
+    async fn keep_shared(
+        &self,
+        tx: &mut Tx,
+        found: &[Vec<Row>],
+        index: &[HashMap<&Vec<String>, usize>],
+        plan: &mut [Vec<Planned>],
+    ) -> Result<(), ConnectorError> {
+        for (di, ds) in self.datasets.iter().enumerate() {
+            let Some(rows) = found.get(di).filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            for link in ds.shared_links.iter().filter_map(|&i| ds.links.get(i)) {
+                let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+                for (ri, row) in rows.iter().enumerate() {
+                    if let Some(k) = json_text(row.data.get(&link.col)) {
+                        by_key.entry(k).or_default().push(ri);
+                    }
+                }
+                let (Some(ft), false) = (self.tables.get(link.from), by_key.is_empty()) else {
+                    continue;
+                };
+                let Some(fcol) = ft.col(&link.from_col) else {
+                    continue;
+                };
+                let keys: Vec<String> = by_key.keys().cloned().collect();
+                let mut referring = Vec::new();
+                let mut seen = HashSet::new();
+                self.fetch_in(
+                    tx,
+                    ft,
+                    fcol,
+                    &keys,
+                    Mode::Keys,
+                    false,
+                    // Every tenant's rows: a row another tenant's person
+                    // references is shared too.
+                    None,
+                    &mut referring,
+                    &mut seen,
+                )
+                .await?;
+                for r in referring {
+                    let mine = index
+                        .get(link.from)
+                        .is_some_and(|ix| ix.contains_key(&r.loc));
+                    if mine {
+                        continue;
+                    }
+                    let Some(shared) =
+                        json_text(r.data.get(&link.from_col)).and_then(|k| by_key.get(&k))
+                    else {
+                        continue;
+                    };
+                    for &ri in shared {
+                        if let Some(p) = plan.get_mut(di).and_then(|p| p.get_mut(ri)) {
+                            *p = Planned {
+                                action: Action::Shared,
+                                changes: BTreeMap::new(),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Datasets with rows to delete, children before parents.
@@ -317,6 +398,11 @@ impl SqlConnector {
                         o.retained += 1;
                         grounds.extend(g.iter().cloned());
                     }
+                    Action::Shared => {
+                        o.retained += 1;
+                        o.shared += 1;
+                        grounds.insert(SHARED.to_owned());
+                    }
                     Action::Delete if !apply => o.deleted += 1,
                     Action::Anonymize if !apply && !x.changes.is_empty() => o.anonymized += 1,
                     _ => {}
@@ -345,7 +431,7 @@ impl SqlConnector {
                 let counted = match x.action {
                     Action::Anonymize => true,
                     Action::Stay(_) | Action::Keep => false,
-                    Action::Delete => continue,
+                    Action::Delete | Action::Shared => continue,
                 };
                 let ch: Vec<(String, Option<String>)> = x
                     .changes

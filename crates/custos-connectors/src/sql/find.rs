@@ -1,7 +1,7 @@
 //! Finding the person's rows: by the values of their identities in each
 //! dataset's `identity:` columns (emails case-insensitively; an opaque id
-//! only by the values of its own namespace), then through
-//! `via` and `referenced_by` links from rows already found, dataset by
+//! only by the values of its own namespace), then through every `via` and
+//! `referenced_by` link from rows already found, dataset by
 //! dataset in the order the catalog worked out.
 //!
 //! Invariants: the person's values are only ever bound (`IN` lists cut into
@@ -171,7 +171,9 @@ impl SqlConnector {
                 )
                 .await?;
             }
-            if let Some(link) = &ds.link {
+            // Every path the map declares; a row found through several
+            // counts once (`seen`).
+            for link in &ds.links {
                 let values = found
                     .get(link.from)
                     .map(|rs| key_values(rs, &link.from_col))

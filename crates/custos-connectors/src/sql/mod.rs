@@ -9,10 +9,11 @@
 //!
 //! * **Finding rows.** A row belongs to the person when one of its
 //!   `identity:` fields holds one of the person's values of that kind (and,
-//!   for an opaque `user_id`, of that field's namespace), or
-//!   through the dataset's `subject` link (`via` a reference to rows already
-//!   found, `referenced_by` a field of rows already found). Datasets are
-//!   resolved in dependency order; a cycle of links is a `Mismatch`. Links
+//!   for an opaque `user_id`, of that field's namespace), or through any of
+//!   the dataset's `subject` links (`via` a reference to rows already
+//!   found, `referenced_by` a field of rows already found), each row once.
+//!   Datasets are resolved in dependency order, after every dataset they
+//!   link to; a cycle of links is a `Mismatch`. Links
 //!   to another system (`system.dataset.field`) are out of this connector's
 //!   reach and find nothing here.
 //! * **Values are bound, never spliced.** Identifiers come from the map,
@@ -46,7 +47,11 @@
 //!   a primary key is located by the value of every column, so rows equal
 //!   in every column are found, counted and changed together (each counts).
 //!
-//! Erasure (one transaction per system) applies each dataset's strategy,
+//! Erasure (one transaction per system) first sets aside rows shared with
+//! other people: a row of a dataset with `referenced_by` links that a row
+//! which is not the person's references through one of them is kept
+//! untouched and counted as `retained` and `shared` (the map's
+//! `shared_rows: keep`). It then applies each dataset's strategy,
 //! then keeps every row that must stay: a row to be deleted that is still
 //! referenced — through a real foreign key of the catalog (whatever its ON
 //! DELETE action, so CASCADE never removes rows that stay) or a map

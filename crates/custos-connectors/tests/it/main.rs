@@ -13,6 +13,7 @@ mod files;
 mod notice;
 mod redis_cache;
 mod schemas;
+mod shared;
 mod sql;
 
 use custos_connectors::{DatasetOutcome, Person};

@@ -218,14 +218,14 @@ fn map_with(kind: &str, setting: &str, extra: &str, datasets: &str) -> DataMap {
     }
 }
 
-enum Db {
+pub(crate) enum Db {
     Lite(sqlx::SqlitePool),
     Pg(sqlx::PgPool),
     My(sqlx::MySqlPool),
 }
 
 impl Db {
-    async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         match self {
             Db::Lite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
             Db::Pg(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
@@ -254,7 +254,7 @@ impl Db {
     }
 
     /// The text values of a one-column query.
-    async fn texts(&self, sql: &str) -> Vec<String> {
+    pub(crate) async fn texts(&self, sql: &str) -> Vec<String> {
         let sql = self.dialect(sql);
         match self {
             Db::Lite(p) => sqlx::query_scalar(&sql).fetch_all(p).await,
@@ -379,7 +379,7 @@ fn ids(records: &[serde_json::Map<String, Value>], col: &str) -> Vec<i64> {
     v
 }
 
-async fn connector(map: &DataMap, target: &str) -> Result<SqlConnector, ConnectorError> {
+pub(crate) async fn connector(map: &DataMap, target: &str) -> Result<SqlConnector, ConnectorError> {
     let target = target.to_owned();
     let env = move |k: &str| (k == "APP_DB").then(|| target.clone());
     SqlConnector::connect(map, &map.systems[0], &env, KEY).await
@@ -699,7 +699,7 @@ async fn unmapped_and_keyless(db: &Db, kind: &str, setting: &str, target: &str) 
     );
 }
 
-async fn sqlite_db(dir: &tempfile::TempDir) -> (Db, String) {
+pub(crate) async fn sqlite_db(dir: &tempfile::TempDir) -> (Db, String) {
     let path = dir.path().join("app.db");
     let opts = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&path)
@@ -712,7 +712,7 @@ async fn sqlite_db(dir: &tempfile::TempDir) -> (Db, String) {
     (Db::Lite(pool), path.to_string_lossy().into_owned())
 }
 
-async fn pg_db(label: &str) -> Option<(Db, String)> {
+pub(crate) async fn pg_db(label: &str) -> Option<(Db, String)> {
     let Some(server) = custos_testkit::pg::server() else {
         eprintln!("PostgreSQL not available: SQL connector tests on PostgreSQL skipped");
         return None;
@@ -784,7 +784,7 @@ async fn postgres_mismatch() {
     mismatches(&db, "postgres", "url_env", &url).await;
 }
 
-async fn my_db(label: &str) -> Option<(Db, String)> {
+pub(crate) async fn my_db(label: &str) -> Option<(Db, String)> {
     let server = custos_testkit::mysql::server()?;
     let url = server.create_database(label).await;
     let pool = sqlx::mysql::MySqlPoolOptions::new()

@@ -29,7 +29,7 @@ pub use erasure::{Anonymize, ErasureStrategy, RetainSpec, Retention, RetentionSt
 pub use field::{DatasetRef, Field, FieldRef, IdentityKind, RefParseError};
 pub use processor::{Dpa, DpaStatus, Notify, Processor, ProcessorRole, TransferMechanism};
 pub use purpose::{ConsentSpec, LegalBasis, Purpose, SpecialCategoryBasis};
-pub use system::{Dataset, Location, SubjectLink, System, SystemKind};
+pub use system::{Dataset, Location, SharedRows, SubjectLink, System, SystemKind};
 pub use tenancy::{Binding, TenantScope};
 
 macro_rules! id_type {

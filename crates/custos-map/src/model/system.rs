@@ -161,9 +161,18 @@ pub struct Dataset {
     /// What it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// How a row reaches its data subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<SubjectLink>,
+    /// How a row reaches its data subject: every path the map declares (an
+    /// address may be the customer's home and the shipping address of their
+    /// order). A request follows all of them; empty when identity fields
+    /// alone find the rows. Written as one mapping when there is one link,
+    /// a list otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "one_or_many")]
+    pub subject: Vec<SubjectLink>,
+    /// What an erasure does to a row of this dataset that is also another
+    /// person's (reached through `referenced_by` and referenced by rows that
+    /// are not the person's): kept untouched by default.
+    #[serde(default, skip_serializing_if = "SharedRows::is_default")]
+    pub shared_rows: SharedRows,
     /// Purposes of every field that names none itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub purposes: Vec<PurposeId>,
@@ -232,6 +241,63 @@ impl Dataset {
             .or(self.retention.as_ref())
             .or_else(|| retain(field.erasure.as_ref()))
             .or_else(|| retain(self.erasure.as_ref()))
+    }
+}
+
+/// What an erasure does to a row shared with another person: a row reached
+/// through a `referenced_by` link that rows which are not the person's also
+/// reference (the person's shipping address that is another customer's
+/// home). Invariant: never deleted nor anonymised by this person's erasure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SharedRows {
+    /// Kept as it is; counted as retained, shared with another person.
+    #[default]
+    Keep,
+}
+
+impl SharedRows {
+    /// Whether this is the default (`keep`), which the map need not write.
+    pub fn is_default(&self) -> bool {
+        *self == SharedRows::Keep
+    }
+
+    /// The key used in the map file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+        }
+    }
+}
+
+/// One subject link as a mapping, several as a list (the file's two forms).
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::SubjectLink;
+
+    pub(super) fn serialize<S: Serializer>(v: &[SubjectLink], s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(SubjectLink),
+        Many(Vec<SubjectLink>),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<SubjectLink>, D::Error> {
+        Ok(match Form::deserialize(d)? {
+            Form::One(l) => vec![l],
+            Form::Many(v) => v,
+        })
     }
 }
 

@@ -236,6 +236,7 @@ impl<'d> Parser<'_> {
                 "place",
                 "description",
                 "subject",
+                "shared_rows",
                 "purposes",
                 "erasure",
                 "retention",
@@ -248,8 +249,17 @@ impl<'d> Parser<'_> {
         let location = self.location(m, path);
         let description = self.opt_str(m, path, "description");
         let subject = match Self::get(m, "subject") {
-            Some(n) => self.subject(n, &Path::Key(path, "subject")).map(Some),
-            None => Some(None),
+            Some(n) => self.subjects(n, &Path::Key(path, "subject")),
+            None => Some(Vec::new()),
+        };
+        let shared_rows = match Self::get(m, "shared_rows") {
+            Some(n) => self.keyword(
+                n,
+                &Path::Key(path, "shared_rows"),
+                "shared-rows rule",
+                &[("keep", SharedRows::Keep)],
+            ),
+            None => Some(SharedRows::Keep),
         };
         let purposes = self.opt_list(m, path, "purposes");
         let erasure = match Self::get(m, "erasure") {
@@ -287,6 +297,7 @@ impl<'d> Parser<'_> {
             location: location?,
             description: description.ok()?,
             subject: subject?,
+            shared_rows: shared_rows?,
             purposes: purposes.ok()?.into_iter().map(PurposeId).collect(),
             erasure: erasure?,
             retention: retention?,
@@ -294,6 +305,43 @@ impl<'d> Parser<'_> {
             derived_from: derived_from?,
             fields: fields?,
         })
+    }
+
+    /// `subject:`: one link (a mapping) or several (a list of mappings),
+    /// every one of which leads to the person.
+    fn subjects(&mut self, node: N<'d>, path: &Path<'_>) -> Option<Vec<SubjectLink>> {
+        let Some(seq) = node.sequence() else {
+            return self.subject(node, path).map(|l| vec![l]);
+        };
+        if seq.len() == 0 {
+            self.error(
+                "invalid-value",
+                node.pos(),
+                path,
+                "an empty list of subject links reaches no one".into(),
+                Some("remove `subject:` when an `identity:` field finds the rows, or list the links: `[{ referenced_by: a.x }, { referenced_by: b.y }]`".into()),
+            );
+            return None;
+        }
+        let mut out = Vec::with_capacity(seq.len());
+        let mut ok = true;
+        for (i, item) in seq.iter().enumerate() {
+            match self.subject(item, &Path::Index(path, i)) {
+                Some(l) if out.contains(&l) => {
+                    self.error(
+                        "duplicate-id",
+                        item.pos(),
+                        &Path::Index(path, i),
+                        "this subject link is listed twice".into(),
+                        Some("remove the repeated entry".into()),
+                    );
+                    ok = false;
+                }
+                Some(l) => out.push(l),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     fn subject(&mut self, node: N<'d>, path: &Path<'_>) -> Option<SubjectLink> {

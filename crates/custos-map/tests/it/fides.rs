@@ -29,12 +29,13 @@ fn imports_own_fixture() {
         .iter()
         .find(|d| d.id.as_str() == "orders")
         .unwrap();
-    assert_eq!(orders.subject, Some(SubjectLink::Via("user_id".into())));
+    assert_eq!(orders.subject, [SubjectLink::Via("user_id".into())]);
     assert_eq!(
         orders.field("user_id").unwrap().references,
         Some("users.id".parse::<FieldRef>().unwrap())
     );
-    // Direction `to`: the address is reached from the user pointing at it.
+    // Direction `to`: the address is reached from every field pointing at
+    // it (the user's, and the order's second reference), as Fides does.
     let addresses = sys
         .datasets
         .iter()
@@ -42,9 +43,10 @@ fn imports_own_fixture() {
         .unwrap();
     assert_eq!(
         addresses.subject,
-        Some(SubjectLink::ReferencedBy(
-            "users.address_id".parse().unwrap()
-        ))
+        [
+            SubjectLink::ReferencedBy("users.address_id".parse().unwrap()),
+            SubjectLink::ReferencedBy("orders.user_id".parse().unwrap()),
+        ]
     );
     let notes = out.notes.join("\n");
     assert!(notes.contains("fides_meta.data_type"), "{notes}");
@@ -116,24 +118,36 @@ fn imports_the_fides_postgres_example() {
         .iter()
         .find(|d| d.id.as_str() == "login")
         .unwrap();
-    assert_eq!(login.subject, Some(SubjectLink::Via("customer_id".into())));
+    assert_eq!(login.subject, [SubjectLink::Via("customer_id".into())]);
     let address = sys
         .datasets
         .iter()
         .find(|d| d.id.as_str() == "address")
         .unwrap();
-    assert!(matches!(
-        address.subject,
-        Some(SubjectLink::ReferencedBy(_))
-    ));
-    // Orders, payment cards and employees point at addresses too; only one
-    // link can be kept, and the others are named, not dropped silently.
-    let note = out
-        .notes
+    // Customers, orders (shipping), payment cards (billing) and employees
+    // point at addresses: every path is kept, none dropped.
+    let refs: Vec<String> = address
+        .subject
         .iter()
-        .find(|n| n.contains("also referenced by"))
-        .expect("a note on the address links left out");
-    assert!(note.contains("shipping_address_id"), "{note}");
+        .map(|l| match l {
+            SubjectLink::ReferencedBy(r) => r.to_string(),
+            other => panic!("unexpected link {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            "customer.address_id",
+            "employee.address_id",
+            "orders.shipping_address_id",
+            "payment_card.billing_address_id"
+        ]
+    );
+    assert!(
+        !out.notes.iter().any(|n| n.contains("also referenced by")),
+        "{:?}",
+        out.notes
+    );
     // Every category of the example is a valid taxonomy key, and the
     // imported map has no structural or reference errors, only the gaps.
     let text = yaml::to_yaml(&out.map);

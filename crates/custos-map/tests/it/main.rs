@@ -11,5 +11,6 @@ mod demo;
 mod errors;
 mod fides;
 mod identity;
+mod links;
 mod ropa;
 mod roundtrip;

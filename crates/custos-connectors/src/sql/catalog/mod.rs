@@ -180,7 +180,12 @@ pub(super) struct Ds {
     pub(super) map: usize,
     /// Identity columns: name, kind and namespace (`None`: the default).
     pub(super) idents: Vec<(String, IdentityKind, Option<String>)>,
-    pub(super) link: Option<Link>,
+    /// Every local link of the map's `subject:` (a row is the person's when
+    /// it is found through any of them).
+    pub(super) links: Vec<Link>,
+    /// Which of `links` are `referenced_by` links: their rows may be shared
+    /// with other people.
+    pub(super) shared_links: Vec<usize>,
 }
 
 impl SqlConnector {
@@ -337,89 +342,95 @@ impl SqlConnector {
                         .map(|k| (f.name.clone(), k, f.identity_namespace.clone()))
                 })
                 .collect();
-            let link = match &d.subject {
-                None => None,
-                Some(SubjectLink::Identity(f)) => {
-                    if !idents.iter().any(|(n, _, _)| n == f) {
-                        return Err(self.mismatch(format!(
-                            "dataset {}: subject field {f} declares no `identity:` kind",
-                            d.id
-                        )));
-                    }
-                    None
-                }
-                Some(SubjectLink::Via(f)) => {
-                    let Some(r) = d.field(f).and_then(|x| x.references.as_ref()) else {
-                        return Err(self.mismatch(format!(
-                            "dataset {}: `via` field {f} references nothing",
-                            d.id
-                        )));
-                    };
-                    if self.local(r, systems)? {
-                        let from = self.resolve_ref(r, &format!("{}.{f}", d.id))?;
-                        Some(Link {
-                            col: f.clone(),
-                            from,
-                            from_col: r.field.clone(),
-                        })
-                    } else {
-                        None
-                    }
-                }
-                Some(SubjectLink::ReferencedBy(r)) => {
-                    if self.local(r, systems)? {
-                        let from = self.resolve_ref(r, &format!("{}.subject", d.id))?;
-                        // Which column of ours the referring field names: its
-                        // `references:` if it points here, else our key.
-                        let referring = self
-                            .system
-                            .datasets
-                            .get(from)
-                            .and_then(|x| x.field(&r.field))
-                            .and_then(|x| x.references.as_ref())
-                            .filter(|x| {
-                                x.dataset == d.id && self.local(x, systems).unwrap_or(false)
-                            })
-                            .map(|x| x.field.clone());
-                        let table = self.tables.get(i);
-                        let col = referring
-                            .or_else(|| {
-                                d.fields
-                                    .iter()
-                                    .find(|f| f.primary_key)
-                                    .map(|f| f.name.clone())
-                            })
-                            .or_else(|| match table.map(|t| t.pk.as_slice()) {
-                                Some([one]) => Some(one.clone()),
-                                _ => None,
-                            });
-                        let Some(col) = col else {
+            let mut links = Vec::new();
+            let mut shared_links = Vec::new();
+            for subject in &d.subject {
+                let link = match subject {
+                    SubjectLink::Identity(f) => {
+                        if !idents.iter().any(|(n, _, _)| n == f) {
                             return Err(self.mismatch(format!(
-                                "dataset {}: `referenced_by` needs a primary key",
-                                d.id
-                            )));
-                        };
-                        if table.is_none_or(|t| t.col(&col).is_none()) {
-                            return Err(self.mismatch(format!(
-                                "dataset {}: no column {col} for `referenced_by`",
+                                "dataset {}: subject field {f} declares no `identity:` kind",
                                 d.id
                             )));
                         }
-                        Some(Link {
-                            col,
-                            from,
-                            from_col: r.field.clone(),
-                        })
-                    } else {
                         None
                     }
-                }
-                Some(_) => None,
-            };
+                    SubjectLink::Via(f) => {
+                        let Some(r) = d.field(f).and_then(|x| x.references.as_ref()) else {
+                            return Err(self.mismatch(format!(
+                                "dataset {}: `via` field {f} references nothing",
+                                d.id
+                            )));
+                        };
+                        if self.local(r, systems)? {
+                            let from = self.resolve_ref(r, &format!("{}.{f}", d.id))?;
+                            Some(Link {
+                                col: f.clone(),
+                                from,
+                                from_col: r.field.clone(),
+                            })
+                        } else {
+                            None
+                        }
+                    }
+                    SubjectLink::ReferencedBy(r) => {
+                        if self.local(r, systems)? {
+                            let from = self.resolve_ref(r, &format!("{}.subject", d.id))?;
+                            // Which column of ours the referring field names: its
+                            // `references:` if it points here, else our key.
+                            let referring = self
+                                .system
+                                .datasets
+                                .get(from)
+                                .and_then(|x| x.field(&r.field))
+                                .and_then(|x| x.references.as_ref())
+                                .filter(|x| {
+                                    x.dataset == d.id && self.local(x, systems).unwrap_or(false)
+                                })
+                                .map(|x| x.field.clone());
+                            let table = self.tables.get(i);
+                            let col = referring
+                                .or_else(|| {
+                                    d.fields
+                                        .iter()
+                                        .find(|f| f.primary_key)
+                                        .map(|f| f.name.clone())
+                                })
+                                .or_else(|| match table.map(|t| t.pk.as_slice()) {
+                                    Some([one]) => Some(one.clone()),
+                                    _ => None,
+                                });
+                            let Some(col) = col else {
+                                return Err(self.mismatch(format!(
+                                    "dataset {}: `referenced_by` needs a primary key",
+                                    d.id
+                                )));
+                            };
+                            if table.is_none_or(|t| t.col(&col).is_none()) {
+                                return Err(self.mismatch(format!(
+                                    "dataset {}: no column {col} for `referenced_by`",
+                                    d.id
+                                )));
+                            }
+                            shared_links.push(links.len());
+                            Some(Link {
+                                col,
+                                from,
+                                from_col: r.field.clone(),
+                            })
+                        } else {
+                            None
+                        }
+                    }
+                    _ => None,
+                };
+                links.extend(link);
+            }
             out.push(Ds {
                 map: i,
                 idents,
-                link,
+                links,
+                shared_links,
             });
         }
         // Dependency order (Kahn); a cycle cannot be resolved in one pass.
@@ -430,9 +441,9 @@ impl SqlConnector {
             let next = (0..n).find(|&i| {
                 !done.get(i).copied().unwrap_or(true)
                     && out.get(i).is_some_and(|d| {
-                        d.link
-                            .as_ref()
-                            .is_none_or(|l| done.get(l.from).copied().unwrap_or(false))
+                        d.links
+                            .iter()
+                            .all(|l| done.get(l.from).copied().unwrap_or(false))
                     })
             });
             match next {
