@@ -441,7 +441,11 @@ async fn erasure_makes_every_read_gone(store: TestStore) {
             format!("/v1/subjects/{id}/records/comments/c1?purpose=x"),
             None,
         ),
-        (Method::GET, format!("/v1/subjects/{id}/export"), None),
+        (
+            Method::GET,
+            format!("/v1/subjects/{id}/export?purpose=x"),
+            None,
+        ),
         (Method::GET, format!("/v1/subjects/{id}/restriction"), None),
         (
             Method::PUT,
@@ -519,7 +523,11 @@ async fn tenants_are_isolated(store: TestStore) {
             format!("/v1/subjects/{idb}/records/profile/main?purpose=x"),
             None,
         ),
-        (Method::GET, format!("/v1/subjects/{idb}/export"), None),
+        (
+            Method::GET,
+            format!("/v1/subjects/{idb}/export?purpose=x"),
+            None,
+        ),
         (
             Method::PUT,
             format!("/v1/subjects/{idb}/records/profile/main"),

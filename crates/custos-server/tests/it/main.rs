@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod consent;
 mod dsr;
+mod export;
 mod fides;
 mod requests;
 mod restore;
