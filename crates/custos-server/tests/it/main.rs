@@ -9,5 +9,6 @@ mod consent;
 mod dsr;
 mod export;
 mod fides;
+mod outbound;
 mod requests;
 mod restore;
