@@ -1,6 +1,7 @@
 //! The export of a subject is a reveal of every value: it is held to a
 //! reveal's rules (reveal scope, a declared purpose, restriction) and its
-//! audit entries carry their purpose, on SQLite and on PostgreSQL.
+//! audit entries carry their purpose, on SQLite and on PostgreSQL. What it
+//! exports from is private on disk too (SQLite files 0600).
 
 #![allow(
     clippy::unwrap_used,
@@ -191,6 +192,56 @@ async fn every_reveal_and_export_entry_carries_its_purpose(store: TestStore) {
             (Some("support"), "ok"),
             "{action}"
         );
+    }
+    s.stop().await;
+}
+
+/// The files of an SQLite store (data store, key store, their `-wal` and
+/// `-shm`, the erasure ledger) are their owner's alone, after writes, an
+/// export and an erasure have touched each of them.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = TestStore::new(custos_testkit::Backend::Sqlite)
+        .await
+        .expect("sqlite store");
+    let (s, key, id) = setup(&store).await;
+    assert_eq!(
+        export(&s, &key, &id, "?purpose=access_request")
+            .await
+            .status,
+        200
+    );
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/subjects/{id}"),
+            Some(&key),
+            Some(json!({"reason": "subject_request"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(store.dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".db") || name.ends_with(".ledger") {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}: {mode:o}");
+            seen.push(name);
+        }
+    }
+    seen.sort();
+    for want in [
+        "data.db",
+        "data.db-wal",
+        "data.db-shm",
+        "keys.db",
+        "keys.db-wal",
+        "erasures.ledger",
+    ] {
+        assert!(seen.iter().any(|n| n == want), "{want} not in {seen:?}");
     }
     s.stop().await;
 }
