@@ -96,6 +96,8 @@ processors:
     country: IE
     dpa: {{ status: signed, date: "2024-01-01" }}
     notify: {{ url: "{processor_url}" }}
+    # A processor played on this host over plain HTTP.
+    allow_insecure_loopback: true
     purposes: [account]
 systems:
   - id: vault

@@ -329,38 +329,75 @@ impl Notice {
     }
 }
 
-/// Where a notice failed to go, as the `system` of a [`ConnectorError`]:
-/// the URL's host only (a path or query may hold a token).
-fn target(url: &str) -> SystemId {
-    let host = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "processor".to_owned());
-    SystemId(format!("notice to {host}"))
+/// The HTTP client notices go out with: it never follows a redirect (a
+/// notice carries the person's identities, and a `Location` could send them
+/// anywhere), so a 3xx answer is a failure of the notice, never a re-send.
+#[derive(Clone, Debug)]
+pub struct NoticeClient(reqwest::Client);
+
+impl NoticeClient {
+    /// A client without redirects and with the notice timeout. Fails (it
+    /// never falls back to a default client, which would follow redirects)
+    /// if the HTTP stack cannot be set up.
+    pub fn new() -> Result<Self, ConnectorError> {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(SEND_TIMEOUT)
+            .build()
+            .map(Self)
+            .map_err(|_| ConnectorError::Config {
+                system: SystemId("notices".into()),
+                message: "the HTTP client for processor notices could not be built".into(),
+            })
+    }
 }
 
-/// POSTs `notice` as JSON to `url`, signed with `secret` at the current
-/// time, with the [`SIGNATURE_HEADER`] and the [`IDEMPOTENCY_HEADER`].
+/// Where a notice goes: the processor (named in every error) and its URL,
+/// with the map's `allow_insecure_loopback` for it.
+#[derive(Clone, Copy, Debug)]
+pub struct NoticeTarget<'a> {
+    /// The processor's id in the map.
+    pub processor: &'a str,
+    /// Its notice URL; never quoted in errors (a path or query may hold a
+    /// token).
+    pub url: &'a str,
+    /// Whether the map allows plain `http://` to a loopback address for it.
+    pub allow_insecure_loopback: bool,
+}
+
+/// POSTs `notice` as JSON to the target's URL, signed with `secret` at the
+/// current time, with the [`SIGNATURE_HEADER`] and the [`IDEMPOTENCY_HEADER`].
 ///
-/// Returns the 2xx status. Any other status, and any connection error, is
-/// `Unavailable` naming the status or the error kind only: neither the
-/// response body nor the URL's path is quoted (either may echo the
-/// person's data or a token).
+/// Returns the 2xx status. A URL the map's rules refuse
+/// ([`custos_map::notice_url_refusal`]) is a `Config` error and nothing is
+/// sent; a 3xx answer is a `Mismatch` (the map names a URL that moved; the
+/// redirect is not followed); any other status, and any connection error,
+/// is `Unavailable`. Each names the processor and the status or error kind
+/// only: neither the response body nor the URL is quoted (either may echo
+/// the person's data or a token).
 pub async fn send_notice(
-    client: &reqwest::Client,
-    url: &str,
+    client: &NoticeClient,
+    to: NoticeTarget<'_>,
     secret: &[u8],
     notice: &Notice,
 ) -> Result<u16, ConnectorError> {
+    let system = || SystemId(format!("processor {}", to.processor));
+    if let Some(why) = custos_map::notice_url_refusal(to.url, to.allow_insecure_loopback) {
+        return Err(ConnectorError::Config {
+            system: system(),
+            message: format!("notice URL refused: {why}"),
+        });
+    }
     let unavailable = |message: String| ConnectorError::Unavailable {
-        system: target(url),
+        system: system(),
         message,
     };
     let body = serde_json::to_vec(notice)
         .map_err(|_| unavailable("notice could not be encoded".to_owned()))?;
     let signature = sign(secret, OffsetDateTime::now_utc().unix_timestamp(), &body);
     let res = client
-        .post(url)
+        .0
+        .post(to.url)
         .timeout(SEND_TIMEOUT)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(SIGNATURE_HEADER, signature)
@@ -374,6 +411,15 @@ pub async fn send_notice(
     drop(res);
     if status.is_success() {
         Ok(status.as_u16())
+    } else if status.is_redirection() {
+        Err(ConnectorError::Mismatch {
+            system: system(),
+            message: format!(
+                "notice answered with a redirect (HTTP {}), which is not followed: \
+                 put the processor's final https:// URL in the data map",
+                status.as_u16()
+            ),
+        })
     } else {
         Err(unavailable(format!(
             "notice refused with HTTP status {}",
@@ -387,8 +433,6 @@ fn reqwest_kind(e: &reqwest::Error) -> &'static str {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
-    } else if e.is_redirect() {
-        "too many redirects"
     } else if e.is_builder() {
         "invalid URL or request"
     } else if e.is_body() || e.is_request() {
@@ -718,15 +762,6 @@ mod tests {
         assert_eq!(back, n);
         assert_eq!(n.idempotency_key(), "req_1/3");
         assert!(!format!("{n:?}").contains("ada@"));
-    }
-
-    #[test]
-    fn errors_name_the_host_only() {
-        assert_eq!(
-            target("https://stripe.example/custos/notices?token=abc").as_str(),
-            "notice to stripe.example"
-        );
-        assert_eq!(target("not a url").as_str(), "notice to processor");
     }
 
     proptest! {

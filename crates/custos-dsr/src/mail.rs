@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
 
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
@@ -309,12 +310,28 @@ async fn write_eml(
         single_line(subject),
     );
     let path = dir.join(format!("{file_stem}.eml"));
-    tokio::fs::create_dir_all(dir)
+    // A message names the person: the outbox is the owner's alone (a
+    // directory made here 0700, each message 0600).
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder
+        .create(dir)
         .await
         .map_err(|e| MailError::Io(e.kind()))?;
-    tokio::fs::write(&path, text)
+    let mut file = tokio::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    file.mode(0o600);
+    let mut file = file
+        .open(&path)
         .await
         .map_err(|e| MailError::Io(e.kind()))?;
+    file.write_all(text.as_bytes())
+        .await
+        .map_err(|e| MailError::Io(e.kind()))?;
+    file.flush().await.map_err(|e| MailError::Io(e.kind()))?;
     Ok(Delivery::Delivered)
 }
 
@@ -323,6 +340,23 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_outbox_is_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("outbox").join("acme");
+        let sent = Outbox::new(&dir)
+            .send("jane@example.com", "Your request", "body", "req_1-step2")
+            .await
+            .unwrap();
+        assert_eq!(sent, Delivery::Delivered);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("req_1-step2.eml")), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&tmp.path().join("outbox")), 0o700);
+    }
 
     #[tokio::test]
     async fn settings_pick_a_transport_and_hide_secrets() {

@@ -4,15 +4,21 @@
 use std::sync::Arc;
 
 use custos_connectors::Person;
-use custos_core::ids::{SubjectId, TenantId};
+use custos_core::ids::{Purpose, SubjectId, TenantId};
 use custos_map::{DataMap, IdentityKind};
-use custos_store::{PendingRequest, Principal, StoreError};
+use custos_store::{PendingRequest, Principal, StoreError, SUBJECT_REQUEST_PURPOSE};
 
 use crate::executor::Executor;
 use crate::payload::Payload;
 
 pub(crate) fn principal(req_tenant: &TenantId) -> Result<Principal, StoreError> {
     Principal::executor(req_tenant.clone())
+}
+
+/// The purpose the executor's reads of a subject declare (and the audit
+/// log records): carrying out the subject's own request.
+pub(crate) fn subject_request_purpose() -> Result<Purpose, StoreError> {
+    Purpose::parse(SUBJECT_REQUEST_PURPOSE).map_err(StoreError::Integrity)
 }
 
 /// The map in service, or one that knows only the vault.
@@ -79,7 +85,8 @@ pub(crate) async fn person_of(
         person.add(IdentityKind::SubjectId, s);
         if let Ok(id) = SubjectId::parse(s) {
             let p = principal(&req.tenant)?;
-            match ex.vault.subjects().export(&p, &id, None).await {
+            let purpose = subject_request_purpose()?;
+            match ex.vault.subjects().export(&p, &id, Some(&purpose)).await {
                 Ok(x) => {
                     for (k, v) in &x.identities {
                         if let Some(kind) = IdentityKind::ALL.iter().find(|i| i.key() == k) {

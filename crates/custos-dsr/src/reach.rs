@@ -15,7 +15,7 @@ use custos_store::{PendingRequest, Principal, StoreError, Vault};
 
 use crate::config::{CachedSql, SQL_CACHE_TTL};
 use crate::executor::Executor;
-use crate::person::principal;
+use crate::person::{principal, subject_request_purpose};
 use crate::steps::{subject_of, vault_dataset};
 use crate::tenancy::Tenancy;
 
@@ -198,10 +198,11 @@ impl Connector for VaultReach {
         let Some(id) = &self.subject else {
             return Ok(Vec::new());
         };
+        let purpose = subject_request_purpose().map_err(|e| self.err(e))?;
         let x = match self
             .vault
             .subjects()
-            .export(&self.principal, id, None)
+            .export(&self.principal, id, Some(&purpose))
             .await
         {
             Ok(x) => x,
@@ -286,10 +287,11 @@ impl Connector for VaultReach {
         let Some(id) = &self.subject else {
             return Ok(vec![DatasetOutcome::new(self.dataset())]);
         };
+        let purpose = subject_request_purpose().map_err(|e| self.err(e))?;
         let x = match self
             .vault
             .subjects()
-            .export(&self.principal, id, None)
+            .export(&self.principal, id, Some(&purpose))
             .await
         {
             Ok(x) => x,

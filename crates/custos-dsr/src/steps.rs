@@ -1,7 +1,5 @@
 //! Running one claimed step through its connector, notice or check.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use custos_connectors::notice::{self, Notice};
@@ -271,19 +269,28 @@ async fn send_processor_notice(
         ),
         issued_at: time::OffsetDateTime::now_utc(),
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default();
-    match notice::send_notice(&client, url, secret.as_bytes(), &n).await {
+    // The URL is checked again here (https://, or a loopback the map allows)
+    // by `send_notice`; a refused URL or a redirect fails the step: retrying
+    // cannot help, the map must change.
+    let to = notice::NoticeTarget {
+        processor: pid,
+        url,
+        allow_insecure_loopback: proc_.allow_insecure_loopback,
+    };
+    let sent = match notice::NoticeClient::new() {
+        Ok(client) => notice::send_notice(&client, to, secret.as_bytes(), &n).await,
+        Err(e) => Err(e),
+    };
+    match sent {
         Ok(status) => StepEnd::Waiting {
             processor: true,
             result: json!({ "processor": pid, "notice_status": status }),
         },
-        Err(e) => StepEnd::Retry {
+        Err(e) if e.is_transient() => StepEnd::Retry {
             error: e.to_string(),
             delay_us: backoff(&ex.cfg, c.attempts),
         },
+        Err(e) => StepEnd::Failed(e.to_string()),
     }
 }
 

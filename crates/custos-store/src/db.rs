@@ -102,6 +102,9 @@ fn install_drivers() {
 pub(crate) async fn connect(url: &str, max: u32) -> Result<(AnyPool, Engine), StoreError> {
     install_drivers();
     let engine = Engine::of(url)?;
+    if engine == Engine::Sqlite {
+        create_private_sqlite_file(url)?;
+    }
     let opts: AnyConnectOptions = url
         .parse()
         .map_err(|_| StoreError::Config("database URL could not be parsed".into()))?;
@@ -142,6 +145,41 @@ pub(crate) async fn connect(url: &str, max: u32) -> Result<(AnyPool, Engine), St
         .await
         .map_err(StoreError::from_connect)?;
     Ok((pool, engine))
+}
+
+/// Creates an SQLite URL's database file, when it is to be created, empty
+/// and readable by its owner only (0600): it holds sealed data, wrapped
+/// keys and the audit chain, and SQLite gives its `-wal` and `-shm` files
+/// the mode of the database file. An existing file is left as it is (its
+/// mode is the operator's); in-memory databases have no file.
+fn create_private_sqlite_file(url: &str) -> Result<(), StoreError> {
+    let Ok(opts) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else {
+        return Ok(());
+    };
+    let path = opts.get_filename();
+    let creates = url.contains("mode=rwc");
+    if !creates || path.as_os_str().is_empty() || path.exists() || url.contains("mode=memory") {
+        return Ok(());
+    }
+    if path.to_str().is_some_and(|p| p.starts_with(':')) {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        file.mode(0o600);
+    }
+    match file.open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it first: it is theirs to have made.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Config(format!(
+            "the SQLite database file could not be created: {}",
+            e.kind()
+        ))),
+    }
 }
 
 /// The file of an SQLite URL's database, once it exists on disk (so not
@@ -322,6 +360,33 @@ mod tests {
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("sqlite://?mode=memory"), None);
         assert_eq!(sqlite_file("sqlite:"), None);
+    }
+
+    /// A store custos creates is its owner's alone: the database file and
+    /// the `-wal` and `-shm` files SQLite makes next to it are 0600.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_store_and_its_wal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let (pool, engine) = connect(&url, 2).await.unwrap();
+        migrate(&pool, engine, Role::Data).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let f = dir.path().join(format!("d.db{suffix}"));
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}: {mode:o}", f.display());
+        }
+        pool.close().await;
     }
 
     /// 0007 rebuilds the consent states clustered by their key: rows of a

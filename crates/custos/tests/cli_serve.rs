@@ -820,6 +820,8 @@ processors:
     country: IE
     dpa: {{ status: signed, date: "2024-01-01" }}
     notify: {{ url: "{url}" }}
+    # A processor played on this host over plain HTTP.
+    allow_insecure_loopback: true
     purposes: [account]
 systems:
   - id: vault

@@ -1,7 +1,9 @@
 //! `send_notice` against a tiny local HTTP server that checks what a
-//! processor would: the signature, the idempotency key, the JSON body.
+//! processor would: the signature, the idempotency key, the JSON body; and
+//! what it refuses: redirects, plain HTTP the map does not allow.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -9,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use custos_connectors::notice::{self, Notice, SignatureError};
+use custos_connectors::notice::{self, Notice, NoticeClient, NoticeTarget, SignatureError};
 use custos_core::request::RequestType;
 use time::OffsetDateTime;
 
@@ -63,6 +65,15 @@ async fn serve(seen: Arc<Mutex<Seen>>) -> String {
     format!("http://{addr}")
 }
 
+/// A processor on this host, which the map allows over plain HTTP.
+fn local(url: &str) -> NoticeTarget<'_> {
+    NoticeTarget {
+        processor: "crm",
+        url,
+        allow_insecure_loopback: true,
+    }
+}
+
 fn notice() -> Notice {
     Notice {
         tenant: "acme".into(),
@@ -82,9 +93,10 @@ fn notice() -> Notice {
 async fn a_notice_arrives_signed_and_verifiable() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let base = serve(seen.clone()).await;
-    let client = reqwest::Client::new();
+    let client = NoticeClient::new().unwrap();
     let n = notice();
-    let status = notice::send_notice(&client, &format!("{base}/custos/notices"), SECRET, &n)
+    let url = format!("{base}/custos/notices");
+    let status = notice::send_notice(&client, local(&url), SECRET, &n)
         .await
         .unwrap();
     assert_eq!(status, 202);
@@ -114,15 +126,11 @@ async fn a_notice_arrives_signed_and_verifiable() {
 #[tokio::test]
 async fn refusals_and_unreachable_processors_are_transient_and_quote_nothing() {
     let base = serve(Arc::new(Mutex::new(Seen::default()))).await;
-    let client = reqwest::Client::new();
-    let e = notice::send_notice(
-        &client,
-        &format!("{base}/down?token=t0k"),
-        SECRET,
-        &notice(),
-    )
-    .await
-    .unwrap_err();
+    let client = NoticeClient::new().unwrap();
+    let url = format!("{base}/down?token=t0k");
+    let e = notice::send_notice(&client, local(&url), SECRET, &notice())
+        .await
+        .unwrap_err();
     assert!(e.is_transient(), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("503"), "{msg}");
@@ -134,14 +142,108 @@ async fn refusals_and_unreachable_processors_are_transient_and_quote_nothing() {
         .local_addr()
         .unwrap()
         .port();
-    let e = notice::send_notice(
-        &client,
-        &format!("http://127.0.0.1:{port}/custos/notices"),
-        SECRET,
-        &notice(),
-    )
-    .await
-    .unwrap_err();
+    let url = format!("http://127.0.0.1:{port}/custos/notices");
+    let e = notice::send_notice(&client, local(&url), SECRET, &notice())
+        .await
+        .unwrap_err();
     assert!(e.is_transient(), "{e}");
     assert!(!e.to_string().contains("ada@"), "{e}");
+}
+
+/// A listener that counts what reaches it and answers 202.
+async fn counting() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new().fallback(move || {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            StatusCode::ACCEPTED
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/notices"), hits)
+}
+
+#[tokio::test]
+async fn a_redirect_fails_the_notice_and_is_never_followed() {
+    let (elsewhere, hits) = counting().await;
+    for status in [301u16, 302, 307, 308] {
+        let location = elsewhere.clone();
+        let app = Router::new().fallback(move || {
+            let location = location.clone();
+            async move {
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    [(axum::http::header::LOCATION, location)],
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/notices?token=t0k",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let e = notice::send_notice(
+            &NoticeClient::new().unwrap(),
+            local(&url),
+            SECRET,
+            &notice(),
+        )
+        .await
+        .unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("processor crm"), "{msg}");
+        assert!(msg.contains(&format!("redirect (HTTP {status})")), "{msg}");
+        assert!(!msg.contains("t0k") && !msg.contains("127.0.0.1"), "{msg}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a redirect was followed");
+}
+
+#[tokio::test]
+async fn plain_http_goes_only_to_a_loopback_the_map_allows() {
+    let (url, hits) = counting().await;
+    let client = NoticeClient::new().unwrap();
+    let refused = [
+        // Loopback, but the map does not say so.
+        NoticeTarget {
+            processor: "crm",
+            url: &url,
+            allow_insecure_loopback: false,
+        },
+        // Not loopback (TEST-NET-1): refused even with the flag, unsent.
+        NoticeTarget {
+            processor: "crm",
+            url: "http://192.0.2.1/notices",
+            allow_insecure_loopback: true,
+        },
+        NoticeTarget {
+            processor: "crm",
+            url: "http://vendor.example/notices",
+            allow_insecure_loopback: false,
+        },
+    ];
+    for to in refused {
+        let e = notice::send_notice(&client, to, SECRET, &notice())
+            .await
+            .unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("processor crm") && msg.contains("https://"),
+            "{msg}"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let allowed = notice::send_notice(&client, local(&url), SECRET, &notice()).await;
+    assert_eq!(allowed.unwrap(), 202);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 
 pub use erasure::{Anonymize, ErasureStrategy, RetainSpec, Retention, RetentionStart};
 pub use field::{DatasetRef, Field, FieldRef, IdentityKind, RefParseError};
-pub use processor::{Dpa, DpaStatus, Notify, Processor, ProcessorRole, TransferMechanism};
+pub use processor::{
+    notice_url_refusal, Dpa, DpaStatus, Notify, Processor, ProcessorRole, TransferMechanism,
+};
 pub use purpose::{ConsentSpec, LegalBasis, Purpose, SpecialCategoryBasis};
 pub use system::{Dataset, Location, SharedRows, SubjectLink, System, SystemKind};
 pub use tenancy::{Binding, TenantScope};

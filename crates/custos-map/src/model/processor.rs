@@ -83,6 +83,11 @@ pub struct Processor {
     pub dpa: Option<Dpa>,
     /// How erasure and access notices reach it.
     pub notify: Notify,
+    /// Lets a notice URL be plain `http://`, and only to a loopback address
+    /// (a processor played on the same host in tests or development). Off,
+    /// notice URLs must be `https://`; see [`notice_url_refusal`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_loopback: bool,
     /// Purposes for which it receives data.
     #[serde(default)]
     pub purposes: Vec<PurposeId>,
@@ -143,4 +148,91 @@ pub enum Notify {
     Email(String),
     /// Someone does it by hand; custos opens a manual task.
     Manual,
+}
+
+/// Why custos refuses to send a processor's notices to `url`, or `None` if
+/// it may: notices carry the person's identities, so they go over TLS
+/// (`https://`) only. Plain `http://` is allowed to a loopback IP address
+/// (`127.0.0.0/8`, `::1`; a name could resolve anywhere) and only when the
+/// map says so on that processor (`allow_insecure_loopback: true`). Checked
+/// by the map's validation and again by the executor before each notice.
+pub fn notice_url_refusal(url: &str, allow_insecure_loopback: bool) -> Option<String> {
+    let lower = url
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if lower.starts_with("https://") {
+        return None;
+    }
+    if !lower.starts_with("http://") {
+        return Some("a notice URL must start with https://".into());
+    }
+    if !allow_insecure_loopback {
+        return Some(
+            "a notice URL must be https:// (plain http:// is allowed only to a loopback \
+             address with `allow_insecure_loopback: true` on the processor)"
+                .into(),
+        );
+    }
+    if is_loopback_host(url.get(7..).unwrap_or_default()) {
+        None
+    } else {
+        Some(
+            "a notice URL must be https://; plain http:// is allowed only to a loopback \
+             IP address (127.0.0.1, [::1]), even with `allow_insecure_loopback: true`"
+                .into(),
+        )
+    }
+}
+
+/// Whether the authority at the start of `rest` (what follows `http://`)
+/// names a loopback IP address literally.
+fn is_loopback_host(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Userinfo is never expected in a notice URL; with it the host is
+    // ambiguous to readers, so it is not loopback.
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, port)) if port.is_empty() || port.starts_with(':') => h,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::notice_url_refusal;
+
+    #[test]
+    fn notice_urls_are_https_or_flagged_loopback_http() {
+        for ok in ["https://vendor.example/n", "HTTPS://vendor.example"] {
+            assert_eq!(notice_url_refusal(ok, false), None, "{ok}");
+        }
+        for ok in [
+            "http://127.0.0.1:8080/n",
+            "http://127.9.9.9/n",
+            "http://[::1]:99/n?x",
+        ] {
+            assert_eq!(notice_url_refusal(ok, true), None, "{ok}");
+            assert!(notice_url_refusal(ok, false).is_some(), "{ok}");
+        }
+        for bad in [
+            "http://vendor.example/n",
+            "http://localhost/n",
+            "http://10.0.0.1/n",
+            "http://127.0.0.1.evil.example/n",
+            "http://evil.example@127.0.0.1/n",
+            "http://[::1]x/n",
+            "ftp://127.0.0.1/n",
+            "",
+        ] {
+            assert!(notice_url_refusal(bad, true).is_some(), "{bad}");
+        }
+    }
 }

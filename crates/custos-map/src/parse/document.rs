@@ -310,6 +310,7 @@ impl<'d> Parser<'_> {
                 "purposes",
                 "categories",
                 "tenants",
+                "allow_insecure_loopback",
             ],
         )?;
         let id = self.id(m, path, "id", what);
@@ -379,6 +380,36 @@ impl<'d> Parser<'_> {
                 None
             }
         };
+        let insecure = self.opt_bool(m, path, "allow_insecure_loopback");
+        if let (Some(Notify::Url(u)), Ok(allow)) = (&notify, insecure) {
+            if let Some(why) = notice_url_refusal(u, allow) {
+                let at = Self::get(m, "notify").and_then(|n| n.pos());
+                let hint = if allow {
+                    "point the notice at https://, or at http://127.0.0.1:<port> for a local processor"
+                } else {
+                    "use the processor's https:// URL; for a processor on this host in tests, \
+                     add `allow_insecure_loopback: true` to the processor"
+                };
+                self.error(
+                    "insecure-url",
+                    at,
+                    &Path::Key(&Path::Key(path, "notify"), "url"),
+                    format!("notice URL refused: {why}"),
+                    Some(hint.into()),
+                );
+                return None;
+            }
+        }
+        if insecure == Ok(true) && !matches!(notify, Some(Notify::Url(_))) {
+            self.error(
+                "invalid-value",
+                Self::get(m, "allow_insecure_loopback").and_then(|n| n.pos()),
+                &Path::Key(path, "allow_insecure_loopback"),
+                "`allow_insecure_loopback` applies only to a `notify: { url: ... }`".into(),
+                Some("remove it".into()),
+            );
+            return None;
+        }
         let purposes = self.opt_list(m, path, "purposes");
         let categories = self.opt_list(m, path, "categories");
         let tenants = self.tenant_list(m, path);
@@ -390,6 +421,7 @@ impl<'d> Parser<'_> {
             transfer: transfer?,
             dpa: dpa?,
             notify: notify?,
+            allow_insecure_loopback: insecure.ok()?,
             purposes: purposes.ok()?.into_iter().map(PurposeId).collect(),
             categories: categories.ok()?.into_iter().map(DataCategory).collect(),
             tenants: tenants?,

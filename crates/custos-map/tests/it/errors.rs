@@ -194,7 +194,7 @@ fn bad_duration_and_unknown_key_reported_together() {
             .replace("    country: FR", "    country: FR\n    contry: FR"),
         r#"
 shop.yaml:14:5: error[unknown-key] processors.mailer.contry: unknown key `contry` in a processor
-  = hint: did you mean `country`? allowed keys: id, name, role, country, transfer, dpa, notify, purposes, categories, tenants
+  = hint: did you mean `country`? allowed keys: id, name, role, country, transfer, dpa, notify, purposes, categories, tenants, allow_insecure_loopback
 shop.yaml:36:30: error[invalid-duration] systems.app_db.datasets.comments.retention.period: invalid duration "3 years": write a positive number followed by d, w, m or y (e.g. 30d, 12w, 6m, 3y)
   = hint: e.g. `period: 30d`, `12w`, `6m` or `3y`
 "#,
@@ -295,6 +295,59 @@ shop.yaml:4:3: error[unknown-key] organisation.security: unknown key `security` 
         r#"
 shop.yaml:4:22: error[wrong-type] organisation.security_measures: expected a list, found a scalar
   = hint: write `[a, b]` or one `- item` per line
+"#,
+    );
+}
+
+#[test]
+fn plain_http_notice_url_is_refused() {
+    check(
+        &with(
+            "notify: { email: dpo@mailer.example }",
+            "notify: { url: \"http://127.0.0.1:8080/notices\" }",
+        ),
+        r#"
+shop.yaml:15:15: error[insecure-url] processors.mailer.notify.url: notice URL refused: a notice URL must be https:// (plain http:// is allowed only to a loopback address with `allow_insecure_loopback: true` on the processor)
+  = hint: use the processor's https:// URL; for a processor on this host in tests, add `allow_insecure_loopback: true` to the processor
+"#,
+    );
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused_even_when_allowed() {
+    check(
+        &with(
+            "    notify: { email: dpo@mailer.example }\n",
+            "    notify: { url: \"http://vendor.example/notices\" }\n    allow_insecure_loopback: true\n",
+        ),
+        r#"
+shop.yaml:15:15: error[insecure-url] processors.mailer.notify.url: notice URL refused: a notice URL must be https://; plain http:// is allowed only to a loopback IP address (127.0.0.1, [::1]), even with `allow_insecure_loopback: true`
+  = hint: point the notice at https://, or at http://127.0.0.1:<port> for a local processor
+"#,
+    );
+}
+
+#[test]
+fn plain_http_to_loopback_is_allowed_when_the_map_says_so() {
+    check(
+        &with(
+            "    notify: { email: dpo@mailer.example }\n",
+            "    notify: { url: \"http://127.0.0.1:8080/notices\" }\n    allow_insecure_loopback: true\n",
+        ),
+        "",
+    );
+}
+
+#[test]
+fn allow_insecure_loopback_needs_a_notice_url() {
+    check(
+        &with(
+            "    notify: { email: dpo@mailer.example }\n",
+            "    notify: { email: dpo@mailer.example }\n    allow_insecure_loopback: true\n",
+        ),
+        r#"
+shop.yaml:16:30: error[invalid-value] processors.mailer.allow_insecure_loopback: `allow_insecure_loopback` applies only to a `notify: { url: ... }`
+  = hint: remove it
 "#,
     );
 }

@@ -174,6 +174,7 @@ pub async fn put_record(
 #[serde(deny_unknown_fields)]
 pub struct PurposeQuery {
     /// Declared purpose; with the reveal scope, values come back in clear.
+    /// Required by an export.
     pub purpose: Option<String>,
 }
 
@@ -219,10 +220,13 @@ pub async fn delete_record(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Every record and identity of the subject in the vault (reveal scope; audited).
+/// Every record and identity of the subject in the vault, in clear: held to
+/// a reveal's rules (reveal scope, a declared `purpose`, a restricted subject
+/// only for `legal_claims`/`storage`; audited with its purpose).
 #[utoipa::path(get, path = "/v1/subjects/{id}/export", tag = "vault",
     params(("id" = String, Path), PurposeQuery), security(("api_key" = ["reveal"])),
-    responses((status = 200, body = SubjectExport), (status = 404, body = Problem), (status = 410, body = Problem)))]
+    responses((status = 200, body = SubjectExport), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn export(
     State(s): State<AppState>,
     KeyAuth(p): KeyAuth,

@@ -89,6 +89,8 @@ processors:
     country: IE
     dpa: {{ status: signed, date: "2024-01-01" }}
     notify: {{ url: "{processor_url}" }}
+    # A processor played on this host over plain HTTP.
+    allow_insecure_loopback: true
     purposes: [support]
   - id: tax_advisor
     name: Tax Advisors LLP
@@ -1039,6 +1041,52 @@ async fn restriction_and_objection_reach_vault_ledger_and_processors(store: Test
         )
         .await;
     assert_eq!(g.body["restricted"], true, "{:?}", g.body);
+
+    // A restriction does not suspend the person's own access request: the
+    // executor exports the vault under `subject_request`, and says so in the
+    // audit log, while an API key naming that purpose is refused.
+    let access = app.request("access", "jane@example.com").await;
+    let r = app
+        .run_until(&access, &["waiting_processor", "completed", "failed"])
+        .await;
+    assert_eq!(r["status"], "waiting_processor", "{r:#}");
+    let audit = app
+        .server
+        .call(
+            Method::GET,
+            &format!("/v1/audit?subject={subject}&limit=1000"),
+            Some(&app.key),
+            None,
+        )
+        .await;
+    let exports: Vec<String> = audit.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "export")
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["purpose"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(!exports.is_empty(), "{:?}", audit.body);
+    assert!(
+        exports.iter().all(|e| e == "subject_request:ok"),
+        "{exports:?}"
+    );
+    let by_key = app
+        .server
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{subject}/export?purpose=subject_request"),
+            Some(&app.key),
+            None,
+        )
+        .await;
+    assert_eq!((by_key.status, by_key.code()), (403, "subject_restricted"));
 
     // A restricted subject's purposes are all refused; lift it to see the
     // objection on its own.

@@ -91,6 +91,7 @@ processors:
     country: IE
     dpa: {{ status: signed, date: "2024-01-01" }}
     notify: {{ url: "{acme_url}" }}
+    allow_insecure_loopback: true
     purposes: [account]
     tenants: [acme]
   - id: crm_globex
@@ -99,6 +100,7 @@ processors:
     country: IE
     dpa: {{ status: signed, date: "2024-01-01" }}
     notify: {{ url: "{globex_url}" }}
+    allow_insecure_loopback: true
     purposes: [account]
     tenants: [globex]
 systems:

@@ -48,6 +48,12 @@ pub use tenants::{NewApiKey, TenantInfo};
 /// Purposes that may still reveal a restricted subject's data (Art. 18(2)).
 pub const RESTRICTED_PURPOSES: [&str; 2] = ["legal_claims", "storage"];
 
+/// The purpose under which the request executor reads a subject to carry out
+/// their own data-subject request (access, rectification, finding their
+/// identities); recorded on those reads' audit entries. It lifts a
+/// restriction only for the executor, never for an API key.
+pub const SUBJECT_REQUEST_PURPOSE: &str = "subject_request";
+
 /// Upper bound of cached subject keys (past it, keys are evicted one by
 /// one, those not used again first).
 const DEK_CACHE_MAX: usize = 200_000;

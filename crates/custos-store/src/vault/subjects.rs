@@ -6,7 +6,8 @@
 //! Invariants: a subject is found by a blind index, never by decrypting;
 //! every read checks the subject's erasure mark in the database before
 //! using a cached key, so an erased subject answers 410 on every server;
-//! a restricted subject reveals only for `legal_claims` and `storage`.
+//! a restricted subject reveals (and exports) only for `legal_claims` and
+//! `storage`, or to the executor carrying out the subject's own request.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use sqlx::Row;
 
 use super::changes::VaultChange;
 use super::reveal::{RecordFound, RecordRead};
-use super::{Principal, Subjects, Vault, RESTRICTED_PURPOSES};
+use super::{Principal, Subjects, Vault, RESTRICTED_PURPOSES, SUBJECT_REQUEST_PURPOSE};
+use crate::execution::EXECUTOR_KEY_ID;
 use crate::ledger::{Entries, Erasure};
 use crate::{record, rfc3339, StoreError};
 
@@ -287,7 +289,7 @@ impl Subjects<'_> {
                     subject: id.text(),
                     collection: collection.clone(),
                     rkey: key.clone(),
-                    restriction_exempt: purpose_s.is_some_and(|x| RESTRICTED_PURPOSES.contains(&x)),
+                    restriction_exempt: purpose.is_some_and(|x| restriction_exempt(p, x)),
                 },
                 p.event(action, Some(id.to_string()), purpose_s, ""),
             )
@@ -343,8 +345,13 @@ impl Subjects<'_> {
         Ok(())
     }
 
-    /// Everything the vault holds on a subject, in clear (reveal scope;
-    /// audited). Allowed for restricted subjects: access is their right.
+    /// Everything the vault holds on a subject, in clear: a reveal of every
+    /// value, so it is held to a reveal's rules. It needs the reveal scope
+    /// and a declared purpose, which its audit entry records; a restricted
+    /// subject exports only for a purpose of [`RESTRICTED_PURPOSES`], or for
+    /// the request executor carrying out the subject's own request
+    /// ([`SUBJECT_REQUEST_PURPOSE`]: access and rectification are rights a
+    /// restriction does not suspend). A refusal is audited too.
     pub async fn export(
         &self,
         p: &Principal,
@@ -352,7 +359,23 @@ impl Subjects<'_> {
         purpose: Option<&Purpose>,
     ) -> Result<SubjectExport, StoreError> {
         p.require(Scope::Reveal)?;
+        let purpose = purpose.ok_or_else(|| {
+            StoreError::invalid(
+                "purpose",
+                "an export reveals every value in clear: declare a purpose (e.g. access_request)",
+            )
+        })?;
         let info = self.v.live_subject(&p.tenant, id).await?;
+        if info.restricted && !restriction_exempt(p, purpose) {
+            let ev = p.event(
+                "export",
+                Some(id.to_string()),
+                Some(purpose.as_str()),
+                "denied_restricted",
+            );
+            self.v.inner.writer.audit(vec![ev]).await?;
+            return Err(StoreError::Restricted);
+        }
         let dek = self.v.subject_key(&p.tenant, id).await?;
         let mut identities = BTreeMap::new();
         let rows =
@@ -391,12 +414,7 @@ impl Subjects<'_> {
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
-        let ev = p.event(
-            "export",
-            Some(id.to_string()),
-            purpose.map(|x| x.as_str()),
-            "ok",
-        );
+        let ev = p.event("export", Some(id.to_string()), Some(purpose.as_str()), "ok");
         self.v.inner.writer.audit(vec![ev]).await?;
         Ok(SubjectExport {
             subject: info,
@@ -669,4 +687,12 @@ fn open_fields(
         out.insert(name, if masked { mask::mask_value(&v) } else { v });
     }
     Ok(out)
+}
+
+/// Whether `purpose` lets a restricted subject's values out to `p`: one of
+/// [`RESTRICTED_PURPOSES`] for anyone, or [`SUBJECT_REQUEST_PURPOSE`] for the
+/// request executor only (an API key naming that purpose gains nothing).
+fn restriction_exempt(p: &Principal, purpose: &Purpose) -> bool {
+    RESTRICTED_PURPOSES.contains(&purpose.as_str())
+        || (purpose.as_str() == SUBJECT_REQUEST_PURPOSE && p.key_id.to_string() == EXECUTOR_KEY_ID)
 }

@@ -63,7 +63,7 @@ impl StoreArgs {
     ) -> anyhow::Result<Vault> {
         // The root key first: a missing one fails before anything is written.
         let root_key = self.root_key(allow_generated_root)?;
-        std::fs::create_dir_all(&self.data_dir)
+        create_private_dir(&self.data_dir)
             .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
         let database_url = match &self.database_url {
             Some(u) => u.expose().to_owned(),
@@ -73,8 +73,7 @@ impl StoreArgs {
             Some(u) => u.expose().to_owned(),
             None => {
                 let dir = self.data_dir.join("keys");
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+                create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
                 sqlite_url(&dir.join("keys.db"))
             }
         };
@@ -216,6 +215,20 @@ fn development_root_key(data_dir: &Path, allow_generated: bool) -> anyhow::Resul
     Key32::from_slice(raw.as_ref())
         .map(RootKey::new)
         .map_err(|_| anyhow::anyhow!("generated key has the wrong length"))
+}
+
+/// Creates a directory (and its missing parents) that only its owner may
+/// enter (0700): the stores, key files and ledger custos keeps in it are
+/// its owner's alone. An existing directory keeps its mode.
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
 /// Writes a file readable only by its owner.
