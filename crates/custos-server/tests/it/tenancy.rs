@@ -169,7 +169,7 @@ systems:
         erasure: delete
         retention: {{ period: 30d, from_event: account_closed }}
         fields:
-          - {{ name: user_id, category: user.unique_id, identity: user_id }}
+          - {{ name: user_id, category: user.unique_id, identity: user_id, references: shared.members.id }}
           - {{ name: image, category: user.content.self_image }}
   - id: sessions
     kind: redis
@@ -183,7 +183,7 @@ systems:
         erasure: delete
         retention: {{ period: 30d, from_column: last_seen }}
         fields:
-          - {{ name: user_id, category: user.unique_id, identity: user_id }}
+          - {{ name: user_id, category: user.unique_id, identity: user_id, references: shared.members.id }}
 {loose}"#
     )
 }
