@@ -262,7 +262,7 @@ pub async fn get_version(
 // ----- recording -------------------------------------------------------------
 
 /// Body of `POST /v1/subjects/{id}/consents`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordBody {
     /// Purpose id from the data map.
@@ -289,6 +289,8 @@ pub struct RecordBody {
     #[schema(example = "signup-newsletter-checkbox")]
     pub form_id: Option<String>,
 }
+
+crate::redact::redacted_debug!(RecordBody { purpose, action, version, channel, affirmative ; ip, user_agent, form_id });
 
 /// What was recorded.
 #[derive(Debug, Serialize, ToSchema)]
@@ -390,6 +392,7 @@ pub async fn list_consents(
 
 /// Query of the history.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Declared purpose of reading the proof; with the reveal scope, IP
@@ -435,6 +438,7 @@ pub async fn history(
 
 /// Query of the receipt.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptQuery {
     /// `json` or `html`; default from the Accept header (JSON unless it asks for HTML).
@@ -565,6 +569,7 @@ fn receipt_html(r: &Receipt, controller: &str, contact: &str) -> String {
 
 /// Query of `GET /v1/consent/check`: `subject` or `token`, and `purpose`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckQuery {
     /// Subject id.
@@ -625,6 +630,7 @@ pub async fn check(
 
 /// Query of the suppression list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressionQuery {
     /// Audience whose tokens identify the subjects (e.g. the mail provider).

@@ -72,6 +72,7 @@ impl Scrubbers {
 
 /// Query of `POST /v1/scrub`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ScrubQuery {
     /// `text`, `json` (one document per line) or `logfmt`; default from the

@@ -6,7 +6,10 @@ mod support;
 
 mod api;
 mod consent;
+mod contract;
 mod dsr;
 mod fides;
+mod hardening;
 mod requests;
 mod restore;
+mod slow;
