@@ -69,6 +69,13 @@ struct Contract;
 const RAW_BODY: [&str; 2] = ["scrub", "processor_callback"];
 /// Operations behind a per-client rate limit (429 with `Retry-After`).
 const RATE_LIMITED: [&str; 3] = ["download_archive", "processor_callback", "create_request"];
+/// Operations on a tenant named by the caller (410 once it is shredded).
+const TENANT_OPS: [&str; 4] = [
+    "create_key",
+    "revoke_key",
+    "rotate_tenant_key",
+    "shred_tenant",
+];
 /// Operations that answer from the process alone (no 503).
 const NO_STORE: [&str; 4] = ["healthz", "get_map", "get_ropa", "reload"];
 
@@ -217,6 +224,9 @@ fn contract(path: &str, op: &mut utoipa::openapi::path::Operation) {
             410,
             "the subject was erased (`subject_erased`, `token_gone`)",
         );
+    }
+    if TENANT_OPS.contains(&id.as_str()) {
+        add(410, "the tenant was shredded (`tenant_shredded`)");
     }
     if RATE_LIMITED.contains(&id.as_str()) {
         add(429, "too many requests (`rate_limited`); see Retry-After");

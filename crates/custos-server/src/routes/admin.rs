@@ -112,7 +112,7 @@ pub struct CreateKey {
     #[schema(example = "acme", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub tenant: String,
     /// Scopes: write, reveal, lookup, erase, audit, admin, processor, dsr.
-    #[schema(example = json!(["write", "reveal"]), value_type = Vec<ScopeName>)]
+    #[schema(example = json!(["write", "reveal"]), value_type = Vec<ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
     /// Optional lifetime in seconds (1 to 10 years' worth); the key stops
     /// working afterwards.

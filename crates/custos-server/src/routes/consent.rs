@@ -397,6 +397,7 @@ pub async fn list_consents(
 pub struct HistoryQuery {
     /// Declared purpose of reading the proof; with the reveal scope, IP
     /// addresses and user agents come back in clear (audited).
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub purpose: Option<String>,
 }
 
@@ -442,6 +443,7 @@ pub async fn history(
 #[serde(deny_unknown_fields)]
 pub struct ReceiptQuery {
     /// `json` or `html`; default from the Accept header (JSON unless it asks for HTML).
+    #[param(pattern = "^(json|html)$")]
     pub format: Option<String>,
 }
 
@@ -449,7 +451,8 @@ pub struct ReceiptQuery {
 #[utoipa::path(get, path = "/v1/subjects/{id}/consents/receipt", tag = "consent",
     params(("id" = String, Path), ReceiptQuery),
     security(("api_key" = ["write"]), ("api_key" = ["lookup"]), ("api_key" = ["reveal"])),
-    responses((status = 200, body = Receipt, description = "JSON, or an HTML page with format=html / Accept: text/html"),
+    responses((status = 200, description = "JSON, or an HTML page with format=html / Accept: text/html",
+            content((Receipt = "application/json"), (String = "text/html"))),
         (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn receipt(
     State(s): State<AppState>,
@@ -634,8 +637,10 @@ pub async fn check(
 #[serde(deny_unknown_fields)]
 pub struct SuppressionQuery {
     /// Audience whose tokens identify the subjects (e.g. the mail provider).
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub audience: String,
     /// `csv` (default) or `json`.
+    #[param(pattern = "^(csv|json)$")]
     pub format: Option<String>,
 }
 

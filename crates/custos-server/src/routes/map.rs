@@ -42,6 +42,7 @@ pub async fn get_map(
 #[serde(deny_unknown_fields)]
 pub struct RopaQuery {
     /// `html` (default), `csv`, `json` or `md`.
+    #[param(pattern = "^(html|csv|json|md)$")]
     pub format: Option<String>,
 }
 

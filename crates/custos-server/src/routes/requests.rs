@@ -310,8 +310,12 @@ pub async fn get_request(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only requests with this status.
+    #[param(
+        pattern = "^(received|verifying|verified|planned|running|waiting_manual|waiting_processor|completed|rejected|failed)$"
+    )]
     pub status: Option<String>,
     /// Only requests due before this time (RFC 3339 or `YYYY-MM-DD`, UTC).
+    #[param(format = DateTime)]
     pub due_before: Option<String>,
     /// Only open requests past their due date.
     pub overdue: Option<bool>,
@@ -362,8 +366,10 @@ pub async fn list_requests(
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
     /// 1 or 2; at most 2 in total (Art. 12(3)).
+    #[schema(minimum = 1, maximum = 2)]
     pub months: u8,
     /// Why (complexity, number of requests); told to the person.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub reason: String,
 }
 
@@ -393,6 +399,7 @@ pub async fn extend_request(
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
     /// Why (e.g. manifestly unfounded, Art. 12(5)).
+    #[schema(min_length = 1, pattern = "\\S")]
     pub reason: String,
 }
 

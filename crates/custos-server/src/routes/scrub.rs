@@ -77,8 +77,11 @@ impl Scrubbers {
 pub struct ScrubQuery {
     /// `text`, `json` (one document per line) or `logfmt`; default from the
     /// content type (`application/json`, `application/x-ndjson` → json).
+    #[param(pattern = "^(text|json|logfmt)$")]
     pub format: Option<String>,
-    /// `redact` (default), `mask`, `pseudonymize`, `hash`.
+    /// `redact` (default), `mask`, `pseudonymize`, `hash` (the keyed two
+    /// need the server's scrub key).
+    #[param(pattern = "^(redact|mask|pseudonymize|hash)$")]
     pub mode: Option<String>,
 }
 

@@ -187,6 +187,7 @@ pub async fn put_record(
 #[serde(deny_unknown_fields)]
 pub struct PurposeQuery {
     /// Declared purpose; with the reveal scope, values come back in clear.
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub purpose: Option<String>,
 }
 
@@ -254,7 +255,7 @@ pub async fn export(
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Who the token is for (`analytics`, a processor's name).
-    #[schema(example = "analytics")]
+    #[schema(example = "analytics", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub audience: String,
 }
 
@@ -381,7 +382,7 @@ pub async fn delete_restriction(
 pub struct EraseRequest {
     /// A reason code (lowercase, e.g. `subject_request`, `retention`,
     /// `consent_withdrawn`), never free text: the ledger holds no personal data.
-    #[schema(example = "subject_request")]
+    #[schema(example = "subject_request", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub reason: String,
 }
 

@@ -23,7 +23,21 @@ backend_tests!(
     auth_schemes_are_case_insensitive,
     admin_endpoints_refuse_tenant_keys_with_403,
     verification_code_mails_are_rate_limited,
+    negative_audit_paging_is_refused,
 );
+
+async fn negative_audit_paging_is_refused(store: TestStore) {
+    let (s, key) = crate::support::with_tenant(&store, "acme", &["audit"]).await;
+    let r = s
+        .call(Method::GET, "/v1/audit?after=-1", Some(&key), None)
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("after")));
+    let r = s
+        .call(Method::GET, "/v1/audit?after=0", Some(&key), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    s.stop().await;
+}
 
 const EMAIL: &str = "jane.doe@example.com";
 
