@@ -90,7 +90,8 @@ pub struct ScrubQuery {
 #[utoipa::path(post, path = "/v1/scrub", tag = "scrub", params(ScrubQuery),
     request_body(content = String, content_type = "text/plain", description = "Lines of text, JSON or logfmt"),
     security(("api_key" = [])),
-    responses((status = 200, description = "The scrubbed lines", content_type = "text/plain"),
+    responses((status = 200, description = "The scrubbed lines: text/plain, or application/x-ndjson for format=json",
+            content((String = "text/plain"), (String = "application/x-ndjson"))),
         (status = 400, body = Problem), (status = 413, body = Problem)))]
 pub async fn scrub(
     State(s): State<AppState>,
