@@ -326,6 +326,8 @@ impl BenchServer {
                 archives: unlimited,
                 callbacks: unlimited,
                 client_ip_header: None,
+                code_mails_per_tenant: unlimited,
+                code_mails_per_destination: unlimited,
             });
         let exec = state.executor().spawn();
         let app = custos_server::router(state);

@@ -95,7 +95,10 @@ slug_id!(
 );
 
 /// Record key within a collection: the application's own key, 1..=128 bytes
-/// of printable ASCII without `/`. Not a slug, because applications use
+/// of printable ASCII without path separators (`/`, `\\`) and other than
+/// `.` and `..`, so that no key can name a parent or current directory
+/// wherever keys become paths (archives, file exports). Control characters
+/// and spaces are not printable ASCII. Not a slug, because applications use
 /// their own ids (`order-2024-001`, `A17`).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -104,14 +107,19 @@ pub struct RecordKey(String);
 impl RecordKey {
     /// Validates and wraps.
     pub fn parse(s: &str) -> Result<Self, CoreError> {
-        let ok =
-            !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
             Err(CoreError::InvalidId {
                 kind: "record key",
-                reason: "must be 1 to 128 printable ASCII characters without '/'",
+                reason: "must be 1 to 128 printable ASCII characters without '/' or '\\', \
+                         and not '.' or '..'",
             })
         }
     }
@@ -281,6 +289,16 @@ mod tests {
         assert!(TenantId::parse(&"a".repeat(65)).is_err());
         assert!(RecordKey::parse("order/1").is_err());
         assert!(RecordKey::parse("A17").is_ok());
+        assert!(RecordKey::parse("v1.2..3").is_ok());
+        for bad in [
+            ".", "..", "a\\b", "\\", "a b", "a\tb", "a\nb", "\u{7f}", "\0", "é",
+        ] {
+            assert!(RecordKey::parse(bad).is_err(), "{bad:?}");
+        }
+        // Collections are slugs: no dot-only names, separators or controls.
+        for bad in [".", "..", "../x", "a/b", "a\\b", "a\nb", "\0", ".hidden"] {
+            assert!(Collection::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     proptest! {

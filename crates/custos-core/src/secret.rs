@@ -89,13 +89,16 @@ impl BearerSecret {
         &self.0
     }
 
-    /// Constant-time equality, so that response timing reveals no prefix.
+    /// Constant-time equality, so that response timing reveals neither a
+    /// prefix nor the length: both sides are hashed (SHA-256) and the
+    /// fixed-size digests compared with `subtle`, so a candidate of another
+    /// length takes the same path as one of the right length.
     pub fn ct_eq(&self, other: &str) -> bool {
+        use sha2::{Digest, Sha256};
         use subtle::ConstantTimeEq;
-        let a = self.0.as_bytes();
-        let b = other.as_bytes();
-        // Length is not secret (all tokens have a fixed format); contents are.
-        a.len() == b.len() && bool::from(a.ct_eq(b))
+        let a = Sha256::digest(self.0.as_bytes());
+        let b = Sha256::digest(other.as_bytes());
+        bool::from(a.as_slice().ct_eq(b.as_slice()))
     }
 }
 
@@ -120,5 +123,7 @@ mod tests {
         assert!(s.ct_eq("ck_secret"));
         assert!(!s.ct_eq("ck_secreT"));
         assert!(!s.ct_eq("ck_secre"));
+        assert!(!s.ct_eq(""));
+        assert!(!s.ct_eq("ck_secret_and_more"));
     }
 }

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use custos_core::ids::SubjectId;
 use custos_store::{Actor, Principal};
 
-use crate::problem::{safe_serde_message, Problem};
+use crate::problem::{safe_serde, Problem};
 use crate::AppState;
 
 /// A JSON body that must be `application/json`, within the body limit, and
@@ -52,31 +52,30 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// Parses JSON into `T` with a problem that names the field and position.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice::<T>(bytes).map_err(|e| {
-        let msg = safe_serde_message(&e.to_string());
+        let safe = safe_serde(&e.to_string());
         let (code, title) = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 ("malformed_json", "Malformed JSON")
             }
-            _ if msg.starts_with("unknown field") => ("unknown_field", "Unknown field"),
+            _ if safe.unknown_field => ("unknown_field", "Unknown field"),
             _ => ("invalid_field", "Invalid field"),
         };
-        let mut p = Problem::new(
+        let p = Problem::new(
             StatusCode::BAD_REQUEST,
             code,
             title,
-            format!("{msg} (line {}, column {})", e.line(), e.column()),
+            format!(
+                "{} (line {}, column {})",
+                safe.message,
+                e.line(),
+                e.column()
+            ),
         );
-        if let Some(f) = backticked(&msg) {
-            p = p.with_field(f);
+        match safe.field {
+            Some(f) => p.with_field(f),
+            None => p,
         }
-        p
     })
-}
-
-fn backticked(msg: &str) -> Option<String> {
-    let start = msg.find('`')? + 1;
-    let len = msg.get(start..)?.find('`')?;
-    msg.get(start..start + len).map(str::to_owned)
 }
 
 /// A raw body whose rejections (too large, unreadable) are problems.
@@ -95,6 +94,19 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
 }
 
 fn body_problem(r: BytesRejection) -> Problem {
+    // The serving loop's body timeout surfaces as the body's error.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&r);
+    while let Some(e) = source {
+        if e.is::<crate::serve::BodyTimeout>() {
+            return Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "Body timeout",
+                "the request body did not arrive within the server's body timeout",
+            );
+        }
+        source = e.source();
+    }
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -119,9 +131,15 @@ fn bearer(parts: &Parts) -> Result<&str, Problem> {
     let s = h
         .to_str()
         .map_err(|_| Problem::unauthenticated("the Authorization header is not valid ASCII"))?;
-    s.strip_prefix("Bearer ").map(str::trim).ok_or_else(|| {
-        Problem::unauthenticated("use the Bearer scheme: Authorization: Bearer <token>")
-    })
+    // Auth schemes are case-insensitive (RFC 9110 §11.1).
+    s.trim_start()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            Problem::unauthenticated("use the Bearer scheme: Authorization: Bearer <token>")
+        })
 }
 
 /// The system administrator, authenticated by the admin token.
@@ -134,11 +152,20 @@ impl FromRequestParts<AppState> for AdminAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let token = bearer(parts)?;
         if state.admin_token.ct_eq(token) {
-            Ok(AdminAuth)
-        } else {
-            Err(Problem::unauthenticated(
+            return Ok(AdminAuth);
+        }
+        // A tenant's valid key is authenticated but not allowed here (403);
+        // anything else is not authenticated (401).
+        match state.vault.authenticate(token).await {
+            Ok(_) => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "admin_token_required",
+                "Admin token required",
+                "this endpoint needs the admin token, not an API key",
+            )),
+            Err(_) => Err(Problem::unauthenticated(
                 "this endpoint needs the admin token",
-            ))
+            )),
         }
     }
 }
@@ -230,17 +257,17 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(t)) => Ok(ApiQuery(t)),
             Err(e) => {
-                let msg = safe_serde_message(&e.body_text());
-                let mut p = Problem::new(
+                let safe = safe_serde(&e.body_text());
+                let p = Problem::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_query",
                     "Invalid query",
-                    msg.clone(),
+                    format!("query: {}", safe.message),
                 );
-                if let Some(f) = backticked(&msg) {
-                    p = p.with_field(f);
-                }
-                Err(p)
+                Err(match safe.field {
+                    Some(f) => p.with_field(f),
+                    None => p,
+                })
             }
         }
     }

@@ -15,7 +15,9 @@ pub mod extract;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
+mod redact;
 pub mod routes;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub executor: Arc<ExecutorConfig>,
     /// Limits of the endpoints that take no API key.
     pub rate_limits: Arc<rate_limit::RateLimits>,
+    /// Buckets of the verification-code mails (per tenant, per address).
+    pub code_mails: Arc<rate_limit::CodeMails>,
 }
 
 impl AppState {
@@ -68,6 +72,9 @@ impl AppState {
             mailer: Arc::new(custos_dsr::mail::NoMail),
             executor: Arc::new(ExecutorConfig::new("http://127.0.0.1:8080")),
             rate_limits: Arc::new(rate_limit::RateLimits::default()),
+            code_mails: Arc::new(rate_limit::CodeMails::new(
+                &rate_limit::RateLimits::default(),
+            )),
         }
     }
 
@@ -112,6 +119,7 @@ impl AppState {
 
     /// Limits of the public endpoints (see [`rate_limit`]).
     pub fn with_rate_limits(mut self, limits: rate_limit::RateLimits) -> Self {
+        self.code_mails = Arc::new(rate_limit::CodeMails::new(&limits));
         self.rate_limits = Arc::new(limits);
         self
     }

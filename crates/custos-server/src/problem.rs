@@ -32,6 +32,9 @@ pub struct Problem {
     /// For tokens: always `false` on a 410.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alive: Option<bool>,
+    /// For `429`: seconds to wait, sent as the `Retry-After` header.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -51,6 +54,7 @@ impl Problem {
             field: None,
             erased_at: None,
             alive: None,
+            retry_after: None,
         }
     }
 
@@ -97,7 +101,18 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let unauth = status == StatusCode::UNAUTHORIZED;
+        let retry_after = self.retry_after;
         let mut res = (status, axum::Json(self)).into_response();
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a timed-out body is never read: the connection
+            // cannot carry another request.
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -218,43 +233,133 @@ impl From<StoreError> for Problem {
     }
 }
 
+/// A serde error shortened to what is safe to echo, with the field it
+/// names when that field is one of the type's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeSerde {
+    /// The message: never a submitted value, never a client-chosen name.
+    pub message: String,
+    /// The field at fault when serde named a declared one (`missing field`,
+    /// `duplicate field`); an unknown field is never named.
+    pub field: Option<String>,
+    /// Whether the error is an unknown field (`unknown_field`).
+    pub unknown_field: bool,
+}
+
 /// Shortens a serde error to what is safe to echo: serde quotes rejected
-/// values (`invalid type: string "jane@…"`), which could be personal data.
+/// values (`invalid type: string "jane@…"`) and unknown names (``unknown
+/// field `jane@…` ``), either of which could be personal data. Declared
+/// names (the expected fields and variants) are kept; the client's are
+/// replaced by "an unknown field" / "an unknown variant".
 pub fn safe_serde_message(msg: &str) -> String {
+    safe_serde(msg).message
+}
+
+/// How serde's own messages begin.
+const SERDE_PREFIXES: [&str; 7] = [
+    "unknown field ",
+    "unknown variant ",
+    "invalid type",
+    "invalid value",
+    "invalid length",
+    "missing field `",
+    "duplicate field `",
+];
+
+/// [`safe_serde_message`] with the declared field it names, if any.
+pub fn safe_serde(msg: &str) -> SafeSerde {
     let msg = msg.split(" at line ").next().unwrap_or(msg);
+    let msg = msg
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(msg);
+    // axum's query extractor puts the path first (`name: unknown field
+    // `name`…`), and the path of an unknown field is the client's name:
+    // start at serde's own message.
+    let msg = SERDE_PREFIXES
+        .iter()
+        .flat_map(|p| msg.match_indices(p).map(|(i, _)| i))
+        .filter(|&i| i == 0 || msg.get(..i).is_some_and(|head| head.ends_with(": ")))
+        .min()
+        .and_then(|i| msg.get(i..))
+        .unwrap_or(msg);
+    let plain = |message: String| SafeSerde {
+        message,
+        field: None,
+        unknown_field: false,
+    };
+    // What serde writes after the client's name: the declared alternatives.
+    let alternatives = |rest: &str| {
+        [", expected ", ", there are no "]
+            .iter()
+            .filter_map(|sep| rest.rfind(&format!("`{sep}")).map(|i| (i, sep.len())))
+            .max_by_key(|(i, _)| *i)
+            .and_then(|(i, _)| rest.get(i + 1..))
+            .unwrap_or("")
+            .to_owned()
+    };
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        return SafeSerde {
+            message: format!("an unknown field{}", alternatives(rest)),
+            field: None,
+            unknown_field: true,
+        };
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        return plain(format!("an unknown variant{}", alternatives(rest)));
+    }
     if msg.starts_with("invalid type")
         || msg.starts_with("invalid value")
         || msg.starts_with("invalid length")
     {
         let kind = msg.split(':').next().unwrap_or("invalid value");
-        match msg.rsplit_once(", expected ") {
+        return plain(match msg.rsplit_once(", expected ") {
             Some((_, exp)) => format!("{kind}, expected {exp}"),
             None => kind.to_owned(),
-        }
-    } else if msg.starts_with("unknown field")
-        || msg.starts_with("missing field")
-        || msg.starts_with("duplicate field")
-    {
-        msg.to_owned()
-    } else {
-        // Syntax errors, unknown variants, custom messages from our own
-        // validators (which never echo values) — drop quoted text to be safe.
-        let mut out = String::with_capacity(msg.len());
-        let mut in_quote = false;
-        for c in msg.chars() {
-            if c == '"' {
-                in_quote = !in_quote;
-                if in_quote {
-                    out.push_str("\"…");
-                } else {
-                    out.push('"');
+        });
+    }
+    for prefix in ["missing field `", "duplicate field `"] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            // Declared field names are identifiers; anything else is not
+            // one of ours and is not echoed.
+            let name = rest.strip_suffix('`').unwrap_or("");
+            let declared = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            return if declared {
+                SafeSerde {
+                    message: msg.to_owned(),
+                    field: Some(name.to_owned()),
+                    unknown_field: false,
                 }
-            } else if !in_quote {
+            } else {
+                plain(format!(
+                    "{}field",
+                    &prefix[..prefix.len() - "field `".len()]
+                ))
+            };
+        }
+    }
+    // Syntax errors, custom messages from our own validators (which never
+    // echo values): drop quoted and backticked text to be safe.
+    let mut out = String::with_capacity(msg.len());
+    let mut quote = None;
+    for c in msg.chars() {
+        match quote {
+            None if c == '"' || c == '`' => {
+                quote = Some(c);
+                out.push(c);
+                out.push('…');
+            }
+            None => out.push(c),
+            Some(q) if c == q => {
+                quote = None;
                 out.push(c);
             }
+            Some(_) => {}
         }
-        out
     }
+    plain(out)
 }
 
 #[cfg(test)]
@@ -269,5 +374,48 @@ mod tests {
         let s = safe_serde_message(&e);
         assert!(!s.contains("jane"), "{s}");
         assert!(s.contains("expected"), "{s}");
+    }
+
+    #[test]
+    fn unknown_names_are_never_echoed() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            name: String,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Kind {
+            Grant,
+        }
+        let e = serde_json::from_str::<Body>(r#"{"jane@example.com": 1}"#)
+            .unwrap_err()
+            .to_string();
+        let s = safe_serde(&e);
+        assert!(!s.message.contains("jane"), "{s:?}");
+        assert!(s.unknown_field && s.field.is_none(), "{s:?}");
+        assert_eq!(s.message, "an unknown field, expected `name`");
+        let e = serde_json::from_str::<Kind>(r#""jane@example.com""#)
+            .unwrap_err()
+            .to_string();
+        let s = safe_serde(&e);
+        assert!(!s.message.contains("jane"), "{s:?}");
+        assert!(s.message.contains("`Grant`"), "{s:?}");
+        let e = serde_json::from_str::<Body>("{}").unwrap_err().to_string();
+        assert_eq!(safe_serde(&e).field.as_deref(), Some("name"));
+        // A hostile name that imitates serde's own text is still dropped.
+        let s = safe_serde("unknown field `x`, expected `jane@example.com`, expected `name`");
+        assert!(!s.message.contains("jane"), "{s:?}");
+        // The query extractor's path prefix is the client's name too.
+        let s = safe_serde(
+            "Failed to deserialize query string: jane@example.com: unknown field \
+             `jane@example.com`, expected `email`",
+        );
+        assert_eq!(s.message, "an unknown field, expected `email`");
+        let s = safe_serde("a: unknown field `x: unknown field `jane`, expected `email`");
+        assert_eq!(s.message, "an unknown field, expected `email`");
+        let s = safe_serde("something `jane@example.com` and \"jane@example.com\"");
+        assert!(!s.message.contains("jane"), "{s:?}");
     }
 }

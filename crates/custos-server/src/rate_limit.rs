@@ -12,6 +12,11 @@
 //!
 //! A refused request answers `429 rate_limited` with `Retry-After`, before
 //! the handler runs: nothing is read or written.
+//!
+//! One-time verification codes are mailed to an address the caller names,
+//! so [`CodeMails`] limits them per tenant and per destination (keyed by a
+//! keyed hash of the address, never the address itself): a leaked `dsr` key
+//! cannot turn the server into a mail cannon.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -19,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -75,6 +80,13 @@ pub struct RateLimits {
     /// The header in which a trusted reverse proxy puts the client's
     /// address; `None` uses the connection's peer address.
     pub client_ip_header: Option<HeaderName>,
+    /// Verification codes mailed per tenant. Default 30/min, burst 10.
+    pub code_mails_per_tenant: Limit,
+    /// Verification codes mailed to one address (or phone). Default
+    /// 1/min, burst 5: a person asking for several things gets their
+    /// codes, a victim's inbox is not flooded. Every request that could
+    /// mail a code counts, a merged one too.
+    pub code_mails_per_destination: Limit,
 }
 
 impl Default for RateLimits {
@@ -83,7 +95,88 @@ impl Default for RateLimits {
             archives: Limit::new(30, 10),
             callbacks: Limit::new(600, 100),
             client_ip_header: None,
+            code_mails_per_tenant: Limit::new(30, 10),
+            code_mails_per_destination: Limit::new(1, 5),
         }
+    }
+}
+
+/// Buckets of the verification-code mails: per tenant and per destination.
+pub struct CodeMails {
+    tenants: DefaultKeyedRateLimiter<String>,
+    destinations: DefaultKeyedRateLimiter<u64>,
+    /// Keys the destination hash with a per-process random key, so the
+    /// buckets hold no address and no guessable digest of one.
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl std::fmt::Debug for CodeMails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeMails")
+            .field("tenants", &self.tenants.len())
+            .field("destinations", &self.destinations.len())
+            .finish()
+    }
+}
+
+impl CodeMails {
+    /// Buckets for the two limits of `limits`.
+    pub fn new(limits: &RateLimits) -> Self {
+        let quota = |l: Limit| Quota::per_minute(l.per_minute).allow_burst(l.burst);
+        Self {
+            tenants: DefaultKeyedRateLimiter::keyed(quota(limits.code_mails_per_tenant)),
+            destinations: DefaultKeyedRateLimiter::keyed(quota(limits.code_mails_per_destination)),
+            hasher: Default::default(),
+        }
+    }
+
+    /// Takes one code mail for `tenant` to `destination` (the normalised
+    /// address), or answers `429 rate_limited` with `Retry-After`.
+    pub fn take(&self, tenant: &str, destination: &str) -> Result<(), Problem> {
+        use std::hash::BuildHasher;
+        for limiter_len in [self.tenants.len(), self.destinations.len()] {
+            if limiter_len > RETAIN_ABOVE {
+                self.tenants.retain_recent();
+                self.destinations.retain_recent();
+            }
+        }
+        let now = DefaultClock::default().now();
+        let wait = |n: governor::NotUntil<_>| n.wait_time_from(now);
+        self.destinations
+            .check_key(&self.hasher.hash_one(destination))
+            .map_err(|n| too_many(wait(n), "verification codes to this address"))?;
+        self.tenants
+            .check_key(&tenant.to_owned())
+            .map_err(|n| too_many(wait(n), "verification codes of this tenant"))
+    }
+}
+
+/// `429 rate_limited` saying what was limited; [`Problem`] adds
+/// `Retry-After` from `retry_after`.
+fn too_many(wait: Duration, what: &str) -> Problem {
+    let secs = wait.as_secs().saturating_add(1);
+    let mut p = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        format!("too many {what}; retry in {secs} s"),
+    );
+    p.retry_after = Some(secs);
+    p
+}
+
+/// The client an address counts as: itself, an IPv4-mapped address as
+/// IPv4, an IPv6 address by its /64.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -129,16 +222,7 @@ impl Buckets {
                     .map(|c| c.0.ip())
             })
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let s = v6.segments();
-                    IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-                }
-            },
-            v4 => v4,
-        }
+        client_key(ip)
     }
 
     /// `Ok` when the client may go on; else how long it should wait.
@@ -157,27 +241,14 @@ impl Buckets {
 pub async fn limit(State(buckets): State<Buckets>, req: Request, next: Next) -> Response {
     match buckets.check(&req) {
         Ok(()) => next.run(req).await,
-        Err(wait) => {
-            let secs = wait.as_secs().saturating_add(1);
-            let mut resp = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests",
-                format!("too many requests from this address; retry in {secs} s"),
-            )
-            .into_response();
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, v);
-            }
-            resp
-        }
+        Err(wait) => too_many(wait, "requests from this address").into_response(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn limits_parse() {
@@ -224,6 +295,28 @@ mod tests {
             p.client(&req("127.0.0.1:1", Some("6.6.6.6, 203.0.113.9"))),
             "203.0.113.9".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn code_mails_are_limited_per_destination_and_per_tenant() {
+        let limits = RateLimits {
+            code_mails_per_tenant: Limit::new(1, 3),
+            code_mails_per_destination: Limit::new(1, 2),
+            ..RateLimits::default()
+        };
+        let m = CodeMails::new(&limits);
+        assert!(m.take("acme", "jane@example.com").is_ok());
+        assert!(m.take("acme", "jane@example.com").is_ok());
+        let p = m.take("acme", "jane@example.com").unwrap_err();
+        assert_eq!((p.status, p.code), (429, "rate_limited"));
+        assert!(!p.detail.contains("jane"), "{}", p.detail);
+        assert!(p.retry_after.is_some_and(|s| s >= 1));
+        assert!(m.take("acme", "john@example.com").is_ok());
+        assert!(
+            m.take("acme", "joan@example.com").is_err(),
+            "tenant's burst"
+        );
+        assert!(m.take("other", "joan@example.com").is_ok());
     }
 
     #[test]

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server (embedded SQLite store unless told otherwise).
-    Serve(cli::serve::ServeArgs),
+    Serve(Box<cli::serve::ServeArgs>),
     /// Run the server on a fresh store filled with a sample SaaS.
     Demo(cli::demo::DemoArgs),
     /// Verify the audit log.
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log);
     let result = match cli.command {
-        Command::Serve(args) => cli::serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => cli::serve::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => cli::demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => cli::audit::run(args),
         Command::Consent(args) => cli::consent::run(args),

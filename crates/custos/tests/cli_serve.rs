@@ -19,7 +19,7 @@ use std::time::Duration;
 use custos_testkit::{backend_tests, TestStore};
 use serde_json::{json, Value};
 
-const ADMIN: &str = "cadm_cli_test_token_0123456789";
+const ADMIN: &str = "cadm_cli_test_token_0123456789abcdef";
 
 fn custos() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
@@ -1083,4 +1083,36 @@ async fn a_restored_data_store_is_refused_until_custos_recover(store: TestStore)
     .unwrap();
     assert_eq!(st, 410);
     server.terminate();
+}
+
+/// A weak chosen admin token stops `serve` before anything is opened,
+/// saying which rule it broke and never printing the token.
+#[test]
+fn a_weak_admin_token_is_refused_at_start() {
+    for (token, why) in [
+        ("hunter2-hunter2", "too short"),
+        (
+            "abababababababababababababababababab",
+            "too few distinct characters",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = custos()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("CUSTOS_ADMIN_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("CUSTOS_ADMIN_TOKEN") && err.contains(why),
+            "{err}"
+        );
+        assert!(!err.contains(token), "{err}");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "no store was created"
+        );
+    }
 }

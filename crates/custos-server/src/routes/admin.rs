@@ -21,7 +21,7 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Lowercase slug, 1–64 characters.
-    #[schema(example = "acme")]
+    #[schema(example = "acme", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub id: String,
     /// Display name.
     #[schema(example = "Acme")]
@@ -99,18 +99,48 @@ pub async fn rotate_tenant_key(
     }))
 }
 
+/// The longest lifetime a key can be given: ten years. Beyond it the
+/// expiry would overflow the store's microsecond time (it once wrapped to a
+/// negative expiry: 201, then a key that never worked).
+pub const MAX_KEY_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// Body of `POST /v1/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// The tenant the key belongs to.
-    #[schema(example = "acme")]
+    #[schema(example = "acme", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub tenant: String,
     /// Scopes: write, reveal, lookup, erase, audit, admin, processor, dsr.
-    #[schema(example = json!(["write", "reveal"]))]
+    #[schema(example = json!(["write", "reveal"]), value_type = Vec<ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
-    /// Optional lifetime in seconds; the key stops working afterwards.
+    /// Optional lifetime in seconds (1 to 10 years' worth); the key stops
+    /// working afterwards.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub expires_in_seconds: Option<u64>,
+}
+
+/// A scope of an API key (the document's name for what `scopes` holds).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ScopeName {
+    /// Create subjects, write records, issue tokens, record consent.
+    Write,
+    /// Read clear values for a declared purpose.
+    Reveal,
+    /// Find subjects by identity; masked reads.
+    Lookup,
+    /// Erase and restrict subjects.
+    Erase,
+    /// Read the audit log.
+    Audit,
+    /// Manage the tenant's keys and policy versions.
+    Admin,
+    /// Read suppression lists.
+    Processor,
+    /// Data-subject requests.
+    Dsr,
 }
 
 /// A new API key; `key` is shown only once.
@@ -141,9 +171,20 @@ pub async fn create_key(
         .iter()
         .map(|x| Scope::parse(x))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Problem::invalid("scopes", e.to_string()))?;
-    if b.expires_in_seconds == Some(0) {
-        return Err(Problem::invalid("expires_in_seconds", "must be at least 1"));
+        // The error would quote the unknown name; name the known ones instead.
+        .map_err(|_| {
+            Problem::invalid(
+                "scopes",
+                "use write, reveal, lookup, erase, audit, admin, processor or dsr",
+            )
+        })?;
+    if let Some(secs) = b.expires_in_seconds {
+        if !(1..=MAX_KEY_LIFETIME_SECS).contains(&secs) {
+            return Err(Problem::invalid(
+                "expires_in_seconds",
+                format!("must be between 1 and {MAX_KEY_LIFETIME_SECS} (10 years)"),
+            ));
+        }
     }
     let set = ScopeSet::from_scopes(scopes);
     let k = s

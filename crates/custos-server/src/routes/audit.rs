@@ -11,13 +11,16 @@ use crate::AppState;
 
 /// Query of `GET /v1/audit`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only entries about this subject id or token.
     pub subject: Option<String>,
     /// Entries after this sequence number (paging).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// At most this many (default 100, max 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -62,6 +65,9 @@ pub async fn list(
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Problem::invalid("limit", "must be between 1 and 1000"));
+    }
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(Problem::invalid("after", "must be 0 or more"));
     }
     let entries = s
         .vault

@@ -262,7 +262,7 @@ pub async fn get_version(
 // ----- recording -------------------------------------------------------------
 
 /// Body of `POST /v1/subjects/{id}/consents`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordBody {
     /// Purpose id from the data map.
@@ -289,6 +289,8 @@ pub struct RecordBody {
     #[schema(example = "signup-newsletter-checkbox")]
     pub form_id: Option<String>,
 }
+
+crate::redact::redacted_debug!(RecordBody { purpose, action, version, channel, affirmative ; ip, user_agent, form_id });
 
 /// What was recorded.
 #[derive(Debug, Serialize, ToSchema)]
@@ -390,10 +392,12 @@ pub async fn list_consents(
 
 /// Query of the history.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Declared purpose of reading the proof; with the reveal scope, IP
     /// addresses and user agents come back in clear (audited).
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub purpose: Option<String>,
 }
 
@@ -435,9 +439,11 @@ pub async fn history(
 
 /// Query of the receipt.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptQuery {
     /// `json` or `html`; default from the Accept header (JSON unless it asks for HTML).
+    #[param(pattern = "^(json|html)$")]
     pub format: Option<String>,
 }
 
@@ -445,7 +451,8 @@ pub struct ReceiptQuery {
 #[utoipa::path(get, path = "/v1/subjects/{id}/consents/receipt", tag = "consent",
     params(("id" = String, Path), ReceiptQuery),
     security(("api_key" = ["write"]), ("api_key" = ["lookup"]), ("api_key" = ["reveal"])),
-    responses((status = 200, body = Receipt, description = "JSON, or an HTML page with format=html / Accept: text/html"),
+    responses((status = 200, description = "JSON, or an HTML page with format=html / Accept: text/html",
+            content((Receipt = "application/json"), (String = "text/html"))),
         (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn receipt(
     State(s): State<AppState>,
@@ -565,6 +572,7 @@ fn receipt_html(r: &Receipt, controller: &str, contact: &str) -> String {
 
 /// Query of `GET /v1/consent/check`: `subject` or `token`, and `purpose`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckQuery {
     /// Subject id.
@@ -625,11 +633,14 @@ pub async fn check(
 
 /// Query of the suppression list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressionQuery {
     /// Audience whose tokens identify the subjects (e.g. the mail provider).
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub audience: String,
     /// `csv` (default) or `json`.
+    #[param(pattern = "^(csv|json)$")]
     pub format: Option<String>,
 }
 

@@ -38,9 +38,11 @@ pub async fn get_map(
 
 /// Query of `GET /v1/ropa`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RopaQuery {
     /// `html` (default), `csv`, `json` or `md`.
+    #[param(pattern = "^(html|csv|json|md)$")]
     pub format: Option<String>,
 }
 

@@ -29,7 +29,7 @@ use crate::problem::Problem;
 use crate::AppState;
 
 /// The person making the request: exactly one identity.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestIdentity {
     /// Email address (resolved through the blind index, never stored).
@@ -39,8 +39,10 @@ pub struct RequestIdentity {
     pub phone: Option<String>,
 }
 
+crate::redact::redacted_debug!(RequestIdentity { ; email, phone });
+
 /// Body of `POST /v1/requests`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// `access`, `portability`, `erasure`, `rectification`, `restriction`
@@ -60,6 +62,8 @@ pub struct CreateRequest {
     #[serde(default)]
     pub changes: Option<std::collections::BTreeMap<String, Option<String>>>,
 }
+
+crate::redact::redacted_debug!(CreateRequest { kind, verified_by_app ; identity, changes });
 
 /// Answer of `POST /v1/requests`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -116,7 +120,8 @@ async fn deliver(
 #[utoipa::path(post, path = "/v1/requests", tag = "requests", request_body = CreateRequest,
     security(("api_key" = ["dsr"])),
     responses((status = 201, body = CreatedView), (status = 200, body = CreatedView, description = "merged with an open request"),
-        (status = 400, body = Problem), (status = 403, body = Problem)))]
+        (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 429, body = Problem, description = "too many verification codes to this address or of this tenant; see Retry-After")))]
 pub async fn create_request(
     State(s): State<AppState>,
     KeyAuth(p): KeyAuth,
@@ -203,6 +208,13 @@ pub async fn create_request(
     payload
         .identities
         .insert(identity.as_str().to_owned(), vec![value.clone()]);
+    // A code will be mailed unless the application vouches: limit them per
+    // tenant and per address before anything is stored (429, Retry-After).
+    if !b.verified_by_app {
+        if let Ok(destination) = identity.normalise(&value) {
+            s.code_mails.take(p.tenant.as_str(), destination.expose())?;
+        }
+    }
     let CreatedRequest {
         request,
         merged,
@@ -252,13 +264,15 @@ pub async fn create_request(
 }
 
 /// Body of `POST /v1/requests/{id}/verify`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// The 6-digit one-time code the person received.
     #[schema(example = "123456")]
     pub code: String,
 }
+
+crate::redact::redacted_debug!(VerifyRequest { ; code });
 
 /// Checks the one-time code: 5 attempts within 24 h; the fifth wrong code
 /// rejects the request.
@@ -302,11 +316,16 @@ pub async fn get_request(
 
 /// Query of `GET /v1/requests`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only requests with this status.
+    #[param(
+        pattern = "^(received|verifying|verified|planned|running|waiting_manual|waiting_processor|completed|rejected|failed)$"
+    )]
     pub status: Option<String>,
     /// Only requests due before this time (RFC 3339 or `YYYY-MM-DD`, UTC).
+    #[param(format = DateTime)]
     pub due_before: Option<String>,
     /// Only open requests past their due date.
     pub overdue: Option<bool>,
@@ -353,14 +372,18 @@ pub async fn list_requests(
 }
 
 /// Body of `POST /v1/requests/{id}/extend`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
     /// 1 or 2; at most 2 in total (Art. 12(3)).
+    #[schema(minimum = 1, maximum = 2)]
     pub months: u8,
     /// Why (complexity, number of requests); told to the person.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub reason: String,
 }
+
+crate::redact::redacted_debug!(ExtendRequest { months ; reason });
 
 /// Extends the due date by 1 or 2 months (2 at most in total), with a reason.
 #[utoipa::path(post, path = "/v1/requests/{id}/extend", tag = "requests", request_body = ExtendRequest,
@@ -382,12 +405,15 @@ pub async fn extend_request(
 }
 
 /// Body of `POST /v1/requests/{id}/reject`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
     /// Why (e.g. manifestly unfounded, Art. 12(5)).
+    #[schema(min_length = 1, pattern = "\\S")]
     pub reason: String,
 }
+
+crate::redact::redacted_debug!(RejectRequest { ; reason });
 
 /// Rejects a request that has not started running.
 #[utoipa::path(post, path = "/v1/requests/{id}/reject", tag = "requests", request_body = RejectRequest,
@@ -426,12 +452,14 @@ pub async fn plan_request(
 }
 
 /// Body of `POST /v1/requests/{id}/steps/{step}/complete`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteStep {
     /// What was done (kept with the step; do not write personal data here).
     pub note: Option<String>,
 }
+
+crate::redact::redacted_debug!(CompleteStep { ; note });
 
 /// Ticks off a manual step (paper files shredded, recipient told by phone).
 #[utoipa::path(post, path = "/v1/requests/{id}/steps/{step}/complete", tag = "requests",
@@ -546,7 +574,7 @@ pub async fn processor_callback(
     State(s): State<AppState>,
     ApiPath((id, step)): ApiPath<(String, String)>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    crate::extract::ApiBytes(body): crate::extract::ApiBytes,
 ) -> Result<Json<StepInfo>, Problem> {
     let id = request_id(&id)?;
     let step = step_no(&step)?;

@@ -72,12 +72,16 @@ impl Scrubbers {
 
 /// Query of `POST /v1/scrub`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ScrubQuery {
     /// `text`, `json` (one document per line) or `logfmt`; default from the
     /// content type (`application/json`, `application/x-ndjson` → json).
+    #[param(pattern = "^(text|json|logfmt)$")]
     pub format: Option<String>,
-    /// `redact` (default), `mask`, `pseudonymize`, `hash`.
+    /// `redact` (default), `mask`, `pseudonymize`, `hash` (the keyed two
+    /// need the server's scrub key).
+    #[param(pattern = "^(redact|mask|pseudonymize|hash)$")]
     pub mode: Option<String>,
 }
 
@@ -86,7 +90,8 @@ pub struct ScrubQuery {
 #[utoipa::path(post, path = "/v1/scrub", tag = "scrub", params(ScrubQuery),
     request_body(content = String, content_type = "text/plain", description = "Lines of text, JSON or logfmt"),
     security(("api_key" = [])),
-    responses((status = 200, description = "The scrubbed lines", content_type = "text/plain"),
+    responses((status = 200, description = "The scrubbed lines: text/plain, or application/x-ndjson for format=json",
+            content((String = "text/plain"), (String = "application/x-ndjson"))),
         (status = 400, body = Problem), (status = 413, body = Problem)))]
 pub async fn scrub(
     State(s): State<AppState>,

@@ -18,7 +18,7 @@ use crate::problem::Problem;
 use crate::AppState;
 
 /// Body of `POST /v1/subjects`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubject {
     /// The application's own user id (optional, unique per tenant).
@@ -30,6 +30,8 @@ pub struct CreateSubject {
     #[schema(example = json!({"email": "Jane.Doe@Example.com"}))]
     pub identities: BTreeMap<String, String>,
 }
+
+crate::redact::redacted_debug!(CreateSubject { ; external_id, identities });
 
 /// A subject id.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,8 +52,13 @@ pub async fn create_subject(
 ) -> Result<(StatusCode, Json<SubjectRef>), Problem> {
     let mut ids = Vec::with_capacity(b.identities.len());
     for (k, v) in b.identities {
-        let kind = IdentityKind::parse(&k)
-            .map_err(|e| Problem::invalid(format!("identities.{k}"), e.to_string()))?;
+        // The kind is the client's name: never echoed, the field is named.
+        let kind = IdentityKind::parse(&k).map_err(|_| {
+            Problem::invalid(
+                "identities",
+                "an identity kind is not valid: use email, phone, or a lowercase name",
+            )
+        })?;
         ids.push((kind, v));
     }
     let id = s.vault.subjects().create(&p, b.external_id, &ids).await?;
@@ -59,7 +66,8 @@ pub async fn create_subject(
 }
 
 /// Query of `GET /v1/subjects/lookup`: one identity.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LookupQuery {
     /// Email address (any case, surrounding spaces ignored).
@@ -71,6 +79,8 @@ pub struct LookupQuery {
     /// Value of the custom identity.
     pub value: Option<String>,
 }
+
+crate::redact::redacted_debug!(LookupQuery { kind ; email, phone, value });
 
 /// Finds a subject by identity through its blind index (audited).
 #[utoipa::path(get, path = "/v1/subjects/lookup", tag = "vault", params(LookupQuery),
@@ -112,13 +122,15 @@ pub async fn get_subject(
 }
 
 /// Body of a record write.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutRecord {
     /// Field name → any JSON value; each field is encrypted on its own.
     #[schema(value_type = Object, example = json!({"name": "Jane Doe", "iban": "NL91ABNA0417164300"}))]
     pub fields: Map<String, Value>,
 }
+
+crate::redact::redacted_debug!(PutRecord { ; fields });
 
 /// Result of a record write.
 #[derive(Debug, Serialize, ToSchema)]
@@ -171,10 +183,12 @@ pub async fn put_record(
 
 /// Query of reads that may reveal.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PurposeQuery {
     /// Declared purpose; with the reveal scope, values come back in clear.
     /// Required by an export.
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub purpose: Option<String>,
 }
 
@@ -245,7 +259,7 @@ pub async fn export(
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Who the token is for (`analytics`, a processor's name).
-    #[schema(example = "analytics")]
+    #[schema(example = "analytics", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub audience: String,
 }
 
@@ -372,7 +386,7 @@ pub async fn delete_restriction(
 pub struct EraseRequest {
     /// A reason code (lowercase, e.g. `subject_request`, `retention`,
     /// `consent_withdrawn`), never free text: the ledger holds no personal data.
-    #[schema(example = "subject_request")]
+    #[schema(example = "subject_request", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub reason: String,
 }
 

@@ -648,7 +648,9 @@ async fn bad_input_gets_clear_problems(store: TestStore) {
         )
         .await;
     assert_eq!((r.status, r.code()), (400, "unknown_field"));
-    assert_eq!(r.body["field"], "feilds");
+    // The client's name is never echoed: the known fields are.
+    assert!(r.body.get("field").is_none(), "{}", r.body);
+    assert!(!r.body.to_string().contains("feilds"), "{}", r.body);
 
     let r = s
         .call(Method::PUT, &rec, Some(&key), Some(json!({"fields": 3})))
@@ -1085,7 +1087,7 @@ async fn map_and_ropa_are_served(store: TestStore) {
     let r = s
         .call(Method::POST, "/v1/map/reload", Some(&key), None)
         .await;
-    assert_eq!(r.status, 401);
+    assert_eq!((r.status, r.code()), (403, "admin_token_required"));
     let r = s
         .call(Method::POST, "/v1/map/reload", Some(&s.admin), None)
         .await;

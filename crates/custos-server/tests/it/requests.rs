@@ -701,7 +701,13 @@ async fn bad_input_names_the_field(store: TestStore) {
     for (body, field) in cases {
         let (st, b) = create(&s, &key, body.clone()).await;
         assert_eq!(st, 400, "{body}: {b}");
-        assert_eq!(b["field"], field, "{body}: {b}");
+        if b["code"] == "unknown_field" {
+            // The client's name is never echoed, nor named as the field.
+            assert!(b.get("field").is_none(), "{body}: {b}");
+            assert!(!b.to_string().contains(field), "{body}: {b}");
+        } else {
+            assert_eq!(b["field"], field, "{body}: {b}");
+        }
         assert!(!b.to_string().contains("not-an-email"), "{b}");
     }
     let r = s
@@ -979,6 +985,7 @@ async fn public_endpoints_are_rate_limited(store: TestStore) {
             archives: Limit::new(1, 2),
             callbacks: Limit::new(1, 3),
             client_ip_header: None,
+            ..RateLimits::default()
         })
     })
     .await;

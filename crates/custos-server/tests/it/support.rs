@@ -28,6 +28,18 @@ pub(crate) async fn start_with(
     TestServer::serve(vault, admin, custos_server::router(f(state))).await
 }
 
+/// The router of a server on `store` with the demo map, and its admin
+/// token: for tests that serve it themselves (`custos_server::serve`).
+pub(crate) async fn router(store: &TestStore) -> (axum::Router, String) {
+    let vault = store.open().await;
+    let admin = TestServer::admin_token();
+    let demo = MapSource::load(MapOrigin::Builtin(custos_map::DEMO_MAP))
+        .expect("demo map")
+        .0;
+    let state = AppState::new(vault, BearerSecret::new(admin.clone())).with_map(demo);
+    (custos_server::router(state), admin)
+}
+
 /// A server on `store` with one tenant and an API key of it.
 pub(crate) async fn with_tenant(
     store: &TestStore,

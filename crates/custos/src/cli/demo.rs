@@ -86,7 +86,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         let vault = store.open(true).await?;
         let server = ServerConfig::with_defaults(args.listen);
-        let admin = server.admin_token();
+        let admin = server.admin_token()?;
         let admin_secret = admin.0.expose().to_owned();
         let tour = seed(&vault).await?;
         seed_app(&app_db, &files).await?;

@@ -63,6 +63,49 @@ pub(crate) struct ServerConfig {
     pub(crate) mail: MailArgs,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
+    #[command(flatten)]
+    pub(crate) connections: ConnArgs,
+}
+
+/// Limits of connections, so that slow clients cannot starve the server.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ConnArgs {
+    /// Seconds within which a request's head (and a TLS handshake) must arrive.
+    #[arg(long, env = "CUSTOS_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) header_timeout: u64,
+    /// Seconds within which a request's body must arrive whole (else 408).
+    #[arg(long, env = "CUSTOS_BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) body_timeout: u64,
+    /// Seconds after which a connection with no request and no traffic is closed.
+    #[arg(long, env = "CUSTOS_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub(crate) idle_timeout: u64,
+    /// Concurrent connections per client address (IPv6 by /64); 0: no cap.
+    #[arg(long, env = "CUSTOS_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub(crate) max_connections_per_ip: usize,
+}
+
+impl Default for ConnArgs {
+    fn default() -> Self {
+        Self {
+            header_timeout: 10,
+            body_timeout: 30,
+            idle_timeout: 60,
+            max_connections_per_ip: 64,
+        }
+    }
+}
+
+impl ConnArgs {
+    fn limits(&self) -> custos_server::serve::ConnLimits {
+        use std::time::Duration;
+        custos_server::serve::ConnLimits {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_conns_per_ip: self.max_connections_per_ip,
+            ..Default::default()
+        }
+    }
 }
 
 /// HTTPS: both a certificate chain and its private key (PEM) turn it on.
@@ -107,6 +150,12 @@ pub(crate) struct LimitArgs {
     /// (its right-most address counts), e.g. X-Forwarded-For.
     #[arg(long, env = "CUSTOS_CLIENT_IP_HEADER", value_parser = parse_header)]
     pub(crate) client_ip_header: Option<HeaderName>,
+    /// Verification codes mailed per tenant, PER_MINUTE[/BURST].
+    #[arg(long, env = "CUSTOS_RATE_CODE_MAILS", default_value = "30/10", value_parser = parse_limit)]
+    pub(crate) rate_code_mails: Limit,
+    /// Verification codes mailed to one address, PER_MINUTE[/BURST].
+    #[arg(long, env = "CUSTOS_RATE_CODE_MAILS_PER_ADDRESS", default_value = "1/5", value_parser = parse_limit)]
+    pub(crate) rate_code_mails_per_address: Limit,
 }
 
 fn parse_limit(s: &str) -> Result<Limit, String> {
@@ -133,7 +182,10 @@ impl ServerConfig {
                 rate_archives: Limit::new(30, 10),
                 rate_callbacks: Limit::new(600, 100),
                 client_ip_header: None,
+                rate_code_mails: Limit::new(30, 10),
+                rate_code_mails_per_address: Limit::new(1, 5),
             },
+            connections: ConnArgs::default(),
         }
     }
 
@@ -153,23 +205,51 @@ impl ServerConfig {
             archives: self.limits.rate_archives,
             callbacks: self.limits.rate_callbacks,
             client_ip_header: self.limits.client_ip_header.clone(),
+            code_mails_per_tenant: self.limits.rate_code_mails,
+            code_mails_per_destination: self.limits.rate_code_mails_per_address,
         }
     }
 
     /// The admin token, or a fresh random one that [`serve`] prints once.
-    pub(crate) fn admin_token(&self) -> (BearerSecret, bool) {
+    /// A chosen token must be strong (see [`check_admin_token`]): it opens
+    /// every tenant's keys.
+    pub(crate) fn admin_token(&self) -> anyhow::Result<(BearerSecret, bool)> {
         match &self.admin_token {
             Some(t) if !t.expose().trim().is_empty() => {
-                (BearerSecret::new(t.expose().trim().to_owned()), false)
+                let t = t.expose().trim();
+                check_admin_token(t)
+                    .map_err(|why| anyhow::anyhow!("CUSTOS_ADMIN_TOKEN (--admin-token) {why}"))?;
+                Ok((BearerSecret::new(t.to_owned()), false))
             }
             _ => {
                 let mut raw = [0u8; 24];
                 OsRng.fill_bytes(&mut raw);
                 let t = format!("cadm_{}", hex::encode(raw));
-                (BearerSecret::new(t), true)
+                Ok((BearerSecret::new(t), true))
             }
         }
     }
+}
+
+/// Shortest admin token accepted.
+const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// Refuses a weak admin token: shorter than 32 characters, or with fewer
+/// than 10 distinct characters (`aaaa…`, `12121212…`), or with whitespace
+/// or control characters (a copy-and-paste accident). The error says which
+/// rule, never the token.
+pub(crate) fn check_admin_token(t: &str) -> Result<(), &'static str> {
+    if t.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        return Err("is too short: use at least 32 characters, e.g. `openssl rand -hex 24`");
+    }
+    if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains spaces or control characters");
+    }
+    let distinct: std::collections::BTreeSet<char> = t.chars().collect();
+    if distinct.len() < 10 {
+        return Err("is too weak (too few distinct characters): use a random token, e.g. `openssl rand -hex 24`");
+    }
+    Ok(())
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -177,13 +257,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("{:#?}", args);
         return Ok(());
     }
+    let admin = args.server.admin_token()?;
     runtime()?.block_on(async move {
         let map = match &args.server.map {
             Some(path) => load_map(MapOrigin::File(path.clone()))?,
             None => MapSource::none(),
         };
         let vault = args.store.open(true).await?;
-        let admin = args.server.admin_token();
         serve(vault, &args.server, admin, map, |_| {}, |s| s).await
     })
 }
@@ -292,29 +372,21 @@ pub(crate) async fn serve(
     // server sharing the store (steps are leased in the database).
     let executor = state.executor().spawn();
     let app = custos_server::router(state);
-    match tls {
-        // The peer address keys the public endpoints' rate limits.
-        None => axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?,
-        Some(config) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, config)?
-                .handle(handle)
-                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .context("serving HTTPS")?;
-        }
-    }
+    // One accept loop for HTTP and HTTPS, with the header, body and idle
+    // timeouts and the per-address connection cap (custos_server::serve).
+    custos_server::serve::serve(
+        listener,
+        app,
+        cfg.connections.limits(),
+        tls.map(|config| config.get_inner()),
+        shutdown_signal(),
+    )
+    .await
+    .context(if scheme == "https" {
+        "serving HTTPS"
+    } else {
+        "serving HTTP"
+    })?;
     executor.stop().await;
     vault.close().await;
     Ok(())
@@ -360,4 +432,18 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_admin_token;
+
+    #[test]
+    fn weak_admin_tokens_are_refused() {
+        assert!(check_admin_token("admin-hunter2").is_err());
+        assert!(check_admin_token(&"a".repeat(64)).is_err());
+        assert!(check_admin_token(&"12".repeat(20)).is_err());
+        assert!(check_admin_token("cadm_0123456789abcdef 0123456789abcdef").is_err());
+        assert!(check_admin_token("cadm_5f0c2b9e8a1d4c7f9e3b6a2d8c1f4e7b").is_ok());
+    }
 }
