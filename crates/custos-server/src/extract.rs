@@ -304,3 +304,30 @@ mod tests {
         );
     }
 }
+
+/// A JSON number that is a whole number, written `1823` or `1823.0`: JSON
+/// Schema's `integer` admits both, so the document's `integer` fields take
+/// both. Fractions and negatives are refused.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::Deserialize;
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+                // A whole, non-negative f64 below 2^64: the cast is exact.
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| serde::de::Error::custom("expected a whole number"))
+}
+
+/// [`whole`] for an optional field (`#[serde(default)]` gives `None`).
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    whole(d).map(Some)
+}
+
+/// [`whole`] for a small field.
+pub fn whole_number_u8<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let n = whole(d)?;
+    u8::try_from(n).map_err(|_| serde::de::Error::custom("expected a whole number below 256"))
+}

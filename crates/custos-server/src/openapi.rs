@@ -135,6 +135,7 @@ fn path_param_schema(path: &str, name: &str) -> Option<utoipa::openapi::schema::
         ("id", "subjects") => random("sub"),
         ("id", "requests" | "processor-callbacks") => random("req"),
         ("key", _) => string(RECORD_KEY),
+        ("token", _) => string("^tok_[A-Za-z0-9_-]{24}$"),
         ("step", _) => Some(
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
@@ -151,6 +152,12 @@ fn path_param_schema(path: &str, name: &str) -> Option<utoipa::openapi::schema::
 
 fn contract(path: &str, op: &mut utoipa::openapi::path::Operation) {
     let id = op.operation_id.clone().unwrap_or_default();
+    // Scrubbing nothing is allowed: an empty body answers an empty body.
+    if path == "/v1/scrub" {
+        if let Some(body) = op.request_body.as_mut() {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
     for p in op.parameters.iter_mut().flatten() {
         if p.parameter_in == ParameterIn::Path {
             if let Some(schema) = path_param_schema(path, &p.name) {

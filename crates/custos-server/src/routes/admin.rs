@@ -23,8 +23,8 @@ pub struct CreateTenant {
     /// Lowercase slug, 1–64 characters.
     #[schema(example = "acme", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub id: String,
-    /// Display name.
-    #[schema(example = "Acme")]
+    /// Display name, 1 to 200 characters.
+    #[schema(example = "Acme", min_length = 1, max_length = 200)]
     pub name: String,
 }
 
@@ -117,6 +117,7 @@ pub struct CreateKey {
     /// Optional lifetime in seconds (1 to 10 years' worth); the key stops
     /// working afterwards.
     #[schema(minimum = 1, maximum = 315_360_000)]
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     pub expires_in_seconds: Option<u64>,
 }
 

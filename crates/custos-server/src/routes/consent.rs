@@ -582,6 +582,7 @@ pub struct CheckQuery {
     /// With `token`: the audience it must belong to.
     pub audience: Option<String>,
     /// Purpose id from the data map.
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub purpose: String,
 }
 

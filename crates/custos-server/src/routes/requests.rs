@@ -377,6 +377,7 @@ pub async fn list_requests(
 pub struct ExtendRequest {
     /// 1 or 2; at most 2 in total (Art. 12(3)).
     #[schema(minimum = 1, maximum = 2)]
+    #[serde(deserialize_with = "crate::extract::whole_number_u8")]
     pub months: u8,
     /// Why (complexity, number of requests); told to the person.
     #[schema(min_length = 1, pattern = "\\S")]

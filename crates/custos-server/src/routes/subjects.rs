@@ -27,8 +27,42 @@ pub struct CreateSubject {
     /// Identities by kind (`email`, `phone`, or a custom lowercase name);
     /// stored only as blind index and ciphertext.
     #[serde(default)]
-    #[schema(example = json!({"email": "Jane.Doe@Example.com"}))]
+    #[schema(schema_with = identity_map, example = json!({"email": "Jane.Doe@Example.com"}))]
     pub identities: BTreeMap<String, String>,
+}
+
+/// `identities`: kinds are slugs (`email`, `phone`, `customer_number`).
+fn identity_map() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(crate::openapi::SLUG)),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .into(),
+        )))
+        .build()
+}
+
+/// `fields` of a record: at least one, named by 1 to 128 characters none
+/// of which is a control character.
+fn record_fields() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .min_properties(Some(1))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f]{1,128}$")),
+        ))
+        .build()
 }
 
 crate::redact::redacted_debug!(CreateSubject { ; external_id, identities });
@@ -126,7 +160,7 @@ pub async fn get_subject(
 #[serde(deny_unknown_fields)]
 pub struct PutRecord {
     /// Field name → any JSON value; each field is encrypted on its own.
-    #[schema(value_type = Object, example = json!({"name": "Jane Doe", "iban": "NL91ABNA0417164300"}))]
+    #[schema(schema_with = record_fields, example = json!({"name": "Jane Doe", "iban": "NL91ABNA0417164300"}))]
     pub fields: Map<String, Value>,
 }
 
@@ -187,7 +221,16 @@ pub async fn put_record(
 #[serde(deny_unknown_fields)]
 pub struct PurposeQuery {
     /// Declared purpose; with the reveal scope, values come back in clear.
-    /// Required by an export.
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    pub purpose: Option<String>,
+}
+
+/// Query of an export: a reveal of everything, so its purpose is required.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Declared purpose, recorded on the audit entry.
     #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub purpose: Option<String>,
 }
@@ -238,17 +281,17 @@ pub async fn delete_record(
 /// a reveal's rules (reveal scope, a declared `purpose`, a restricted subject
 /// only for `legal_claims`/`storage`; audited with its purpose).
 #[utoipa::path(get, path = "/v1/subjects/{id}/export", tag = "vault",
-    params(("id" = String, Path), PurposeQuery), security(("api_key" = ["reveal"])),
+    params(("id" = String, Path), ExportQuery), security(("api_key" = ["reveal"])),
     responses((status = 200, body = SubjectExport), (status = 400, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn export(
     State(s): State<AppState>,
     KeyAuth(p): KeyAuth,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<PurposeQuery>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Json<SubjectExport>, Problem> {
     let id = subject_id(&id)?;
-    let purpose = purpose(q)?;
+    let purpose = purpose(PurposeQuery { purpose: q.purpose })?;
     Ok(Json(
         s.vault.subjects().export(&p, &id, purpose.as_ref()).await?,
     ))

@@ -219,7 +219,7 @@ impl Subjects<'_> {
             return Err(StoreError::invalid("fields", "give at least one field"));
         }
         for name in fields.keys() {
-            if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
                 return Err(StoreError::invalid(
                     "fields",
                     "field names must be 1 to 128 printable characters",
