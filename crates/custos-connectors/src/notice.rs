@@ -222,10 +222,12 @@ fn target(url: &str) -> SystemId {
 /// POSTs `notice` as JSON to `url`, signed with `secret` at the current
 /// time, with the [`SIGNATURE_HEADER`] and the [`IDEMPOTENCY_HEADER`].
 ///
-/// Returns the 2xx status. Any other status, and any connection error, is
-/// `Unavailable` naming the status or the error kind only: neither the
-/// response body nor the URL's path is quoted (either may echo the
-/// person's data or a token).
+/// Returns the 2xx status. A 5xx, 408, 425 or 429 and any connection
+/// error or timeout is `Unavailable` (retried); another 4xx is `Refused`
+/// (the processor will refuse the same notice again: a wrong URL or
+/// secret) and a URL that cannot be used is `Config`. Errors name the
+/// status or the error kind only: neither the response body nor the URL's
+/// path is quoted (either may echo the person's data or a token).
 pub async fn send_notice(
     client: &reqwest::Client,
     url: &str,
@@ -248,17 +250,30 @@ pub async fn send_notice(
         .body(body)
         .send()
         .await
-        .map_err(|e| unavailable(format!("notice not delivered: {}", reqwest_kind(&e))))?;
+        .map_err(|e| {
+            let message = format!("notice not delivered: {}", reqwest_kind(&e));
+            if e.is_builder() {
+                ConnectorError::Config {
+                    system: target(url),
+                    message,
+                }
+            } else {
+                unavailable(message)
+            }
+        })?;
     let status = res.status();
     // Dropped unread: a processor's error page may echo what we sent.
     drop(res);
+    let message = format!("notice refused with HTTP status {}", status.as_u16());
     if status.is_success() {
         Ok(status.as_u16())
+    } else if status.is_client_error() && !matches!(status.as_u16(), 408 | 425 | 429) {
+        Err(ConnectorError::Refused {
+            system: target(url),
+            message,
+        })
     } else {
-        Err(unavailable(format!(
-            "notice refused with HTTP status {}",
-            status.as_u16()
-        )))
+        Err(unavailable(message))
     }
 }
 

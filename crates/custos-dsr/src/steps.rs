@@ -24,6 +24,9 @@ pub(crate) fn backoff(cfg: &ExecutorConfig, attempts: i64) -> i64 {
     (base << attempts.clamp(1, 16).saturating_sub(1)).min(600_000_000)
 }
 
+/// A connector's failure as the step's end: a transient one is retried
+/// with backoff (see `docs/requests.md`), a permanent one fails the step
+/// at once with the connector's message, which says what to fix.
 pub(crate) fn fail(cfg: &ExecutorConfig, e: &ConnectorError, attempts: i64) -> StepEnd {
     if e.is_transient() {
         StepEnd::Retry {
@@ -219,13 +222,11 @@ async fn send_processor_notice(
         return StepEnd::Failed(format!("processor {pid} has no notice URL"));
     };
     let var = processor_secret_var(pid);
+    // A missing setting does not appear by waiting: fail at once, naming it.
     let Some(secret) = ex.cfg.var(&var) else {
-        return StepEnd::Retry {
-            error: format!(
-                "environment variable {var} (the processor's signing secret) is not set"
-            ),
-            delay_us: backoff(&ex.cfg, c.attempts),
-        };
+        return StepEnd::Failed(format!(
+            "processor {pid}: environment variable {var} (the processor's signing secret) is not set"
+        ));
     };
     let n = Notice {
         request_id: c.request.to_string(),
@@ -249,10 +250,8 @@ async fn send_processor_notice(
             processor: true,
             result: json!({ "processor": pid, "notice_status": status }),
         },
-        Err(e) => StepEnd::Retry {
-            error: e.to_string(),
-            delay_us: backoff(&ex.cfg, c.attempts),
-        },
+        // A 5xx or an outage is retried; a 4xx or a bad URL is not.
+        Err(e) => fail(&ex.cfg, &e, c.attempts),
     }
 }
 

@@ -68,6 +68,7 @@ mod anonymize;
 mod catalog;
 mod dialect;
 mod erase;
+mod fault;
 mod find;
 mod pool;
 mod rectify;
@@ -81,8 +82,9 @@ use zeroize::Zeroizing;
 
 use crate::{Connector, ConnectorError, DatasetOutcome, Export, FieldChange, Person};
 use catalog::{Ds, Fk, Table};
+use fault::{sql_error, Place};
 use find::json_text;
-use pool::{describe, Engine, Pool};
+use pool::{Engine, Pool};
 
 /// Bound values per statement (`IN` lists are cut into chunks this long).
 const CHUNK: usize = 500;
@@ -122,6 +124,8 @@ pub struct SqlConnector {
     /// MySQL: the connection's database (`DATABASE()`), where unqualified
     /// table names of the map are.
     my_schema: Option<String>,
+    /// The variable and database name errors may name.
+    place: Place,
 }
 
 impl fmt::Debug for SqlConnector {
@@ -157,7 +161,8 @@ impl SqlConnector {
         let system = system.clone();
         let key = Zeroizing::new(hash_key);
         async move {
-            let (engine, pool) = target?.open(&system.id).await?;
+            let (target, place) = target?;
+            let (engine, pool) = target.open(&system.id, &place).await?;
             let mut c = SqlConnector {
                 system,
                 engine,
@@ -168,6 +173,7 @@ impl SqlConnector {
                 order: Vec::new(),
                 fks: Vec::new(),
                 my_schema: None,
+                place,
             };
             let mut tx = c.begin(false).await?;
             let loaded = c.load(&mut tx, &systems).await;
@@ -184,11 +190,9 @@ impl SqlConnector {
         }
     }
 
+    /// A database error, sorted into transient or permanent (`fault`).
     fn db_err(&self, what: &str, e: &sqlx::Error) -> ConnectorError {
-        ConnectorError::Unavailable {
-            system: self.system.id.clone(),
-            message: format!("{what}: {}", describe(e)),
-        }
+        sql_error(&self.system.id, &self.place, what, e)
     }
 
     fn map_dataset(&self, ds: &Ds) -> Option<&Dataset> {

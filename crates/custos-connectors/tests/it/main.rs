@@ -13,6 +13,7 @@ mod files;
 mod notice;
 mod redis_cache;
 mod sql;
+mod sql_errors;
 
 use custos_connectors::{DatasetOutcome, Person};
 use custos_map::IdentityKind;

@@ -111,7 +111,7 @@ async fn a_notice_arrives_signed_and_verifiable() {
 }
 
 #[tokio::test]
-async fn refusals_and_unreachable_processors_are_transient_and_quote_nothing() {
+async fn outages_are_transient_refusals_permanent_and_both_quote_nothing() {
     let base = serve(Arc::new(Mutex::new(Seen::default()))).await;
     let client = reqwest::Client::new();
     let e = notice::send_notice(
@@ -143,4 +143,12 @@ async fn refusals_and_unreachable_processors_are_transient_and_quote_nothing() {
     .unwrap_err();
     assert!(e.is_transient(), "{e}");
     assert!(!e.to_string().contains("ada@"), "{e}");
+
+    // A 4xx (here 404: a wrong notice URL) will be refused again: it is
+    // permanent, naming the status only.
+    let e = notice::send_notice(&client, &format!("{base}/nowhere"), SECRET, &notice())
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    assert!(e.to_string().contains("404"), "{e}");
 }
