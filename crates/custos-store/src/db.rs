@@ -212,6 +212,11 @@ async fn migrate_to(
                 "consent_clustered",
                 include_str!("../migrations/sqlite/data/0007_consent_clustered.sql"),
             ),
+            migration(
+                8,
+                "sealed_texts",
+                include_str!("../migrations/sqlite/data/0008_sealed_texts.sql"),
+            ),
         ],
         (Engine::Postgres, Role::Data) => vec![
             migration(
@@ -243,6 +248,11 @@ async fn migrate_to(
                 6,
                 "suppression_index",
                 include_str!("../migrations/postgres/data/0006_suppression_index.sql"),
+            ),
+            migration(
+                8,
+                "sealed_texts",
+                include_str!("../migrations/postgres/data/0008_sealed_texts.sql"),
             ),
         ],
         (Engine::Sqlite, Role::Keys) => vec![

@@ -10,3 +10,4 @@ mod dsr;
 mod fides;
 mod requests;
 mod restore;
+mod steperrors;
