@@ -176,6 +176,13 @@ pub struct Notice {
     /// Identity kind (`email`, `user_id`, …) → the person's values, just
     /// enough for the processor to find them.
     pub identities: BTreeMap<String, Vec<String>>,
+    /// A rectification (Art. 16, notified under Art. 19): field of the map
+    /// → its new value (the text `null` clears it, as
+    /// [`crate::FieldChange`] says). Personal data like `identities`: in
+    /// the signed body only, never in `Debug`, which names the fields.
+    /// Absent for other request types.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<String, String>,
     /// Where the processor POSTs its signed [`ProcessorConfirmation`].
     pub callback_url: String,
     /// When custos issued the notice (RFC 3339).
@@ -195,6 +202,7 @@ impl fmt::Debug for Notice {
             .field("step", &self.step)
             .field("type", &self.request_type)
             .field("identities", &identities)
+            .field("changes", &self.changes.keys().collect::<Vec<_>>())
             .field("callback_url", &self.callback_url)
             .field("issued_at", &self.issued_at)
             .finish()
@@ -540,10 +548,15 @@ mod tests {
             step: 3,
             request_type: RequestType::Erasure,
             identities: BTreeMap::from([("email".into(), vec!["ada@example.com".into()])]),
+            changes: BTreeMap::new(),
             callback_url: "https://custos.example/v1/callbacks/req_1/3".into(),
             issued_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
         };
         let v = serde_json::to_value(&n).unwrap();
+        assert!(
+            v.get("changes").is_none(),
+            "only rectifications carry changes"
+        );
         assert_eq!(v["type"], "erasure");
         assert_eq!(v["step"], 3);
         assert_eq!(v["identities"]["email"][0], "ada@example.com");
@@ -552,6 +565,23 @@ mod tests {
         assert_eq!(back, n);
         assert_eq!(n.idempotency_key(), "req_1/3");
         assert!(!format!("{n:?}").contains("ada@"));
+
+        // A rectification names its changed fields and their values in the
+        // body; `Debug` names the fields only.
+        let r = Notice {
+            request_type: RequestType::Rectification,
+            changes: BTreeMap::from([("name".into(), "Ada Byron".into())]),
+            ..n
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["changes"]["name"], "Ada Byron");
+        let back: Notice = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        let debug = format!("{r:?}");
+        assert!(
+            debug.contains("name") && !debug.contains("Byron"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Running one claimed step through its connector, notice or check.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -104,8 +105,10 @@ pub(crate) async fn run_step(ex: &Executor, c: &ClaimedStep) -> StepEnd {
                 Err(e) => fail(&ex.cfg, &e, c.attempts),
             }
         }
-        StepKind::ProcessorNotice => send_processor_notice(ex, &map, c, &person).await,
-        StepKind::EmailNotice => email_notice(ex, &map, c, &person).await,
+        StepKind::ProcessorNotice => {
+            send_processor_notice(ex, &map, c, &person, &payload.changes).await
+        }
+        StepKind::EmailNotice => email_notice(ex, &map, c, &person, &payload.changes).await,
         StepKind::Verify => verify_erasure(ex, &map, &req, &person).await,
         StepKind::Manual => StepEnd::Waiting {
             processor: false,
@@ -206,11 +209,24 @@ async fn object(
     Ok(vec![o])
 }
 
+/// The changes a notice carries: a rectification's (Art. 19), else none.
+fn notified_changes(
+    c: &ClaimedStep,
+    changes: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    if c.request_type == RequestType::Rectification {
+        changes.clone()
+    } else {
+        BTreeMap::new()
+    }
+}
+
 async fn send_processor_notice(
     ex: &Executor,
     map: &DataMap,
     c: &ClaimedStep,
     person: &Person,
+    changes: &BTreeMap<String, String>,
 ) -> StepEnd {
     let Some(pid) = c.processor.as_deref() else {
         return StepEnd::Failed("notice step without a processor".into());
@@ -233,6 +249,7 @@ async fn send_processor_notice(
         step: u32::try_from(c.step).unwrap_or(u32::MAX),
         request_type: c.request_type,
         identities: person.to_sealable(),
+        changes: notified_changes(c, changes),
         callback_url: format!(
             "{}/v1/processor-callbacks/{}/{}",
             ex.cfg.public_url.trim_end_matches('/'),
@@ -258,7 +275,13 @@ async fn send_processor_notice(
 /// An email notice to a recipient: sent through the mailer (SMTP or the
 /// development outbox), or left to a person when no mail transport is
 /// configured.
-async fn email_notice(ex: &Executor, map: &DataMap, c: &ClaimedStep, person: &Person) -> StepEnd {
+async fn email_notice(
+    ex: &Executor,
+    map: &DataMap,
+    c: &ClaimedStep,
+    person: &Person,
+    changes: &BTreeMap<String, String>,
+) -> StepEnd {
     let pid = c.processor.as_deref().unwrap_or_default();
     let to = map
         .processors
@@ -282,6 +305,17 @@ async fn email_notice(ex: &Executor, map: &DataMap, c: &ClaimedStep, person: &Pe
         .iter()
         .map(|(k, vs)| format!("  {k}: {}\r\n", vs.join(", ")))
         .collect();
+    // A rectification says what changed, values included, under the same
+    // rule as the identities: only to the address the map names.
+    let changed: String = notified_changes(c, changes)
+        .iter()
+        .map(|(field, value)| format!("  {field}: {value}\r\n"))
+        .collect();
+    let changed = if changed.is_empty() {
+        String::new()
+    } else {
+        format!("\r\nThe person asked for these changes (field: new value; null clears it):\r\n{changed}")
+    };
     let subject = format!(
         "Data-subject request {} ({})",
         c.request,
@@ -289,7 +323,7 @@ async fn email_notice(ex: &Executor, map: &DataMap, c: &ClaimedStep, person: &Pe
     );
     let body = format!(
         "We received a {kind} request (reference {req}, step {step}) from the person identified by:\r\n\
-         {identities}\r\nPlease act on the data you hold for us about this person, as our agreement \
+         {identities}{changed}\r\nPlease act on the data you hold for us about this person, as our agreement \
          provides, and confirm to our privacy contact.\r\n",
         req = c.request,
         kind = c.request_type.as_str(),

@@ -72,6 +72,7 @@ fn notice() -> Notice {
             ("email".to_owned(), vec!["ada@example.com".to_owned()]),
             ("user_id".to_owned(), vec!["42".to_owned()]),
         ]),
+        changes: BTreeMap::new(),
         callback_url: "https://custos.example/v1/processor-callbacks/req_0123/4".into(),
         issued_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
     }

@@ -1115,9 +1115,24 @@ async fn rectification_changes_every_copy_and_the_vault_identity(store: TestStor
     let notice: Value =
         serde_json::from_slice(&app.processor.notices.lock().unwrap().last().unwrap().1).unwrap();
     assert_eq!(notice["type"], "rectification");
+    // Art. 19: the processor learns what changed, in the signed body.
+    assert_eq!(
+        notice["changes"],
+        json!({"email": "Jane.New@example.com", "name": "Jane Q. Doe"})
+    );
     app.confirm_processor(&id).await;
     let done = app.run_until(&id, &["completed", "failed"]).await;
     assert_eq!(done["status"], "completed", "{done:#}");
+    // And so does the recipient told by email.
+    let mail = std::fs::read_dir(store.dir().join("outbox"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|m| m.contains("office@tax.example") && m.contains(&id))
+        .expect("a notice to the tax advisor");
+    assert!(
+        mail.contains("name: Jane Q. Doe") && mail.contains("email: Jane.New@example.com"),
+        "{mail}"
+    );
 
     // The application's row, and no one else's.
     assert_eq!(
