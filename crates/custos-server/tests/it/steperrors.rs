@@ -31,7 +31,7 @@ backend_tests!(
 );
 
 /// Free text a person might type: a name and an IBAN.
-const SECRET_TEXT: &str = "Jane Roe DE89370400440532013000";
+pub(crate) const SECRET_TEXT: &str = "Jane Roe DE89370400440532013000";
 
 fn map_yaml(kind: &str) -> String {
     format!(
@@ -382,7 +382,7 @@ async fn reasons_are_sealed_shown_and_wiped(store: TestStore) {
 
 /// Neither the data store's files (SQLite, with its WAL) nor its rows
 /// (PostgreSQL, every column as text) hold [`SECRET_TEXT`] in clear.
-async fn assert_no_clear_text(store: &TestStore) {
+pub(crate) async fn assert_no_clear_text(store: &TestStore) {
     let needle = "DE89370400440532013000";
     match store.backend {
         Backend::Sqlite => {
