@@ -418,3 +418,48 @@ pub(crate) async fn assert_no_clear_text(store: &TestStore) {
         }
     }
 }
+
+/// The application's database on MariaDB (the store on SQLite): a wrong
+/// password and a missing column fail the step at its first attempt,
+/// naming the variable or the column, never the password.
+#[tokio::test]
+async fn mysql_wrong_password_and_missing_column_fail_at_once() {
+    let Some(server) = custos_testkit::mysql::server() else {
+        eprintln!("MariaDB not available: step errors on MySQL skipped");
+        return;
+    };
+    let Some(store) = TestStore::new(Backend::Sqlite).await else {
+        return;
+    };
+    let url = server.create_database("steperr").await;
+    let mut wrong = reqwest::Url::parse(&url).unwrap();
+    wrong.set_password(Some("hunter2")).unwrap();
+    let first = app(&store, "mysql", wrong.as_str()).await;
+    let id = first.access_request().await;
+    let r = first.run_until(&id, status_is("failed")).await;
+    assert_eq!(r["steps"][0]["attempts"], 1, "{r:#}");
+    let error = r["steps"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("authentication failed") && error.contains("APP_DB_URL"),
+        "{error}"
+    );
+    assert!(!error.contains("hunter2"), "{error}");
+
+    // The right password; `users` lacks the column `email` the map names.
+    let db = sqlx::MySqlPool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        .execute(&db)
+        .await
+        .unwrap();
+    let store = TestStore::new(Backend::Sqlite).await.unwrap();
+    let second = app(&store, "mysql", &url).await;
+    let id = second.access_request().await;
+    let r = second.run_until(&id, status_is("failed")).await;
+    assert_eq!(r["steps"][0]["attempts"], 1, "{r:#}");
+    let error = r["steps"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("app_db") && error.contains("users") && error.contains("email"),
+        "{error}"
+    );
+    eprintln!("mysql step errors: {error}");
+}
