@@ -26,6 +26,7 @@ backend_tests!(
     a_wrong_database_fails_at_once_naming_it,
     an_outage_is_retried,
     a_failed_step_is_retried_once_fixed,
+    a_retry_wakes_the_executor_at_once,
     a_skipped_step_completes_the_request_with_its_reason_sealed,
     reasons_are_sealed_shown_and_wiped,
 );
@@ -60,6 +61,7 @@ systems:
 struct App {
     server: TestServer,
     state: AppState,
+    cfg: ExecutorConfig,
     key: String,
 }
 
@@ -73,9 +75,9 @@ async fn app(store: &TestStore, kind: &str, db_url: &str) -> App {
     cfg.retry_base = Duration::from_millis(5);
     cfg.env = HashMap::from([("APP_DB_URL".to_owned(), db_url.to_owned())]).into();
     let cell = Arc::new(Mutex::new(None));
-    let c2 = cell.clone();
+    let (c2, cfg2) = (cell.clone(), cfg.clone());
     let server = crate::support::start_with(store, move |s| {
-        let s = s.with_map(map).with_executor_config(cfg);
+        let s = s.with_map(map).with_executor_config(cfg2);
         *c2.lock().unwrap() = Some(s.clone());
         s
     })
@@ -83,7 +85,12 @@ async fn app(store: &TestStore, kind: &str, db_url: &str) -> App {
     let state = cell.lock().unwrap().take().unwrap();
     server.tenant("acme").await;
     let key = server.key("acme", &["dsr", "audit"]).await;
-    App { server, state, key }
+    App {
+        server,
+        state,
+        cfg,
+        key,
+    }
 }
 
 /// The application's database on the store's engine: (kind, URL, pool).
@@ -288,6 +295,15 @@ async fn a_failed_step_is_retried_once_fixed(store: TestStore) {
         .await
         .contains(&"dsr.step.retried".to_owned()));
     assert_no_clear_text(&store).await;
+    // Both decisions are in the API's description.
+    let doc = app
+        .server
+        .call(Method::GET, "/openapi.json", None, None)
+        .await;
+    for action in ["retry", "skip"] {
+        let path = format!("/v1/requests/{{id}}/steps/{{step}}/{action}");
+        assert!(doc.body["paths"][&path]["post"].is_object(), "{path}");
+    }
 }
 
 async fn a_skipped_step_completes_the_request_with_its_reason_sealed(store: TestStore) {
@@ -462,4 +478,60 @@ async fn mysql_wrong_password_and_missing_column_fail_at_once() {
         "{error}"
     );
     eprintln!("mysql step errors: {error}");
+}
+
+/// A retry wakes the executor, as a confirmation does: with a fallback
+/// poll of a minute the retried request still completes at once. On
+/// PostgreSQL the executor runs in a second server (its own vault on the
+/// same stores), woken through LISTEN/NOTIFY.
+async fn a_retry_wakes_the_executor_at_once(store: TestStore) {
+    let (kind, url) = app_db(&store).await;
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&url).await.unwrap().close().await;
+    let app = app(&store, kind, &url).await;
+    let mut cfg = app.cfg.clone();
+    cfg.idle = Duration::from_secs(60);
+    let other_server = match store.backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(custos_store::Vault::open(store.config()).await.unwrap()),
+    };
+    let vault = other_server
+        .clone()
+        .unwrap_or_else(|| app.state.vault.clone());
+    let executor = custos_dsr::Executor::new(
+        vault,
+        app.state.map.clone(),
+        app.state.mailer.clone(),
+        Arc::new(cfg),
+    )
+    .spawn();
+    // Its listener is up before the request is filed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let wait_for = |id: String, status: &'static str| {
+        let app = &app;
+        async move {
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if app.get(&id).await["status"] == status {
+                    return start.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("not {status} after 20 s: {:#}", app.get(&id).await);
+        }
+    };
+    let id = app.access_request().await;
+    wait_for(id.clone(), "failed").await;
+    create_users(&url).await;
+    // The executor found nothing more to do and waits for a minute.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = app.decide(&id, 1, "retry", "table created").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let finished = wait_for(id.clone(), "completed").await;
+    eprintln!("woken: completed {finished:?} after the retry");
+    executor.stop().await;
+    if let Some(v) = other_server {
+        v.close().await;
+    }
+    app.server.stop().await;
 }
