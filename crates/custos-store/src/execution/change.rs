@@ -276,7 +276,9 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             let n = sqlx::query(
                 "UPDATE dsr_requests SET status = $1, completion = COALESCE($2, completion), \
                  payload_sealed = CASE WHEN $3 THEN NULL ELSE payload_sealed END, \
-                 closed_us = $4, updated_us = $5 WHERE tenant = $6 AND id = $7 AND status = $8",
+                 closed_us = $4, updated_us = $5 WHERE tenant = $6 AND id = $7 AND status = $8 \
+                 AND (NOT $9 OR EXISTS (SELECT 1 FROM dsr_steps s WHERE s.tenant = $6 \
+                   AND s.request_id = $7 AND s.status = 'failed'))",
             )
             .bind(to.as_str())
             .bind(completion.as_deref())
@@ -286,6 +288,9 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             .bind(tenant.as_str())
             .bind(id.as_str())
             .bind(from.as_str())
+            // A request fails only while a step is failed: an operator's
+            // retry committed since its steps were read wins.
+            .bind(*to == RequestStatus::Failed)
             .execute(&mut *c)
             .await?
             .rows_affected();
