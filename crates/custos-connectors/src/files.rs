@@ -178,9 +178,21 @@ impl FileConnector {
     ) -> Result<Self, ConnectorError> {
         let sid = &system.id;
         let (root_raw, var) = crate::kind_and_setting(system, SystemKind::Files, "root_env", env)?;
-        let root = std::fs::canonicalize(&root_raw).map_err(|e| ConnectorError::Unavailable {
-            system: sid.clone(),
-            message: format!("root directory (from {var}) is not reachable: {}", e.kind()),
+        // A root that does not exist or may not be read is a setting to
+        // fix (permanent); anything else may pass (an unmounted share).
+        let root = std::fs::canonicalize(&root_raw).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ConnectorError::Config {
+                system: sid.clone(),
+                message: format!("root directory (from {var}) does not exist"),
+            },
+            io::ErrorKind::PermissionDenied => ConnectorError::Refused {
+                system: sid.clone(),
+                message: format!("root directory (from {var}): permission denied"),
+            },
+            kind => ConnectorError::Unavailable {
+                system: sid.clone(),
+                message: format!("root directory (from {var}) is not reachable: {kind}"),
+            },
         })?;
         if !root.is_dir() {
             return Err(ConnectorError::Config {
@@ -278,14 +290,18 @@ impl FileConnector {
 impl Inner {
     fn io_error(&self, ds: &FileDataset, what: &str, e: &io::Error) -> ConnectorError {
         // Never the path: it holds the person's values.
-        ConnectorError::Unavailable {
-            system: self.system.clone(),
-            message: format!(
-                "dataset {} (path {}): {what}: {}",
-                ds.id,
-                ds.template,
-                e.kind()
-            ),
+        let message = format!(
+            "dataset {} (path {}): {what}: {}",
+            ds.id,
+            ds.template,
+            e.kind()
+        );
+        let system = self.system.clone();
+        // A permission will not grant itself; other errors may pass.
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            ConnectorError::Refused { system, message }
+        } else {
+            ConnectorError::Unavailable { system, message }
         }
     }
 

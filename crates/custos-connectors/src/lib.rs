@@ -294,6 +294,17 @@ pub enum ConnectorError {
         /// What disagrees.
         message: String,
     },
+    /// The store refused the work for a reason time will not change: a
+    /// constraint, a value too long for its column, a permission the
+    /// connecting user lacks. Retrying will not help; the message names
+    /// the table and, where the store says, the constraint or column.
+    #[error("system {system}: {message}")]
+    Refused {
+        /// The system of the map.
+        system: SystemId,
+        /// What refused, naming tables, columns and constraints only.
+        message: String,
+    },
     /// This kind of system has no connector here.
     #[error("system {system}: no connector for kind {kind}")]
     Unsupported {
@@ -305,7 +316,12 @@ pub enum ConnectorError {
 }
 
 impl ConnectorError {
-    /// Whether a retry with backoff may succeed.
+    /// Whether a retry with backoff may succeed: only for
+    /// [`ConnectorError::Unavailable`] (a refused or reset connection, a
+    /// timeout, a deadlock or serialization failure, too many connections,
+    /// a processor's 5xx). Everything else — a wrong setting, a missing
+    /// database, table or column, failed authentication, a constraint —
+    /// fails the step at once: the same attempt would fail the same way.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }

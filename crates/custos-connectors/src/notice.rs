@@ -295,6 +295,13 @@ pub struct Notice {
     /// Identity kind (`email`, `user_id`, …) → the person's values, just
     /// enough for the processor to find them.
     pub identities: BTreeMap<String, Vec<String>>,
+    /// A rectification (Art. 16, notified under Art. 19): field of the map
+    /// → its new value (JSON `null`: cleared; the text `"null"` is text, as
+    /// [`crate::FieldChange`] says). Personal data like `identities`: in
+    /// the signed body only, never in `Debug`, which names the fields.
+    /// Absent for other request types.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<String, Option<String>>,
     /// Where the processor POSTs its signed [`ProcessorConfirmation`].
     pub callback_url: String,
     /// When custos issued the notice (RFC 3339).
@@ -315,6 +322,7 @@ impl fmt::Debug for Notice {
             .field("step", &self.step)
             .field("type", &self.request_type)
             .field("identities", &identities)
+            .field("changes", &self.changes.keys().collect::<Vec<_>>())
             .field("callback_url", &self.callback_url)
             .field("issued_at", &self.issued_at)
             .finish()
@@ -371,10 +379,12 @@ pub struct NoticeTarget<'a> {
 /// Returns the 2xx status. A URL the map's rules refuse
 /// ([`custos_map::notice_url_refusal`]) is a `Config` error and nothing is
 /// sent; a 3xx answer is a `Mismatch` (the map names a URL that moved; the
-/// redirect is not followed); any other status, and any connection error,
-/// is `Unavailable`. Each names the processor and the status or error kind
-/// only: neither the response body nor the URL is quoted (either may echo
-/// the person's data or a token).
+/// redirect is not followed); a 5xx, 408, 425 or 429 and any connection
+/// error or timeout is `Unavailable` (retried); another 4xx is `Refused`
+/// (the processor will refuse the same notice again: a wrong URL or
+/// secret). Each names the processor and the status or error kind only:
+/// neither the response body nor the URL is quoted (either may echo the
+/// person's data or a token).
 pub async fn send_notice(
     client: &NoticeClient,
     to: NoticeTarget<'_>,
@@ -405,10 +415,21 @@ pub async fn send_notice(
         .body(body)
         .send()
         .await
-        .map_err(|e| unavailable(format!("notice not delivered: {}", reqwest_kind(&e))))?;
+        .map_err(|e| {
+            let message = format!("notice not delivered: {}", reqwest_kind(&e));
+            if e.is_builder() {
+                ConnectorError::Config {
+                    system: system(),
+                    message,
+                }
+            } else {
+                unavailable(message)
+            }
+        })?;
     let status = res.status();
     // Dropped unread: a processor's error page may echo what we sent.
     drop(res);
+    let message = format!("notice refused with HTTP status {}", status.as_u16());
     if status.is_success() {
         Ok(status.as_u16())
     } else if status.is_redirection() {
@@ -420,11 +441,13 @@ pub async fn send_notice(
                 status.as_u16()
             ),
         })
+    } else if status.is_client_error() && !matches!(status.as_u16(), 408 | 425 | 429) {
+        Err(ConnectorError::Refused {
+            system: system(),
+            message,
+        })
     } else {
-        Err(unavailable(format!(
-            "notice refused with HTTP status {}",
-            status.as_u16()
-        )))
+        Err(unavailable(message))
     }
 }
 
@@ -750,10 +773,15 @@ mod tests {
             step: 3,
             request_type: RequestType::Erasure,
             identities: BTreeMap::from([("email".into(), vec!["ada@example.com".into()])]),
+            changes: BTreeMap::new(),
             callback_url: "https://custos.example/v1/callbacks/req_1/3".into(),
             issued_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
         };
         let v = serde_json::to_value(&n).unwrap();
+        assert!(
+            v.get("changes").is_none(),
+            "only rectifications carry changes"
+        );
         assert_eq!(v["type"], "erasure");
         assert_eq!(v["step"], 3);
         assert_eq!(v["identities"]["email"][0], "ada@example.com");
@@ -762,6 +790,30 @@ mod tests {
         assert_eq!(back, n);
         assert_eq!(n.idempotency_key(), "req_1/3");
         assert!(!format!("{n:?}").contains("ada@"));
+
+        // A rectification names its changed fields and their values in the
+        // body; `Debug` names the fields only.
+        let r = Notice {
+            request_type: RequestType::Rectification,
+            changes: BTreeMap::from([
+                ("name".into(), Some("Ada Byron".into())),
+                ("nickname".into(), None),
+            ]),
+            ..n
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["changes"]["name"], "Ada Byron");
+        assert!(
+            v["changes"]["nickname"].is_null(),
+            "a cleared field is null"
+        );
+        let back: Notice = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+        let debug = format!("{r:?}");
+        assert!(
+            debug.contains("name") && !debug.contains("Byron"),
+            "{debug}"
+        );
     }
 
     proptest! {

@@ -43,6 +43,8 @@ pub struct RedisConnector {
     system: SystemId,
     client: redis::Client,
     datasets: Vec<KeyDataset>,
+    /// The variable holding the URL, for messages that say what to fix.
+    var: String,
 }
 
 impl std::fmt::Debug for RedisConnector {
@@ -125,7 +127,7 @@ impl RedisConnector {
         let (url, var) = crate::kind_and_setting(system, SystemKind::Redis, "url_env", env)?;
         let client = redis::Client::open(url.as_str()).map_err(|_| ConnectorError::Config {
             system: sid.clone(),
-            message: format!("environment variable {var} does not hold a valid Redis URL"),
+            message: format!("setting {var} is not a valid Redis URL"),
         })?;
         let mut datasets = Vec::new();
         for ds in &system.datasets {
@@ -155,18 +157,40 @@ impl RedisConnector {
             system: sid.clone(),
             client,
             datasets,
+            var: var.to_owned(),
         })
     }
 
     fn unavailable(&self, ds: &KeyDataset, what: &str, e: &RedisError) -> ConnectorError {
-        ConnectorError::Unavailable {
-            system: self.system.clone(),
-            message: format!(
-                "dataset {} (key {}): {what}: {}",
-                ds.id,
-                ds.template,
-                redis_kind(e)
-            ),
+        self.redis_error(
+            &format!("dataset {} (key {}): {what}", ds.id, ds.template),
+            e,
+        )
+    }
+
+    /// A Redis error, transient (`Unavailable`: refused, reset, timed out,
+    /// loading, busy) or permanent: authentication and a client setting
+    /// (`Config`, naming the variable), a missing permission (`NOPERM`).
+    fn redis_error(&self, what: &str, e: &RedisError) -> ConnectorError {
+        let system = self.system.clone();
+        let var = &self.var;
+        match e.kind() {
+            redis::ErrorKind::AuthenticationFailed => ConnectorError::Config {
+                system,
+                message: format!("{what}: authentication failed (check the password in {var})"),
+            },
+            redis::ErrorKind::InvalidClientConfig => ConnectorError::Config {
+                system,
+                message: format!("setting {var} is not a valid Redis URL"),
+            },
+            redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => ConnectorError::Refused {
+                system,
+                message: format!("{what}: permission denied to the user of {var}"),
+            },
+            _ => ConnectorError::Unavailable {
+                system,
+                message: format!("{what}: {}", redis_kind(e)),
+            },
         }
     }
 
@@ -177,10 +201,7 @@ impl RedisConnector {
         self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| ConnectorError::Unavailable {
-                system: self.system.clone(),
-                message: format!("cannot connect: {}", redis_kind(&e)),
-            })
+            .map_err(|e| self.redis_error("cannot connect", &e))
     }
 
     /// The SCAN patterns of a dataset for the person: one per combination

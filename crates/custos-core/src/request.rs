@@ -130,7 +130,9 @@ impl RequestStatus {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    /// Completed, rejected and failed are final.
+    /// Completed, rejected and failed close the request; only a failed
+    /// one may reopen (to `running`, when an operator retries or skips its
+    /// failed step).
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Rejected | Self::Failed)
     }
@@ -150,7 +152,9 @@ impl RequestStatus {
                 S::Failed,
             ],
             S::WaitingManual | S::WaitingProcessor => &[S::Running, S::Completed, S::Failed],
-            S::Completed | S::Rejected | S::Failed => &[],
+            // An operator may retry or skip the failed step.
+            S::Failed => &[S::Running],
+            S::Completed | S::Rejected => &[],
         }
     }
 
@@ -469,7 +473,12 @@ mod tests {
             for to in targets {
                 match cur.transition(to) {
                     Ok(next) => {
-                        prop_assert!(!closed, "moved out of a terminal state");
+                        // Only a failed request reopens (an operator's
+                        // retry or skip of its failed step).
+                        prop_assert!(
+                            !closed || (cur == RequestStatus::Failed && next == RequestStatus::Running),
+                            "moved out of a terminal state"
+                        );
                         prop_assert!(cur.successors().contains(&next));
                         prop_assert!(RequestStatus::ALL.contains(&next));
                         prop_assert_eq!(RequestStatus::parse(next.as_str()), Some(next));
@@ -485,7 +494,7 @@ mod tests {
 
         #[test]
         fn terminal_states_are_final(from in status(), to in status()) {
-            if from.is_terminal() {
+            if from.is_terminal() && !(from == RequestStatus::Failed && to == RequestStatus::Running) {
                 prop_assert!(from.transition(to).is_err());
             }
         }

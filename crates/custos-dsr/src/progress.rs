@@ -24,7 +24,7 @@ pub(crate) async fn progress(ex: &Executor, req: &PendingRequest) -> Result<(), 
         let connectors_done = steps
             .iter()
             .filter(|s| s.kind == StepKind::Connector)
-            .all(|s| s.status == StepStatus::Done);
+            .all(|s| finished(s.status));
         if connectors_done
             && !ex
                 .vault
@@ -41,7 +41,7 @@ pub(crate) async fn progress(ex: &Executor, req: &PendingRequest) -> Result<(), 
     }
     // The address to send the receipt to must be read before the request
     // closes: closing wipes the payload.
-    let all_done = !steps.is_empty() && steps.iter().all(|s| s.status == StepStatus::Done);
+    let all_done = !steps.is_empty() && steps.iter().all(|s| finished(s.status));
     let receipt_to = if all_done {
         receipt_address(ex, req).await?
     } else {
@@ -58,6 +58,11 @@ pub(crate) async fn progress(ex: &Executor, req: &PendingRequest) -> Result<(), 
         send_receipt(ex, req, &to, &steps).await;
     }
     Ok(())
+}
+
+/// Done, or skipped by an operator: nothing more will happen to it.
+fn finished(s: StepStatus) -> bool {
+    matches!(s, StepStatus::Done | StepStatus::Skipped)
 }
 
 /// Where the person gets the receipt (and, for access, the download link):
@@ -190,7 +195,12 @@ async fn build_archive(
     let (person, _) = person_of(ex, req).await?;
     let tenancy = Tenancy::of(ex, req).await?;
     let mut systems = Vec::new();
-    for s in steps.iter().filter(|s| s.kind == StepKind::Connector) {
+    // A skipped system is not searched again; the archive lists it as
+    // not included.
+    for s in steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Connector && s.status == StepStatus::Done)
+    {
         let Some(sys) = s
             .system
             .as_deref()
@@ -242,7 +252,7 @@ async fn build_archive(
     let pending: Vec<String> = steps
         .iter()
         .filter(|s| {
-            s.kind != StepKind::Connector
+            (s.kind != StepKind::Connector || s.status == StepStatus::Skipped)
                 && s.status != StepStatus::Done
                 && !answered.contains(&s.step)
         })

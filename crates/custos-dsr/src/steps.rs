@@ -1,5 +1,7 @@
 //! Running one claimed step through its connector, notice or check.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use custos_connectors::notice::{self, Notice};
@@ -23,6 +25,9 @@ pub(crate) fn backoff(cfg: &ExecutorConfig, attempts: i64) -> i64 {
     (base << attempts.clamp(1, 16).saturating_sub(1)).min(600_000_000)
 }
 
+/// A connector's failure as the step's end: a transient one is retried
+/// with backoff (see `docs/requests.md`), a permanent one fails the step
+/// at once with the connector's message, which says what to fix.
 pub(crate) fn fail(cfg: &ExecutorConfig, e: &ConnectorError, attempts: i64) -> StepEnd {
     if e.is_transient() {
         StepEnd::Retry {
@@ -129,8 +134,10 @@ pub(crate) async fn run_step(ex: &Executor, c: &ClaimedStep) -> StepEnd {
                 Err(e) => fail(&ex.cfg, &e, c.attempts),
             }
         }
-        StepKind::ProcessorNotice => send_processor_notice(ex, &map, c, &person).await,
-        StepKind::EmailNotice => email_notice(ex, &map, c, &person).await,
+        StepKind::ProcessorNotice => {
+            send_processor_notice(ex, &map, c, &person, &payload.changes).await
+        }
+        StepKind::EmailNotice => email_notice(ex, &map, c, &person, &payload.changes).await,
         StepKind::Verify => verify_erasure(ex, &map, &req, &person, &tenancy).await,
         StepKind::Manual => StepEnd::Waiting {
             processor: false,
@@ -231,11 +238,24 @@ async fn object(
     Ok(vec![o])
 }
 
+/// The changes a notice carries: a rectification's (Art. 19), else none.
+fn notified_changes(
+    c: &ClaimedStep,
+    changes: &BTreeMap<String, Option<String>>,
+) -> BTreeMap<String, Option<String>> {
+    if c.request_type == RequestType::Rectification {
+        changes.clone()
+    } else {
+        BTreeMap::new()
+    }
+}
+
 async fn send_processor_notice(
     ex: &Executor,
     map: &DataMap,
     c: &ClaimedStep,
     person: &Person,
+    changes: &BTreeMap<String, Option<String>>,
 ) -> StepEnd {
     let Some(pid) = c.processor.as_deref() else {
         return StepEnd::Failed("notice step without a processor".into());
@@ -247,13 +267,11 @@ async fn send_processor_notice(
         return StepEnd::Failed(format!("processor {pid} has no notice URL"));
     };
     let var = processor_secret_var(pid);
+    // A missing setting does not appear by waiting: fail at once, naming it.
     let Some(secret) = ex.cfg.var(&var) else {
-        return StepEnd::Retry {
-            error: format!(
-                "environment variable {var} (the processor's signing secret) is not set"
-            ),
-            delay_us: backoff(&ex.cfg, c.attempts),
-        };
+        return StepEnd::Failed(format!(
+            "processor {pid}: environment variable {var} (the processor's signing secret) is not set"
+        ));
     };
     let n = Notice {
         tenant: c.tenant.to_string(),
@@ -261,6 +279,7 @@ async fn send_processor_notice(
         step: u32::try_from(c.step).unwrap_or(u32::MAX),
         request_type: c.request_type,
         identities: person.to_sealable(),
+        changes: notified_changes(c, changes),
         callback_url: format!(
             "{}/v1/processor-callbacks/{}/{}",
             ex.cfg.public_url.trim_end_matches('/'),
@@ -286,18 +305,21 @@ async fn send_processor_notice(
             processor: true,
             result: json!({ "processor": pid, "notice_status": status }),
         },
-        Err(e) if e.is_transient() => StepEnd::Retry {
-            error: e.to_string(),
-            delay_us: backoff(&ex.cfg, c.attempts),
-        },
-        Err(e) => StepEnd::Failed(e.to_string()),
+        // A 5xx or an outage is retried; a 4xx or a bad URL is not.
+        Err(e) => fail(&ex.cfg, &e, c.attempts),
     }
 }
 
 /// An email notice to a recipient: sent through the mailer (SMTP or the
 /// development outbox), or left to a person when no mail transport is
 /// configured.
-async fn email_notice(ex: &Executor, map: &DataMap, c: &ClaimedStep, person: &Person) -> StepEnd {
+async fn email_notice(
+    ex: &Executor,
+    map: &DataMap,
+    c: &ClaimedStep,
+    person: &Person,
+    changes: &BTreeMap<String, Option<String>>,
+) -> StepEnd {
     let pid = c.processor.as_deref().unwrap_or_default();
     let to = map
         .processors
@@ -321,6 +343,19 @@ async fn email_notice(ex: &Executor, map: &DataMap, c: &ClaimedStep, person: &Pe
         .iter()
         .map(|(k, vs)| format!("  {k}: {}\r\n", vs.join(", ")))
         .collect();
+    // A rectification says what changed, values included, under the same
+    // rule as the identities: only to the address the map names.
+    let changed: String = notified_changes(c, changes)
+        .iter()
+        .map(|(field, value)| format!("  {field}: {}\r\n", value.as_deref().unwrap_or("(cleared)")))
+        .collect();
+    let changed = if changed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\r\nThe person asked for these changes (field: new value, or (cleared)):\r\n{changed}"
+        )
+    };
     let subject = format!(
         "Data-subject request {} ({})",
         c.request,
@@ -328,7 +363,7 @@ async fn email_notice(ex: &Executor, map: &DataMap, c: &ClaimedStep, person: &Pe
     );
     let body = format!(
         "We received a {kind} request (reference {req}, step {step}) from the person identified by:\r\n\
-         {identities}\r\nPlease act on the data you hold for us about this person, as our agreement \
+         {identities}{changed}\r\nPlease act on the data you hold for us about this person, as our agreement \
          provides, and confirm to our privacy contact.\r\n",
         req = c.request,
         kind = c.request_type.as_str(),

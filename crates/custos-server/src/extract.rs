@@ -281,30 +281,6 @@ pub(crate) fn parse_time(field: &str, s: &str) -> Result<i64, Problem> {
         .map_err(|e| Problem::invalid(field, e.to_string()))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn times_parse_as_dates_or_rfc3339_and_name_the_field() {
-        assert_eq!(
-            super::parse_time("t", "1970-01-02").ok(),
-            Some(86_400_000_000)
-        );
-        assert_eq!(
-            super::parse_time("t", "1970-01-01T00:00:01Z").ok(),
-            Some(1_000_000)
-        );
-        let p = super::parse_time("due_before", "yesterday").err();
-        let body = p.and_then(|p| serde_json::to_value(&p).ok());
-        assert_eq!(
-            body.as_ref()
-                .and_then(|b| b.get("field"))
-                .and_then(|f| f.as_str()),
-            Some("due_before"),
-            "{body:?}"
-        );
-    }
-}
-
 /// A JSON number that is a whole number, written `1823` or `1823.0`: JSON
 /// Schema's `integer` admits both, so the document's `integer` fields take
 /// both. Fractions and negatives are refused.
@@ -330,4 +306,28 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64
 pub fn whole_number_u8<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     let n = whole(d)?;
     u8::try_from(n).map_err(|_| serde::de::Error::custom("expected a whole number below 256"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_parse_as_dates_or_rfc3339_and_name_the_field() {
+        assert_eq!(
+            super::parse_time("t", "1970-01-02").ok(),
+            Some(86_400_000_000)
+        );
+        assert_eq!(
+            super::parse_time("t", "1970-01-01T00:00:01Z").ok(),
+            Some(1_000_000)
+        );
+        let p = super::parse_time("due_before", "yesterday").err();
+        let body = p.and_then(|p| serde_json::to_value(&p).ok());
+        assert_eq!(
+            body.as_ref()
+                .and_then(|b| b.get("field"))
+                .and_then(|f| f.as_str()),
+            Some("due_before"),
+            "{body:?}"
+        );
+    }
 }

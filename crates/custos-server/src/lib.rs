@@ -206,6 +206,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/requests/{id}/steps/{step}/complete",
             post(requests::complete_step),
         )
+        .route(
+            "/v1/requests/{id}/steps/{step}/retry",
+            post(requests::retry_step),
+        )
+        .route(
+            "/v1/requests/{id}/steps/{step}/skip",
+            post(requests::skip_step),
+        )
         .route("/v1/requests/{id}/archive", get(requests::archive_link))
         .route("/v1/requests/{id}/completion", get(requests::completion))
         .route(

@@ -255,6 +255,11 @@ async fn migrate_to(
                 "audit_key_ids",
                 include_str!("../migrations/sqlite/data/0008_audit_key_ids.sql"),
             ),
+            migration(
+                9,
+                "sealed_texts",
+                include_str!("../migrations/sqlite/data/0009_sealed_texts.sql"),
+            ),
         ],
         (Engine::Postgres, Role::Data) => vec![
             migration(
@@ -291,6 +296,11 @@ async fn migrate_to(
                 7,
                 "audit_key_ids",
                 include_str!("../migrations/postgres/data/0007_audit_key_ids.sql"),
+            ),
+            migration(
+                8,
+                "sealed_texts",
+                include_str!("../migrations/postgres/data/0008_sealed_texts.sql"),
             ),
         ],
         (Engine::Sqlite, Role::Keys) => vec![

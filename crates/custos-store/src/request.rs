@@ -28,6 +28,7 @@ use custos_core::secret::Personal;
 use rand_core::{OsRng, RngCore};
 
 use crate::error::is_unique_violation;
+use crate::execution::Texts;
 use crate::vault::{event, Actor, Principal, Requests, Vault};
 use crate::writer::Change;
 use crate::{now_us, rfc3339, StoreError};
@@ -45,6 +46,17 @@ const COLS: &str = "id, tenant, kind, status, subject, identity_kind, identity_b
     received_us, due_us, extended_months, extension_reason, verification, code_hash, code_salt, \
     code_attempts, code_expires_us, rejection_reason, updated_us, closed_us";
 
+/// [`COLS`] and the sealed free text, for reading.
+const READ_COLS: &str =
+    "id, tenant, kind, status, subject, identity_kind, identity_blind, person, \
+    received_us, due_us, extended_months, extension_reason, verification, code_hash, code_salt, \
+    code_attempts, code_expires_us, rejection_reason, updated_us, closed_us, \
+    extension_reason_sealed, rejection_reason_sealed, text_key_sealed";
+
+/// Where the sealed reasons of a request are (see `execution::texts`).
+const EXTENSION_PLACE: &str = "extension_reason";
+const REJECTION_PLACE: &str = "rejection_reason";
+
 /// One stored request.
 #[derive(Clone, Debug)]
 pub(crate) struct RequestRow {
@@ -59,15 +71,24 @@ pub(crate) struct RequestRow {
     received_us: i64,
     due_us: i64,
     extended_months: u8,
+    /// In clear: only what custos itself wrote, or an older version.
     extension_reason: Option<String>,
+    /// A person's reasons, sealed under the request's text key.
+    extension_reason_sealed: Option<Vec<u8>>,
     verification: String,
     code_hash: Option<Vec<u8>>,
     code_salt: Option<Vec<u8>>,
     code_attempts: i64,
     code_expires_us: Option<i64>,
+    /// In clear: only what custos itself wrote ("too many wrong codes"),
+    /// or an older version.
     rejection_reason: Option<String>,
+    /// A person's reason, sealed under the request's text key.
+    rejection_reason_sealed: Option<Vec<u8>>,
     updated_us: i64,
     closed_us: Option<i64>,
+    /// The request's text key, sealed (read only).
+    text_key_sealed: Option<Vec<u8>>,
 }
 
 /// A change the writer applies.
@@ -115,6 +136,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, StoreError> {
         rejection_reason: r.try_get(17)?,
         updated_us: r.try_get(18)?,
         closed_us: r.try_get(19)?,
+        extension_reason_sealed: r.try_get(20)?,
+        rejection_reason_sealed: r.try_get(21)?,
+        text_key_sealed: r.try_get(22)?,
     })
 }
 
@@ -183,7 +207,8 @@ async fn apply(c: &mut AnyConnection, op: &RequestOp) -> Result<u64, StoreError>
                  extension_reason = $4, verification = $5, code_hash = $6, code_salt = $7, \
                  code_attempts = $8, code_expires_us = $9, rejection_reason = $10, \
                  updated_us = $11, closed_us = $12, \
-                 payload_sealed = CASE WHEN $12 IS NULL THEN payload_sealed ELSE NULL END \
+                 payload_sealed = CASE WHEN $12 IS NULL THEN payload_sealed ELSE NULL END, \
+                 extension_reason_sealed = $18, rejection_reason_sealed = $19 \
                  WHERE tenant = $13 AND id = $14 AND status = $15 AND code_attempts = $16 \
                  AND extended_months = $17",
             )
@@ -204,6 +229,8 @@ async fn apply(c: &mut AnyConnection, op: &RequestOp) -> Result<u64, StoreError>
             .bind(status.as_str())
             .bind(*attempts)
             .bind(i64::from(*extended))
+            .bind(row.extension_reason_sealed.clone())
+            .bind(row.rejection_reason_sealed.clone())
             .execute(&mut *c)
             .await?
             .rows_affected();
@@ -258,7 +285,8 @@ pub struct RequestInfo {
 }
 
 impl RequestRow {
-    fn info(&self, now: i64) -> RequestInfo {
+    /// What the API shows; reasons opened with the request's `texts`.
+    fn info(&self, now: i64, texts: &Texts) -> RequestInfo {
         RequestInfo {
             id: self.id.clone(),
             kind: self.kind,
@@ -268,11 +296,15 @@ impl RequestRow {
             received_at: rfc3339(self.received_us),
             due_at: rfc3339(self.due_us),
             extended_months: self.extended_months,
-            extension_reason: self.extension_reason.clone(),
+            extension_reason: texts
+                .open(EXTENSION_PLACE, self.extension_reason_sealed.as_deref())
+                .or_else(|| self.extension_reason.clone()),
             verification: self.verification.clone(),
             attempts_left: (self.status == RequestStatus::Verifying)
                 .then(|| (MAX_CODE_ATTEMPTS - self.code_attempts).max(0)),
-            rejection_reason: self.rejection_reason.clone(),
+            rejection_reason: texts
+                .open(REJECTION_PLACE, self.rejection_reason_sealed.as_deref())
+                .or_else(|| self.rejection_reason.clone()),
             overdue: rules::is_overdue(self.status, self.due_us, now),
             due_soon: rules::is_due_soon(self.status, self.due_us, now),
             updated_at: rfc3339(self.updated_us),
@@ -320,7 +352,8 @@ fn new_code() -> String {
     }
 }
 
-fn reason(field: &str, s: &str) -> Result<String, StoreError> {
+/// A reason typed by a person: trimmed, not empty, printable, bounded.
+pub(crate) fn reason(field: &str, s: &str) -> Result<String, StoreError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(StoreError::invalid(field, "give a reason"));
@@ -346,12 +379,21 @@ impl Vault {
         )
     }
 
+    /// A request as the API shows it, its reasons opened.
+    async fn info_of(&self, row: &RequestRow, now: i64) -> Result<RequestInfo, StoreError> {
+        let tenant = TenantId::parse(&row.tenant).map_err(StoreError::Integrity)?;
+        let texts = self
+            .texts(&tenant, &row.id, row.text_key_sealed.as_deref())
+            .await?;
+        Ok(row.info(now, &texts))
+    }
+
     async fn load_request(
         &self,
         tenant: &TenantId,
         id: &RequestId,
     ) -> Result<RequestRow, StoreError> {
-        let sql = format!("SELECT {COLS} FROM dsr_requests WHERE tenant = $1 AND id = $2");
+        let sql = format!("SELECT {READ_COLS} FROM dsr_requests WHERE tenant = $1 AND id = $2");
         let r = sqlx::query(&sql)
             .bind(tenant.as_str())
             .bind(id.to_string())
@@ -368,7 +410,7 @@ impl Vault {
         kind: RequestType,
     ) -> Result<Option<RequestRow>, StoreError> {
         let sql = format!(
-            "SELECT {COLS} FROM dsr_requests WHERE tenant = $1 AND person = $2 AND kind = $3 \
+            "SELECT {READ_COLS} FROM dsr_requests WHERE tenant = $1 AND person = $2 AND kind = $3 \
              AND closed_us IS NULL"
         );
         let r = sqlx::query(&sql)
@@ -441,7 +483,7 @@ impl Requests<'_> {
                 let ev = Vault::dsr_event(p, "dsr.merged", &existing);
                 self.v.inner.writer.audit(vec![ev]).await?;
                 return Ok(CreatedRequest {
-                    request: existing.info(now),
+                    request: self.v.info_of(&existing, now).await?,
                     merged: true,
                     code: None,
                 });
@@ -459,14 +501,17 @@ impl Requests<'_> {
                 due_us: rules::due_us(now, 0)?,
                 extended_months: 0,
                 extension_reason: None,
+                extension_reason_sealed: None,
                 verification: if vouched { "app" } else { "code" }.into(),
                 code_hash: None,
                 code_salt: None,
                 code_attempts: 0,
                 code_expires_us: None,
                 rejection_reason: None,
+                rejection_reason_sealed: None,
                 updated_us: now,
                 closed_us: None,
+                text_key_sealed: None,
             };
             let mut audit = vec![Vault::dsr_event(p, "dsr.received", &row)];
             let mut code = None;
@@ -502,7 +547,7 @@ impl Requests<'_> {
                         self.v.wake_executor().await;
                     }
                     return Ok(CreatedRequest {
-                        request: row.info(now),
+                        request: self.v.info_of(&row, now).await?,
                         merged: false,
                         code,
                     });
@@ -554,7 +599,7 @@ impl Requests<'_> {
             let ev = Vault::dsr_event(p, "dsr.verified", &after);
             let verified = self.v.update_request(&before, after, vec![ev]).await?;
             self.v.wake_executor().await;
-            return Ok(verified.info(now));
+            return self.v.info_of(&verified, now).await;
         }
         after.code_attempts += 1;
         let remaining = (MAX_CODE_ATTEMPTS - after.code_attempts).max(0);
@@ -576,7 +621,8 @@ impl Requests<'_> {
     /// One request of the key's tenant.
     pub async fn get(&self, p: &Principal, id: &RequestId) -> Result<RequestInfo, StoreError> {
         p.require(Scope::Dsr)?;
-        Ok(self.v.load_request(&p.tenant, id).await?.info(now_us()))
+        let row = self.v.load_request(&p.tenant, id).await?;
+        self.v.info_of(&row, now_us()).await
     }
 
     /// Requests of the key's tenant, earliest due first (at most 1000):
@@ -591,7 +637,7 @@ impl Requests<'_> {
     ) -> Result<Vec<RequestInfo>, StoreError> {
         p.require(Scope::Dsr)?;
         let now = now_us();
-        let mut sql = format!("SELECT {COLS} FROM dsr_requests WHERE tenant = $1");
+        let mut sql = format!("SELECT {READ_COLS} FROM dsr_requests WHERE tenant = $1");
         let mut n = 1;
         if status.is_some() {
             n += 1;
@@ -616,11 +662,11 @@ impl Requests<'_> {
         if overdue {
             q = q.bind(now);
         }
-        q.fetch_all(&self.v.inner.read)
-            .await?
-            .iter()
-            .map(|r| from_row(r).map(|row| row.info(now)))
-            .collect()
+        let mut out = Vec::new();
+        for r in q.fetch_all(&self.v.inner.read).await? {
+            out.push(self.v.info_of(&from_row(&r)?, now).await?);
+        }
+        Ok(out)
     }
 
     /// Extends the due date by `months` (1 or 2; 2 at most in total) with
@@ -640,17 +686,23 @@ impl Requests<'_> {
         let mut after = before.clone();
         after.extended_months = total;
         after.due_us = rules::due_us(before.received_us, total)?;
-        after.extension_reason = Some(match &before.extension_reason {
+        // Earlier reasons and this one, sealed together.
+        let texts = self.v.texts_to_write(&p.tenant, &before.id).await?;
+        let prev = texts
+            .open(EXTENSION_PLACE, before.extension_reason_sealed.as_deref())
+            .or_else(|| before.extension_reason.clone());
+        let all = match prev {
             Some(prev) => format!("{prev}\n{why}"),
             None => why,
-        });
+        };
+        after.extension_reason_sealed = Some(texts.seal(EXTENSION_PLACE, &all)?);
+        after.extension_reason = None;
         after.updated_us = now;
         let ev = Vault::dsr_event(p, "dsr.extended", &after);
-        Ok(self
-            .v
-            .update_request(&before, after, vec![ev])
-            .await?
-            .info(now))
+        self.v.update_request(&before, after, vec![ev]).await?;
+        // Read back: the text key may have been created meanwhile.
+        let after = self.v.load_request(&p.tenant, id).await?;
+        self.v.info_of(&after, now).await
     }
 
     /// Rejects a request (e.g. manifestly unfounded, Art. 12(5)) with a reason.
@@ -665,14 +717,19 @@ impl Requests<'_> {
         let now = now_us();
         let mut after = before.clone();
         after.move_to(RequestStatus::Rejected, now)?;
-        after.rejection_reason = Some(reason("reason", why)?);
+        let why = reason("reason", why)?;
+        after.rejection_reason_sealed = Some(
+            self.v
+                .texts_to_write(&p.tenant, &before.id)
+                .await?
+                .seal(REJECTION_PLACE, &why)?,
+        );
         after.code_hash = None;
         after.code_salt = None;
         let ev = Vault::dsr_event(p, "dsr.rejected", &after);
-        Ok(self
-            .v
-            .update_request(&before, after, vec![ev])
-            .await?
-            .info(now))
+        self.v.update_request(&before, after, vec![ev]).await?;
+        // Read back: the text key may have been created meanwhile.
+        let after = self.v.load_request(&p.tenant, id).await?;
+        self.v.info_of(&after, now).await
     }
 }

@@ -1116,3 +1116,97 @@ fn a_weak_admin_token_is_refused_at_start() {
         );
     }
 }
+
+/// A step that failed for good (the map's SQLite file does not exist) is
+/// skipped from the command line with a reason; a step that has not
+/// failed cannot be retried.
+#[test]
+fn dsr_cli_skips_a_failed_step_and_refuses_to_retry_a_skipped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map.yaml");
+    std::fs::write(
+        &map,
+        r#"version: 1
+organisation: { controller: Test GmbH, contact: privacy@test.example }
+purposes:
+  - { id: account, title: Accounts, legal_basis: contract, subjects: [customer] }
+systems:
+  - id: app_db
+    kind: sqlite
+    connection: { path_env: APP_DB_PATH }
+    datasets:
+      - id: users
+        table: users
+        subject: { identity: email }
+        purposes: [account]
+        erasure: delete
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: email, category: user.contact.email, identity: email }
+"#,
+    )
+    .unwrap();
+    let mut cmd = custos();
+    cmd.current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--map"])
+        .arg(&map)
+        .env("APP_DB_PATH", dir.path().join("missing.db"))
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN);
+    let server = Server::start(cmd);
+    let base = server.base.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = rt.block_on(async {
+        let http = reqwest::Client::new();
+        tenant_key(&http, &base).await;
+        let (st, b) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/keys"),
+            ADMIN,
+            Some(json!({"tenant": "acme", "scopes": ["dsr"]})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 201);
+        b["key"].as_str().unwrap().to_owned()
+    });
+    let dsr = |args: &[&str]| {
+        let out = custos()
+            .arg("dsr")
+            .args(args)
+            .env("CUSTOS_URL", &base)
+            .env("CUSTOS_API_KEY", &key)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = dsr(&[
+        "create",
+        "--type",
+        "access",
+        "--email",
+        "jane@example.com",
+        "--vouched",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    let (code, out, err) = dsr(&["status", &id, "--wait"]);
+    assert_eq!(code, Some(1), "failed: {out}{err}");
+    assert!(
+        out.contains("APP_DB_PATH"),
+        "the error names the setting: {out}"
+    );
+    let (code, out, err) = dsr(&["skip", &id, "1", "--reason", "no such database here"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("step 1 skipped"), "{out}");
+    let (code, out, err) = dsr(&["status", &id, "--wait"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("completed"), "{out}");
+    let (code, _, err) = dsr(&["retry", &id, "1", "--reason", "again"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("conflict"), "{err}");
+}

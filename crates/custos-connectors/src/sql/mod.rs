@@ -74,6 +74,7 @@ mod anonymize;
 mod catalog;
 mod dialect;
 mod erase;
+mod fault;
 mod find;
 mod pool;
 mod rectify;
@@ -87,6 +88,7 @@ use zeroize::Zeroizing;
 
 use crate::{Connector, ConnectorError, DatasetOutcome, Export, FieldChange, Person};
 use catalog::{Ds, Fk, Table};
+use fault::{sql_error, Place};
 use find::json_text;
 use pool::{describe, Engine, Pool};
 
@@ -138,6 +140,8 @@ pub struct SqlConnector {
     /// A database shared by tenants: the request's tenant's value in each
     /// dataset's `tenant_column` (see [`SqlConnector::for_tenant`]).
     tenant_value: Option<String>,
+    /// The variable and database name errors may name.
+    place: Place,
 }
 
 impl fmt::Debug for SqlConnector {
@@ -173,7 +177,8 @@ impl SqlConnector {
         let system = system.clone();
         let key = Zeroizing::new(hash_key);
         async move {
-            let (engine, pool) = target?.open(&system.id).await?;
+            let (target, place) = target?;
+            let (engine, pool) = target.open(&system.id, &place).await?;
             let mut c = SqlConnector {
                 system,
                 engine,
@@ -185,6 +190,7 @@ impl SqlConnector {
                 fks: Vec::new(),
                 my_schema: None,
                 tenant_value: None,
+                place,
             };
             let mut tx = c.begin(false).await?;
             let loaded = c.load(&mut tx, &systems).await;
@@ -213,11 +219,9 @@ impl SqlConnector {
         }
     }
 
+    /// A database error, sorted into transient or permanent (`fault`).
     fn db_err(&self, what: &str, e: &sqlx::Error) -> ConnectorError {
-        ConnectorError::Unavailable {
-            system: self.system.id.clone(),
-            message: format!("{what}: {}", describe(e)),
-        }
+        sql_error(&self.system.id, &self.place, what, e)
     }
 
     /// An error of a statement that changes rows. A data exception or a

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use custos_map::{System, SystemId, SystemKind};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{MySql, Postgres, Row as _, Sqlite, Transaction};
 use zeroize::Zeroizing;
 
+use super::fault::{sql_error, Place};
 use super::SqlConnector;
 use crate::{connection_value, ConnectorError};
 
@@ -41,7 +42,7 @@ pub(super) enum Pool {
 
 /// Where to connect, read from the environment before any await.
 pub(super) enum Target {
-    Pg(Zeroizing<String>),
+    Pg(Box<PgConnectOptions>),
     My(Box<MySqlConnectOptions>),
     Lite(Box<SqliteConnectOptions>),
 }
@@ -72,21 +73,22 @@ macro_rules! on_tx {
 }
 
 impl Target {
-    /// Opens the pool. Errors name the step and the error's kind only: a
-    /// connection URL may hold a password.
-    pub(super) async fn open(self, system: &SystemId) -> Result<(Engine, Pool), ConnectorError> {
-        let unavailable = |what: &str, e: &sqlx::Error| ConnectorError::Unavailable {
-            system: system.clone(),
-            message: format!("{what}: {}", describe(e)),
-        };
+    /// Opens the pool. Errors say what to fix, naming the variable of
+    /// `place` and never the URL: it may hold a password.
+    pub(super) async fn open(
+        self,
+        system: &SystemId,
+        place: &Place,
+    ) -> Result<(Engine, Pool), ConnectorError> {
+        let failed = |what: &str, e: &sqlx::Error| sql_error(system, place, what, e);
         Ok(match self {
-            Target::Pg(url) => {
+            Target::Pg(opts) => {
                 let pool = PgPoolOptions::new()
                     .max_connections(MAX_CONNECTIONS)
                     .acquire_timeout(Duration::from_secs(15))
-                    .connect(&url)
+                    .connect_with(*opts)
                     .await
-                    .map_err(|e| unavailable("connecting", &e))?;
+                    .map_err(|e| failed("connecting", &e))?;
                 (Engine::Pg, Pool::Pg(pool))
             }
             Target::My(opts) => {
@@ -95,7 +97,7 @@ impl Target {
                     .acquire_timeout(Duration::from_secs(15))
                     .connect_with(*opts)
                     .await
-                    .map_err(|e| unavailable("connecting", &e))?;
+                    .map_err(|e| failed("connecting", &e))?;
                 (Engine::My, Pool::My(pool))
             }
             Target::Lite(opts) => {
@@ -104,7 +106,7 @@ impl Target {
                     .acquire_timeout(Duration::from_secs(15))
                     .connect_with(*opts)
                     .await
-                    .map_err(|e| unavailable("opening", &e))?;
+                    .map_err(|e| failed("opening", &e))?;
                 (Engine::Lite, Pool::Lite(pool))
             }
         })
@@ -193,46 +195,70 @@ pub(super) fn describe(e: &sqlx::Error) -> String {
 }
 
 impl SqlConnector {
-    /// Where the system's database is, from its `connection` settings.
+    /// Where the system's database is, from its `connection` settings,
+    /// with the variable and database name its messages may name. A value
+    /// that does not parse is a `Config` error naming the variable, never
+    /// quoting the value.
     pub(super) fn target(
         system: &System,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Target, ConnectorError> {
+    ) -> Result<(Target, Place), ConnectorError> {
+        let setting =
+            if system.kind == SystemKind::Sqlite && system.connection.contains_key("path_env") {
+                "path_env"
+            } else {
+                "url_env"
+            };
+        let var = system
+            .connection
+            .get(setting)
+            .cloned()
+            .unwrap_or_else(|| setting.to_owned());
+        let invalid = |what: &str| ConnectorError::Config {
+            system: system.id.clone(),
+            message: format!("setting {var} is not a valid {what}"),
+        };
         match system.kind {
-            SystemKind::Postgres => Ok(Target::Pg(Zeroizing::new(connection_value(
-                system, "url_env", env,
-            )?))),
+            SystemKind::Postgres => {
+                let url = Zeroizing::new(connection_value(system, setting, env)?);
+                let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+                if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+                    return Err(invalid("URL (postgres://…)"));
+                }
+                let opts = PgConnectOptions::from_str(&url).map_err(|_| invalid("URL"))?;
+                let database = opts.get_database().map(str::to_owned);
+                Ok((Target::Pg(Box::new(opts)), Place { var, database }))
+            }
             SystemKind::Mysql => {
-                let url = Zeroizing::new(connection_value(system, "url_env", env)?);
-                let bad = || ConnectorError::Config {
-                    system: system.id.clone(),
-                    message: "connection.url_env does not hold a mysql:// or mariadb:// URL"
-                        .to_owned(),
-                };
+                let url = Zeroizing::new(connection_value(system, setting, env)?);
                 // The parser takes any scheme; another database's URL is a
                 // mistake of the map, not a server to try.
                 let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
                 if !matches!(scheme.as_deref(), Some("mysql" | "mariadb")) {
-                    return Err(bad());
+                    return Err(invalid("URL (mysql:// or mariadb://)"));
                 }
-                let opts = MySqlConnectOptions::from_str(&url).map_err(|_| bad())?;
-                Ok(Target::My(Box::new(opts)))
+                let opts = MySqlConnectOptions::from_str(&url).map_err(|_| invalid("URL"))?;
+                let database = opts.get_database().map(str::to_owned);
+                Ok((Target::My(Box::new(opts)), Place { var, database }))
             }
             SystemKind::Sqlite => {
-                let opts = if system.connection.contains_key("path_env") {
-                    SqliteConnectOptions::new().filename(connection_value(system, "path_env", env)?)
+                let opts = if setting == "path_env" {
+                    SqliteConnectOptions::new().filename(connection_value(system, setting, env)?)
                 } else {
-                    let url = Zeroizing::new(connection_value(system, "url_env", env)?);
-                    SqliteConnectOptions::from_str(&url).map_err(|_| ConnectorError::Config {
-                        system: system.id.clone(),
-                        message: "connection.url_env does not hold an SQLite URL".to_owned(),
-                    })?
+                    let url = Zeroizing::new(connection_value(system, setting, env)?);
+                    SqliteConnectOptions::from_str(&url).map_err(|_| invalid("SQLite URL"))?
                 };
                 // Never create an application database; always enforce its
                 // foreign keys (they are off by default in SQLite).
-                Ok(Target::Lite(Box::new(
-                    opts.create_if_missing(false).foreign_keys(true),
-                )))
+                let target =
+                    Target::Lite(Box::new(opts.create_if_missing(false).foreign_keys(true)));
+                Ok((
+                    target,
+                    Place {
+                        var,
+                        database: None,
+                    },
+                ))
             }
             other => Err(ConnectorError::Unsupported {
                 system: system.id.clone(),

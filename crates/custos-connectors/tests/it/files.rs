@@ -408,8 +408,14 @@ async fn maps_files_cannot_honour_are_refused_at_connect() {
     assert!(matches!(e, ConnectorError::Config { .. }), "{e}");
     assert!(e.to_string().contains("UPLOADS_ROOT"), "{e}");
 
+    // A root that does not exist is a setting to fix: permanent, naming
+    // the variable.
     let e = connect(&uploads(), &t.base.join("missing")).unwrap_err();
-    assert!(matches!(e, ConnectorError::Unavailable { .. }), "{e}");
+    assert!(matches!(e, ConnectorError::Config { .. }), "{e}");
+    assert!(
+        !e.is_transient() && e.to_string().contains("UPLOADS_ROOT"),
+        "{e}"
+    );
     assert!(
         !e.to_string().contains("missing"),
         "the path is not quoted: {e}"

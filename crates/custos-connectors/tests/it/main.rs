@@ -15,6 +15,7 @@ mod redis_cache;
 mod schemas;
 mod shared;
 mod sql;
+mod sql_errors;
 
 use custos_connectors::{DatasetOutcome, Person};
 use custos_map::IdentityKind;

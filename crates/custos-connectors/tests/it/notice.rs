@@ -84,6 +84,7 @@ fn notice() -> Notice {
             ("email".to_owned(), vec!["ada@example.com".to_owned()]),
             ("user_id".to_owned(), vec!["42".to_owned()]),
         ]),
+        changes: BTreeMap::new(),
         callback_url: "https://custos.example/v1/processor-callbacks/req_0123/4".into(),
         issued_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
     }
@@ -124,7 +125,7 @@ async fn a_notice_arrives_signed_and_verifiable() {
 }
 
 #[tokio::test]
-async fn refusals_and_unreachable_processors_are_transient_and_quote_nothing() {
+async fn outages_are_transient_refusals_permanent_and_both_quote_nothing() {
     let base = serve(Arc::new(Mutex::new(Seen::default()))).await;
     let client = NoticeClient::new().unwrap();
     let url = format!("{base}/down?token=t0k");
@@ -148,6 +149,15 @@ async fn refusals_and_unreachable_processors_are_transient_and_quote_nothing() {
         .unwrap_err();
     assert!(e.is_transient(), "{e}");
     assert!(!e.to_string().contains("ada@"), "{e}");
+
+    // A 4xx (here 404: a wrong notice URL) will be refused again: it is
+    // permanent, naming the status only.
+    let url = format!("{base}/nowhere");
+    let e = notice::send_notice(&client, local(&url), SECRET, &notice())
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    assert!(e.to_string().contains("404"), "{e}");
 }
 
 /// A listener that counts what reaches it and answers 202.

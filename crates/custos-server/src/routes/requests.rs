@@ -456,7 +456,8 @@ pub async fn plan_request(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteStep {
-    /// What was done (kept with the step; do not write personal data here).
+    /// What was done. Stored sealed under the request's key, shown to
+    /// `dsr` keys of the tenant, wiped with the request's texts.
     pub note: Option<String>,
 }
 
@@ -479,6 +480,63 @@ pub async fn complete_step(
         s.vault
             .requests()
             .complete_manual_step(&p, &id, step, b.note.as_deref())
+            .await?,
+    ))
+}
+
+/// Body of `POST /v1/requests/{id}/steps/{step}/retry` and `/skip`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepDecision {
+    /// Why (the cause was fixed; the work was done another way). Stored
+    /// sealed under the request's key, shown to `dsr` keys of the tenant,
+    /// wiped with the request's texts; never in the audit log.
+    pub reason: String,
+}
+
+/// Runs a failed step again from its first attempt, once its cause is
+/// fixed; a failed request runs again. Audited (`dsr.step.retried`).
+#[utoipa::path(post, path = "/v1/requests/{id}/steps/{step}/retry", tag = "requests",
+    request_body = StepDecision, params(("id" = String, Path), ("step" = i64, Path)),
+    security(("api_key" = ["dsr"])),
+    responses((status = 200, body = StepInfo), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn retry_step(
+    State(s): State<AppState>,
+    KeyAuth(p): KeyAuth,
+    ApiPath((id, step)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<StepDecision>,
+) -> Result<Json<StepInfo>, Problem> {
+    let id = request_id(&id)?;
+    let step = step_no(&step)?;
+    Ok(Json(
+        s.vault
+            .requests()
+            .retry_step(&p, &id, step, &b.reason)
+            .await?,
+    ))
+}
+
+/// Skips a failed step (the work was done another way, or cannot be
+/// done): it counts as finished, and the completion record says it was
+/// skipped, with the reason sealed. Audited (`dsr.step.skipped`).
+#[utoipa::path(post, path = "/v1/requests/{id}/steps/{step}/skip", tag = "requests",
+    request_body = StepDecision, params(("id" = String, Path), ("step" = i64, Path)),
+    security(("api_key" = ["dsr"])),
+    responses((status = 200, body = StepInfo), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn skip_step(
+    State(s): State<AppState>,
+    KeyAuth(p): KeyAuth,
+    ApiPath((id, step)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<StepDecision>,
+) -> Result<Json<StepInfo>, Problem> {
+    let id = request_id(&id)?;
+    let step = step_no(&step)?;
+    Ok(Json(
+        s.vault
+            .requests()
+            .skip_step(&p, &id, step, &b.reason)
             .await?,
     ))
 }
@@ -657,16 +715,40 @@ pub async fn processor_callback(
             .await?;
         records = Some(data.iter().map(|d| d.records.len()).sum::<usize>());
     }
+    // Counts are kept as numbers under identifier-like names only: the
+    // processor's words are free text, kept sealed as the step's note.
+    let counts = confirmation
+        .counts
+        .as_ref()
+        .and_then(|c| c.as_object())
+        .map(|o| {
+            o.iter()
+                .filter(|(k, v)| {
+                    v.is_number()
+                        && k.len() <= 64
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+        });
     let result = serde_json::json!({
         "processor": processor,
         "holds_nothing_more": confirmation.holds_nothing_more,
-        "counts": confirmation.counts,
+        "counts": counts,
         "records": records,
     });
     Ok(Json(
         s.vault
             .requests()
-            .confirm_processor_step(&tenant, &id, step, &processor, result)
+            .confirm_processor_step(
+                &tenant,
+                &id,
+                step,
+                &processor,
+                confirmation.note.as_deref(),
+                result,
+            )
             .await?,
     ))
 }

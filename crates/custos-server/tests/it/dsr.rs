@@ -1177,9 +1177,40 @@ async fn rectification_changes_every_copy_and_the_vault_identity(store: TestStor
     let notice: Value =
         serde_json::from_slice(&app.processor.notices.lock().unwrap().last().unwrap().1).unwrap();
     assert_eq!(notice["type"], "rectification");
-    app.confirm_processor(&id).await;
+    // Art. 19: the processor learns what changed, in the signed body.
+    assert_eq!(
+        notice["changes"],
+        json!({"email": "Jane.New@example.com", "name": "Jane Q. Doe"})
+    );
+    // The processor's note is free text: kept sealed, shown to the caller;
+    // counts keep numbers under plain names only.
+    app.confirm_processor_with(
+        &id,
+        json!({"holds_nothing_more": true, "note": crate::steperrors::SECRET_TEXT,
+               "counts": {"contacts": 1, "Jane Roe": 2, "tickets": "see note"}}),
+    )
+    .await;
     let done = app.run_until(&id, &["completed", "failed"]).await;
     assert_eq!(done["status"], "completed", "{done:#}");
+    let step = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "processor_notice")
+        .unwrap();
+    assert_eq!(step["note"], crate::steperrors::SECRET_TEXT, "{step:#}");
+    assert_eq!(step["result"]["counts"], json!({"contacts": 1}), "{step:#}");
+    crate::steperrors::assert_no_clear_text(&store).await;
+    // And so does the recipient told by email.
+    let mail = std::fs::read_dir(store.dir().join("outbox"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|m| m.contains("office@tax.example") && m.contains(&id))
+        .expect("a notice to the tax advisor");
+    assert!(
+        mail.contains("name: Jane Q. Doe") && mail.contains("email: Jane.New@example.com"),
+        "{mail}"
+    );
 
     // The application's row, and no one else's.
     assert_eq!(

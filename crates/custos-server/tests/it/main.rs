@@ -16,4 +16,5 @@ mod outbound;
 mod requests;
 mod restore;
 mod slow;
+mod steperrors;
 mod tenancy;

@@ -42,13 +42,26 @@ pub(crate) enum ExecOp {
         step: i64,
         from: StepStatus,
         by: String,
-        note: Option<String>,
+        /// The note, sealed under the request's text key.
+        note: Option<Vec<u8>>,
         result: Option<String>,
         /// A running step may be confirmed too (processor notices).
         or_running: bool,
         now: i64,
     },
-    /// The request moves on; closing it wipes the payload.
+    /// An operator retries (`skip` false) or skips a failed step with a
+    /// sealed reason; a failed request runs again.
+    Reopen {
+        tenant: TenantId,
+        request: RequestId,
+        step: i64,
+        skip: bool,
+        by: String,
+        reason: Vec<u8>,
+        now: i64,
+    },
+    /// The request moves on; completing or rejecting it wipes the payload
+    /// (a failed one keeps it for a retry until the sweep wipes it).
     Advance {
         tenant: TenantId,
         id: RequestId,
@@ -172,7 +185,7 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
         } => {
             let request = request.text();
             let n = sqlx::query(
-                "UPDATE dsr_steps SET status = 'done', completed_by = $1, note = $2, \
+                "UPDATE dsr_steps SET status = 'done', completed_by = $1, note_sealed = $2, \
                  result = COALESCE($3, result), updated_us = $4, lease_owner = NULL \
                  WHERE tenant = $5 AND request_id = $6 AND step = $7 \
                  AND (status = $8 OR ($9 AND status = 'running'))",
@@ -191,6 +204,62 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
             .rows_affected();
             sql_err_none(n)
         }
+        ExecOp::Reopen {
+            tenant,
+            request,
+            step,
+            skip,
+            by,
+            reason,
+            now,
+        } => {
+            let request = request.text();
+            let status = if *skip {
+                StepStatus::Skipped
+            } else {
+                StepStatus::Pending
+            };
+            // A retry starts from its first attempt, due now; a skip keeps
+            // the error that made it necessary.
+            let n = sqlx::query(
+                "UPDATE dsr_steps SET status = $1, \
+                 attempts = CASE WHEN $2 THEN attempts ELSE 0 END, \
+                 error = CASE WHEN $2 THEN error ELSE NULL END, \
+                 completed_by = CASE WHEN $2 THEN $3 ELSE completed_by END, \
+                 reason_sealed = $4, next_at_us = $5, updated_us = $5, \
+                 lease_owner = NULL, lease_until_us = NULL \
+                 WHERE tenant = $6 AND request_id = $7 AND step = $8 AND status = 'failed'",
+            )
+            .bind(status.as_str())
+            .bind(*skip)
+            .bind(by.as_str())
+            .bind(reason.as_slice())
+            .bind(*now)
+            .bind(tenant.as_str())
+            .bind(request.as_str())
+            .bind(*step)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            sql_err_none(n)?;
+            let reopened = sqlx::query(
+                "UPDATE dsr_requests SET status = 'running', closed_us = NULL, updated_us = $1 \
+                 WHERE tenant = $2 AND id = $3 AND status = 'failed'",
+            )
+            .bind(*now)
+            .bind(tenant.as_str())
+            .bind(request.as_str())
+            .execute(&mut *c)
+            .await;
+            match reopened {
+                Ok(_) => Ok(n),
+                // The person filed the same request again meanwhile.
+                Err(e) if crate::error::is_unique_violation(&e) => Err(StoreError::Conflict(
+                    "another open request of the same person and type exists",
+                )),
+                Err(e) => Err(e.into()),
+            }
+        }
         ExecOp::Advance {
             tenant,
             id,
@@ -201,23 +270,31 @@ pub(super) async fn apply(c: &mut AnyConnection, op: &ExecOp) -> Result<u64, Sto
         } => {
             let id = id.text();
             let closed = to.is_terminal().then_some(*now);
+            // A failed request keeps its payload and processors' answers
+            // for a retry; the sweep wipes them with its texts.
+            let wipe = to.is_terminal() && *to != RequestStatus::Failed;
             let n = sqlx::query(
                 "UPDATE dsr_requests SET status = $1, completion = COALESCE($2, completion), \
                  payload_sealed = CASE WHEN $3 THEN NULL ELSE payload_sealed END, \
-                 closed_us = $4, updated_us = $5 WHERE tenant = $6 AND id = $7 AND status = $8",
+                 closed_us = $4, updated_us = $5 WHERE tenant = $6 AND id = $7 AND status = $8 \
+                 AND (NOT $9 OR EXISTS (SELECT 1 FROM dsr_steps s WHERE s.tenant = $6 \
+                   AND s.request_id = $7 AND s.status = 'failed'))",
             )
             .bind(to.as_str())
             .bind(completion.as_deref())
-            .bind(to.is_terminal())
+            .bind(wipe)
             .bind(closed)
             .bind(*now)
             .bind(tenant.as_str())
             .bind(id.as_str())
             .bind(from.as_str())
+            // A request fails only while a step is failed: an operator's
+            // retry committed since its steps were read wins.
+            .bind(*to == RequestStatus::Failed)
             .execute(&mut *c)
             .await?
             .rows_affected();
-            if n > 0 && to.is_terminal() {
+            if n > 0 && wipe {
                 // What processors answered goes with the payload.
                 sqlx::query(
                     "DELETE FROM dsr_processor_answers WHERE tenant = $1 AND request_id = $2",

@@ -31,6 +31,9 @@ mod change;
 mod progress;
 mod sealed;
 mod steps;
+mod texts;
+
+pub(crate) use texts::Texts;
 
 /// Attempts of a step before the request fails.
 pub const MAX_STEP_ATTEMPTS: i64 = 8;
@@ -89,8 +92,12 @@ pub enum StepStatus {
     WaitingManual,
     /// Done (final).
     Done,
-    /// Gave up after retries or a permanent error (final).
+    /// Gave up after retries or a permanent error; an operator may retry
+    /// or skip it.
     Failed,
+    /// Failed, then skipped by an operator with a reason (final; counts
+    /// as finished, and the completion record says it was skipped).
+    Skipped,
 }
 
 impl StepStatus {
@@ -103,6 +110,7 @@ impl StepStatus {
             Self::WaitingManual => "waiting_manual",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -115,6 +123,7 @@ impl StepStatus {
             Self::WaitingManual,
             Self::Done,
             Self::Failed,
+            Self::Skipped,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -159,10 +168,25 @@ pub struct StepInfo {
     pub error: Option<String>,
     /// Who ticked off a manual step, or which processor confirmed.
     pub completed_by: Option<String>,
-    /// The note given when it was ticked off.
+    /// The note given when it was ticked off, or the processor's note
+    /// (stored sealed; `null` once the request's texts are wiped).
     pub note: Option<String>,
+    /// Why an operator retried or skipped it (stored sealed; `null` once
+    /// the request's texts are wiped).
+    pub reason: Option<String>,
     /// RFC 3339 of the last change.
     pub updated_at: String,
+    /// The note and reason as stored, sealed under the request's text
+    /// key: what the completion record keeps of them.
+    #[serde(skip)]
+    pub(crate) sealed: SealedStepTexts,
+}
+
+/// A step's note and reason as stored (sealed), for the completion record.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SealedStepTexts {
+    pub(crate) note: Option<Vec<u8>>,
+    pub(crate) reason: Option<Vec<u8>>,
 }
 
 /// Whose a step is: what a processor callback is checked against.
@@ -243,7 +267,7 @@ pub struct PendingRequest {
 
 const STEP_COLS: &str =
     "step, kind, system_id, processor, title, status, attempts, result, error, \
-    completed_by, note, updated_us";
+    completed_by, note, updated_us, note_sealed, reason_sealed";
 
 /// A stored step kind; one that does not parse is corrupt, never a
 /// default (an unknown step must not wait forever as a manual one).
@@ -253,12 +277,19 @@ fn step_kind(s: &str) -> Result<StepKind, StoreError> {
     ))
 }
 
-fn step_info(r: &sqlx::any::AnyRow) -> Result<StepInfo, StoreError> {
+fn step_info(r: &sqlx::any::AnyRow, texts: &texts::Texts) -> Result<StepInfo, StoreError> {
     let status: String = r.try_get(5)?;
     let result: Option<String> = r.try_get(7)?;
     let updated: i64 = r.try_get(11)?;
+    let step: i64 = r.try_get(0)?;
+    let sealed = SealedStepTexts {
+        note: r.try_get(12)?,
+        reason: r.try_get(13)?,
+    };
+    // A note stored in clear by an older version shows until it is wiped.
+    let clear_note: Option<String> = r.try_get(10)?;
     Ok(StepInfo {
-        step: r.try_get(0)?,
+        step,
         kind: step_kind(&r.try_get::<String, _>(1)?)?,
         system: r.try_get(2)?,
         processor: r.try_get(3)?,
@@ -273,8 +304,12 @@ fn step_info(r: &sqlx::any::AnyRow) -> Result<StepInfo, StoreError> {
             .map_err(|_| StoreError::Integrity(custos_core::CoreError::MalformedEnvelope))?,
         error: r.try_get(8)?,
         completed_by: r.try_get(9)?,
-        note: r.try_get(10)?,
+        note: texts
+            .open(&texts::note_place(step), sealed.note.as_deref())
+            .or(clear_note),
+        reason: texts.open(&texts::reason_place(step), sealed.reason.as_deref()),
         updated_at: rfc3339(updated),
+        sealed,
     })
 }
 

@@ -33,7 +33,7 @@ impl Vault {
             "subject": req.subject,
             "received_at": rfc3339(received_us),
             "completed_at": rfc3339(now),
-            "steps": steps,
+            "steps": steps.iter().map(record_step).collect::<Vec<_>>(),
         });
         let bytes = serde_json::to_vec(&body)
             .map_err(|_| StoreError::Integrity(custos_core::CoreError::MalformedEnvelope))?;
@@ -51,6 +51,30 @@ impl Vault {
         });
         Ok(signed.to_string())
     }
+}
+
+/// A step as the completion record keeps it: its note and the reason it
+/// was retried or skipped only sealed (hex of the envelope under the
+/// request's text key), readable while the request's texts are kept.
+fn record_step(s: &StepInfo) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("note");
+        o.remove("reason");
+        o.insert(
+            "skipped".into(),
+            Value::Bool(s.status == StepStatus::Skipped),
+        );
+        for (name, sealed) in [
+            ("note_sealed", &s.sealed.note),
+            ("reason_sealed", &s.sealed.reason),
+        ] {
+            if let Some(b) = sealed {
+                o.insert(name.into(), Value::String(hex::encode(b)));
+            }
+        }
+    }
+    v
 }
 
 impl Requests<'_> {
@@ -110,7 +134,10 @@ impl Execution<'_> {
         let any = |s: StepStatus| steps.iter().any(|x| x.status == s);
         let target = if any(StepStatus::Failed) {
             RequestStatus::Failed
-        } else if steps.iter().all(|s| s.status == StepStatus::Done) {
+        } else if steps
+            .iter()
+            .all(|s| matches!(s.status, StepStatus::Done | StepStatus::Skipped))
+        {
             RequestStatus::Completed
         } else if any(StepStatus::Pending) || any(StepStatus::Running) {
             RequestStatus::Running

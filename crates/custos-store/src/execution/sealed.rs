@@ -362,7 +362,9 @@ impl Execution<'_> {
         Ok(())
     }
 
-    /// Deletes archives and links past their expiry. Returns archives deleted.
+    /// Deletes archives and links past their expiry, and wipes what
+    /// requests closed as long ago still keep ([`Execution::wipe_closed`]).
+    /// Returns archives deleted.
     pub async fn sweep_archives(&self) -> Result<u64, StoreError> {
         let now = now_us();
         let n = sqlx::query("DELETE FROM dsr_archives WHERE expires_us <= $1")
@@ -374,6 +376,8 @@ impl Execution<'_> {
             .bind(now)
             .execute(&self.v.inner.read)
             .await?;
+        // What closed requests keep of the person goes with their archive.
+        self.wipe_closed(now - ARCHIVE_TTL_US).await?;
         Ok(n)
     }
 }

@@ -11,6 +11,7 @@ use custos_core::scope::Scope;
 use custos_core::secret::Personal;
 
 use super::change::ExecOp;
+use super::texts::{note_place, reason_place};
 use super::{
     executor_event, step_info, step_kind, ClaimedStep, NewStep, PendingRequest, StepEnd, StepInfo,
     StepOwner, StepStatus, MAX_STEP_ATTEMPTS, STEP_COLS,
@@ -78,14 +79,16 @@ impl Vault {
                 _ => "step is not waiting for a processor",
             }));
         }
-        let subject = sqlx::query("SELECT subject FROM dsr_requests WHERE tenant = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id.to_string())
-            .fetch_optional(&self.inner.read)
-            .await?
-            .map(|r| r.try_get::<Option<String>, _>(0))
-            .transpose()?
-            .flatten();
+        let subject = self.request_subject(tenant, id).await?;
+        // A note may name a person: sealed under the request's text key.
+        let note = match note {
+            Some(n) => Some(
+                self.texts_to_write(tenant, &id.to_string())
+                    .await?
+                    .seal(&note_place(step), &n)?,
+            ),
+            None => None,
+        };
         let mut ev = event(
             tenant,
             &actor,
@@ -125,7 +128,117 @@ impl Vault {
     }
 }
 
+impl Vault {
+    async fn request_subject(
+        &self,
+        tenant: &TenantId,
+        id: &RequestId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query("SELECT subject FROM dsr_requests WHERE tenant = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .fetch_optional(&self.inner.read)
+                .await?
+                .map(|r| r.try_get::<Option<String>, _>(0))
+                .transpose()?
+                .flatten(),
+        )
+    }
+
+    /// Retries (`skip` false) or skips a failed step for an operator, with
+    /// a reason sealed under the request's text key; a failed request
+    /// runs again. Audited as `dsr.step.retried` / `dsr.step.skipped`
+    /// (the reason is not in the audit log: it is free text).
+    async fn reopen_step(
+        &self,
+        p: &Principal,
+        id: &RequestId,
+        step: i64,
+        reason: &str,
+        skip: bool,
+    ) -> Result<StepInfo, StoreError> {
+        p.require(Scope::Dsr)?;
+        let reason = crate::request::reason("reason", reason)?;
+        let steps = self.execution().steps_of(&p.tenant, id).await?;
+        let current = steps
+            .iter()
+            .find(|s| s.step == step)
+            .ok_or(StoreError::NotFound("step"))?;
+        if current.status != StepStatus::Failed {
+            return Err(StoreError::Conflict("the step has not failed"));
+        }
+        // Fails once the request's texts and payload were wiped.
+        let sealed = self
+            .texts_to_write(&p.tenant, &id.to_string())
+            .await?
+            .seal(&reason_place(step), &reason)?;
+        let subject = self.request_subject(&p.tenant, id).await?;
+        let action = if skip {
+            "dsr.step.skipped"
+        } else {
+            "dsr.step.retried"
+        };
+        let ev = event(
+            &p.tenant,
+            &Actor::Key(p.clone()),
+            action,
+            subject,
+            None,
+            &format!("{id}#{step}"),
+        );
+        self.inner
+            .writer
+            .submit(
+                ExecOp::Reopen {
+                    tenant: p.tenant.clone(),
+                    request: *id,
+                    step,
+                    skip,
+                    by: p.key_id.to_string(),
+                    reason: sealed,
+                    now: now_us(),
+                },
+                vec![ev],
+            )
+            .await?;
+        // The step (or the next one) is ready now.
+        self.wake_executor().await;
+        self.execution()
+            .steps_of(&p.tenant, id)
+            .await?
+            .into_iter()
+            .find(|s| s.step == step)
+            .ok_or(StoreError::NotFound("step"))
+    }
+}
+
 impl Requests<'_> {
+    /// Runs a failed step again from its first attempt (the cause was
+    /// fixed), with the operator's reason; a failed request runs again.
+    pub async fn retry_step(
+        &self,
+        p: &Principal,
+        id: &RequestId,
+        step: i64,
+        reason: &str,
+    ) -> Result<StepInfo, StoreError> {
+        self.v.reopen_step(p, id, step, reason, false).await
+    }
+
+    /// Skips a failed step (done another way, or impossible), with the
+    /// operator's reason: it counts as finished and the completion record
+    /// says it was skipped, with the reason sealed.
+    pub async fn skip_step(
+        &self,
+        p: &Principal,
+        id: &RequestId,
+        step: i64,
+        reason: &str,
+    ) -> Result<StepInfo, StoreError> {
+        self.v.reopen_step(p, id, step, reason, true).await
+    }
+
     /// The steps of a request.
     pub async fn steps(&self, p: &Principal, id: &RequestId) -> Result<Vec<StepInfo>, StoreError> {
         p.require(Scope::Dsr)?;
@@ -165,15 +278,21 @@ impl Requests<'_> {
 
     /// Records a processor's signed confirmation of a notice step
     /// ("processor X holds nothing more of subject Z"). The caller checked
-    /// the signature.
+    /// the signature. The processor's `note` is kept sealed.
     pub async fn confirm_processor_step(
         &self,
         tenant: &TenantId,
         id: &RequestId,
         step: i64,
         processor: &str,
+        note: Option<&str>,
         result: Value,
     ) -> Result<StepInfo, StoreError> {
+        if let Some(n) = note {
+            if n.chars().count() > 2000 {
+                return Err(StoreError::invalid("note", "at most 2000 characters"));
+            }
+        }
         self.v
             .confirm_step(
                 tenant,
@@ -181,7 +300,7 @@ impl Requests<'_> {
                 step,
                 StepStatus::WaitingProcessor,
                 &format!("processor:{processor}"),
-                None,
+                note.map(str::to_owned),
                 Some(result.to_string()),
                 Actor::Admin,
             )
@@ -446,6 +565,22 @@ impl Execution<'_> {
             .bind(id.to_string())
             .fetch_all(&self.v.inner.read)
             .await?;
-        rows.iter().map(step_info).collect()
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key: Option<Vec<u8>> =
+            sqlx::query("SELECT text_key_sealed FROM dsr_requests WHERE tenant = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .fetch_optional(&self.v.inner.read)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .flatten();
+        let texts = self
+            .v
+            .texts(tenant, &id.to_string(), key.as_deref())
+            .await?;
+        rows.iter().map(|r| step_info(r, &texts)).collect()
     }
 }

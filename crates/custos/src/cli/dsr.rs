@@ -2,7 +2,8 @@
 //! running server's API (the server's executor does the work, so the CLI
 //! needs only its URL and an API key with the `dsr` scope): create, plan
 //! (dry run), status (optionally waiting, with a progress bar over the
-//! steps), list, complete a manual step, and export an access archive
+//! steps), list, complete a manual step, retry or skip a failed one, and
+//! export an access archive
 //! (downloaded with a progress bar).
 //!
 //! Problems from the server are printed as `code: message` and exit 2
@@ -96,6 +97,28 @@ enum DsrCommand {
         /// What was done (no personal data, please).
         #[arg(long)]
         note: Option<String>,
+    },
+    /// Run a failed step again from its first attempt (its cause was
+    /// fixed); a failed request runs again.
+    Retry {
+        /// Request id (`req_…`).
+        id: String,
+        /// Step number.
+        step: u32,
+        /// Why (kept sealed with the request, audited as an action).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Skip a failed step (done another way, or impossible); the
+    /// completion record says it was skipped.
+    Skip {
+        /// Request id (`req_…`).
+        id: String,
+        /// Step number.
+        step: u32,
+        /// Why (kept sealed with the request, audited as an action).
+        #[arg(long)]
+        reason: String,
     },
     /// Download the access archive (ZIP) of a request.
     Export {
@@ -397,6 +420,12 @@ pub(crate) fn run(args: DsrArgs) -> anyhow::Result<ExitCode> {
                     .await?;
                 println!("step {} {}", text(&r, "step"), text(&r, "status"));
             }
+            DsrCommand::Retry { id, step, reason } => {
+                decide(&client, "retry", &id, step, &reason).await?;
+            }
+            DsrCommand::Skip { id, step, reason } => {
+                decide(&client, "skip", &id, step, &reason).await?;
+            }
             DsrCommand::Export { id, out } => {
                 let link = client
                     .call(Method::GET, &format!("/v1/requests/{id}/archive"), None)
@@ -432,4 +461,23 @@ pub(crate) fn run(args: DsrArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Retries or skips (`action`) a failed step with a reason.
+async fn decide(
+    client: &Client,
+    action: &str,
+    id: &str,
+    step: u32,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let r = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/requests/{id}/steps/{step}/{action}"),
+            Some(json!({ "reason": reason })),
+        )
+        .await?;
+    println!("step {} {}", text(&r, "step"), text(&r, "status"));
+    Ok(())
 }
