@@ -172,7 +172,7 @@ fn a_missing_root_key_on_an_existing_store_is_refused_and_writes_nothing() {
     let (out, text) = run(custos()
         .current_dir(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CUSTOS_ADMIN_TOKEN", "cadm_cli_test_token_0123456789"));
+        .env("CUSTOS_ADMIN_TOKEN", "cadm_cli_test_token_0123456789abcdef"));
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("CUSTOS_ROOT_KEY"), "{text}");
     assert!(text.contains("--root-key-file"), "{text}");
