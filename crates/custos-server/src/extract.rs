@@ -297,12 +297,12 @@ fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         .ok_or_else(|| serde::de::Error::custom("expected a whole number"))
 }
 
-/// [`whole`] for an optional field (`#[serde(default)]` gives `None`).
+/// A whole number (`1823` or `1823.0`) for an optional field (`#[serde(default)]` gives `None`).
 pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     whole(d).map(Some)
 }
 
-/// [`whole`] for a small field.
+/// A whole number (`1` or `1.0`) for a small field.
 pub fn whole_number_u8<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     let n = whole(d)?;
     u8::try_from(n).map_err(|_| serde::de::Error::custom("expected a whole number below 256"))

@@ -2,7 +2,7 @@
 //! cannot drift from the code.
 //!
 //! The answers every handler shares come from its extractors and
-//! middleware, not from the handler: [`Contract`] adds them to each
+//! middleware, not from the handler: `Contract` adds them to each
 //! operation from what the operation declares (security → 401/403, path
 //! parameters → 400/404, query → 400, a JSON body → 400/413/415, a
 //! subject's paths → 410, the public endpoints → 429, the store → 503), and
