@@ -268,11 +268,10 @@ impl<R: Read> ImportReader<R> {
             done: false,
         };
         let read = |r: &mut Self| {
-            r.read_ahead()
-                .map_err(|source| ImportCsvError::HeaderRead {
-                    file: file(),
-                    source,
-                })
+            r.read_ahead().map_err(|source| ImportCsvError::HeaderRead {
+                file: file(),
+                source,
+            })
         };
         let mut more = read(&mut r)?;
         while more && is_blank(&r.ahead.rec) {
