@@ -25,6 +25,8 @@ pub use db::Engine;
 pub use error::{db_kind, StoreError};
 pub use execution::*;
 pub use keystore::KeyStore;
+#[doc(hidden)]
+pub use ledger::canonical_ledger_text;
 pub use request::*;
 pub use vault::*;
 

@@ -44,6 +44,7 @@ mod cache;
 mod change;
 mod check;
 mod import;
+pub mod import_csv;
 mod ledger;
 mod views;
 
