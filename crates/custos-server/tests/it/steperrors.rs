@@ -199,13 +199,17 @@ async fn a_wrong_database_fails_at_once_naming_it(store: TestStore) {
     // The right server, a database that does not exist.
     let wrong = match store.backend {
         Backend::Sqlite => format!("sqlite://{}", store.dir().join("shop.db").display()),
+        // The right user and password (CI's server checks them).
         Backend::Postgres => {
             let mut u = reqwest::Url::parse(&url).unwrap();
-            u.set_password(Some("hunter2")).unwrap();
             u.set_path("/shop");
             u.to_string()
         }
     };
+    let password = reqwest::Url::parse(&wrong)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+        .unwrap_or_default();
     let app = app(&store, kind, &wrong).await;
     let id = app.access_request().await;
     let r = app.run_until(&id, status_is("failed")).await;
@@ -220,7 +224,7 @@ async fn a_wrong_database_fails_at_once_naming_it(store: TestStore) {
         Backend::Postgres => "system app_db: database `shop` does not exist (check APP_DB_URL)",
     };
     assert_eq!(error, want);
-    assert!(!error.contains("hunter2"));
+    assert!(password.is_empty() || !error.contains(&password), "{error}");
 }
 
 async fn an_outage_is_retried(store: TestStore) {
