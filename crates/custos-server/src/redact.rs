@@ -76,6 +76,7 @@ mod tests {
             debug_of::<requests::CompleteStep>(json!({"note": "SECRET"})),
             debug_of::<requests::ExtendRequest>(json!({"months": 1, "reason": "SECRET"})),
             debug_of::<requests::RejectRequest>(json!({"reason": "SECRET"})),
+            debug_of::<requests::StepDecision>(json!({"reason": "SECRET"})),
             debug_of::<consent::RecordBody>(json!({
                 "purpose": "newsletter", "action": "grant",
                 "ip": "SECRET", "user_agent": "SECRET", "form_id": "SECRET"

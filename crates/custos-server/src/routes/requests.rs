@@ -485,7 +485,7 @@ pub async fn complete_step(
 }
 
 /// Body of `POST /v1/requests/{id}/steps/{step}/retry` and `/skip`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepDecision {
     /// Why (the cause was fixed; the work was done another way). Stored
@@ -493,6 +493,8 @@ pub struct StepDecision {
     /// wiped with the request's texts; never in the audit log.
     pub reason: String,
 }
+
+crate::redact::redacted_debug!(StepDecision { ; reason });
 
 /// Runs a failed step again from its first attempt, once its cause is
 /// fixed; a failed request runs again. Audited (`dsr.step.retried`).
