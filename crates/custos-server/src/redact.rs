@@ -89,6 +89,6 @@ mod tests {
         }
         // What is not personal still shows, for debugging.
         assert!(printed[4].contains("Rectification") || printed[4].contains("rectification"));
-        assert!(printed[10].contains("newsletter"), "{}", printed[10]);
+        assert!(printed[11].contains("newsletter"), "{}", printed[11]);
     }
 }
