@@ -231,7 +231,9 @@ pub struct PurposeQuery {
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// Declared purpose, recorded on the audit entry.
-    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    // Optional to serde so that its absence is the handler's
+    // `invalid_field` naming `purpose`; required in the document.
+    #[param(required = true, pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub purpose: Option<String>,
 }
 
