@@ -70,21 +70,6 @@ pub(crate) struct Outcome {
     rows_found: u64,
 }
 
-/// The sample's statements, comments removed (the file has no `;` inside a
-/// literal, so splitting on `;` is exact).
-fn statements(sql: &str) -> Vec<String> {
-    let text: Vec<&str> = sql
-        .lines()
-        .map(|l| l.find("--").map_or(l, |i| l.get(..i).unwrap_or(l)))
-        .collect();
-    text.join("\n")
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The enlargement: `n` customers with one row in every table that names
 /// a customer, ids above the sample's.
 fn enlargement(n: u64) -> Vec<String> {
@@ -173,7 +158,7 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     };
     let db_url = pg.create_database("fides_bench").await;
     let db = sqlx::PgPool::connect(&db_url).await?;
-    for s in statements(&sql) {
+    for s in custos_testkit::pg::script_statements(&sql) {
         sqlx::raw_sql(&s)
             .execute(&db)
             .await

@@ -249,6 +249,22 @@ fn start_cluster() -> Result<String, String> {
     }
 }
 
+/// The statements of an SQL script such as a public sample database's dump,
+/// `--` comments removed, split on `;`. Only for scripts with no `;`
+/// inside a literal (the Fides example is one).
+pub fn script_statements(sql: &str) -> Vec<String> {
+    let text: Vec<&str> = sql
+        .lines()
+        .map(|l| l.find("--").map_or(l, |i| l.get(..i).unwrap_or(l)))
+        .collect();
+    text.join("\n")
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -68,31 +68,13 @@ fn fixtures() -> Option<Fixtures> {
     }
 }
 
-/// The statements of the sample, comments removed. The file has no `;`
-/// inside a literal, so splitting on `;` is exact.
-fn statements(sql: &str) -> Vec<String> {
-    let text: String = sql
-        .lines()
-        .map(|l| match l.find("--") {
-            Some(i) => &l[..i],
-            None => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    text.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Loads the sample statement by statement. Every statement runs as the
 /// database's owner, which CI's role is (not a superuser): the sample has
 /// no `CREATE EXTENSION`, `ALTER … OWNER` or other superuser statement, so
 /// none is skipped; `CREATE SCHEMA backup_schema` only needs the owner's
 /// CREATE privilege on the database.
 async fn load_sample(db: &PgPool, sql: &str) -> usize {
-    let stmts = statements(sql);
+    let stmts = custos_testkit::pg::script_statements(sql);
     for s in &stmts {
         if let Err(e) = sqlx::raw_sql(s).execute(db).await {
             panic!("loading the Fides sample failed at\n{s}\n: {e}");
