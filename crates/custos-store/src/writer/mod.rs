@@ -362,15 +362,15 @@ async fn run<R: AuditedRead>(
     state.force_checkpoint = true;
     commit_batch(&mut held, engine, &keystore, &root, &mut state, &mut batch).await;
     flush(&mut held, engine, &mut state).await;
-    // Every connection closed before the writer says it stopped: whoever
-    // closes the vault and then replaces its files (a restore) must find
-    // none of ours still open, as a connection dropped here would be,
-    // closing in the background.
+    // The connection it holds (the pool's only one) is closed before the
+    // writer says it stopped: whoever closes the vault and then replaces
+    // its files (a restore) must find none of ours still open, as one
+    // dropped here would be, closing in the background. The pool stays
+    // usable to whoever else holds it.
     if let Some(c) = held.conn.take() {
         use sqlx::Connection as _;
         let _ = c.detach().close().await;
     }
-    held.pool.close().await;
     drop(held.direct);
 }
 
