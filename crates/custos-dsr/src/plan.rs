@@ -8,7 +8,7 @@ use custos_store::{NewStep, PendingRequest, StoreError};
 use crate::executor::Executor;
 use crate::person::{map_of, person_of};
 use crate::planner::plan_steps;
-use crate::reach::reach;
+use crate::reach::{reach, Reach};
 use crate::tenancy::Tenancy;
 
 /// Plans a verified request.
@@ -91,7 +91,16 @@ async fn dry_run(ex: &Executor, req: &PendingRequest) -> Result<Value, StoreErro
             .and_then(|id| map.systems.iter().find(|x| &x.id == id));
         if let (StepKind::Connector, Some(sys)) = (s.kind, sys) {
             let counted = match reach(ex, &map, sys, req, &tenancy).await {
-                Ok(r) => r.plan_erasure(&person).await,
+                Ok(r) => {
+                    // Lookups that read whole tables, with the index to add.
+                    if let Reach::Sql(c) = &r {
+                        let scans = c.scans();
+                        if !scans.is_empty() {
+                            v.insert("scans".into(), json!(scans));
+                        }
+                    }
+                    r.plan_erasure(&person).await
+                }
                 Err(e) => Err(e),
             };
             match counted {

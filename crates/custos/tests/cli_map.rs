@@ -176,3 +176,131 @@ fn import_fides_writes_a_map_and_notes() {
     assert_eq!(c.status.code(), Some(1));
     assert!(stdout(&c).contains("error[missing-retention]"));
 }
+
+/// `custos map check --connect` against a live SQLite database (issue 16):
+/// what the database lacks, with the map's line; the lookups no index
+/// serves, with the index to add; nothing changed.
+#[test]
+fn check_connect_names_what_the_database_lacks_and_the_indexes_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let exec = |sql: &str| {
+        let url = format!("sqlite://{}?mode=rwc", db.display());
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        });
+    };
+    exec("CREATE TABLE customer (id INTEGER PRIMARY KEY, email TEXT, name VARCHAR(30))");
+    exec(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customer(id))",
+    );
+    let map = |extra: &str| {
+        format!(
+            r#"version: 1
+organisation: {{ controller: Shop, contact: privacy@shop.example }}
+purposes:
+  - {{ id: sales, title: Sales, legal_basis: contract, subjects: [customer] }}
+systems:
+  - id: shop
+    kind: sqlite
+    connection: {{ path_env: SHOP_DB }}
+    datasets:
+      - id: customer
+        table: customer
+        purposes: [sales]
+        erasure: delete
+        retention: {{ period: 3y, from_event: account_closed }}
+        fields:
+          - {{ name: id, category: user.unique_id, identity: user_id, primary_key: true }}
+          - {{ name: email, category: user.contact.email, identity: email }}
+          - {{ name: name, category: user.name }}
+      - id: orders
+        table: orders
+        subject: {{ via: customer_id }}
+        purposes: [sales]
+        erasure: delete
+        retention: {{ period: 3y, from_event: account_closed }}
+        fields:
+          - {{ name: id, category: system.operations, primary_key: true }}
+          - {{ name: customer_id, category: user.unique_id, references: customer.id }}{extra}
+"#
+        )
+    };
+    let file = dir.path().join("map.yaml");
+    let check = |extra: &str, args: &[&str], with_env: bool| {
+        std::fs::write(&file, map(extra)).unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
+        c.args(["map", "check", "--connect", file.to_str().unwrap()])
+            .args(args);
+        if with_env {
+            c.env("SHOP_DB", &db);
+        } else {
+            c.env_remove("SHOP_DB");
+        }
+        c.output().expect("run custos")
+    };
+
+    let o = check("", &[], false);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("error[db-unreachable] systems.shop:")
+            && stdout(&o).contains("SHOP_DB"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = check(
+        "\n          - { name: note, category: user.name }",
+        &[],
+        true,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("map.yaml:28:15: "),
+        "the field's line: {}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains(
+            "error[db-mismatch] systems.shop.datasets.orders.fields.note: table orders has no column note"
+        ),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = check("", &[], true);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("warning[lookup-scans] systems.shop.datasets.customer.fields.email: customer.email is looked up without an index (identity email)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "= hint: CREATE INDEX \"customer_email_lower_idx\" ON \"customer\" (lower(\"email\"));"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("orders.customer_id is looked up without an index"),
+        "{out}"
+    );
+    assert!(out.ends_with("0 error(s), 2 warning(s)\n"), "{out}");
+    assert_eq!(check("", &["--strict"], true).status.code(), Some(1));
+
+    // The hints, run as printed, leave nothing to warn about.
+    for line in out.lines() {
+        if let Some(sql) = line.trim().strip_prefix("= hint: ") {
+            exec(sql);
+        }
+    }
+    let o = check("", &["--format", "json"], true);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stdout(&o).trim(), "[]");
+}

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use super::catalog::{fits, Column, Family, Table};
+use super::catalog::{fits, Column, Family, Lead, Table};
 use super::find::Row;
 use super::pool::{Cells, Engine};
 use super::SqlConnector;
@@ -89,6 +89,34 @@ impl SqlConnector {
             (Engine::Pg, _) => fits(col.family, v),
             (Engine::My, Mode::Person { fold_case }) if my_as_text(col, fold_case) => true,
             (Engine::My, _) => fits(col.family, v),
+        }
+    }
+
+    /// The index lead that lets the database answer [`Self::in_cond`] for
+    /// `col` without reading the whole table, or `None` where no index can
+    /// (the condition converts the column first). Kept beside `in_cond`:
+    /// each arm mirrors the expression that method writes.
+    pub(super) fn index_for(&self, col: &Column, mode: Mode) -> Option<Lead> {
+        let name = col.name.clone();
+        let utf8mb4 = col
+            .my_collation
+            .as_deref()
+            .is_some_and(|c| c.starts_with("utf8mb4_"));
+        match (self.engine, mode) {
+            (Engine::Pg | Engine::Lite, Mode::Person { fold_case: true }) => {
+                Some(Lead::Lower(name))
+            }
+            (Engine::Pg, Mode::Person { fold_case: false }) if col.family == Family::Other => None,
+            (Engine::My, Mode::Person { fold_case }) if my_as_text(col, fold_case) => {
+                let ci = col
+                    .my_collation
+                    .as_deref()
+                    .is_some_and(|c| c.ends_with("_ci"));
+                (col.family == Family::Text && utf8mb4 && (ci || !fold_case))
+                    .then_some(Lead::Column(name))
+            }
+            (Engine::My, _) if col.family == Family::Text && !utf8mb4 => None,
+            _ => Some(Lead::Column(name)),
         }
     }
 

@@ -55,7 +55,7 @@ struct Planned {
 /// dataset says `delete`); else the dataset's `anonymize` keeps it
 /// anonymized, and `delete` (or nothing) removes it. `shred` is returned
 /// as is, for the caller to refuse.
-fn row_strategy(d: &Dataset) -> ErasureStrategy {
+pub(super) fn row_strategy(d: &Dataset) -> ErasureStrategy {
     match retain_specs(d).into_iter().next() {
         Some(r) => ErasureStrategy::Retain(r.clone()),
         None => d.erasure.clone().unwrap_or(ErasureStrategy::Delete),

@@ -36,7 +36,8 @@
 //!   collation, as its foreign keys do.
 //! * **Emails** match case-insensitively: `lower(col) = lower($n)`. That
 //!   uses an index only on `lower(col)` (on MySQL, a `_ci` utf8mb4 column's
-//!   own index narrows first); create one where lookups are slow. SQLite's
+//!   own index narrows first); [`SqlConnector::scans`] names every lookup
+//!   without one and the `CREATE INDEX` to add. SQLite's
 //!   `lower` folds ASCII only.
 //! * **Rows read generically as JSON**: `row_to_json` on PostgreSQL,
 //!   `json_object` over the catalog columns on SQLite and `JSON_ARRAY` over
@@ -68,7 +69,8 @@
 //! The code is laid out by what it does: `pool` connects and runs
 //! statements on the engine, `catalog` reads the schema, `dialect` writes
 //! each engine's SQL, `find` finds the person's rows, `anonymize` and
-//! `erase` decide and apply erasure, `rectify` sets changed fields.
+//! `erase` decide and apply erasure, `rectify` sets changed fields,
+//! `lookups` names the lookups no index serves and the index to add.
 
 mod anonymize;
 mod catalog;
@@ -76,8 +78,11 @@ mod dialect;
 mod erase;
 mod fault;
 mod find;
+mod lookups;
 mod pool;
 mod rectify;
+
+pub use lookups::{Inspection, Scan};
 
 use std::collections::HashSet;
 use std::fmt;

@@ -424,6 +424,103 @@ async fn unfit_columns_fail_first_and_constraints_fail_at_once(engine: &str) {
     assert_eq!(db.everything().await, before);
 }
 
+/// `map check --connect` on the shop (issue 16): the lookups no index
+/// serves, each with a `CREATE INDEX` that this engine accepts and that
+/// serves it once run; the table outside the map that references one of
+/// it; the column no placeholder fits — all from the catalog, no row read.
+async fn the_catalog_names_scans_refusals_and_undeclared_references(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    let before = db.everything().await;
+    let m = map(engine, setting(engine), NAMESPACED, "");
+    let found = connector(&m, &target).await.unwrap().inspect();
+    assert!(found.refusals.is_empty(), "{engine}: {:?}", found.refusals);
+    let scanned: Vec<(&str, &str)> = found
+        .scans
+        .iter()
+        .map(|s| (s.table.as_str(), s.column.as_str()))
+        .collect();
+    // Emails compare case-insensitively and nothing indexes them.
+    for want in [("customer", "email"), ("staff", "email")] {
+        assert!(scanned.contains(&want), "{engine}: {scanned:?}");
+    }
+    // Primary keys serve every lookup by them.
+    assert!(
+        !scanned.contains(&("customer", "customer_id")),
+        "{scanned:?}"
+    );
+    assert!(!scanned.contains(&("staff", "staff_id")), "{scanned:?}");
+    if engine != "mysql" {
+        // InnoDB indexes foreign keys itself; the others do not.
+        assert!(scanned.contains(&("payment", "customer_id")), "{scanned:?}");
+        assert!(scanned.contains(&("card", "customer_id")), "{scanned:?}");
+    }
+    let email = found
+        .scans
+        .iter()
+        .find(|s| s.table == "customer" && s.column == "email")
+        .unwrap();
+    assert_eq!(email.dataset.as_deref(), Some("customer"));
+    assert_eq!(email.lookup, "identity email");
+    assert!(email.fix.starts_with("CREATE INDEX"), "{}", email.fix);
+    if engine != "mysql" {
+        assert!(email.fix.contains("lower("), "{}", email.fix);
+    }
+    assert!(
+        found
+            .undeclared
+            .iter()
+            .any(|u| u.contains("table card is not in the map")
+                && u.contains("customer.customer_id")),
+        "{engine}: {:?}",
+        found.undeclared
+    );
+    // The catalog was only read.
+    assert_eq!(db.everything().await, before);
+    // Every index named is valid SQL here and serves its lookup.
+    for s in &found.scans {
+        db.exec(&s.fix).await;
+    }
+    let again = connector(&m, &target).await.unwrap().inspect();
+    assert!(again.scans.is_empty(), "{engine}: {:?}", again.scans);
+    // A 4-character NOT NULL pin no placeholder fits: named before any
+    // request runs.
+    let m = map(engine, setting(engine), NAMESPACED, CARD_PIN);
+    let refusals = connector(&m, &target).await.unwrap().refusals();
+    assert!(
+        matches!(refusals.as_slice(), [one] if one.contains("card.pin") && one.contains("erasure: delete")),
+        "{engine}: {refusals:?}"
+    );
+}
+
+/// Every missing table and column is named at once.
+async fn a_map_that_is_not_the_schema_is_named_whole(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    let src = MAP
+        .replace("__KIND__", engine)
+        .replace("__SETTING__", setting(engine))
+        .replace("__STAFF_ID__", NAMESPACED)
+        .replace("__CARD__", "")
+        .replace("{ name: phone,", "{ name: mobile,")
+        .replace("table: staff", "table: employees");
+    let (m, _) = custos_map::load_str(&src, "rental.yaml").unwrap();
+    match connector(&m, &target).await {
+        Err(ConnectorError::Mismatch { message, .. }) => {
+            assert!(
+                message.contains("table customer has no column mobile")
+                    && message.contains("table employees does not exist"),
+                "{engine}: {message}"
+            );
+        }
+        other => panic!("{engine}: expected a mismatch, got {other:?}"),
+    }
+}
+
 macro_rules! engines {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test] async fn $name() { super::$name("sqlite").await } )* }
@@ -436,4 +533,6 @@ engines!(
     namespaces_keep_customers_and_staff_apart,
     erasure_fits_the_columns_and_keeps_retained_rows,
     unfit_columns_fail_first_and_constraints_fail_at_once,
+    the_catalog_names_scans_refusals_and_undeclared_references,
+    a_map_that_is_not_the_schema_is_named_whole,
 );

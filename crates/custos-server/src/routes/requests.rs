@@ -432,7 +432,8 @@ pub async fn reject_request(
 
 /// What a request would do, system by system, with counts: which steps,
 /// how many rows, files and keys each dataset holds of the person, and
-/// whether erasure would delete, anonymise or retain them. Changes nothing.
+/// whether erasure would delete, anonymise or retain them, and (`scans`)
+/// every lookup no index serves, with the index to add. Changes nothing.
 #[utoipa::path(post, path = "/v1/requests/{id}/plan", tag = "requests",
     params(("id" = String, Path)), security(("api_key" = ["dsr"])),
     responses((status = 200, description = "the plan with counts"), (status = 404, body = Problem)))]

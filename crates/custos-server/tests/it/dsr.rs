@@ -697,6 +697,23 @@ async fn erasure_scenario(store: TestStore, mysql: bool) {
     assert_eq!(plan.status, 200, "{:?}", plan.body);
     let plan_text = plan.body.to_string();
     assert!(plan_text.contains("\"users\""), "{plan_text}");
+    // Nothing indexes the users' emails: the plan says so, with the index.
+    let scans: Vec<&serde_json::Value> = plan.body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["scans"].as_array())
+        .flatten()
+        .collect();
+    let email = scans
+        .iter()
+        .find(|s| s["table"] == "users" && s["column"] == "email")
+        .unwrap_or_else(|| panic!("{plan_text}"));
+    assert_eq!(email["lookup"], "identity email");
+    assert!(
+        email["fix"].as_str().unwrap().starts_with("CREATE INDEX"),
+        "{email}"
+    );
     assert_eq!(
         app.rows("SELECT id FROM users WHERE id = 1").await,
         vec!["1"]

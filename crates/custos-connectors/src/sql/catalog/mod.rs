@@ -145,6 +145,67 @@ pub(super) struct Table {
     /// Whether `loc` is every column's value (MySQL without a primary key):
     /// rows equal in every column share a locator.
     pub(super) by_value: bool,
+    /// What each usable index of the table (primary key included; partial
+    /// and invalid ones left out) leads with: a lookup is served by an
+    /// index only through its first key.
+    pub(super) leads: Vec<Lead>,
+}
+
+/// The first key of an index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Lead {
+    /// A column as it is.
+    Column(String),
+    /// `lower(column)`, what case-insensitive lookups of emails compare.
+    Lower(String),
+}
+
+impl Lead {
+    /// The lead of an index key written as SQL (`"email"`, `lower((email)::text)`,
+    /// `LOWER("Email")`), or `None` for any other expression. Quotes,
+    /// parentheses, casts to text and spaces are not part of the name.
+    pub(super) fn parse(def: &str) -> Option<Lead> {
+        let strip = |s: &str| -> Option<String> {
+            let mut t = s.trim();
+            loop {
+                let before = t;
+                t = t.trim();
+                if let Some(x) = t.strip_suffix("::text") {
+                    t = x;
+                }
+                if let Some(x) = t.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
+                    t = x;
+                }
+                if t == before {
+                    break;
+                }
+            }
+            let name = if let Some(x) = t.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+                x.replace("\"\"", "\"")
+            } else if let Some(x) = t.strip_prefix('`').and_then(|x| x.strip_suffix('`')) {
+                x.replace("``", "`")
+            } else if t
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                && !t.is_empty()
+            {
+                t.to_owned()
+            } else {
+                return None;
+            };
+            Some(name)
+        };
+        let t = def.trim();
+        let lower = t
+            .get(..6)
+            .filter(|p| p.eq_ignore_ascii_case("lower("))
+            .and_then(|_| t.get(6..))
+            .and_then(|x| x.strip_suffix(')'));
+        match lower {
+            Some(inner) => strip(inner).map(Lead::Lower),
+            None => strip(t).map(Lead::Column),
+        }
+    }
 }
 
 impl Table {
@@ -217,7 +278,10 @@ impl SqlConnector {
         }
         let mut oids: Vec<String> = Vec::new();
         let mut my_keys: Vec<(String, String)> = Vec::new();
-        for name in &names {
+        // Every missing table and column is named at once, so that one
+        // `map check --connect` shows all there is to fix.
+        let mut missing: Vec<String> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
             let (table, oid) = match self.engine {
                 Engine::Pg => self.pg_table(tx, PgWhere::Name(name)).await?,
                 Engine::My => match self.my_find(tx, name).await? {
@@ -232,26 +296,31 @@ impl SqlConnector {
             };
             let Some(mut table) = table else {
                 if self.engine == Engine::My && self.my_schema.is_none() && !name.contains('.') {
-                    return Err(self.mismatch(format!(
+                    missing.push(format!(
                         "table {name} does not exist (the connection URL names no database)"
-                    )));
+                    ));
+                } else {
+                    missing.push(format!("table {name} does not exist"));
                 }
-                return Err(self.mismatch(format!("table {name} does not exist")));
+                continue;
             };
             table.name = name.clone();
+            // Every field the map names must be a column.
+            if let Some(d) = self.system.datasets.get(i) {
+                for f in &d.fields {
+                    if table.col(&f.name).is_none() {
+                        missing.push(format!(
+                            "table {} has no column {} (dataset {}, field {})",
+                            table.name, f.name, d.id, f.name
+                        ));
+                    }
+                }
+            }
             self.tables.push(table);
             oids.push(oid);
         }
-        // Every field the map names must be a column.
-        for (d, t) in self.system.datasets.iter().zip(&self.tables) {
-            for f in &d.fields {
-                if t.col(&f.name).is_none() {
-                    return Err(self.mismatch(format!(
-                        "table {} has no column {} (dataset {}, field {})",
-                        t.name, f.name, d.id, f.name
-                    )));
-                }
-            }
+        if !missing.is_empty() {
+            return Err(self.mismatch(missing.join("; ")));
         }
         match self.engine {
             Engine::Pg => self.pg_fks(tx, &oids).await?,

@@ -1,7 +1,7 @@
 //! MySQL/MariaDB's catalog, from `information_schema`: columns with their
 //! `DATA_TYPE`, `COLUMN_TYPE` (signedness) and collation, the `PRIMARY`
 //! key (MySQL has no row id: a table without one is located by every
-//! column's value), and the foreign keys referencing the mapped tables'
+//! column's value), the columns indexes lead with, and the foreign keys referencing the mapped tables'
 //! databases, whose child tables join the known tables.
 //!
 //! Invariants: schema and table names are bound, never spliced; names are
@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{key_columns, Column, Family, Fk, Table};
+use super::{key_columns, Column, Family, Fk, Lead, Table};
 use crate::sql::dialect::quote_my;
 use crate::sql::pool::{Cells, Tx};
 use crate::sql::SqlConnector;
@@ -159,6 +159,25 @@ impl SqlConnector {
                 _ => None,
             })
             .collect();
+        // Functional indexes (MySQL 8) have no column: left out.
+        let leads = self
+            .catalog_rows(
+                tx,
+                "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR) \
+                 FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1 \
+                 AND INDEX_TYPE IN ('BTREE', 'HASH')",
+                &binds,
+            )
+            .await?
+            .into_iter()
+            .filter_map(|r| match r.as_slice() {
+                [Some(s), Some(t), Some(c)] if s == schema && t == table => {
+                    Some(Lead::Column(c.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         // No row id in MySQL: without a primary key, every column's value.
         let by_value = pk.is_empty();
         let loc = if by_value {
@@ -178,6 +197,7 @@ impl SqlConnector {
             pk,
             loc,
             by_value,
+            leads,
         }))
     }
 

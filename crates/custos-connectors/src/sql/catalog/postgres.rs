@@ -1,6 +1,6 @@
 //! PostgreSQL's catalog: `pg_class`/`pg_attribute` for columns and their
 //! types (a domain is read as its base type), `pg_index` for the primary
-//! key (else rows are located by `ctid`), `pg_constraint` for the foreign
+//! key (else rows are located by `ctid`) and what each index leads with, `pg_constraint` for the foreign
 //! keys that reference a mapped table, whose child tables join the known
 //! tables even when the map does not name them.
 //!
@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::{key_columns, Column, Family, Fk, Table};
+use super::{key_columns, Column, Family, Fk, Lead, Table};
 use crate::sql::dialect::quote;
 use crate::sql::pool::Tx;
 use crate::sql::SqlConnector;
@@ -106,6 +106,21 @@ impl SqlConnector {
             .into_iter()
             .filter_map(|r| r.into_iter().next().flatten())
             .collect();
+        // Indexes that can answer `=`/`IN`: valid, not partial, B-tree or hash.
+        let leads = self
+            .catalog_rows(
+                tx,
+                "SELECT pg_get_indexdef(i.indexrelid, 1, true) FROM pg_index i \
+                 JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam \
+                 WHERE i.indrelid = CAST(CAST($1 AS int8) AS oid) AND i.indisvalid \
+                 AND i.indpred IS NULL AND am.amname IN ('btree', 'hash')",
+                std::slice::from_ref(&oid),
+            )
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .filter_map(|def| Lead::parse(&def))
+            .collect();
         let loc = if pk.is_empty() {
             vec![Column::row_id("ctid", Some("tid"), Family::Other)]
         } else {
@@ -124,6 +139,7 @@ impl SqlConnector {
                 pk,
                 loc,
                 by_value: false,
+                leads,
             }),
             oid,
         ))

@@ -1,6 +1,7 @@
 //! SQLite's catalog: `sqlite_master` and `pragma_table_info` for columns
 //! (their family from SQLite's affinity rules), the primary key (else rows
-//! are located by `rowid`), and `pragma_foreign_key_list` of every table
+//! are located by `rowid`), what each index leads with (`pragma_index_xinfo`,
+//! the `CREATE INDEX` text for an expression), and `pragma_foreign_key_list` of every table
 //! for the foreign keys referencing a mapped table.
 //!
 //! Invariants: table names are bound (`pragma_table_info($1)`), never
@@ -8,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{key_columns, Column, Family, Fk, Table};
+use super::{key_columns, Column, Family, Fk, Lead, Table};
 use crate::sql::dialect::quote;
 use crate::sql::pool::{Cells, Tx};
 use crate::sql::SqlConnector;
@@ -77,6 +78,34 @@ impl SqlConnector {
         }
         pk.sort();
         let pk: Vec<String> = pk.into_iter().map(|(_, n)| n).collect();
+        let mut leads = Vec::new();
+        // An INTEGER PRIMARY KEY is the rowid itself: indexed, listed nowhere.
+        if let [one] = pk.as_slice() {
+            if columns
+                .iter()
+                .any(|c| &c.name == one && c.family == Family::Int(64))
+            {
+                leads.push(Lead::Column(one.clone()));
+            }
+        }
+        let indexes = self
+            .catalog_rows(
+                tx,
+                "SELECT x.name, CAST(il.partial AS TEXT), m.sql \
+                 FROM pragma_index_list($1) il JOIN pragma_index_xinfo(il.name) x \
+                 LEFT JOIN sqlite_master m ON m.type = 'index' AND m.name = il.name \
+                 WHERE x.seqno = 0",
+                std::slice::from_ref(&real),
+            )
+            .await?;
+        for r in indexes {
+            match r.as_slice() {
+                [_, Some(partial), _] if partial != "0" => {}
+                [Some(col), _, _] => leads.push(Lead::Column(col.clone())),
+                [None, _, Some(sql)] => leads.extend(first_key(sql).and_then(Lead::parse)),
+                _ => {}
+            }
+        }
         let loc = if pk.is_empty() {
             vec![Column::row_id("rowid", None, Family::Int(64))]
         } else {
@@ -89,6 +118,7 @@ impl SqlConnector {
             pk,
             loc,
             by_value: false,
+            leads,
         }))
     }
 
@@ -161,6 +191,38 @@ impl SqlConnector {
 
 fn unquote(q: &str) -> String {
     q.trim_matches('"').replace("\"\"", "\"")
+}
+
+/// The first key of a `CREATE INDEX … ON t (key, …)` statement, without
+/// its `COLLATE`/`ASC`/`DESC`.
+fn first_key(sql: &str) -> Option<&str> {
+    let open = sql.find('(')?;
+    let rest = sql.get(open + 1..)?;
+    let mut depth = 0usize;
+    let mut end = rest.len();
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => {
+                end = i;
+                break;
+            }
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mut key = rest.get(..end)?.trim();
+    for suffix in [" ASC", " DESC", " asc", " desc"] {
+        key = key.strip_suffix(suffix).unwrap_or(key).trim();
+    }
+    if let Some(at) = key.to_ascii_uppercase().rfind(" COLLATE ") {
+        key = key.get(..at)?.trim();
+    }
+    Some(key)
 }
 
 /// The length a declared type names (`VARCHAR(20)` → 20), which SQLite

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use custos_map::{Diagnostic, SystemKind};
 
+mod live;
+
 /// Arguments of `custos map`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MapArgs {
@@ -29,6 +31,13 @@ enum MapCommand {
         /// Output format of the diagnostics.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also check the map against the live databases of its SQL
+        /// systems, read-only: tables, columns, keys, the foreign keys it
+        /// does not declare, erasures the database would refuse, and every
+        /// lookup that would read a whole table, with the index to add.
+        /// Connection settings come from the variables the map names.
+        #[arg(long)]
+        connect: bool,
     },
     /// Print a readable summary of a valid map.
     Show {
@@ -112,9 +121,16 @@ fn run_inner(args: MapArgs) -> anyhow::Result<ExitCode> {
             file,
             strict,
             format,
+            connect,
         } => {
             let src = read(&file)?;
-            let diags = custos_map::check_str(&src, &file.display().to_string());
+            let name = file.display().to_string();
+            let mut diags = custos_map::check_str(&src, &name);
+            if connect && !diags.iter().any(Diagnostic::is_error) {
+                if let Ok((map, index)) = custos_map::parse::parse(&src, &name) {
+                    diags.extend(live::check(&map, &index)?);
+                }
+            }
             let (errors, warnings) = counts(&diags);
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&diags)?),
