@@ -68,7 +68,16 @@ pub(crate) struct Outcome {
     enlarged_ms: Vec<f64>,
     /// Rows found for one enlarged customer.
     rows_found: u64,
+    /// Access requests on the enlarged sample with the indexes `custos map
+    /// check --connect` names, ms.
+    indexed_ms: Vec<f64>,
+    /// Those indexes, as run.
+    indexes: Vec<String>,
 }
+
+/// Fides 2.86's median on the enlarged sample, measured on this machine
+/// class when issue 16 was filed (Fides is not run here).
+const FIDES_ENLARGED_MS: f64 = 1400.0;
 
 /// The enlargement: `n` customers with one row in every table that names
 /// a customer, ids above the sample's.
@@ -204,6 +213,47 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         })
         .collect();
     let (enlarged_ms, rows_found) = time_access(&server.api, &people).await?;
+
+    // What a user does next: run the indexes `custos map check --connect`
+    // names (the connector's own list, as that command prints it).
+    let env = |n: &str| (n == url_env).then(|| db_url.clone());
+    let system = map
+        .systems
+        .first()
+        .context("the imported map has no system")?;
+    let scans = custos_connectors::sql::SqlConnector::connect(&map, system, &env, [0u8; 32])
+        .await?
+        .scans();
+    for s in &scans {
+        sqlx::raw_sql(&s.fix)
+            .execute(&db)
+            .await
+            .with_context(|| format!("running {}", s.fix))?;
+    }
+    sqlx::raw_sql("ANALYZE").execute(&db).await?;
+    let indexes: Vec<String> = scans.iter().map(|s| s.fix.clone()).collect();
+    // A new server: the connector cached by the first read the catalog
+    // before the indexes existed (it is reread after a short time anyway).
+    server.exec.stop().await;
+    server.vault.close().await;
+    let second = dir.path().join("indexed");
+    std::fs::create_dir(&second)?;
+    let server = BenchServer::start(
+        &second,
+        MapSource::load(MapOrigin::File(dir.path().join("fides-map.yaml")))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .0,
+        HashMap::from([(url_env.clone(), db_url.clone())]),
+    )
+    .await?;
+    eprintln!(
+        "access requests with the {} indexes map check names…",
+        indexes.len()
+    );
+    let (indexed_ms, indexed_rows) = time_access(&server.api, &people).await?;
+    if indexed_rows != rows_found {
+        bail!("with the indexes {indexed_rows} rows were found, without them {rows_found}");
+    }
     server.exec.stop().await;
     server.vault.close().await;
     db.close().await;
@@ -214,6 +264,8 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
         sample_ms,
         enlarged_ms,
         rows_found,
+        indexed_ms,
+        indexes,
     })
 }
 
@@ -225,24 +277,31 @@ pub(crate) fn render(o: &Outcome, quick: bool) -> String {
         "cargo run --release -p custos-bench -- fides"
     };
     let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let indexes: String = o.indexes.iter().map(|i| format!("    {i}\n")).collect();
     format!(
         "# custos on the Fides example database\n\n\
          `{cmd}` — commit {git}, {nproc} cores ({cpu}), {kernel}, load {load}.\n\n\
          The Fides project's example PostgreSQL database and its Fides dataset, imported \
          into a custos map; then the same database enlarged to {customers} customers (one \
-         row per customer in each table that names one; only the sample's own indexes). \
+         row per customer in each table that names one; only the sample's own indexes); \
+         then with the {n_idx} indexes `custos map check --connect` names. \
          Built in {setup:.1} s. Time from `POST /v1/requests` (vouched) to `completed` with \
          the archive built, one request at a time.\n\n\
-         | access request | median | max | requests |\n|---|---|---|---|\n\
-         | the sample as it is | {sm:.0} ms | {smax:.0} ms | {sn} |\n\
-         | enlarged to {customers} customers | {em:.0} ms | {emax:.0} ms | {en} |\n\n\
-         Rows found for one enlarged customer: {rows}.\n",
+         | access request | median | max | requests | Fides 2.86 ÷ custos |\n|---|---|---|---|---|\n\
+         | the sample as it is | {sm:.0} ms | {smax:.0} ms | {sn} | |\n\
+         | enlarged to {customers} customers | {em:.0} ms | {emax:.0} ms | {en} | {r1:.1}× |\n\
+         | enlarged, with the indexes map check names | {im:.0} ms | {imax:.0} ms | {in_} | {r2:.1}× |\n\n\
+         Rows found for one enlarged customer: {rows} (the same with the indexes).\n\n\
+         The ratio divides Fides' {fides:.0} ms median on the enlarged database (100,000 \
+         customers, sample indexes only; measured beside custos when issue 16 was filed — \
+         Fides is not run here) by custos' median in this run{quick_note}. The indexes:\n\n{indexes}",
         git = m.git,
         nproc = m.nproc,
         cpu = m.cpu,
         kernel = m.kernel,
         load = m.loadavg,
         customers = crate::util::thousands(o.customers),
+        n_idx = o.indexes.len(),
         setup = o.setup_s,
         sm = median(&o.sample_ms),
         smax = max(&o.sample_ms),
@@ -250,6 +309,13 @@ pub(crate) fn render(o: &Outcome, quick: bool) -> String {
         em = median(&o.enlarged_ms),
         emax = max(&o.enlarged_ms),
         en = o.enlarged_ms.len(),
+        im = median(&o.indexed_ms),
+        imax = max(&o.indexed_ms),
+        in_ = o.indexed_ms.len(),
+        r1 = FIDES_ENLARGED_MS / median(&o.enlarged_ms).max(0.001),
+        r2 = FIDES_ENLARGED_MS / median(&o.indexed_ms).max(0.001),
+        fides = FIDES_ENLARGED_MS,
+        quick_note = if quick { " (with --quick the database is smaller: the ratio means little)" } else { "" },
         rows = o.rows_found,
     )
 }

@@ -3,7 +3,8 @@
 //! keyed hash shaped to the column's type and length, or nothing); a NOT
 //! NULL text column that would become NULL gets a per-row token instead,
 //! cut to the column's length — or, where not even 8 characters fit, the
-//! plan fails before anything changes, naming the column and the fix. See
+//! plan fails before anything changes, naming the column and the fix; so
+//! does a fixed placeholder for a UNIQUE column (two rows cannot share it). See
 //! `SqlConnector` for the rules in full.
 //!
 //! Invariants: primary keys, non-personal fields and columns the map does
@@ -167,6 +168,14 @@ impl SqlConnector {
             let target = match d.effective_erasure(f) {
                 ErasureStrategy::Retain(_) => continue,
                 ErasureStrategy::Shred => return Err(self.shred(d)),
+                ErasureStrategy::Anonymize(Anonymize::Placeholder(p)) if t.is_unique(&col.name) => {
+                    return Err(self.mismatch(format!(
+                        "dataset {}: column {}.{} is UNIQUE: one placeholder cannot stand in \
+                         for every row; give field {} `erasure: {{ anonymize: keyed_hash }}` \
+                         or `set_null` (a unique token per row where NOT NULL)",
+                        d.id, t.name, col.name, f.name
+                    )))
+                }
                 ErasureStrategy::Anonymize(Anonymize::Placeholder(p)) => Some(p),
                 ErasureStrategy::Anonymize(Anonymize::KeyedHash) => match &current {
                     Some(v) => Some(self.keyed_hash(col, v)?),

@@ -109,7 +109,8 @@ const CHUNK: usize = 500;
 /// Anonymization per personal field (`user.*` category), by its own
 /// strategy or else the dataset's: `set_null` and `delete` → NULL,
 /// `placeholder` → the text (NULL if the column's type or length cannot
-/// hold it),
+/// hold it; a `Mismatch` before anything changes on a column a unique index
+/// of its own covers, where two rows could not share it),
 /// `keyed_hash` → HMAC-SHA256 of the value under the hash key (`anon:` + 16
 /// hex on text columns, a negative number on integer columns — on unsigned
 /// ones a number in the upper half of the range —, a version-8 UUID on uuid

@@ -4,8 +4,10 @@
 //! chains and a self-reference, on SQLite, PostgreSQL and MariaDB:
 //! identity namespaces (customer 4 is not employee 4), placeholders cut to
 //! the column's length or a plan that fails first naming the column,
-//! permanent constraint errors that fail at once, and field erasures that
-//! override a retained dataset's.
+//! a fixed placeholder for a UNIQUE column refused before anything runs,
+//! permanent constraint errors (a CHECK) that fail at once, field erasures
+//! that override a retained dataset's, and what `map check --connect` reads
+//! from the catalog.
 
 use custos_connectors::sql::SqlConnector;
 use custos_connectors::{Connector, ConnectorError, Person};
@@ -25,6 +27,7 @@ const SCHEMA: &[&str] = &[
      FOREIGN KEY (staff_id) REFERENCES staff(staff_id))",
     "CREATE TABLE card (card_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, \
      card_no VARCHAR(16) NOT NULL UNIQUE, pin VARCHAR(4) NOT NULL, \
+     brand VARCHAR(10) NOT NULL CHECK (brand IN ('visa', 'mc')), \
      FOREIGN KEY (customer_id) REFERENCES customer(customer_id))",
 ];
 
@@ -36,8 +39,8 @@ const DATA: &[&str] = &[
      (4, 'Mary', 'Smith', 'mary@shop.example', '5550104')",
     "INSERT INTO payment VALUES (16050, 4, 3, '1913 Hanoi Way', 2.99, '2024-01-24'), \
      (16051, 3, 4, '47 MySakila Drive', 4.99, '2024-01-25')",
-    "INSERT INTO card VALUES (1, 4, '4000000000000004', '1234'), (2, 4, '4000000000000012', '9876'), \
-     (3, 3, '4000000000000020', '1111')",
+    "INSERT INTO card VALUES (1, 4, '4000000000000004', '1234', 'visa'), \
+     (2, 4, '4000000000000012', '9876', 'mc'), (3, 3, '4000000000000020', '1111', 'visa')",
 ];
 
 const MAP: &str = r#"
@@ -98,6 +101,19 @@ const CARD_NUMBER: &str = r#"
           - { name: card_id, category: system.operations, primary_key: true }
           - { name: customer_id, category: system.operations, references: customer.customer_id }
           - { name: card_no, category: user.financial.credit_card }"#;
+
+/// Cards whose brand becomes a placeholder its CHECK refuses.
+const CARD_BRAND: &str = r#"
+      - id: card
+        table: card
+        subject: { via: customer_id }
+        purposes: [billing]
+        erasure: { anonymize: { placeholder: "removed" } }
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: card_id, category: system.operations, primary_key: true }
+          - { name: customer_id, category: system.operations, references: customer.customer_id }
+          - { name: brand, category: user.financial }"#;
 
 /// Cards whose 4-character NOT NULL pin no placeholder fits.
 const CARD_PIN: &str = r#"
@@ -403,19 +419,45 @@ async fn unfit_columns_fail_first_and_constraints_fail_at_once(engine: &str) {
         }
     }
     assert_eq!(db.everything().await, before);
-    // One placeholder for two numbers of a UNIQUE column: refused by the
-    // database, which is final (no retry), names the column, and rolls
-    // back the whole erasure.
+    // One placeholder for every number of a UNIQUE column: the catalog
+    // says it cannot be, before anything runs (and `map check --connect`
+    // says so before any request).
     let m = map(engine, setting(engine), NAMESPACED, CARD_NUMBER);
     let conn = connector(&m, &target).await.unwrap();
+    let refusals = conn.refusals();
+    assert!(
+        matches!(refusals.as_slice(), [one] if one.contains("card.card_no is UNIQUE")),
+        "{engine}: {refusals:?}"
+    );
+    for res in [conn.plan_erasure(&mary).await, conn.erase(&mary).await] {
+        match res {
+            Err(e @ ConnectorError::Mismatch { .. }) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("card.card_no is UNIQUE")
+                        && message.contains("keyed_hash")
+                        && !message.contains("4000"),
+                    "{engine}: {message}"
+                );
+            }
+            other => panic!("{engine}: expected a mismatch, got {other:?}"),
+        }
+    }
+    assert_eq!(db.everything().await, before);
+    // A placeholder its CHECK constraint refuses (which the catalog does
+    // not read): refused by the database, which is final (no retry),
+    // names the table and column, and rolls back the whole erasure.
+    let m = map(engine, setting(engine), NAMESPACED, CARD_BRAND);
+    let conn = connector(&m, &target).await.unwrap();
+    assert!(conn.refusals().is_empty());
     match conn.erase(&mary).await {
         Err(e @ ConnectorError::Mismatch { .. }) => {
             let message = e.to_string();
             assert!(!e.is_transient());
             assert!(
                 message.contains("anonymizing card")
-                    && message.contains("card_no")
-                    && !message.contains("4000"),
+                    && message.contains("brand")
+                    && !message.contains("visa"),
                 "{engine}: {message}"
             );
         }

@@ -149,6 +149,9 @@ pub(super) struct Table {
     /// and invalid ones left out) leads with: a lookup is served by an
     /// index only through its first key.
     pub(super) leads: Vec<Lead>,
+    /// Columns that a unique index or constraint of their own covers:
+    /// no two rows may get the same placeholder there.
+    pub(super) unique: Vec<String>,
 }
 
 /// The first key of an index.
@@ -211,6 +214,10 @@ impl Lead {
 impl Table {
     pub(super) fn col(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub(super) fn is_unique(&self, col: &str) -> bool {
+        self.unique.iter().any(|u| u.eq_ignore_ascii_case(col))
     }
 }
 

@@ -159,25 +159,36 @@ impl SqlConnector {
                 _ => None,
             })
             .collect();
-        // Functional indexes (MySQL 8) have no column: left out.
-        let leads = self
+        // Functional indexes (MySQL 8) have no column: left out. A unique
+        // index of one column also forbids shared placeholders.
+        let mut leads = Vec::new();
+        let mut unique = Vec::new();
+        for r in self
             .catalog_rows(
                 tx,
-                "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR) \
-                 FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1 \
-                 AND INDEX_TYPE IN ('BTREE', 'HASH')",
+                "SELECT CAST(s.TABLE_SCHEMA AS CHAR), CAST(s.TABLE_NAME AS CHAR), \
+                 CAST(s.COLUMN_NAME AS CHAR), CAST(s.NON_UNIQUE AS CHAR), \
+                 CAST((SELECT COUNT(*) FROM information_schema.STATISTICS k \
+                  WHERE k.TABLE_SCHEMA = s.TABLE_SCHEMA AND k.TABLE_NAME = s.TABLE_NAME \
+                  AND k.INDEX_NAME = s.INDEX_NAME) AS CHAR) \
+                 FROM information_schema.STATISTICS s \
+                 WHERE s.TABLE_SCHEMA = ? AND s.TABLE_NAME = ? AND s.SEQ_IN_INDEX = 1 \
+                 AND s.INDEX_TYPE IN ('BTREE', 'HASH')",
                 &binds,
             )
             .await?
-            .into_iter()
-            .filter_map(|r| match r.as_slice() {
-                [Some(s), Some(t), Some(c)] if s == schema && t == table => {
-                    Some(Lead::Column(c.clone()))
-                }
-                _ => None,
-            })
-            .collect();
+        {
+            let [Some(s), Some(t), Some(c), Some(non_unique), Some(keys)] = r.as_slice() else {
+                continue;
+            };
+            if s != schema || t != table {
+                continue;
+            }
+            if non_unique == "0" && keys == "1" {
+                unique.push(c.clone());
+            }
+            leads.push(Lead::Column(c.clone()));
+        }
         // No row id in MySQL: without a primary key, every column's value.
         let by_value = pk.is_empty();
         let loc = if by_value {
@@ -198,6 +209,7 @@ impl SqlConnector {
             loc,
             by_value,
             leads,
+            unique,
         }))
     }
 

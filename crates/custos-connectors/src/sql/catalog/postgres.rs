@@ -106,21 +106,33 @@ impl SqlConnector {
             .into_iter()
             .filter_map(|r| r.into_iter().next().flatten())
             .collect();
-        // Indexes that can answer `=`/`IN`: valid, not partial, B-tree or hash.
-        let leads = self
+        // Indexes that can answer `=`/`IN`: valid, not partial, B-tree or
+        // hash; a unique one of one column also forbids shared placeholders.
+        let mut leads = Vec::new();
+        let mut unique = Vec::new();
+        for r in self
             .catalog_rows(
                 tx,
-                "SELECT pg_get_indexdef(i.indexrelid, 1, true) FROM pg_index i \
+                "SELECT pg_get_indexdef(i.indexrelid, 1, true), CAST(i.indisunique AS text), \
+                 CAST(i.indnkeyatts AS text) FROM pg_index i \
                  JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam \
                  WHERE i.indrelid = CAST(CAST($1 AS int8) AS oid) AND i.indisvalid \
                  AND i.indpred IS NULL AND am.amname IN ('btree', 'hash')",
                 std::slice::from_ref(&oid),
             )
             .await?
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().flatten())
-            .filter_map(|def| Lead::parse(&def))
-            .collect();
+        {
+            let [Some(def), Some(uniq), Some(keys)] = r.as_slice() else {
+                continue;
+            };
+            let Some(lead) = Lead::parse(def) else {
+                continue;
+            };
+            if let (Lead::Column(c), "true", "1") = (&lead, uniq.as_str(), keys.as_str()) {
+                unique.push(c.clone());
+            }
+            leads.push(lead);
+        }
         let loc = if pk.is_empty() {
             vec![Column::row_id("ctid", Some("tid"), Family::Other)]
         } else {
@@ -140,6 +152,7 @@ impl SqlConnector {
                 loc,
                 by_value: false,
                 leads,
+                unique,
             }),
             oid,
         ))

@@ -88,10 +88,13 @@ impl SqlConnector {
                 leads.push(Lead::Column(one.clone()));
             }
         }
+        // A unique index of one column also forbids shared placeholders.
+        let mut unique = Vec::new();
         let indexes = self
             .catalog_rows(
                 tx,
-                "SELECT x.name, CAST(il.partial AS TEXT), m.sql \
+                "SELECT x.name, CAST(il.partial AS TEXT), m.sql, CAST(il.\"unique\" AS TEXT), \
+                 CAST((SELECT count(*) FROM pragma_index_info(il.name)) AS TEXT) \
                  FROM pragma_index_list($1) il JOIN pragma_index_xinfo(il.name) x \
                  LEFT JOIN sqlite_master m ON m.type = 'index' AND m.name = il.name \
                  WHERE x.seqno = 0",
@@ -100,9 +103,14 @@ impl SqlConnector {
             .await?;
         for r in indexes {
             match r.as_slice() {
-                [_, Some(partial), _] if partial != "0" => {}
-                [Some(col), _, _] => leads.push(Lead::Column(col.clone())),
-                [None, _, Some(sql)] => leads.extend(first_key(sql).and_then(Lead::parse)),
+                [_, Some(partial), ..] if partial != "0" => {}
+                [Some(col), _, _, uniq, keys] => {
+                    if uniq.as_deref() == Some("1") && keys.as_deref() == Some("1") {
+                        unique.push(col.clone());
+                    }
+                    leads.push(Lead::Column(col.clone()));
+                }
+                [None, _, Some(sql), ..] => leads.extend(first_key(sql).and_then(Lead::parse)),
                 _ => {}
             }
         }
@@ -119,6 +127,7 @@ impl SqlConnector {
             loc,
             by_value: false,
             leads,
+            unique,
         }))
     }
 
