@@ -70,7 +70,7 @@ fn shaped_text(col: &Column, prefix: &str, mac: &[u8; 32]) -> Option<String> {
 }
 
 impl SqlConnector {
-    fn mac(&self, parts: &[&[u8]]) -> Result<[u8; 32], ConnectorError> {
+    pub(super) fn mac(&self, parts: &[&[u8]]) -> Result<[u8; 32], ConnectorError> {
         let mut mac = HmacSha256::new_from_slice(self.key.as_slice()).map_err(|_| {
             ConnectorError::Config {
                 system: self.system.id.clone(),
@@ -168,7 +168,7 @@ impl SqlConnector {
             let target = match d.effective_erasure(f) {
                 ErasureStrategy::Retain(_) => continue,
                 ErasureStrategy::Shred => return Err(self.shred(d)),
-                ErasureStrategy::Anonymize(Anonymize::Placeholder(p)) if t.is_unique(&col.name) => {
+                ErasureStrategy::Anonymize(Anonymize::Placeholder(_)) if t.is_unique(&col.name) => {
                     return Err(self.mismatch(format!(
                         "dataset {}: column {}.{} is UNIQUE: one placeholder cannot stand in \
                          for every row; give field {} `erasure: {{ anonymize: keyed_hash }}` \

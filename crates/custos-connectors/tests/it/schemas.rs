@@ -537,6 +537,53 @@ async fn the_catalog_names_scans_refusals_and_undeclared_references(engine: &str
     );
 }
 
+/// The access right after a discovery for the same person reads nothing
+/// again: it gets the rows the discovery read (so a row deleted in between
+/// still shows), once; any other person, a second access, or an erasure
+/// reads the tables.
+async fn an_access_after_discovery_reuses_its_rows_once(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    let m = map(engine, setting(engine), NAMESPACED, "");
+    let conn = connector(&m, &target).await.unwrap();
+    let mary = discover(&conn, "mary@shop.example").await;
+    let payments = |a: &[custos_connectors::Export]| {
+        a.iter()
+            .find(|e| e.dataset.as_str() == "payment")
+            .unwrap()
+            .records
+            .len()
+    };
+    conn.identify(&mary).await.unwrap();
+    db.exec("DELETE FROM payment WHERE payment_id = 16050")
+        .await;
+    assert_eq!(
+        payments(&conn.access(&mary).await.unwrap()),
+        1,
+        "{engine}: reused"
+    );
+    assert_eq!(
+        payments(&conn.access(&mary).await.unwrap()),
+        0,
+        "{engine}: read again"
+    );
+    // Another person's discovery is not this one's access.
+    let linda = discover(&conn, "linda@shop.example").await;
+    conn.identify(&linda).await.unwrap();
+    db.exec("INSERT INTO payment VALUES (16052, 4, 3, NULL, 1.00, '2024-02-01')")
+        .await;
+    assert_eq!(payments(&conn.access(&mary).await.unwrap()), 1, "{engine}");
+    // An erasure forgets what a discovery kept.
+    conn.identify(&mary).await.unwrap();
+    db.exec("DELETE FROM payment WHERE payment_id = 16052")
+        .await;
+    let _ = conn.plan_erasure(&mary).await.unwrap();
+    conn.erase(&linda).await.unwrap();
+    assert_eq!(payments(&conn.access(&mary).await.unwrap()), 0, "{engine}");
+}
+
 /// Every missing table and column is named at once.
 async fn a_map_that_is_not_the_schema_is_named_whole(engine: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -577,4 +624,5 @@ engines!(
     unfit_columns_fail_first_and_constraints_fail_at_once,
     the_catalog_names_scans_refusals_and_undeclared_references,
     a_map_that_is_not_the_schema_is_named_whole,
+    an_access_after_discovery_reuses_its_rows_once,
 );
