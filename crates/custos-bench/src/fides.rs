@@ -184,7 +184,12 @@ pub(crate) async fn run(plan: Plan) -> anyhow::Result<Outcome> {
     std::fs::write(&map_file, custos_map::yaml::to_yaml(&map))?;
     let (source, _) =
         MapSource::load(MapOrigin::File(map_file)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let server = BenchServer::start(dir.path(), source, HashMap::from([(url_env, db_url)])).await?;
+    let server = BenchServer::start(
+        dir.path(),
+        source,
+        HashMap::from([(url_env.clone(), db_url.clone())]),
+    )
+    .await?;
     let setup_sample_s = t.elapsed().as_secs_f64();
 
     eprintln!("access requests on the sample as it is…");
