@@ -149,7 +149,7 @@ pub struct SqlConnector {
     tenant_value: Option<String>,
     /// The variable and database name errors may name.
     place: Place,
-    /// The rows the last discovery read, for the access that follows.
+    /// The person's rows as last read, for the accesses that follow.
     recent: recent::Recent,
 }
 
@@ -305,7 +305,7 @@ impl Connector for SqlConnector {
                 }
             }
         }
-        // The access that may follow with these same identities reads
+        // The accesses that may follow with these same identities read
         // these rows instead of the tables again (see `recent`).
         self.recent.keep(self.fingerprint(person)?, found);
         Ok(out)
@@ -316,12 +316,16 @@ impl Connector for SqlConnector {
     }
 
     async fn access(&self, person: &Person) -> Result<Vec<Export>, ConnectorError> {
-        let found = match self.recent.take(self.fingerprint(person)?) {
-            Some(rows) => Ok(rows),
+        let me = self.fingerprint(person)?;
+        let found = match self.recent.get(me) {
+            Some(rows) => rows,
             None => {
                 let mut tx = self.begin(false).await?;
                 let found = self.resolve(&mut tx, person, false).await;
                 let _ = tx.rollback().await;
+                let found = found?;
+                // The archive reads right after the step that counts.
+                self.recent.keep(me, found.clone());
                 found
             }
         };
@@ -329,7 +333,7 @@ impl Connector for SqlConnector {
             .system
             .datasets
             .iter()
-            .zip(found?)
+            .zip(found)
             .map(|(d, rows)| Export {
                 dataset: d.id.clone(),
                 records: rows.into_iter().map(|r| r.data).collect(),
@@ -352,6 +356,7 @@ impl Connector for SqlConnector {
         person: &Person,
         changes: &[FieldChange],
     ) -> Result<Vec<DatasetOutcome>, ConnectorError> {
+        self.recent.clear();
         self.rectify_rows(person, changes).await
     }
 }

@@ -1,15 +1,17 @@
-//! The rows a discovery read, kept for the access that follows it: a
+//! The person's rows as last read, kept for the accesses that follow: a
 //! verified request is planned by discovering the person's identities in
-//! every database (a full read of the person's rows), and its access step
-//! starts a moment later with the same identities. Reading everything
-//! twice is the larger part of an access on tables without indexes.
+//! every database (a full read of the person's rows); a moment later its
+//! access step reads them to count them, and then the archive reads them
+//! to write them. On tables without indexes those three reads were most of
+//! an access request's time.
 //!
 //! Invariants: rows are reused only by `access` (never by an erasure or a
 //! plan, which read under their own transaction), only for exactly the
 //! same person (an HMAC of their identities under the connector's key, so
-//! no value is kept for the comparison), only within [`REUSE`] of being
-//! read, and only once; the rows are dropped at [`REUSE`] whatever happens,
-//! so no person's rows stay in memory after it.
+//! no value is kept for the comparison), and only within [`REUSE`] of the
+//! read that produced them — an access never sees the tables older than
+//! that; an erasure or a rectification forgets them; they are dropped at
+//! [`REUSE`] whatever happens, so no person's rows stay in memory after it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,8 +41,8 @@ impl Recent {
         })
     }
 
-    /// Keeps `rows` read for `person` (a fingerprint), replacing any
-    /// earlier, and drops them at [`REUSE`] unless taken first.
+    /// Keeps `rows` read for `person` (a fingerprint) just now, replacing
+    /// any earlier, and drops them at [`REUSE`].
     pub(super) fn keep(&self, person: [u8; 32], rows: Vec<Vec<Row>>) {
         let at = Instant::now();
         *self.slot() = Some(Kept { person, at, rows });
@@ -56,14 +58,15 @@ impl Recent {
         }
     }
 
-    /// The rows kept for `person`, if read less than [`REUSE`] ago; the
-    /// slot is empty afterwards either way.
-    pub(super) fn take(&self, person: [u8; 32]) -> Option<Vec<Vec<Row>>> {
-        let kept = self.slot().take()?;
-        (kept.person == person && kept.at.elapsed() < REUSE).then_some(kept.rows)
+    /// A copy of the rows kept for `person`, if read less than [`REUSE`]
+    /// ago.
+    pub(super) fn get(&self, person: [u8; 32]) -> Option<Vec<Vec<Row>>> {
+        let slot = self.slot();
+        let kept = slot.as_ref()?;
+        (kept.person == person && kept.at.elapsed() < REUSE).then(|| kept.rows.clone())
     }
 
-    /// Forgets whatever is kept (before an erasure).
+    /// Forgets whatever is kept (before rows change).
     pub(super) fn clear(&self) {
         *self.slot() = None;
     }

@@ -537,11 +537,10 @@ async fn the_catalog_names_scans_refusals_and_undeclared_references(engine: &str
     );
 }
 
-/// The access right after a discovery for the same person reads nothing
-/// again: it gets the rows the discovery read (so a row deleted in between
-/// still shows), once; any other person, a second access, or an erasure
-/// reads the tables.
-async fn an_access_after_discovery_reuses_its_rows_once(engine: &str) {
+/// An access within 2 s of reading the same person's rows reads nothing
+/// again (so a row deleted in between still shows); after that window, for
+/// any other person, or after an erasure, it reads the tables.
+async fn an_access_after_discovery_reuses_its_rows(engine: &str) {
     let dir = tempfile::tempdir().unwrap();
     let Some((db, target)) = shop(engine, &dir).await else {
         return;
@@ -559,11 +558,18 @@ async fn an_access_after_discovery_reuses_its_rows_once(engine: &str) {
     conn.identify(&mary).await.unwrap();
     db.exec("DELETE FROM payment WHERE payment_id = 16050")
         .await;
+    // The step that counts and the archive that writes: the same rows.
     assert_eq!(
         payments(&conn.access(&mary).await.unwrap()),
         1,
         "{engine}: reused"
     );
+    assert_eq!(
+        payments(&conn.access(&mary).await.unwrap()),
+        1,
+        "{engine}: reused"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(
         payments(&conn.access(&mary).await.unwrap()),
         0,
@@ -575,7 +581,7 @@ async fn an_access_after_discovery_reuses_its_rows_once(engine: &str) {
     db.exec("INSERT INTO payment VALUES (16052, 4, 3, NULL, 1.00, '2024-02-01')")
         .await;
     assert_eq!(payments(&conn.access(&mary).await.unwrap()), 1, "{engine}");
-    // An erasure forgets what a discovery kept.
+    // An erasure forgets what was kept.
     conn.identify(&mary).await.unwrap();
     db.exec("DELETE FROM payment WHERE payment_id = 16052")
         .await;
@@ -624,5 +630,5 @@ engines!(
     unfit_columns_fail_first_and_constraints_fail_at_once,
     the_catalog_names_scans_refusals_and_undeclared_references,
     a_map_that_is_not_the_schema_is_named_whole,
-    an_access_after_discovery_reuses_its_rows_once,
+    an_access_after_discovery_reuses_its_rows,
 );
