@@ -176,6 +176,17 @@ impl FileConnector {
         system: &System,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConnectorError> {
+        Self::connect_for_tenant(system, env, None)
+    }
+
+    /// [`Self::connect`] for a request whose tenant's value (the system's
+    /// `tenant_values`) stands for `{tenant}` in the path templates: a
+    /// tree shared by tenants, each under its own part.
+    pub fn connect_for_tenant(
+        system: &System,
+        env: &dyn Fn(&str) -> Option<String>,
+        tenant: Option<&str>,
+    ) -> Result<Self, ConnectorError> {
         let sid = &system.id;
         let (root_raw, var) = crate::kind_and_setting(system, SystemKind::Files, "root_env", env)?;
         // A root that does not exist or may not be read is a setting to
@@ -215,7 +226,11 @@ impl FileConnector {
                     ),
                 ));
             };
-            let segments = parse_template(sid, &ds.id, template)?;
+            let segments = parse_template(
+                sid,
+                &ds.id,
+                &crate::template::with_tenant(sid, &ds.id, template, tenant)?,
+            )?;
             let literal_prefix = segments
                 .iter()
                 .take_while(|s| s.iter().all(|t| matches!(t, Piece::Lit(_))))

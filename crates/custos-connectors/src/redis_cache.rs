@@ -123,6 +123,17 @@ impl RedisConnector {
         system: &System,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConnectorError> {
+        Self::connect_for_tenant(system, env, None)
+    }
+
+    /// [`Self::connect`] for a request whose tenant's value (the system's
+    /// `tenant_values`) stands for `{tenant}` in the key patterns: a Redis
+    /// shared by tenants, each under its own prefix.
+    pub fn connect_for_tenant(
+        system: &System,
+        env: &dyn Fn(&str) -> Option<String>,
+        tenant: Option<&str>,
+    ) -> Result<Self, ConnectorError> {
         let sid = &system.id;
         let (url, var) = crate::kind_and_setting(system, SystemKind::Redis, "url_env", env)?;
         let client = redis::Client::open(url.as_str()).map_err(|_| ConnectorError::Config {
@@ -144,7 +155,11 @@ impl RedisConnector {
                     ),
                 ));
             };
-            let parts = parse_template(sid, &ds.id, template)?;
+            let parts = parse_template(
+                sid,
+                &ds.id,
+                &crate::template::with_tenant(sid, &ds.id, template, tenant)?,
+            )?;
             let strategy = Strategy::of(sid, ds, None, "Redis keys")?;
             datasets.push(KeyDataset {
                 id: ds.id.clone(),

@@ -32,6 +32,50 @@ pub(crate) fn mismatch(system: &SystemId, message: String) -> ConnectorError {
     }
 }
 
+/// `text` with every `{tenant}` replaced by the request's tenant's value
+/// (the system's `tenant_values`), for a files tree or Redis shared by
+/// tenants. The value must be one path segment and no pattern: a `/`, `..`
+/// or wildcard in it would reach beyond the tenant's part (`Mismatch`
+/// naming the dataset, never the value). A template naming `{tenant}`
+/// with no tenant's value is a `Mismatch` too: it would match nothing or,
+/// worse, another tenant's part.
+pub(crate) fn with_tenant(
+    system: &SystemId,
+    ds: &DatasetId,
+    text: &str,
+    tenant: Option<&str>,
+) -> Result<String, ConnectorError> {
+    if !text.contains(TENANT) {
+        return Ok(text.to_owned());
+    }
+    let Some(value) = tenant else {
+        return Err(mismatch(
+            system,
+            format!(
+                "dataset {ds}: the template names {TENANT} but the request has no tenant's value \
+                 (give the system `tenant_values`)"
+            ),
+        ));
+    };
+    let bad = value.is_empty()
+        || value == "."
+        || value == ".."
+        || value.contains(['/', '\\', '\0', '{', '}', '*', '?', '[', ']']);
+    if bad {
+        return Err(mismatch(
+            system,
+            format!(
+                "dataset {ds}: the tenant's value in `tenant_values` is not one plain path segment \
+                 (no `/`, `..`, wildcards or braces)"
+            ),
+        ));
+    }
+    Ok(text.replace(TENANT, value))
+}
+
+/// The placeholder of a files or Redis template that stands for the tenant.
+pub(crate) const TENANT: &str = "{tenant}";
+
 /// Splits `text` into pieces. `what` names the template in errors ("path
 /// template", "key pattern"); with `globs`, `*` and `?` become
 /// [`Piece::Glob`], otherwise they stay in the literal (Redis matches them).

@@ -44,12 +44,18 @@ pub(crate) async fn reach(
             message,
         });
     }
+    // A system shared by tenants: SQL rows filtered by the tenant column,
+    // files and Redis keys under the tenant's `{tenant}` part.
     let rows_of = match tenancy.binding(map, sys) {
-        Binding::Rows(v) if sys.kind.is_sql() => Some(v.to_owned()),
+        Binding::Rows(v)
+            if sys.kind.is_sql() || matches!(sys.kind, SystemKind::Files | SystemKind::Redis) =>
+        {
+            Some(v.to_owned())
+        }
         Binding::Rows(_) => {
             return Err(ConnectorError::Config {
                 system: sys.id.clone(),
-                message: "tenant_values apply to SQL systems only".into(),
+                message: "tenant_values apply to SQL, files and Redis systems only".into(),
             })
         }
         _ => None,
@@ -90,8 +96,16 @@ pub(crate) async fn reach(
                 }
             }
         }
-        SystemKind::Files => Reach::Files(FileConnector::connect(sys, &env)?),
-        SystemKind::Redis => Reach::Redis(RedisConnector::connect(sys, &env)?),
+        SystemKind::Files => Reach::Files(FileConnector::connect_for_tenant(
+            sys,
+            &env,
+            rows_of.as_deref(),
+        )?),
+        SystemKind::Redis => Reach::Redis(RedisConnector::connect_for_tenant(
+            sys,
+            &env,
+            rows_of.as_deref(),
+        )?),
         SystemKind::Vault => Reach::Vault(VaultReach {
             vault: ex.vault.clone(),
             principal: principal(&req.tenant).map_err(|e| unavailable(sys, &e))?,

@@ -433,3 +433,49 @@ async fn maps_files_cannot_honour_are_refused_at_connect() {
         ConnectorError::Config { .. }
     ));
 }
+
+/// A tree shared by tenants, each under its own part (`{tenant}` in the
+/// path, the tenant's value from `tenant_values`): acme's request finds
+/// and erases only acme's files of user 42, never globex's user 42; a
+/// value that would leave its part, or none at all, is refused.
+#[tokio::test]
+async fn a_tree_shared_by_tenants_is_reached_only_in_the_tenants_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    for t in ["acme-files", "globex-files"] {
+        write(&root.join(t).join("avatars/42/me.png"), t.as_bytes());
+    }
+    let system: System = serde_json::from_value(json!({
+        "id": "shared",
+        "kind": "files",
+        "connection": { "root_env": "UPLOADS_ROOT" },
+        "tenant_values": { "acme": "acme-files", "globex": "globex-files" },
+        "datasets": [{
+            "id": "avatars",
+            "path": "{tenant}/avatars/{user_id}/*",
+            "subject": { "identity": "user_id" },
+            "purposes": ["account"],
+            "erasure": "delete",
+            "fields": fields()
+        }]
+    }))
+    .unwrap();
+    let r = root.display().to_string();
+    let env = move |k: &str| (k == "UPLOADS_ROOT").then(|| r.clone());
+    let acme = FileConnector::connect_for_tenant(&system, &env, Some("acme-files")).unwrap();
+    let found = acme.access(&person(&["42"], &[])).await.unwrap();
+    let files: Vec<&[u8]> = found[0].files.iter().map(|f| f.bytes.as_slice()).collect();
+    assert_eq!(files, [b"acme-files".as_slice()]);
+    let done = acme.erase(&person(&["42"], &[])).await.unwrap();
+    assert_eq!(outcome(&done, "avatars").deleted, 1);
+    assert!(!root.join("acme-files/avatars/42/me.png").exists());
+    assert!(root.join("globex-files/avatars/42/me.png").exists());
+    for bad in [Some(".."), Some("a/b"), Some("*"), Some(""), None] {
+        match FileConnector::connect_for_tenant(&system, &env, bad) {
+            Err(ConnectorError::Mismatch { message, .. }) => {
+                assert!(message.contains("dataset avatars"), "{message}")
+            }
+            other => panic!("{bad:?}: expected a mismatch, got {other:?}"),
+        }
+    }
+}

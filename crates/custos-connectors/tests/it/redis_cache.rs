@@ -286,3 +286,49 @@ async fn maps_redis_cannot_honour_are_refused() {
         ConnectorError::Config { .. }
     ));
 }
+
+/// A Redis shared by tenants, each under its own prefix (`{tenant}` in the
+/// key, the tenant's value from `tenant_values`): acme's request finds and
+/// erases only `acme:session:42`, never globex's; a value with a wildcard
+/// (which would widen the SCAN) is refused.
+#[tokio::test]
+async fn a_redis_shared_by_tenants_is_reached_only_under_the_tenants_prefix() {
+    let Some(mut f) = fixture().await else {
+        return;
+    };
+    for t in ["acme", "globex"] {
+        let _: () = f.con.set(format!("{t}:session:42"), t).await.unwrap();
+    }
+    let system: System = serde_json::from_value(json!({
+        "id": "sessions",
+        "kind": "redis",
+        "connection": { "url_env": "REDIS_URL" },
+        "tenant_values": { "acme": "acme", "globex": "globex" },
+        "datasets": [{
+            "id": "sessions",
+            "key": "{tenant}:session:{user_id}",
+            "subject": { "identity": "user_id" },
+            "purposes": ["security"],
+            "erasure": "delete",
+            "fields": [{ "name": "user_id", "category": "user.unique_id", "identity": "user_id" }]
+        }]
+    }))
+    .unwrap();
+    let u = f.url.clone();
+    let env = move |k: &str| (k == "REDIS_URL").then(|| u.clone());
+    let acme = RedisConnector::connect_for_tenant(&system, &env, Some("acme")).unwrap();
+    let found = acme.access(&person(&["42"], &[])).await.unwrap();
+    assert_eq!(found[0].records.len(), 1, "{found:?}");
+    let done = acme.erase(&person(&["42"], &[])).await.unwrap();
+    assert_eq!(outcome(&done, "sessions").deleted, 1);
+    assert_eq!(all_keys(&mut f.con).await, ["globex:session:42"]);
+    for bad in [Some("*"), Some("a?"), Some("[ab]"), None] {
+        assert!(
+            matches!(
+                RedisConnector::connect_for_tenant(&system, &env, bad),
+                Err(ConnectorError::Mismatch { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}

@@ -95,8 +95,9 @@ pub struct System {
     /// this system; empty: bound to none (see [`System::binding`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<String>,
-    /// A database shared by tenants: each tenant's value in the
-    /// `tenant_column` of the system's datasets (tenant id → value). A
+    /// A system shared by tenants: each tenant's value (tenant id → value)
+    /// in the `tenant_column` of an SQL system's datasets, or standing for
+    /// `{tenant}` in a files system's paths and a Redis system's keys. A
     /// tenant without a value reaches nothing here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tenant_values: BTreeMap<String, String>,

@@ -4,7 +4,9 @@
 //! of two ways: `tenants: [acme, globex]` (the whole system belongs to
 //! those tenants), or `tenant_values: { acme: "1" }` with a `tenant_column`
 //! on its datasets (a database shared by all tenants, rows filtered by the
-//! column). A processor is bound by its `tenants:`; an `http` system
+//! column; a files tree or Redis shared by tenants, each tenant's value
+//! standing for `{tenant}` in its paths or keys). A processor is bound by
+//! its `tenants:`; an `http` system
 //! without `tenants:` of its own is bound as its processor is.
 //!
 //! Invariant (safe by default): on a server with more than one tenant, a

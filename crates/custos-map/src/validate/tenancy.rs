@@ -1,8 +1,11 @@
 //! Checks of the map's tenancy fields: a `tenant_column` is a field of its
 //! dataset in an SQL system with `tenant_values`, and no dataset of a
 //! database shared by tenants is looked up by identity without it (such a
-//! lookup would find every tenant's rows). Tenant names are not checked
-//! here: tenants live in the store, not in the map.
+//! lookup would find every tenant's rows); in a files or Redis system with
+//! `tenant_values` every personal dataset's path or key names `{tenant}`
+//! (else it would match every tenant's files or keys), and `{tenant}`
+//! appears only where `tenant_values` give it a value. Tenant names are not
+//! checked here: tenants live in the store, not in the map.
 
 use super::V;
 use crate::model::*;
@@ -11,6 +14,11 @@ impl<'a> V<'a> {
     pub(super) fn tenancy(&mut self, s: &'a System) {
         let path = format!("systems.{}", s.id);
         let shared = !s.tenant_values.is_empty();
+        let by_template = matches!(s.kind, SystemKind::Files | SystemKind::Redis);
+        if by_template {
+            self.tenant_templates(s, &path, shared);
+            return;
+        }
         if shared && !s.kind.is_sql() {
             self.error(
                 "tenant-values-outside-sql",
@@ -71,6 +79,56 @@ impl<'a> V<'a> {
                     );
                 }
                 None => {}
+            }
+        }
+    }
+
+    /// `{tenant}` in the paths of a files system or the keys of a Redis one.
+    fn tenant_templates(&mut self, s: &'a System, path: &str, shared: bool) {
+        for d in &s.datasets {
+            let dpath = format!("{path}.datasets.{}", d.id);
+            let names = d.location.value().contains("{tenant}");
+            if shared && !names && (d.holds_personal_data() || d.derived_from.is_some()) {
+                self.error(
+                    "tenant-placeholder-missing",
+                    format!("{dpath}.{}", d.location.key()),
+                    format!(
+                        "system `{}` is shared by tenants (`tenant_values`) but dataset `{}` \
+                         does not name `{{tenant}}`: it would match every tenant's {}",
+                        s.id,
+                        d.id,
+                        if s.kind == SystemKind::Files {
+                            "files"
+                        } else {
+                            "keys"
+                        }
+                    ),
+                    "put `{tenant}` in the path or key, e.g. `{tenant}/avatars/{user_id}/*`"
+                        .to_owned(),
+                );
+            }
+            if names && !shared {
+                self.error(
+                    "tenant-values-missing",
+                    format!("{dpath}.{}", d.location.key()),
+                    format!(
+                        "dataset `{}` names `{{tenant}}` but system `{}` gives no tenant's value for it",
+                        d.id, s.id
+                    ),
+                    "add `tenant_values: { acme: \"acme\" }` to the system".to_owned(),
+                );
+            }
+            if d.tenant_column.is_some() {
+                self.error(
+                    "tenant-column-outside-sql",
+                    format!("{dpath}.tenant_column"),
+                    format!(
+                        "a {} dataset has no columns to filter by tenant",
+                        s.kind.key()
+                    ),
+                    "name `{tenant}` in its path or key, with `tenant_values` on the system"
+                        .to_owned(),
+                );
             }
         }
     }
@@ -137,7 +195,37 @@ systems:
             ["tenant-values-missing"]
         );
         assert_eq!(codes(&sql("    tenants: [Acme]\n", "")), ["invalid-value"]);
-        let files = "  - id: up\n    kind: files\n    connection: { root_env: R }\n    tenant_values: { acme: \"1\" }\n    datasets: []\n";
-        assert_eq!(codes(files), ["tenant-values-outside-sql"]);
+        let http = "  - id: up\n    kind: http\n    processor: p\n    tenant_values: { acme: \"1\" }\n    datasets: []\n";
+        assert!(codes(http).contains(&"tenant-values-outside-sql".to_owned()));
+    }
+
+    fn files(head: &str, path: &str) -> String {
+        format!(
+            "  - id: up\n    kind: files\n    connection: {{ root_env: R }}\n{head}    datasets:\n      \
+             - {{ id: avatars, path: \"{path}\", subject: {{ identity: user_id }}, purposes: [p], \
+             retention: {{ period: 1y, from_event: end }}, erasure: delete, \
+             fields: [{{ name: user_id, category: user.unique_id, identity: user_id }}] }}\n"
+        )
+    }
+
+    #[test]
+    fn a_tree_shared_by_tenants_names_the_tenant_in_every_path() {
+        let values = "    tenant_values: { acme: acme-files, globex: globex-files }\n";
+        assert_eq!(
+            codes(&files(values, "{tenant}/avatars/{user_id}/*")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            codes(&files(values, "avatars/{user_id}/*")),
+            ["tenant-placeholder-missing"]
+        );
+        assert_eq!(
+            codes(&files("", "{tenant}/avatars/{user_id}/*")),
+            ["tenant-values-missing"]
+        );
+        assert_eq!(
+            codes(&files("    tenants: [acme]\n", "avatars/{user_id}/*")),
+            Vec::<String>::new()
+        );
     }
 }

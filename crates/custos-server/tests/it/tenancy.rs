@@ -1,8 +1,8 @@
 //! Two tenants on one server (issue 16, cases 1 and 6): a request of
 //! `globex` finds and changes nothing of `acme` in any kind of system —
 //! an SQL database shared by both with a tenant column (on the store's
-//! engine, and on MySQL), an SQL database, a file tree and a Redis bound
-//! to `acme` only, and processors bound to one tenant each — through
+//! engine, and on MySQL), a file tree shared by both with a `{tenant}`
+//! part, an SQL database, a file tree and a Redis bound to `acme` only, and processors bound to one tenant each — through
 //! access, erasure, rectification, the dry-run plan and processor notices;
 //! an unbound system is refused and named; a processor's callback signed
 //! for one tenant's request does not verify for another's.
@@ -171,6 +171,20 @@ systems:
         fields:
           - {{ name: user_id, category: user.unique_id, identity: user_id, references: shared.members.id }}
           - {{ name: image, category: user.content.self_image }}
+  - id: shared_files
+    kind: files
+    connection: {{ root_env: FILES_ROOT }}
+    tenant_values: {{ acme: acme, globex: globex }}
+    datasets:
+      - id: documents
+        path: "{{tenant}}/documents/{{email}}/*"
+        subject: {{ identity: email }}
+        purposes: [account]
+        erasure: delete
+        retention: {{ period: 30d, from_event: account_closed }}
+        fields:
+          - {{ name: email, category: user.contact.email, identity: email }}
+          - {{ name: document, category: user.content.private }}
   - id: sessions
     kind: redis
     connection: {{ url_env: REDIS_URL }}
@@ -274,7 +288,12 @@ async fn app(store: &TestStore, mysql: bool, loose: bool) -> Option<App> {
     // Acme's uploads: its user 1 and its user 2 (Globex's Jane is member 2
     // of the shared database: her id must not lead into Acme's files).
     let files = store.dir().join("files");
-    for dir in ["avatars/1", "avatars/2"] {
+    for dir in [
+        "avatars/1",
+        "avatars/2",
+        "acme/documents/jane@example.com",
+        "globex/documents/jane@example.com",
+    ] {
         std::fs::create_dir_all(files.join(dir)).unwrap();
         std::fs::write(files.join(dir).join("me.png"), "image").unwrap();
     }
@@ -458,7 +477,11 @@ impl App {
             .await,
         );
         out.extend(Self::rows(&self.acme_db, "SELECT id, email FROM tickets ORDER BY id").await);
-        for d in ["avatars/1/me.png", "avatars/2/me.png"] {
+        for d in [
+            "avatars/1/me.png",
+            "avatars/2/me.png",
+            "acme/documents/jane@example.com/me.png",
+        ] {
             out.push(format!("{d}: {}", self.files.join(d).exists()));
         }
         out.extend(self.redis_keys().await);
@@ -560,6 +583,7 @@ async fn on_engine(store: &TestStore, mysql: bool) {
         [
             ("shared.members".to_owned(), 1),
             ("shared.notes".to_owned(), 1),
+            ("shared_files.documents".to_owned(), 1),
             ("vault.identities".to_owned(), 1)
         ],
         "{r:#}"
@@ -608,6 +632,11 @@ async fn on_engine(store: &TestStore, mysql: bool) {
         App::rows(&app.shared, "SELECT id FROM notes WHERE id = 20").await,
         Vec::<String>::new()
     );
+    // The shared tree: Globex's Jane's document gone, Acme's Jane's kept.
+    assert!(!app
+        .files
+        .join("globex/documents/jane@example.com/me.png")
+        .exists());
     assert_eq!(app.acme_state().await, before);
     assert!(app.acme_notices.lock().unwrap().is_empty());
 
@@ -628,6 +657,7 @@ async fn on_engine(store: &TestStore, mysql: bool) {
             ("sessions.sessions".to_owned(), 1),
             ("shared.members".to_owned(), 1),
             ("shared.notes".to_owned(), 1),
+            ("shared_files.documents".to_owned(), 1),
             ("uploads.avatars".to_owned(), 1),
             ("vault.identities".to_owned(), 1),
         ],
