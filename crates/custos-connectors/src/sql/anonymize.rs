@@ -4,7 +4,10 @@
 //! NULL text column that would become NULL gets a per-row token instead,
 //! cut to the column's length — or, where not even 8 characters fit, the
 //! plan fails before anything changes, naming the column and the fix; so
-//! does a fixed placeholder for a UNIQUE column (two rows cannot share it). See
+//! does a fixed placeholder for a UNIQUE column (two rows cannot share it).
+//! A NOT NULL integer or uuid column gets a keyed value of the row; one of
+//! another type (a date, a boolean …) fails the plan too, unless it is a
+//! reference (its parent stays as a placeholder). See
 //! `SqlConnector` for the rules in full.
 //!
 //! Invariants: primary keys, non-personal fields and columns the map does
@@ -146,6 +149,30 @@ impl SqlConnector {
         })
     }
 
+    /// What a keyed value standing for one row's column is derived from:
+    /// the table, the row's locator and the column — no personal value.
+    fn row_seed(&self, t: &Table, loc: &[String], col: &Column) -> String {
+        let mut seed = format!("row\u{0}{}\u{0}{}", t.name, col.name);
+        for l in loc {
+            seed.push('\u{0}');
+            seed.push_str(l);
+        }
+        seed
+    }
+
+    /// A NOT NULL column of a type no placeholder can be made for (a date,
+    /// a boolean, a decimal, …): the plan fails before anything changes
+    /// rather than keep the value in a row it calls anonymized.
+    fn no_placeholder(&self, d: &Dataset, t: &Table, col: &Column, field: &str) -> ConnectorError {
+        self.mismatch(format!(
+            "dataset {}: column {}.{} is NOT NULL and of a type no erasure placeholder is made \
+             for; give field {field} `erasure: {{ anonymize: {{ placeholder: \"…\" }} }}` with a \
+             value of its type (e.g. 1900-01-01 for a date), allow NULL in the column, or erase \
+             the dataset's rows with `erasure: delete`",
+            d.id, t.name, col.name
+        ))
+    }
+
     /// The changes that anonymize a row in place (see [`SqlConnector`]).
     pub(super) fn anon_changes(
         &self,
@@ -185,10 +212,21 @@ impl SqlConnector {
             };
             let target =
                 target.filter(|v| !v.is_empty() && fits(col.family, v) && fits_length(col, v));
+            // A NOT NULL reference keeps its parent as a placeholder.
+            let reference = f.references.is_some()
+                || self
+                    .fks
+                    .iter()
+                    .any(|k| k.child == di && k.child_col == col.name);
             let target = match target {
                 None if col.not_null => match col.family {
-                    Family::Text => Some(self.row_token(d, t, &row.loc, col)?),
-                    _ => continue,
+                    Family::Text if !reference => Some(self.row_token(d, t, &row.loc, col)?),
+                    // A keyed number or uuid of the row, as for `keyed_hash`.
+                    Family::Int(_) | Family::UInt(_) | Family::Uuid if !reference => {
+                        Some(self.keyed_hash(col, &self.row_seed(t, &row.loc, col))?)
+                    }
+                    _ if reference => continue,
+                    _ => return Err(self.no_placeholder(d, t, col, &f.name)),
                 },
                 other => other,
             };

@@ -119,10 +119,13 @@ const CHUNK: usize = 500;
 /// that would become NULL gets `erased:` + 16 hex of a keyed hash of the
 /// row's table, key and column (unique per row, derived from no personal
 /// value; in a shorter column only hex digits, cut to its length, and a
-/// `Mismatch` before anything changes if fewer than 8 fit) if it is text,
-/// and stays unchanged otherwise (so a NOT NULL
-/// foreign key keeps its parent as a placeholder too). Non-personal fields
-/// and columns the map does not name are never changed.
+/// `Mismatch` before anything changes if fewer than 8 fit) if it is text;
+/// a keyed number or uuid of the same (as `keyed_hash` shapes them) if it
+/// is an integer or uuid; stays unchanged if it is a reference (so a NOT
+/// NULL foreign key keeps its parent as a placeholder too); and is a
+/// `Mismatch` before anything changes for any other type (a date, a
+/// boolean …: give the field a `placeholder` of its type). Non-personal
+/// fields and columns the map does not name are never changed.
 ///
 /// A field's own erasure overrides its dataset's: a `retain` on the
 /// dataset or on a personal field keeps the row, and the fields that say

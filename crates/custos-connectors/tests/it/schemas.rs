@@ -20,7 +20,8 @@ const SCHEMA: &[&str] = &[
      email VARCHAR(50) NOT NULL, reports_to INTEGER, \
      FOREIGN KEY (reports_to) REFERENCES staff(staff_id))",
     "CREATE TABLE customer (customer_id INTEGER PRIMARY KEY, first_name VARCHAR(20) NOT NULL, \
-     last_name VARCHAR(20) NOT NULL, email VARCHAR(50), phone VARCHAR(10) NOT NULL UNIQUE)",
+     last_name VARCHAR(20) NOT NULL, email VARCHAR(50), phone VARCHAR(10) NOT NULL UNIQUE, \
+     birth_date DATE NOT NULL, loyalty_no INTEGER NOT NULL)",
     "CREATE TABLE payment (payment_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, \
      staff_id INTEGER NOT NULL, billing_address VARCHAR(70), amount DECIMAL(5,2) NOT NULL, \
      payment_date DATE NOT NULL, FOREIGN KEY (customer_id) REFERENCES customer(customer_id), \
@@ -35,8 +36,9 @@ const SCHEMA: &[&str] = &[
 const DATA: &[&str] = &[
     "INSERT INTO staff VALUES (3, 'Mike', 'mike@shop.example', NULL)",
     "INSERT INTO staff VALUES (4, 'Jon', 'jon@shop.example', 3)",
-    "INSERT INTO customer VALUES (3, 'Linda', 'Williams', 'linda@shop.example', '5550103'), \
-     (4, 'Mary', 'Smith', 'mary@shop.example', '5550104')",
+    "INSERT INTO customer VALUES \
+     (3, 'Linda', 'Williams', 'linda@shop.example', '5550103', '1980-01-03', 1003), \
+     (4, 'Mary', 'Smith', 'mary@shop.example', '5550104', '1980-01-04', 1004)",
     "INSERT INTO payment VALUES (16050, 4, 3, '1913 Hanoi Way', 2.99, '2024-01-24'), \
      (16051, 3, 4, '47 MySakila Drive', 4.99, '2024-01-25')",
     "INSERT INTO card VALUES (1, 4, '4000000000000004', '1234', 'visa'), \
@@ -590,6 +592,72 @@ async fn an_access_after_discovery_reuses_its_rows(engine: &str) {
     assert_eq!(payments(&conn.access(&mary).await.unwrap()), 0, "{engine}");
 }
 
+/// NOT NULL columns that are neither text nor references: an integer gets
+/// a keyed number of the row; a date fails the plan before anything runs,
+/// naming the column and the fix, until the map gives it a placeholder of
+/// its type.
+async fn not_null_dates_need_a_placeholder_and_numbers_get_a_keyed_one(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    let with = |birth: &str| {
+        let src = MAP
+            .replace("__KIND__", engine)
+            .replace("__SETTING__", setting(engine))
+            .replace("__STAFF_ID__", NAMESPACED)
+            .replace("__CARD__", "")
+            .replace(
+                "          - { name: phone, category: user.contact.phone_number }\n",
+                &format!(
+                    "          - {{ name: phone, category: user.contact.phone_number }}\n          \
+                     - {{ name: birth_date, category: user.demographic.date_of_birth{birth} }}\n          \
+                     - {{ name: loyalty_no, category: user.unique_id }}\n"
+                ),
+            );
+        custos_map::load_str(&src, "rental.yaml").unwrap().0
+    };
+    let dates = || async {
+        db.texts(
+            "customer",
+            &["customer_id", "birth_date", "loyalty_no"],
+            "customer_id",
+        )
+        .await
+    };
+    let before = dates().await;
+    let m = with("");
+    let conn = connector(&m, &target).await.unwrap();
+    let refusals = conn.refusals();
+    assert!(
+        matches!(refusals.as_slice(), [one] if one.contains("customer.birth_date")),
+        "{engine}: {refusals:?}"
+    );
+    let mary = discover(&conn, "mary@shop.example").await;
+    match conn.erase(&mary).await {
+        Err(ConnectorError::Mismatch { message, .. }) => assert!(
+            message.contains("customer.birth_date")
+                && message.contains("placeholder")
+                && !message.contains("1980"),
+            "{engine}: {message}"
+        ),
+        other => panic!("{engine}: expected a mismatch, got {other:?}"),
+    }
+    assert_eq!(dates().await, before);
+    let m = with(", erasure: { anonymize: { placeholder: \"1900-01-01\" } }");
+    let conn = connector(&m, &target).await.unwrap();
+    assert!(conn.refusals().is_empty());
+    conn.erase(&mary).await.unwrap();
+    let after = dates().await;
+    assert_eq!(after[0], before[0], "Linda untouched");
+    let row: Vec<&str> = after[1].split('|').collect();
+    assert_eq!(row[..2], ["4", "1900-01-01"], "{engine}: {after:?}");
+    assert!(
+        row[2].starts_with('-'),
+        "a keyed negative number: {after:?}"
+    );
+}
+
 /// Every missing table and column is named at once.
 async fn a_map_that_is_not_the_schema_is_named_whole(engine: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -631,4 +699,5 @@ engines!(
     the_catalog_names_scans_refusals_and_undeclared_references,
     a_map_that_is_not_the_schema_is_named_whole,
     an_access_after_discovery_reuses_its_rows,
+    not_null_dates_need_a_placeholder_and_numbers_get_a_keyed_one,
 );

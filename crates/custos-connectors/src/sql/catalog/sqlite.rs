@@ -53,6 +53,10 @@ impl SqlConnector {
                 Family::Text
             } else if ty.contains("BLOB") || ty.is_empty() {
                 Family::Other
+            } else if ty.contains("DATE") || ty.contains("TIME") {
+                // NUMERIC affinity, but dates are written as text: what the
+                // other engines call a date, not a number.
+                Family::Other
             } else {
                 Family::Numeric
             };
