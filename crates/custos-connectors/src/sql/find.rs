@@ -22,11 +22,20 @@ use super::pool::Tx;
 use super::{SqlConnector, CHUNK};
 use crate::{ConnectorError, Person, Record};
 
-/// One row found: its JSON and its locator (text values).
-#[derive(Clone, Debug)]
+/// One row found: its JSON and its locator (text values). Personal data:
+/// `Debug` shows how many fields, never a value or key.
+#[derive(Clone)]
 pub(super) struct Row {
     pub(super) data: Record,
     pub(super) loc: Vec<String>,
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Row")
+            .field("fields", &self.data.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A JSON value as the text to bind for it: numbers in decimal, strings as
