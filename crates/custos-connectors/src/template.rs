@@ -34,8 +34,8 @@ pub(crate) fn mismatch(system: &SystemId, message: String) -> ConnectorError {
 
 /// `text` with every `{tenant}` replaced by the request's tenant's value
 /// (the system's `tenant_values`), for a files tree or Redis shared by
-/// tenants. The value must be one path segment and no pattern: a `/`, `..`
-/// or wildcard in it would reach beyond the tenant's part (`Mismatch`
+/// tenants. The value must be one path segment and no pattern: a `/`, `:`,
+/// `..` or wildcard in it would reach beyond the tenant's part (`Mismatch`
 /// naming the dataset, never the value). A template naming `{tenant}`
 /// with no tenant's value is a `Mismatch` too: it would match nothing or,
 /// worse, another tenant's part.
@@ -60,7 +60,7 @@ pub(crate) fn with_tenant(
     let bad = value.is_empty()
         || value == "."
         || value == ".."
-        || value.contains(['/', '\\', '\0', '{', '}', '*', '?', '[', ']']);
+        || value.contains(['/', '\\', '\0', ':', '{', '}', '*', '?', '[', ']']);
     if bad {
         return Err(mismatch(
             system,

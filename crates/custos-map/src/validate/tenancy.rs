@@ -15,6 +15,31 @@ impl<'a> V<'a> {
         let path = format!("systems.{}", s.id);
         let shared = !s.tenant_values.is_empty();
         let by_template = matches!(s.kind, SystemKind::Files | SystemKind::Redis);
+        // Two tenants with one value would each reach the other's part.
+        let mut seen: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+        for (tenant, value) in &s.tenant_values {
+            if let Some(other) = seen.insert(value.as_str(), tenant.as_str()) {
+                self.error(
+                    "tenant-values-shared",
+                    format!("{path}.tenant_values.{tenant}"),
+                    format!(
+                        "tenants `{other}` and `{tenant}` have the same value: each would reach the other's part of system `{}`",
+                        s.id
+                    ),
+                    "give every tenant its own value".to_owned(),
+                );
+            }
+            if by_template && !plain_segment(value) {
+                self.error(
+                    "invalid-tenant-value",
+                    format!("{path}.tenant_values.{tenant}"),
+                    format!(
+                        "tenant `{tenant}`'s value stands for `{{tenant}}` in paths or keys and must be one plain segment: no `/`, `\\`, `.` or `..`, `:`, wildcards or braces, not empty"
+                    ),
+                    "use the tenant's directory or key prefix, e.g. `acme-files`".to_owned(),
+                );
+            }
+        }
         if by_template {
             self.tenant_templates(s, &path, shared);
             return;
@@ -87,7 +112,24 @@ impl<'a> V<'a> {
     fn tenant_templates(&mut self, s: &'a System, path: &str, shared: bool) {
         for d in &s.datasets {
             let dpath = format!("{path}.datasets.{}", d.id);
-            let names = d.location.value().contains("{tenant}");
+            let at = d.location.value();
+            let names = at.contains("{tenant}");
+            if names && !tenant_apart(s.kind, at) {
+                self.error(
+                    "tenant-placeholder-not-apart",
+                    format!("{dpath}.{}", d.location.key()),
+                    format!(
+                        "`{{tenant}}` in dataset `{}` is not set apart: {}",
+                        d.id,
+                        if s.kind == SystemKind::Files {
+                            "it must be a whole path segment (`{tenant}/…`), or one tenant's files would match another's (`acme*` matches `acme2`)"
+                        } else {
+                            "it must be followed by `:` (`{tenant}:session:{user_id}`), or one tenant's keys would match another's"
+                        }
+                    ),
+                    "write the tenant's part as its own segment or key prefix".to_owned(),
+                );
+            }
             if shared && !names && (d.holds_personal_data() || d.derived_from.is_some()) {
                 self.error(
                     "tenant-placeholder-missing",
@@ -131,6 +173,31 @@ impl<'a> V<'a> {
                 );
             }
         }
+    }
+}
+
+/// Whether a tenant's value can stand for `{tenant}` without reaching
+/// beyond its part: one path segment, no key separator, no pattern.
+fn plain_segment(v: &str) -> bool {
+    !v.is_empty()
+        && v != "."
+        && v != ".."
+        && !v.contains(['/', '\\', '\0', ':', '*', '?', '[', ']', '{', '}'])
+}
+
+/// Whether every `{tenant}` of a template is set apart from what follows:
+/// a whole segment of a path, or followed by `:` in a Redis key (tenant
+/// values hold neither `/` nor `:`).
+fn tenant_apart(kind: SystemKind, template: &str) -> bool {
+    match kind {
+        SystemKind::Files => template
+            .split('/')
+            .all(|seg| !seg.contains("{tenant}") || seg == "{tenant}"),
+        _ => template.match_indices("{tenant}").all(|(i, t)| {
+            template
+                .get(i + t.len()..)
+                .is_some_and(|rest| rest.starts_with(':'))
+        }),
     }
 }
 
@@ -226,6 +293,36 @@ systems:
         assert_eq!(
             codes(&files("    tenants: [acme]\n", "avatars/{user_id}/*")),
             Vec::<String>::new()
+        );
+        assert_eq!(
+            codes(&files(values, "{tenant}*/avatars/{user_id}/*")),
+            ["tenant-placeholder-not-apart"]
+        );
+        for bad in ["acme/x", "..", "\"*\"", "\"{user_id}\"", "a:b", "\"\""] {
+            let head = format!("    tenant_values: {{ acme: {bad}, globex: g }}\n");
+            assert_eq!(
+                codes(&files(&head, "{tenant}/avatars/{user_id}/*")),
+                ["invalid-tenant-value"],
+                "{bad}"
+            );
+        }
+        let same = "    tenant_values: { acme: same, globex: same }\n";
+        assert_eq!(
+            codes(&files(same, "{tenant}/avatars/{user_id}/*")),
+            ["tenant-values-shared"]
+        );
+        let redis = |key: &str| {
+            format!(
+                "  - id: c\n    kind: redis\n    connection: {{ url_env: R }}\n{values}    datasets:\n      \
+                 - {{ id: s, key: \"{key}\", subject: {{ identity: user_id }}, purposes: [p], \
+                 retention: {{ period: 1y, from_event: end }}, erasure: delete, \
+                 fields: [{{ name: user_id, category: user.unique_id, identity: user_id }}] }}\n"
+            )
+        };
+        assert_eq!(codes(&redis("{tenant}:s:{user_id}")), Vec::<String>::new());
+        assert_eq!(
+            codes(&redis("{tenant}s:{user_id}")),
+            ["tenant-placeholder-not-apart"]
         );
     }
 }
