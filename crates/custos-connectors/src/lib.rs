@@ -408,8 +408,17 @@ pub fn connection_value(
             system: system.id.clone(),
             message: format!("connection setting `{setting}` is missing"),
         })?;
-    env(var).ok_or_else(|| ConnectorError::Config {
-        system: system.id.clone(),
-        message: format!("environment variable {var} (connection.{setting}) is not set"),
-    })
+    match env(var) {
+        None => Err(ConnectorError::Config {
+            system: system.id.clone(),
+            message: format!("environment variable {var} (connection.{setting}) is not set"),
+        }),
+        // An empty value would open a new, empty database (SQLite) or the
+        // driver's defaults: say so instead of "table … does not exist".
+        Some(v) if v.trim().is_empty() => Err(ConnectorError::Config {
+            system: system.id.clone(),
+            message: format!("environment variable {var} (connection.{setting}) is empty"),
+        }),
+        Some(v) => Ok(v),
+    }
 }

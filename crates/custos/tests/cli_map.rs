@@ -255,6 +255,37 @@ systems:
         stdout(&o)
     );
 
+    // An empty setting is named, not read as an empty database.
+    std::fs::write(&file, map("")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["map", "check", "--connect", file.to_str().unwrap()])
+        .env("SHOP_DB", "")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("error[db-unreachable] systems.shop: system shop: environment variable SHOP_DB (connection.path_env) is empty"),
+        "{}",
+        stdout(&o)
+    );
+    // A hostile table name is one finding, at its dataset's table.
+    std::fs::write(
+        &file,
+        map("").replace("table: orders", "table: 'orders\"; DROP TABLE orders; --'"),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(["map", "check", "--connect", file.to_str().unwrap()])
+        .env("SHOP_DB", &db)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert_eq!(out.matches("error[db-mismatch]").count(), 1, "{out}");
+    assert!(
+        out.contains("error[db-mismatch] systems.shop.datasets.orders.table: table orders\"; DROP TABLE orders; -- does not exist"),
+        "{out}"
+    );
+
     let o = check(
         "\n          - { name: note, category: user.name }",
         &[],

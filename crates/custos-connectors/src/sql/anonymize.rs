@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use custos_map::{Anonymize, DataCategory, Dataset, ErasureStrategy};
+use custos_map::{Anonymize, DataCategory, Dataset, ErasureStrategy, Field};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -46,6 +46,23 @@ fn copy_prefix<const N: usize>(mac: &[u8; 32]) -> [u8; N] {
 /// The fewest characters a placeholder may have: 8 hex digits, 32 bits of
 /// a keyed hash, so that rows of a UNIQUE column stay apart.
 const MIN_TOKEN: u32 = 8;
+
+/// Whether a placeholder can be written to the column: of its type
+/// family, its length, and shaped as a date where the column holds dates.
+fn placeholder_fits(col: &Column, v: &str) -> bool {
+    !v.is_empty() && fits(col.family, v) && fits_length(col, v) && (!col.date || looks_like_date(v))
+}
+
+/// `YYYY-MM-DD`, optionally followed by a time: what every engine reads
+/// as a date or timestamp.
+fn looks_like_date(v: &str) -> bool {
+    let b = v.trim().as_bytes();
+    b.len() >= 10
+        && b.iter().take(10).enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+}
 
 /// Whether a text fits the column's length (characters, as SQL counts).
 fn fits_length(col: &Column, v: &str) -> bool {
@@ -161,14 +178,25 @@ impl SqlConnector {
     }
 
     /// A NOT NULL column of a type no placeholder can be made for (a date,
-    /// a boolean, a decimal, …): the plan fails before anything changes
-    /// rather than keep the value in a row it calls anonymized.
-    fn no_placeholder(&self, d: &Dataset, t: &Table, col: &Column, field: &str) -> ConnectorError {
+    /// a boolean, a decimal, …), or whose field's placeholder is not of
+    /// its type: the plan fails before anything changes rather than keep
+    /// the value in a row it calls anonymized.
+    fn no_placeholder(&self, d: &Dataset, t: &Table, col: &Column, f: &Field) -> ConnectorError {
+        let given = match d.effective_erasure(f) {
+            ErasureStrategy::Anonymize(Anonymize::Placeholder(p)) => format!(
+                "its placeholder {p:?} is not a value of the column's type or length; give field {} \
+                 a placeholder that is",
+                f.name
+            ),
+            _ => format!(
+                "give field {} `erasure: {{ anonymize: {{ placeholder: \"…\" }} }}` with a value of its \
+                 type (e.g. 1900-01-01 for a date, false for a boolean)",
+                f.name
+            ),
+        };
         self.mismatch(format!(
-            "dataset {}: column {}.{} is NOT NULL and of a type no erasure placeholder is made \
-             for; give field {field} `erasure: {{ anonymize: {{ placeholder: \"…\" }} }}` with a \
-             value of its type (e.g. 1900-01-01 for a date), allow NULL in the column, or erase \
-             the dataset's rows with `erasure: delete`",
+            "dataset {}: column {}.{} is NOT NULL and no erasure placeholder is made for its type: \
+             {given}, allow NULL in the column, or erase the dataset's rows with `erasure: delete`",
             d.id, t.name, col.name
         ))
     }
@@ -187,54 +215,103 @@ impl SqlConnector {
             return Ok(changes);
         };
         for f in &d.fields {
-            if !is_personal(f) || f.primary_key || t.pk.contains(&f.name) {
-                continue;
-            }
-            let Some(col) = t.col(&f.name) else { continue };
-            let current = json_text(row.data.get(&f.name));
-            let target = match d.effective_erasure(f) {
-                ErasureStrategy::Retain(_) => continue,
-                ErasureStrategy::Shred => return Err(self.shred(d)),
-                ErasureStrategy::Anonymize(Anonymize::Placeholder(_)) if t.is_unique(&col.name) => {
-                    return Err(self.mismatch(format!(
-                        "dataset {}: column {}.{} is UNIQUE: one placeholder cannot stand in \
-                         for every row; give field {} `erasure: {{ anonymize: keyed_hash }}` \
-                         or `set_null` (a unique token per row where NOT NULL)",
-                        d.id, t.name, col.name, f.name
-                    )))
-                }
-                ErasureStrategy::Anonymize(Anonymize::Placeholder(p)) => Some(p),
-                ErasureStrategy::Anonymize(Anonymize::KeyedHash) => match &current {
-                    Some(v) => Some(self.keyed_hash(col, v)?),
-                    None => None,
-                },
-                _ => None,
-            };
-            let target =
-                target.filter(|v| !v.is_empty() && fits(col.family, v) && fits_length(col, v));
-            // A NOT NULL reference keeps its parent as a placeholder.
-            let reference = f.references.is_some()
-                || self
-                    .fks
-                    .iter()
-                    .any(|k| k.child == di && k.child_col == col.name);
-            let target = match target {
-                None if col.not_null => match col.family {
-                    Family::Text if !reference => Some(self.row_token(d, t, &row.loc, col)?),
-                    // A keyed number or uuid of the row, as for `keyed_hash`.
-                    Family::Int(_) | Family::UInt(_) | Family::Uuid if !reference => {
-                        Some(self.keyed_hash(col, &self.row_seed(t, &row.loc, col))?)
-                    }
-                    _ if reference => continue,
-                    _ => return Err(self.no_placeholder(d, t, col, &f.name)),
-                },
-                other => other,
-            };
-            if target != current {
-                changes.insert(col.name.clone(), target);
+            if let Some((col, target)) = self.anon_field(di, d, t, f, row)? {
+                changes.insert(col, target);
             }
         }
         Ok(changes)
+    }
+
+    /// What anonymizing `row` does to field `f`: `None` when it stays as it
+    /// is, else its column and new value (`None` = NULL).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn anon_field(
+        &self,
+        di: usize,
+        d: &Dataset,
+        t: &Table,
+        f: &Field,
+        row: &Row,
+    ) -> Result<Option<(String, Option<String>)>, ConnectorError> {
+        if !is_personal(f) || f.primary_key || t.pk.contains(&f.name) {
+            return Ok(None);
+        }
+        let Some(col) = t.col(&f.name) else {
+            return Ok(None);
+        };
+        let current = json_text(row.data.get(&f.name));
+        let target = match d.effective_erasure(f) {
+            ErasureStrategy::Retain(_) => return Ok(None),
+            ErasureStrategy::Shred => return Err(self.shred(d)),
+            ErasureStrategy::Anonymize(Anonymize::Placeholder(_)) if t.is_unique(&col.name) => {
+                return Err(self.mismatch(format!(
+                    "dataset {}: column {}.{} is UNIQUE: one placeholder cannot stand in \
+                     for every row; give field {} `erasure: {{ anonymize: keyed_hash }}` \
+                     or `set_null` (a unique token per row where NOT NULL)",
+                    d.id, t.name, col.name, f.name
+                )))
+            }
+            ErasureStrategy::Anonymize(Anonymize::Placeholder(p)) => Some(p),
+            ErasureStrategy::Anonymize(Anonymize::KeyedHash) => match &current {
+                Some(v) => Some(self.keyed_hash(col, v)?),
+                None => None,
+            },
+            _ => None,
+        };
+        let target = target.filter(|v| placeholder_fits(col, v));
+        // A NOT NULL reference keeps its parent as a placeholder.
+        let reference = f.references.is_some()
+            || self
+                .fks
+                .iter()
+                .any(|k| k.child == di && k.child_col == col.name);
+        let target = match target {
+            None if col.not_null => match col.family {
+                Family::Text if !reference && !col.date => {
+                    Some(self.row_token(d, t, &row.loc, col)?)
+                }
+                // A keyed number or uuid of the row, as for `keyed_hash`.
+                Family::Int(_) | Family::UInt(_) | Family::Uuid if !reference => {
+                    Some(self.keyed_hash(col, &self.row_seed(t, &row.loc, col))?)
+                }
+                _ if reference => return Ok(None),
+                _ => return Err(self.no_placeholder(d, t, col, f)),
+            },
+            other => other,
+        };
+        Ok((target != current).then(|| (col.name.clone(), target)))
+    }
+
+    /// Placeholders of the map that do not fit their column (type, length,
+    /// a date's shape): what is written instead, for `map check --connect`.
+    pub(super) fn unfit_placeholders(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for ds in &self.datasets {
+            let (Some(t), Some(d)) = (self.tables.get(ds.map), self.map_dataset(ds)) else {
+                continue;
+            };
+            for f in &d.fields {
+                let ErasureStrategy::Anonymize(Anonymize::Placeholder(p)) = d.effective_erasure(f)
+                else {
+                    continue;
+                };
+                let Some(col) = t.col(&f.name) else { continue };
+                if !is_personal(f) || placeholder_fits(col, &p) || col.not_null {
+                    // NOT NULL ones fail the plan (`refusals`) or get a token.
+                    continue;
+                }
+                out.push((
+                    d.id.to_string(),
+                    f.name.clone(),
+                    format!(
+                        "dataset {}: placeholder {p:?} is not a value of column {}.{} (its type or \
+                         length): erasure writes NULL there instead",
+                        d.id, t.name, col.name
+                    ),
+                ));
+            }
+        }
+        out
     }
 
     pub(super) fn shred(&self, d: &Dataset) -> ConnectorError {

@@ -180,6 +180,14 @@ pub(super) fn sql_error(
         _ => None,
     };
     match classify(e) {
+        // Not reached at all: say which setting names the server.
+        Fault::Transient if what == "connecting" => ConnectorError::Unavailable {
+            system,
+            message: format!(
+                "connecting to the server {var} names: {} (is it running, are the host and port right?)",
+                describe(e)
+            ),
+        },
         Fault::Transient => ConnectorError::Unavailable {
             system,
             message: format!("{what}: {}", describe(e)),

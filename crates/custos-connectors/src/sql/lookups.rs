@@ -40,18 +40,33 @@ pub struct Scan {
     pub fix: String,
 }
 
+/// One thing the catalog shows about a dataset (or field) of the map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The dataset of the map, if it is about one.
+    pub dataset: Option<String>,
+    /// The field, if it is about one.
+    pub field: Option<String>,
+    /// What is wrong and how to fix it; names, never values.
+    pub message: String,
+}
+
 /// What the catalog shows of a map, without touching a row.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Inspection {
     /// Every lookup that would scan.
     pub scans: Vec<Scan>,
-    /// Erasures the database would refuse, each naming the column and fix.
-    pub refusals: Vec<String>,
+    /// Erasures that would fail, each naming the column and fix (one per
+    /// field).
+    pub refusals: Vec<Finding>,
+    /// Placeholders that do not fit their nullable column: NULL is written
+    /// instead of what the map says.
+    pub unfit: Vec<Finding>,
     /// Foreign keys of the database the map does not declare: between two
     /// of its datasets (a path to the person the map may be missing), or
     /// from a table outside the map (rows an erasure keeps as placeholders,
     /// perhaps personal data nobody mapped).
-    pub undeclared: Vec<String>,
+    pub undeclared: Vec<Finding>,
 }
 
 impl SqlConnector {
@@ -133,7 +148,7 @@ impl SqlConnector {
             Lead::Lower(_) => (format!("lower({})", col.q), "_lower"),
             Lead::Column(_) => (col.q.clone(), ""),
         };
-        let index_name = format!("{bare}_{}{suffix}_idx", col.name);
+        let index_name = index_name(&format!("{bare}_{}{suffix}_idx", col.name));
         let q = match self.engine {
             Engine::My => quote_my(&index_name),
             _ => quote(&index_name),
@@ -141,11 +156,14 @@ impl SqlConnector {
         format!("CREATE INDEX {q} ON {} ({key});", t.q)
     }
 
-    /// What the catalog shows an erasure would be refused for: a dataset
-    /// whose rows stay (anonymized, or retained with fields that are) with a NOT
-    /// NULL text column too short for any placeholder. Checked on a row of
-    /// NULLs, the case that needs a placeholder in every such column.
-    pub fn refusals(&self) -> Vec<String> {
+    /// What the catalog shows an erasure would fail on, one finding per
+    /// field: in a dataset whose rows stay (anonymized, or retained with
+    /// fields that are), a NOT NULL text column too short for any
+    /// placeholder, a NOT NULL column of a type no placeholder is made for
+    /// (or whose placeholder is not of its type), one fixed placeholder for
+    /// a unique column. Checked on a row of NULLs, the case that needs a
+    /// placeholder in every such column.
+    pub fn refusals(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         for (di, ds) in self.datasets.iter().enumerate() {
             let (Some(t), Some(d)) = (self.tables.get(ds.map), self.map_dataset(ds)) else {
@@ -160,15 +178,21 @@ impl SqlConnector {
                 data: Default::default(),
                 loc: t.loc.iter().map(|_| String::new()).collect(),
             };
-            if let Err(e) = self.anon_changes(di, &row) {
-                out.push(e.to_string());
+            for f in &d.fields {
+                if let Err(e) = self.anon_field(di, d, t, f, &row) {
+                    out.push(Finding {
+                        dataset: Some(d.id.to_string()),
+                        field: Some(f.name.clone()),
+                        message: e.to_string(),
+                    });
+                }
             }
         }
         out
     }
 
     /// See [`Inspection::undeclared`].
-    pub fn undeclared(&self) -> Vec<String> {
+    pub fn undeclared(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         for fk in self.fks.iter().filter(|k| k.on_delete != "map") {
             let (Some(child), Some(parent)) =
@@ -179,37 +203,86 @@ impl SqlConnector {
             let target = format!("{}.{}", parent.name, fk.parent_col);
             match self.system.datasets.get(fk.child) {
                 Some(d) => {
-                    let declared = d
-                        .field(&fk.child_col)
-                        .is_some_and(|f| f.references.is_some());
-                    if !declared {
-                        out.push(format!(
+                    let declared = d.field(&fk.child_col).and_then(|f| f.references.as_ref());
+                    let message = match declared {
+                        None => format!(
                             "foreign key {} links {}.{} to {target}, which the map does not \
                              declare: add `references:` to field {} of dataset {} (and the \
                              link to its `subject:` if the rows are the person's)",
                             fk.name, child.name, fk.child_col, fk.child_col, d.id
-                        ));
-                    }
+                        ),
+                        // The map names another target than the database.
+                        Some(r)
+                            if self.table_of_dataset(&r.dataset) != Some(fk.parent)
+                                || r.field != fk.parent_col =>
+                        {
+                            format!(
+                                "field {} of dataset {} references {r} in the map, but the \
+                                 database's foreign key {} links it to {target}: make the map \
+                                 say what the database does",
+                                fk.child_col, d.id, fk.name
+                            )
+                        }
+                        Some(_) => continue,
+                    };
+                    out.push(Finding {
+                        dataset: Some(d.id.to_string()),
+                        field: Some(fk.child_col.clone()),
+                        message,
+                    });
                 }
-                _ => out.push(format!(
-                    "table {} is not in the map but references {target} (foreign key {}, \
-                     on delete {}): an erasure keeps referenced rows as placeholders; map \
-                     the table if it holds personal data",
-                    child.name, fk.name, fk.on_delete
-                )),
+                None => out.push(Finding {
+                    dataset: None,
+                    field: None,
+                    message: format!(
+                        "table {} is not in the map but references {target} (foreign key {}, \
+                         on delete {}): an erasure keeps referenced rows as placeholders; map \
+                         the table if it holds personal data",
+                        child.name, fk.name, fk.on_delete
+                    ),
+                }),
             }
         }
         out
     }
 
-    /// [`Self::scans`], [`Self::refusals`] and [`Self::undeclared`] together.
+    /// Every finding of the catalog together.
     pub fn inspect(&self) -> Inspection {
         Inspection {
             scans: self.scans(),
             refusals: self.refusals(),
+            unfit: self
+                .unfit_placeholders()
+                .into_iter()
+                .map(|(dataset, field, message)| Finding {
+                    dataset: Some(dataset),
+                    field: Some(field),
+                    message,
+                })
+                .collect(),
             undeclared: self.undeclared(),
         }
     }
+}
+
+/// PostgreSQL cuts names at 63 bytes, MySQL refuses more than 64: a long
+/// name keeps its first 50 bytes and gets 8 hex digits of a hash of the
+/// whole, so two long names that share a beginning stay apart.
+fn index_name(full: &str) -> String {
+    const MAX: usize = 60;
+    if full.len() <= MAX {
+        return full.to_owned();
+    }
+    let mut cut = 50;
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(full.as_bytes());
+    format!(
+        "{}_{}",
+        full.get(..cut).unwrap_or_default(),
+        hex::encode(digest.get(..4).unwrap_or_default())
+    )
 }
 
 /// Whether an index lead serves a lookup; names compare without regard to
@@ -227,6 +300,16 @@ fn same_lead(have: &Lead, need: &Lead) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::catalog::Lead;
+
+    #[test]
+    fn long_index_names_fit_and_stay_apart() {
+        let t = "customer_loyalty_programme_membership_history_records_2024_q1";
+        let a = super::index_name(&format!("{t}_created_by_idx"));
+        let b = super::index_name(&format!("{t}_customer_id_idx"));
+        assert!(a.len() <= 60 && b.len() <= 60, "{a} {b}");
+        assert_ne!(a, b);
+        assert_eq!(super::index_name("users_email_idx"), "users_email_idx");
+    }
 
     #[test]
     fn index_keys_are_read_as_the_lookups_compare_them() {

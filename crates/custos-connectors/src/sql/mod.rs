@@ -83,7 +83,7 @@ mod pool;
 mod recent;
 mod rectify;
 
-pub use lookups::{Inspection, Scan};
+pub use lookups::{Finding, Inspection, Scan};
 
 use std::collections::HashSet;
 use std::fmt;

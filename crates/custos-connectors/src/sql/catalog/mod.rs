@@ -100,6 +100,9 @@ pub(super) struct Column {
     /// the catalog; `None` when unbounded or not text. SQLite does not
     /// enforce it, but the declared length is honoured all the same.
     pub(super) max_chars: Option<u32>,
+    /// Whether it holds dates or timestamps (a placeholder must look like
+    /// `YYYY-MM-DD`).
+    pub(super) date: bool,
     /// MySQL: the column's type (`DATA_TYPE`) and collation (text only),
     /// which decide how it is exported and compared. Empty elsewhere.
     pub(super) my_type: String,
@@ -117,6 +120,7 @@ impl Column {
             family,
             not_null: true,
             max_chars: None,
+            date: false,
             my_type: String::new(),
             my_collation: None,
         }
@@ -327,7 +331,8 @@ impl SqlConnector {
             oids.push(oid);
         }
         if !missing.is_empty() {
-            return Err(self.mismatch(missing.join("; ")));
+            // One per line: a name may hold `;` (and `map check` splits here).
+            return Err(self.mismatch(missing.join("\n")));
         }
         match self.engine {
             Engine::Pg => self.pg_fks(tx, &oids).await?,
@@ -339,7 +344,7 @@ impl SqlConnector {
         Ok(())
     }
 
-    fn table_of_dataset(&self, id: &custos_map::DatasetId) -> Option<usize> {
+    pub(super) fn table_of_dataset(&self, id: &custos_map::DatasetId) -> Option<usize> {
         self.system.datasets.iter().position(|d| &d.id == id)
     }
 

@@ -136,6 +136,7 @@ impl SqlConnector {
                 max_chars: (family == Family::Text)
                     .then(|| max.as_deref().and_then(|m| m.parse().ok()))
                     .flatten(),
+                date: matches!(dt.as_str(), "date" | "datetime" | "timestamp"),
                 my_type: dt,
                 my_collation: collation.clone(),
             });

@@ -44,13 +44,28 @@ impl SqlConnector {
             PgWhere::Oid(oid) => ("c.oid = CAST(CAST($1 AS int8) AS oid)", oid.to_owned()),
         };
         let sql = format!(
-            "SELECT CAST(CAST(c.oid AS int8) AS text), CAST(n.nspname AS text), CAST(c.relname AS text) \
+            "SELECT CAST(CAST(c.oid AS int8) AS text), CAST(n.nspname AS text), CAST(c.relname AS text), \
+             CAST(c.relkind AS text) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {cond}"
         );
         let found = self.catalog_rows(tx, &sql, &[bind]).await?;
-        let Some([Some(oid), Some(nsp), Some(rel)]) = found.first().map(Vec::as_slice) else {
+        let Some([Some(oid), Some(nsp), Some(rel), Some(kind)]) = found.first().map(Vec::as_slice)
+        else {
             return Ok((None, String::new()));
         };
+        // Rows are changed in tables only (plain, partitioned, foreign).
+        if let (PgWhere::Name(name), false) = (at, matches!(kind.as_str(), "r" | "p" | "f")) {
+            let what = match kind.as_str() {
+                "v" => "a view",
+                "m" => "a materialized view",
+                "i" | "I" => "an index",
+                "S" => "a sequence",
+                _ => "not a table",
+            };
+            return Err(self.mismatch(format!(
+                "{name} is {what}, not a table: map the table that holds the rows"
+            )));
+        }
         let (oid, nsp, rel) = (oid.clone(), nsp.clone(), rel.clone());
         let cols = self
             .catalog_rows(
@@ -89,6 +104,7 @@ impl SqlConnector {
                 family,
                 not_null: nn == "true",
                 max_chars: max.as_deref().and_then(|m| m.parse().ok()),
+                date: matches!(typname.as_str(), "date" | "timestamp" | "timestamptz"),
                 my_type: String::new(),
                 my_collation: None,
             });
@@ -128,7 +144,10 @@ impl SqlConnector {
             let Some(lead) = Lead::parse(def) else {
                 continue;
             };
-            if let (Lead::Column(c), "true", "1") = (&lead, uniq.as_str(), keys.as_str()) {
+            // `lower(col)` unique is as unique for one placeholder.
+            if let (Lead::Column(c) | Lead::Lower(c), "true", "1") =
+                (&lead, uniq.as_str(), keys.as_str())
+            {
                 unique.push(c.clone());
             }
             leads.push(lead);

@@ -24,13 +24,20 @@ impl SqlConnector {
         let found = self
             .catalog_rows(
                 tx,
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1 COLLATE NOCASE",
+                "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') \
+                 AND name = $1 COLLATE NOCASE ORDER BY type",
                 &[name.to_owned()],
             )
             .await?;
-        let Some(Some(real)) = found.into_iter().next().and_then(|r| r.into_iter().next()) else {
+        let Some([Some(real), kind]) = found.first().map(Vec::as_slice) else {
             return Ok(None);
         };
+        if kind.as_deref() == Some("view") {
+            return Err(self.mismatch(format!(
+                "{name} is a view, not a table: map the table that holds the rows"
+            )));
+        }
+        let real = real.clone();
         let cols = self
             .catalog_rows(
                 tx,
@@ -76,6 +83,7 @@ impl SqlConnector {
                 } else {
                     None
                 },
+                date: ty.contains("DATE") || ty.contains("TIMESTAMP"),
                 my_type: String::new(),
                 my_collation: None,
             });
@@ -114,7 +122,15 @@ impl SqlConnector {
                     }
                     leads.push(Lead::Column(col.clone()));
                 }
-                [None, _, Some(sql), ..] => leads.extend(first_key(sql).and_then(Lead::parse)),
+                [None, _, Some(sql), uniq, keys] => {
+                    let lead = first_key(sql).and_then(Lead::parse);
+                    if let (Some(Lead::Lower(c)), Some("1"), Some("1")) =
+                        (&lead, uniq.as_deref(), keys.as_deref())
+                    {
+                        unique.push(c.clone());
+                    }
+                    leads.extend(lead);
+                }
                 _ => {}
             }
         }

@@ -5,11 +5,12 @@
 //! Codes: `db-unreachable` (a setting is missing or the server refused;
 //! error), `db-mismatch` (a table or column the map names does not exist, a
 //! reference that cannot be followed; error), `erasure-refused` (a column
-//! no placeholder fits; error), `lookup-scans` (a lookup no index serves;
-//! warning, the index to add in the hint), `undeclared-reference` (a
-//! foreign key the map does not declare; warning).
+//! no placeholder fits; error), `placeholder-unfit` (a placeholder NULL
+//! replaces; warning), `lookup-scans` (a lookup no index serves; warning,
+//! the index to add in the hint), `undeclared-reference` (a foreign key the
+//! map does not declare, or declares otherwise; warning).
 
-use custos_connectors::sql::SqlConnector;
+use custos_connectors::sql::{Finding, SqlConnector};
 use custos_connectors::ConnectorError;
 use custos_map::{DataMap, Diagnostic, Severity, SourceIndex};
 
@@ -33,18 +34,20 @@ fn diag(
 }
 
 /// The node of the map a mismatch is about: the field of `(dataset D,
-/// field F)`, the dataset of `table T does not exist`, else the system.
+/// field F)`, the dataset of `table T does not exist` or `T is a view`,
+/// else the system.
 fn mismatch_path(sys: &custos_map::System, at: &str, message: &str) -> String {
     if let Some(rest) = message.split("(dataset ").nth(1) {
         if let Some((d, f)) = rest.trim_end_matches(')').split_once(", field ") {
             return format!("{at}.datasets.{d}.fields.{f}");
         }
     }
-    let table = message
-        .strip_prefix("table ")
-        .and_then(|r| r.split(" does not exist").next())
-        .filter(|_| message.contains(" does not exist"));
-    let dataset = table.and_then(|t| sys.datasets.iter().find(|d| d.location.value() == t));
+    // `table T does not exist …`, `T is a view, not a table …`.
+    let dataset = sys.datasets.iter().find(|d| {
+        let t = d.location.value();
+        message.starts_with(&format!("table {t} does not exist"))
+            || message.starts_with(&format!("{t} is "))
+    });
     match dataset {
         Some(d) => format!("{at}.datasets.{}.table", d.id),
         None => at.to_owned(),
@@ -66,7 +69,7 @@ pub(super) fn check(map: &DataMap, index: &SourceIndex) -> anyhow::Result<Vec<Di
         let c = match connected {
             Ok(c) => c,
             Err(ConnectorError::Mismatch { message, .. }) => {
-                for m in message.split("; ") {
+                for m in message.lines() {
                     out.push(diag(
                         index,
                         Severity::Error,
@@ -91,25 +94,26 @@ pub(super) fn check(map: &DataMap, index: &SourceIndex) -> anyhow::Result<Vec<Di
             }
         };
         let found = c.inspect();
-        for r in found.refusals {
-            out.push(diag(
-                index,
-                Severity::Error,
-                "erasure-refused",
-                at.clone(),
-                r,
-                None,
-            ));
-        }
-        for u in found.undeclared {
-            out.push(diag(
-                index,
-                Severity::Warning,
-                "undeclared-reference",
-                at.clone(),
-                u,
-                None,
-            ));
+        let node = |f: &Finding| match (&f.dataset, &f.field) {
+            (Some(d), Some(x)) => format!("{at}.datasets.{d}.fields.{x}"),
+            (Some(d), None) => format!("{at}.datasets.{d}"),
+            _ => at.clone(),
+        };
+        for (code, severity, list) in [
+            ("erasure-refused", Severity::Error, &found.refusals),
+            ("placeholder-unfit", Severity::Warning, &found.unfit),
+            ("undeclared-reference", Severity::Warning, &found.undeclared),
+        ] {
+            for f in list {
+                out.push(diag(
+                    index,
+                    severity,
+                    code,
+                    node(f),
+                    f.message.clone(),
+                    None,
+                ));
+            }
         }
         for s in found.scans {
             let path = match &s.dataset {
