@@ -130,6 +130,8 @@ fn run_inner(args: MapArgs) -> anyhow::Result<ExitCode> {
                 if let Ok((map, index)) = custos_map::parse::parse(&src, &name) {
                     diags.extend(live::check(&map, &index)?);
                 }
+            } else if connect {
+                eprintln!("{name}: not checked against the databases: fix the map's errors first");
             }
             let (errors, warnings) = counts(&diags);
             match format {
