@@ -283,7 +283,9 @@ impl SqlConnector {
     }
 
     /// Placeholders of the map that do not fit their column (type, length,
-    /// a date's shape): what is written instead, for `map check --connect`.
+    /// a date's shape) and what is written instead (NULL, or in a NOT NULL
+    /// column a per-row token or keyed value), for `map check --connect`;
+    /// those the plan refuses are `refusals`.
     pub(super) fn unfit_placeholders(&self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
         for ds in &self.datasets {
@@ -296,16 +298,28 @@ impl SqlConnector {
                     continue;
                 };
                 let Some(col) = t.col(&f.name) else { continue };
-                if !is_personal(f) || placeholder_fits(col, &p) || col.not_null {
-                    // NOT NULL ones fail the plan (`refusals`) or get a token.
+                if !is_personal(f) || placeholder_fits(col, &p) {
                     continue;
                 }
+                let reference = f.references.is_some()
+                    || self
+                        .fks
+                        .iter()
+                        .any(|k| k.child == ds.map && k.child_col == col.name);
+                let instead = match col.family {
+                    _ if !col.not_null => "NULL",
+                    // Kept as it is, or the plan fails (`refusals`).
+                    _ if reference || col.date => continue,
+                    Family::Text => "a per-row token",
+                    Family::Int(_) | Family::UInt(_) | Family::Uuid => "a keyed value of the row",
+                    _ => continue,
+                };
                 out.push((
                     d.id.to_string(),
                     f.name.clone(),
                     format!(
                         "dataset {}: placeholder {p:?} is not a value of column {}.{} (its type or \
-                         length): erasure writes NULL there instead",
+                         length): erasure writes {instead} there instead",
                         d.id, t.name, col.name
                     ),
                 ));

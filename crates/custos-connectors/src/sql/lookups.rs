@@ -59,8 +59,8 @@ pub struct Inspection {
     /// Erasures that would fail, each naming the column and fix (one per
     /// field).
     pub refusals: Vec<Finding>,
-    /// Placeholders that do not fit their nullable column: NULL is written
-    /// instead of what the map says.
+    /// Placeholders that do not fit their column: NULL (or, NOT NULL, a
+    /// per-row token or keyed value) is written instead of what the map says.
     pub unfit: Vec<Finding>,
     /// Foreign keys of the database the map does not declare: between two
     /// of its datasets (a path to the person the map may be missing), or

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::find::Row;
 
-/// How long rows read by a discovery may serve an access.
+/// How long rows read for a person may serve an access of the same person.
 pub(super) const REUSE: Duration = Duration::from_secs(2);
 
 struct Kept {
@@ -27,7 +27,7 @@ struct Kept {
     rows: Vec<Vec<Row>>,
 }
 
-/// At most one discovery's rows.
+/// At most one person's rows, with when they were read.
 #[derive(Clone, Default)]
 pub(super) struct Recent(Arc<Mutex<Option<Kept>>>);
 

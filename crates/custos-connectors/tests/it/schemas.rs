@@ -696,7 +696,7 @@ async fn the_catalog_names_what_a_map_gets_wrong(engine: &str) {
             "          - { name: phone, category: user.contact.phone_number }\n",
             "          - { name: phone, category: user.contact.phone_number }\n          \
              - { name: birth_date, category: user.demographic.date_of_birth, erasure: { anonymize: { placeholder: Removed } } }\n          \
-             - { name: loyalty_no, category: user.unique_id }\n",
+             - { name: loyalty_no, category: user.unique_id, erasure: { anonymize: { placeholder: none } } }\n",
         )
         .replace(
             "{ name: email, category: user.contact.email, identity: email }\n          - { name: phone",
@@ -721,7 +721,17 @@ async fn the_catalog_names_what_a_map_gets_wrong(engine: &str) {
         found
             .unfit
             .iter()
-            .any(|f| f.field.as_deref() == Some("email") && f.message.contains("NULL")),
+            .any(|f| f.field.as_deref() == Some("email") && f.message.contains("writes NULL")),
+        "{engine}: {:?}",
+        found.unfit
+    );
+    // `none` in a NOT NULL integer: a keyed value of the row instead.
+    assert!(
+        found
+            .unfit
+            .iter()
+            .any(|f| f.field.as_deref() == Some("loyalty_no")
+                && f.message.contains("a keyed value of the row")),
         "{engine}: {:?}",
         found.unfit
     );
