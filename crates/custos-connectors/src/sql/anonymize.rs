@@ -26,6 +26,7 @@ use sha2::Sha256;
 
 use super::catalog::{fits, Column, Family, Table};
 use super::find::{json_text, Row};
+use super::lookups::Finding;
 use super::SqlConnector;
 use crate::ConnectorError;
 
@@ -222,9 +223,18 @@ impl SqlConnector {
         Ok(changes)
     }
 
+    /// Whether field `f` of dataset `di` references another row (map or
+    /// catalog): NOT NULL, it keeps its value and its parent stays.
+    fn is_reference(&self, di: usize, f: &Field, col: &Column) -> bool {
+        f.references.is_some()
+            || self
+                .fks
+                .iter()
+                .any(|k| k.child == di && k.child_col == col.name)
+    }
+
     /// What anonymizing `row` does to field `f`: `None` when it stays as it
     /// is, else its column and new value (`None` = NULL).
-    #[allow(clippy::type_complexity)]
     pub(super) fn anon_field(
         &self,
         di: usize,
@@ -260,11 +270,7 @@ impl SqlConnector {
         };
         let target = target.filter(|v| placeholder_fits(col, v));
         // A NOT NULL reference keeps its parent as a placeholder.
-        let reference = f.references.is_some()
-            || self
-                .fks
-                .iter()
-                .any(|k| k.child == di && k.child_col == col.name);
+        let reference = self.is_reference(di, f, col);
         let target = match target {
             None if col.not_null => match col.family {
                 Family::Text if !reference && !col.date => {
@@ -286,7 +292,7 @@ impl SqlConnector {
     /// a date's shape) and what is written instead (NULL, or in a NOT NULL
     /// column a per-row token or keyed value), for `map check --connect`;
     /// those the plan refuses are `refusals`.
-    pub(super) fn unfit_placeholders(&self) -> Vec<(String, String, String)> {
+    pub(super) fn unfit_placeholders(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         for ds in &self.datasets {
             let (Some(t), Some(d)) = (self.tables.get(ds.map), self.map_dataset(ds)) else {
@@ -301,11 +307,7 @@ impl SqlConnector {
                 if !is_personal(f) || placeholder_fits(col, &p) {
                     continue;
                 }
-                let reference = f.references.is_some()
-                    || self
-                        .fks
-                        .iter()
-                        .any(|k| k.child == ds.map && k.child_col == col.name);
+                let reference = self.is_reference(ds.map, f, col);
                 let instead = match col.family {
                     _ if !col.not_null => "NULL",
                     // Kept as it is, or the plan fails (`refusals`).
@@ -314,15 +316,15 @@ impl SqlConnector {
                     Family::Int(_) | Family::UInt(_) | Family::Uuid => "a keyed value of the row",
                     _ => continue,
                 };
-                out.push((
-                    d.id.to_string(),
-                    f.name.clone(),
-                    format!(
+                out.push(Finding {
+                    dataset: Some(d.id.to_string()),
+                    field: Some(f.name.clone()),
+                    message: format!(
                         "dataset {}: placeholder {p:?} is not a value of column {}.{} (its type or \
                          length): erasure writes {instead} there instead",
                         d.id, t.name, col.name
                     ),
-                ));
+                });
             }
         }
         out

@@ -251,15 +251,7 @@ impl SqlConnector {
         Inspection {
             scans: self.scans(),
             refusals: self.refusals(),
-            unfit: self
-                .unfit_placeholders()
-                .into_iter()
-                .map(|(dataset, field, message)| Finding {
-                    dataset: Some(dataset),
-                    field: Some(field),
-                    message,
-                })
-                .collect(),
+            unfit: self.unfit_placeholders(),
             undeclared: self.undeclared(),
         }
     }
