@@ -605,36 +605,10 @@ async fn a_verified_request_and_a_confirmation_wake_the_executor_at_once(store: 
     let Some(app) = app(&store, 0).await else {
         return;
     };
-    let mut cfg = app.cfg.clone();
-    cfg.idle = Duration::from_secs(60);
-    let other_server = match store.backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(custos_store::Vault::open(store.config()).await.unwrap()),
-    };
-    let vault = other_server
-        .clone()
-        .unwrap_or_else(|| app.state.vault.clone());
-    let executor = custos_dsr::Executor::new(
-        vault,
-        app.state.map.clone(),
-        app.state.mailer.clone(),
-        Arc::new(cfg),
-    )
-    .spawn();
-    // The executor finds nothing and waits for a minute unless woken.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let executor = crate::support::IdleExecutor::spawn(&store, &app.state, &app.cfg).await;
     let wait_for = |id: String, status: &'static str| {
         let app = &app;
-        async move {
-            let start = std::time::Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
-                if app.get(&id).await["status"] == status {
-                    return start.elapsed();
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            panic!("not {status} after 20 s: {:#}", app.get(&id).await);
-        }
+        async move { crate::support::until_status(status, || app.get(&id)).await }
     };
     let id = app.request("access", "jane@example.com").await;
     let started = wait_for(id.clone(), "waiting_processor").await;
@@ -644,9 +618,6 @@ async fn a_verified_request_and_a_confirmation_wake_the_executor_at_once(store: 
         "woken: waiting_processor after {started:?}, completed {finished:?} after the confirmation"
     );
     executor.stop().await;
-    if let Some(v) = other_server {
-        v.close().await;
-    }
     app.server.stop().await;
 }
 

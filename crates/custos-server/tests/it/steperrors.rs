@@ -493,36 +493,11 @@ async fn a_retry_wakes_the_executor_at_once(store: TestStore) {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(&url).await.unwrap().close().await;
     let app = app(&store, kind, &url).await;
-    let mut cfg = app.cfg.clone();
-    cfg.idle = Duration::from_secs(60);
-    let other_server = match store.backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(custos_store::Vault::open(store.config()).await.unwrap()),
-    };
-    let vault = other_server
-        .clone()
-        .unwrap_or_else(|| app.state.vault.clone());
-    let executor = custos_dsr::Executor::new(
-        vault,
-        app.state.map.clone(),
-        app.state.mailer.clone(),
-        Arc::new(cfg),
-    )
-    .spawn();
     // Its listener is up before the request is filed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let executor = crate::support::IdleExecutor::spawn(&store, &app.state, &app.cfg).await;
     let wait_for = |id: String, status: &'static str| {
         let app = &app;
-        async move {
-            let start = std::time::Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
-                if app.get(&id).await["status"] == status {
-                    return start.elapsed();
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            panic!("not {status} after 20 s: {:#}", app.get(&id).await);
-        }
+        async move { crate::support::until_status(status, || app.get(&id)).await }
     };
     let id = app.access_request().await;
     wait_for(id.clone(), "failed").await;
@@ -534,8 +509,5 @@ async fn a_retry_wakes_the_executor_at_once(store: TestStore) {
     let finished = wait_for(id.clone(), "completed").await;
     eprintln!("woken: completed {finished:?} after the retry");
     executor.stop().await;
-    if let Some(v) = other_server {
-        v.close().await;
-    }
     app.server.stop().await;
 }
