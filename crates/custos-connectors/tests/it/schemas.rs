@@ -266,6 +266,18 @@ async fn connector(m: &DataMap, target: &str) -> Result<SqlConnector, ConnectorE
     SqlConnector::connect(m, &m.systems[0], &env, KEY).await
 }
 
+/// The message of a `Mismatch`, an error that is never retried; any
+/// other outcome fails the test.
+fn mismatch<T: std::fmt::Debug>(engine: &str, res: Result<T, ConnectorError>) -> String {
+    match res {
+        Err(e @ ConnectorError::Mismatch { .. }) => {
+            assert!(!e.is_transient(), "{engine}: {e}");
+            e.to_string()
+        }
+        other => panic!("{engine}: expected a mismatch, got {other:?}"),
+    }
+}
+
 /// What the executor learns of a person from one email: identities found
 /// in rows, merged until nothing new appears.
 async fn discover(conn: &SqlConnector, email: &str) -> Person {
@@ -409,16 +421,14 @@ async fn unfit_columns_fail_first_and_constraints_fail_at_once(engine: &str) {
     let conn = connector(&m, &target).await.unwrap();
     let mary = discover(&conn, "mary@shop.example").await;
     for res in [conn.plan_erasure(&mary).await, conn.erase(&mary).await] {
-        match res {
-            Err(ConnectorError::Mismatch { message, .. }) => assert!(
-                message.contains("card.pin")
-                    && message.contains("dataset card")
-                    && message.contains("erasure: delete")
-                    && !message.contains("1234"),
-                "{engine}: {message}"
-            ),
-            other => panic!("{engine}: expected a mismatch, got {other:?}"),
-        }
+        let message = mismatch(engine, res);
+        assert!(
+            message.contains("card.pin")
+                && message.contains("dataset card")
+                && message.contains("erasure: delete")
+                && !message.contains("1234"),
+            "{engine}: {message}"
+        );
     }
     assert_eq!(db.everything().await, before);
     // One placeholder for every number of a UNIQUE column: the catalog
@@ -432,18 +442,13 @@ async fn unfit_columns_fail_first_and_constraints_fail_at_once(engine: &str) {
         "{engine}: {refusals:?}"
     );
     for res in [conn.plan_erasure(&mary).await, conn.erase(&mary).await] {
-        match res {
-            Err(e @ ConnectorError::Mismatch { .. }) => {
-                let message = e.to_string();
-                assert!(
-                    message.contains("card.card_no is UNIQUE")
-                        && message.contains("keyed_hash")
-                        && !message.contains("4000"),
-                    "{engine}: {message}"
-                );
-            }
-            other => panic!("{engine}: expected a mismatch, got {other:?}"),
-        }
+        let message = mismatch(engine, res);
+        assert!(
+            message.contains("card.card_no is UNIQUE")
+                && message.contains("keyed_hash")
+                && !message.contains("4000"),
+            "{engine}: {message}"
+        );
     }
     assert_eq!(db.everything().await, before);
     // A placeholder its CHECK constraint refuses (which the catalog does
@@ -452,19 +457,13 @@ async fn unfit_columns_fail_first_and_constraints_fail_at_once(engine: &str) {
     let m = map(engine, setting(engine), NAMESPACED, CARD_BRAND);
     let conn = connector(&m, &target).await.unwrap();
     assert!(conn.refusals().is_empty());
-    match conn.erase(&mary).await {
-        Err(e @ ConnectorError::Mismatch { .. }) => {
-            let message = e.to_string();
-            assert!(!e.is_transient());
-            assert!(
-                message.contains("anonymizing card")
-                    && message.contains("brand")
-                    && !message.contains("visa"),
-                "{engine}: {message}"
-            );
-        }
-        other => panic!("{engine}: expected a mismatch, got {other:?}"),
-    }
+    let message = mismatch(engine, conn.erase(&mary).await);
+    assert!(
+        message.contains("anonymizing card")
+            && message.contains("brand")
+            && !message.contains("visa"),
+        "{engine}: {message}"
+    );
     assert_eq!(db.everything().await, before);
 }
 
@@ -636,15 +635,13 @@ async fn not_null_dates_need_a_placeholder_and_numbers_get_a_keyed_one(engine: &
         "{engine}: {refusals:?}"
     );
     let mary = discover(&conn, "mary@shop.example").await;
-    match conn.erase(&mary).await {
-        Err(ConnectorError::Mismatch { message, .. }) => assert!(
-            message.contains("customer.birth_date")
-                && message.contains("placeholder")
-                && !message.contains("1980"),
-            "{engine}: {message}"
-        ),
-        other => panic!("{engine}: expected a mismatch, got {other:?}"),
-    }
+    let message = mismatch(engine, conn.erase(&mary).await);
+    assert!(
+        message.contains("customer.birth_date")
+            && message.contains("placeholder")
+            && !message.contains("1980"),
+        "{engine}: {message}"
+    );
     assert_eq!(dates().await, before);
     let m = with(", erasure: { anonymize: { placeholder: \"1900-01-01\" } }");
     let conn = connector(&m, &target).await.unwrap();
@@ -681,14 +678,12 @@ async fn the_catalog_names_what_a_map_gets_wrong(engine: &str) {
     };
     // A view is not where rows are erased.
     let m = src(&|s| s.replace("table: customer\n", "table: customer_list\n"));
-    match connector(&m, &target).await {
-        Err(ConnectorError::Mismatch { message, .. }) => assert!(
-            message.contains("customer_list is a view")
-                || (engine == "mysql" && message.contains("customer_list does not exist")),
-            "{engine}: {message}"
-        ),
-        other => panic!("{engine}: expected a mismatch, got {other:?}"),
-    }
+    let message = mismatch(engine, connector(&m, &target).await);
+    assert!(
+        message.contains("customer_list is a view")
+            || (engine == "mysql" && message.contains("customer_list does not exist")),
+        "{engine}: {message}"
+    );
     // Placeholders: text in a NOT NULL date refused; a nullable column's
     // too-long placeholder would be NULL (a warning).
     let m = src(&|s| {
@@ -779,16 +774,12 @@ async fn a_map_that_is_not_the_schema_is_named_whole(engine: &str) {
         .replace("{ name: phone,", "{ name: mobile,")
         .replace("table: staff", "table: employees");
     let (m, _) = custos_map::load_str(&src, "rental.yaml").unwrap();
-    match connector(&m, &target).await {
-        Err(ConnectorError::Mismatch { message, .. }) => {
-            assert!(
-                message.contains("table customer has no column mobile")
-                    && message.contains("table employees does not exist"),
-                "{engine}: {message}"
-            );
-        }
-        other => panic!("{engine}: expected a mismatch, got {other:?}"),
-    }
+    let message = mismatch(engine, connector(&m, &target).await);
+    assert!(
+        message.contains("table customer has no column mobile")
+            && message.contains("table employees does not exist"),
+        "{engine}: {message}"
+    );
 }
 
 macro_rules! engines {
