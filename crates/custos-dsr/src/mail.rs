@@ -312,13 +312,10 @@ async fn write_eml(
     let path = dir.join(format!("{file_stem}.eml"));
     // A message names the person: the outbox is the owner's alone (a
     // directory made here 0700, each message 0600).
-    let mut builder = tokio::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    builder.mode(0o700);
-    builder
-        .create(dir)
+    let owned = dir.to_owned();
+    tokio::task::spawn_blocking(move || custos_store::owner_only::create_dir(&owned))
         .await
+        .map_err(|_| MailError::Io(std::io::ErrorKind::Other))?
         .map_err(|e| MailError::Io(e.kind()))?;
     let mut file = tokio::fs::OpenOptions::new();
     file.write(true).create(true).truncate(true);

@@ -125,15 +125,7 @@ impl Witness {
             ))
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Directories made here are the owner's alone (0700).
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                builder.mode(0o700);
-            }
-            builder.create(dir).map_err(io)?;
+            crate::owner_only::create_dir(dir).map_err(io)?;
         }
         let mut opts = std::fs::OpenOptions::new();
         opts.append(true).create(true).read(true);

@@ -13,6 +13,7 @@ mod error;
 mod execution;
 mod keystore;
 mod ledger;
+pub mod owner_only;
 mod record;
 mod request;
 mod vault;

@@ -273,6 +273,9 @@ fn serve_with_no_configuration_creates_two_stores_and_a_dev_root_key() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "root key readable by others: {mode:o}");
+        // The directory the development key made is the owner's alone too.
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "data directory open to others: {mode:o}");
     }
 }
 

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use custos_core::keys::RootKey;
 use custos_core::secret::Key32;
+use custos_store::owner_only::create_dir as create_private_dir;
 use custos_store::{OpenMode, Vault, VaultConfig};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
@@ -200,7 +201,8 @@ fn development_root_key(data_dir: &Path, allow_generated: bool) -> anyhow::Resul
     let mut raw = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(raw.as_mut());
     let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(raw.as_ref()));
-    std::fs::create_dir_all(data_dir)
+    // Made here before the stores are: the owner's alone, like theirs.
+    create_private_dir(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     write_private(&path, b64.as_bytes())?;
     eprintln!();
@@ -215,20 +217,6 @@ fn development_root_key(data_dir: &Path, allow_generated: bool) -> anyhow::Resul
     Key32::from_slice(raw.as_ref())
         .map(RootKey::new)
         .map_err(|_| anyhow::anyhow!("generated key has the wrong length"))
-}
-
-/// Creates a directory (and its missing parents) that only its owner may
-/// enter (0700): the stores, key files and ledger custos keeps in it are
-/// its owner's alone. An existing directory keeps its mode.
-pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
 }
 
 /// Writes a file readable only by its owner.
