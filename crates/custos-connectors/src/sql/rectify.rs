@@ -1,7 +1,9 @@
 //! Rectification (Art. 16): the changed fields set on every row found of
 //! the person, in one transaction.
 //!
-//! Invariants: primary keys are never rectified; a value the column's type
+//! Invariants: primary keys are never rectified; a tenant column, a
+//! map `references:` or a foreign key of the catalog is refused (a
+//! `Mismatch`) before anything changes; a value the column's type
 //! cannot hold (or holding NUL) is a `Mismatch` naming the dataset and
 //! field, never the value; only rows whose value really differs are
 //! updated and counted (on MySQL byte for byte, so a change of case counts
@@ -21,6 +23,28 @@ impl SqlConnector {
         person: &Person,
         changes: &[FieldChange],
     ) -> Result<Vec<DatasetOutcome>, ConnectorError> {
+        // Keys and tenant columns are refused before anything changes.
+        for (di, ds) in self.datasets.iter().enumerate() {
+            let Some(d) = self.map_dataset(ds) else {
+                continue;
+            };
+            for change in changes {
+                let why = d.rectification_refusal(&change.field).or_else(|| {
+                    self.fks
+                        .iter()
+                        .any(|k| k.child == di && k.child_col == change.field)
+                        .then(|| {
+                            format!(
+                                "{} of dataset {} is a foreign key: a key is never rectified",
+                                change.field, d.id
+                            )
+                        })
+                });
+                if let Some(why) = why {
+                    return Err(self.mismatch(format!("rectifying: {why}")));
+                }
+            }
+        }
         let mut tx = self.begin(true).await?;
         let found = self.resolve(&mut tx, person, true).await?;
         let mut out = Vec::new();

@@ -760,6 +760,30 @@ async fn the_catalog_names_what_a_map_gets_wrong(engine: &str) {
     }
 }
 
+/// A rectification never changes a key: a map `references:` (or a
+/// catalog foreign key) is refused before anything changes.
+async fn a_rectification_never_changes_a_key(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    let before = db.everything().await;
+    let m = map(engine, setting(engine), NAMESPACED, "");
+    let conn = connector(&m, &target).await.unwrap();
+    let mary = discover(&conn, "mary@shop.example").await;
+    let change = |field: &str| {
+        vec![custos_connectors::FieldChange {
+            field: field.to_owned(),
+            value: Some(custos_core::secret::Personal::new("3".to_owned())),
+        }]
+    };
+    for field in ["customer_id", "staff_id"] {
+        let message = mismatch(engine, conn.rectify(&mary, &change(field)).await);
+        assert!(message.contains("never rectified"), "{engine}: {message}");
+    }
+    assert_eq!(db.everything().await, before);
+}
+
 /// Every missing table and column is named at once.
 async fn a_map_that_is_not_the_schema_is_named_whole(engine: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -799,4 +823,5 @@ engines!(
     an_access_after_discovery_reuses_its_rows,
     not_null_dates_need_a_placeholder_and_numbers_get_a_keyed_one,
     the_catalog_names_what_a_map_gets_wrong,
+    a_rectification_never_changes_a_key,
 );

@@ -218,6 +218,27 @@ impl Dataset {
         }
     }
 
+    /// Why a rectification (Art. 16) may not set `field` here, if it may
+    /// not: the tenant column (a new value would move the person's rows
+    /// into another tenant's part of a shared database) or a reference to
+    /// other rows (a key between tables, not data about the person).
+    pub fn rectification_refusal(&self, field: &str) -> Option<String> {
+        if self.tenant_column.as_deref() == Some(field) {
+            return Some(format!(
+                "{field} is the tenant column of dataset {}: it is never rectified",
+                self.id
+            ));
+        }
+        self.field(field)
+            .filter(|f| f.references.is_some())
+            .map(|_| {
+                format!(
+                    "{field} of dataset {} references other rows: a key is never rectified",
+                    self.id
+                )
+            })
+    }
+
     /// The erasure of a field: its own, else the dataset's, else `delete`.
     pub fn effective_erasure(&self, field: &Field) -> ErasureStrategy {
         field

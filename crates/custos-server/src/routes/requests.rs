@@ -165,9 +165,18 @@ pub async fn create_request(
             "field names are 1 to 128 characters",
         ));
     }
-    // A new email or phone must be one, before any store is changed.
+    // A new email or phone must be one, and no key or tenant column is
+    // changed, before any store is.
     if let Some(map) = s.map.current() {
         for (field, value) in &changes {
+            let refusal = map
+                .systems
+                .iter()
+                .flat_map(|sys| &sys.datasets)
+                .find_map(|d| d.rectification_refusal(field));
+            if let Some(why) = refusal {
+                return Err(Problem::invalid(format!("changes.{field}"), why));
+            }
             let kind = map
                 .systems
                 .iter()

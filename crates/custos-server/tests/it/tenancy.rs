@@ -612,6 +612,30 @@ async fn on_engine(store: &TestStore, mysql: bool) {
         ["2|Jane G. Renamed"]
     );
     assert_eq!(app.acme_state().await, before);
+    // The tenant column is never rectified: Globex cannot move its Jane's
+    // rows into Acme's part (nor a key point elsewhere).
+    for field in ["org_id", "member_id"] {
+        let r = app
+            .server
+            .call(
+                Method::POST,
+                "/v1/requests",
+                Some(&app.globex),
+                Some(json!({"type": "rectification", "identity": jane,
+                    "verified_by_app": true, "changes": {field: "1"}})),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{field}: {:?}", r.body);
+        assert!(
+            r.body.to_string().contains(&format!("changes.{field}")),
+            "{:?}",
+            r.body
+        );
+    }
+    assert_eq!(
+        App::rows(&app.shared, "SELECT id, org_id FROM members WHERE id = 2").await,
+        ["2|2"]
+    );
 
     // Erasure: Globex's rows go, Acme's stay.
     let id = app
