@@ -101,7 +101,8 @@ impl Default for RateLimits {
     }
 }
 
-/// Buckets of the verification-code mails: per tenant and per destination.
+/// Buckets of the verification-code mails: per tenant, and per
+/// destination of a tenant.
 pub struct CodeMails {
     tenants: DefaultKeyedRateLimiter<String>,
     destinations: DefaultKeyedRateLimiter<u64>,
@@ -131,7 +132,8 @@ impl CodeMails {
     }
 
     /// Takes one code mail for `tenant` to `destination` (the normalised
-    /// address), or answers `429 rate_limited` with `Retry-After`.
+    /// address; counted per tenant), or answers `429 rate_limited` with
+    /// `Retry-After`.
     pub fn take(&self, tenant: &str, destination: &str) -> Result<(), Problem> {
         use std::hash::BuildHasher;
         for limiter_len in [self.tenants.len(), self.destinations.len()] {
@@ -142,8 +144,10 @@ impl CodeMails {
         }
         let now = DefaultClock::default().now();
         let wait = |n: governor::NotUntil<_>| n.wait_time_from(now);
+        // Per tenant and address: one tenant's requests never spend
+        // another's (nor tell it, by a 429, that someone asked).
         self.destinations
-            .check_key(&self.hasher.hash_one(destination))
+            .check_key(&self.hasher.hash_one((tenant, destination)))
             .map_err(|n| too_many(wait(n), "verification codes to this address"))?;
         self.tenants
             .check_key(&tenant.to_owned())
