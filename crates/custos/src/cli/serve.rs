@@ -153,7 +153,7 @@ pub(crate) struct LimitArgs {
     /// Verification codes mailed per tenant, PER_MINUTE[/BURST].
     #[arg(long, env = "CUSTOS_RATE_CODE_MAILS", default_value = "30/10", value_parser = parse_limit)]
     pub(crate) rate_code_mails: Limit,
-    /// Verification codes mailed to one address, PER_MINUTE[/BURST].
+    /// Verification codes one tenant mails to one address, PER_MINUTE[/BURST].
     #[arg(long, env = "CUSTOS_RATE_CODE_MAILS_PER_ADDRESS", default_value = "1/5", value_parser = parse_limit)]
     pub(crate) rate_code_mails_per_address: Limit,
 }
