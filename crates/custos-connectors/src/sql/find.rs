@@ -154,6 +154,16 @@ impl SqlConnector {
         person: &Person,
         lock: bool,
     ) -> Result<Vec<Vec<Row>>, ConnectorError> {
+        // A database shared by tenants is never read for no tenant: that
+        // would look the person up in every tenant's rows.
+        if !self.system.tenant_values.is_empty() && self.tenant_value.is_none() {
+            return Err(ConnectorError::Config {
+                system: self.system.id.clone(),
+                message: "the database is shared by tenants (`tenant_values`): a request must \
+                          be confined to its tenant's rows"
+                    .to_owned(),
+            });
+        }
         let mut found: Vec<Vec<Row>> = self.datasets.iter().map(|_| Vec::new()).collect();
         for &di in &self.order {
             let (Some(ds), Some(t)) = (self.datasets.get(di), self.tables.get(di)) else {

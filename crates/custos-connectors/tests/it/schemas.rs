@@ -781,7 +781,82 @@ async fn a_rectification_never_changes_a_key(engine: &str) {
         let message = mismatch(engine, conn.rectify(&mary, &change(field)).await);
         assert!(message.contains("never rectified"), "{engine}: {message}");
     }
+    // A value the column cannot hold is refused without naming the value.
+    let mut m = map(engine, setting(engine), NAMESPACED, "");
+    m.systems[0].datasets[0].fields.push(
+        serde_json::from_value(
+            serde_json::json!({"name": "loyalty_no", "category": "user.unique_id"}),
+        )
+        .unwrap(),
+    );
+    let conn = connector(&m, &target).await.unwrap();
+    let bad = vec![custos_connectors::FieldChange {
+        field: "loyalty_no".to_owned(),
+        value: Some(custos_core::secret::Personal::new(
+            "Elm Street 5".to_owned(),
+        )),
+    }];
+    let message = mismatch(engine, conn.rectify(&mary, &bad).await);
+    assert!(
+        message.contains("customer.loyalty_no")
+            && message.contains("does not fit")
+            && !message.contains("Elm"),
+        "{engine}: {message}"
+    );
     assert_eq!(db.everything().await, before);
+}
+
+/// Visits found by the customer's email, which is unique in no table.
+const VISIT: &str = r#"
+      - id: visit
+        table: visit
+        subject: { via: customer_email }
+        purposes: [rental]
+        erasure: delete
+        retention: { period: 30d, from_event: account_closed }
+        fields:
+          - { name: visit_id, category: system.operations, primary_key: true }
+          - { name: customer_email, category: user.contact.email, references: customer.email }"#;
+
+/// A database shared by tenants (`tenant_values`) is never read for no
+/// tenant, and a dataset reached only through links must land on a key
+/// unique in its table: an email that is unique only per tenant could
+/// match another tenant's rows.
+async fn a_database_shared_by_tenants_is_confined_or_refused(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, target)) = shop(engine, &dir).await else {
+        return;
+    };
+    db.exec("CREATE TABLE visit (visit_id INTEGER PRIMARY KEY, customer_email VARCHAR(50))")
+        .await;
+    let shared = |card: &str| {
+        let mut m = map(engine, setting(engine), NAMESPACED, card);
+        m.systems[0].tenant_values = [("acme".to_owned(), "1".to_owned())].into();
+        m
+    };
+    // Unshared, the visit link is followed as before.
+    assert!(
+        connector(&map(engine, setting(engine), NAMESPACED, VISIT), &target)
+            .await
+            .is_ok()
+    );
+    let message = mismatch(engine, connector(&shared(VISIT), &target).await);
+    assert!(
+        message.contains("dataset visit")
+            && message.contains("customer.email, which is not unique"),
+        "{engine}: {message}"
+    );
+    let m = shared("");
+    let mut mary = Person::new();
+    mary.add(IdentityKind::Email, "mary@shop.example");
+    match connector(&m, &target).await.unwrap().access(&mary).await {
+        Err(ConnectorError::Config { message, .. }) => {
+            assert!(message.contains("shared by tenants"), "{engine}: {message}")
+        }
+        other => panic!("{engine}: expected a refusal, got {other:?}"),
+    }
+    let confined = connector(&m, &target).await.unwrap().for_tenant("1");
+    assert!(confined.access(&mary).await.is_ok(), "{engine}");
 }
 
 /// Every missing table and column is named at once.
@@ -824,4 +899,5 @@ engines!(
     not_null_dates_need_a_placeholder_and_numbers_get_a_keyed_one,
     the_catalog_names_what_a_map_gets_wrong,
     a_rectification_never_changes_a_key,
+    a_database_shared_by_tenants_is_confined_or_refused,
 );

@@ -514,6 +514,7 @@ impl SqlConnector {
                 shared_links,
             });
         }
+        self.check_shared_links(&out)?;
         // Dependency order (Kahn); a cycle cannot be resolved in one pass.
         let n = out.len();
         let mut done = vec![false; n];
@@ -548,6 +549,47 @@ impl SqlConnector {
         }
         self.datasets = out;
         self.order = order;
+        Ok(())
+    }
+
+    /// In a database shared by tenants, a dataset without a tenant column
+    /// is reached only through links; each must land on a key unique in the
+    /// whole table (the parent's, for `via`; this dataset's own, for
+    /// `referenced_by`), or a value of one tenant's row could match another
+    /// tenant's rows (ids unique only per tenant).
+    fn check_shared_links(&self, out: &[Ds]) -> Result<(), ConnectorError> {
+        if self.system.tenant_values.is_empty() {
+            return Ok(());
+        }
+        let unique = |table: usize, col: &str| {
+            self.tables
+                .get(table)
+                .is_some_and(|t| t.pk.as_slice() == [col.to_owned()] || t.is_unique(col))
+        };
+        for ds in out {
+            let Some(d) = self.system.datasets.get(ds.map) else {
+                continue;
+            };
+            if d.tenant_column.is_some() {
+                continue;
+            }
+            for (i, link) in ds.links.iter().enumerate() {
+                let (table, col) = if ds.shared_links.contains(&i) {
+                    (ds.map, link.col.as_str())
+                } else {
+                    (link.from, link.from_col.as_str())
+                };
+                if !unique(table, col) {
+                    let name = self.tables.get(table).map_or("?", |t| t.name.as_str());
+                    return Err(self.mismatch(format!(
+                        "dataset {} of a database shared by tenants has no tenant_column and is \
+                         reached through {name}.{col}, which is not unique in its table: another \
+                         tenant's rows could match; give dataset {} a tenant_column",
+                        d.id, d.id
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
