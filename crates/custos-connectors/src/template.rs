@@ -57,11 +57,7 @@ pub(crate) fn with_tenant(
             ),
         ));
     };
-    let bad = value.is_empty()
-        || value == "."
-        || value == ".."
-        || value.contains(['/', '\\', '\0', ':', '{', '}', '*', '?', '[', ']']);
-    if bad {
+    if !custos_map::plain_tenant_value(value) {
         return Err(mismatch(
             system,
             format!(

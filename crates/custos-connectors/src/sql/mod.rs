@@ -346,8 +346,12 @@ impl Connector for SqlConnector {
     }
 
     async fn erase(&self, person: &Person) -> Result<Vec<DatasetOutcome>, ConnectorError> {
+        // Before and after: an access reading while the erasure runs may
+        // have kept rows that are gone once it commits.
         self.recent.clear();
-        self.erase_or_plan(person, true).await
+        let done = self.erase_or_plan(person, true).await;
+        self.recent.clear();
+        done
     }
 
     /// A change without a value (JSON `null`) clears the field, as
@@ -360,6 +364,8 @@ impl Connector for SqlConnector {
         changes: &[FieldChange],
     ) -> Result<Vec<DatasetOutcome>, ConnectorError> {
         self.recent.clear();
-        self.rectify_rows(person, changes).await
+        let done = self.rectify_rows(person, changes).await;
+        self.recent.clear();
+        done
     }
 }

@@ -10,8 +10,10 @@
 //! same person (an HMAC of their identities under the connector's key, so
 //! no value is kept for the comparison), and only within [`REUSE`] of the
 //! read that produced them — an access never sees the tables older than
-//! that; an erasure or a rectification forgets them; they are dropped at
-//! [`REUSE`] whatever happens, so no person's rows stay in memory after it.
+//! that; an erasure or a rectification forgets them, before it runs and
+//! again once it committed (an access may have read meanwhile); they are
+//! dropped at [`REUSE`] whatever happens, so no person's rows stay in
+//! memory after it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -32,7 +32,7 @@ pub use processor::{
 };
 pub use purpose::{ConsentSpec, LegalBasis, Purpose, SpecialCategoryBasis};
 pub use system::{Dataset, Location, SharedRows, SubjectLink, System, SystemKind};
-pub use tenancy::{Binding, TenantScope};
+pub use tenancy::{plain_tenant_value, Binding, TenantScope};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {

@@ -42,13 +42,6 @@ pub enum Binding<'a> {
     Unbound,
 }
 
-impl Binding<'_> {
-    /// Whether a request may reach it at all.
-    pub fn reachable(self) -> bool {
-        matches!(self, Self::Whole | Self::Rows(_))
-    }
-}
-
 fn by_list<'a>(tenants: &[String], scope: &TenantScope<'_>) -> Binding<'a> {
     if tenants.is_empty() {
         if scope.several {
@@ -61,6 +54,17 @@ fn by_list<'a>(tenants: &[String], scope: &TenantScope<'_>) -> Binding<'a> {
     } else {
         Binding::OtherTenants
     }
+}
+
+/// Whether a tenant's value can stand for `{tenant}` in a path or Redis
+/// key without reaching beyond its part: one plain segment, no key
+/// separator, no pattern, not empty, not `.` or `..`. The map check and
+/// the connectors apply this one rule.
+pub fn plain_tenant_value(v: &str) -> bool {
+    !v.is_empty()
+        && v != "."
+        && v != ".."
+        && !v.contains(['/', '\\', '\0', ':', '*', '?', '[', ']', '{', '}'])
 }
 
 impl System {

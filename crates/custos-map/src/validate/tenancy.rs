@@ -29,7 +29,7 @@ impl<'a> V<'a> {
                     "give every tenant its own value".to_owned(),
                 );
             }
-            if by_template && !plain_segment(value) {
+            if by_template && !crate::model::plain_tenant_value(value) {
                 self.error(
                     "invalid-tenant-value",
                     format!("{path}.tenant_values.{tenant}"),
@@ -122,9 +122,9 @@ impl<'a> V<'a> {
                         "`{{tenant}}` in dataset `{}` is not set apart: {}",
                         d.id,
                         if s.kind == SystemKind::Files {
-                            "it must be a whole path segment (`{tenant}/…`), or one tenant's files would match another's (`acme*` matches `acme2`)"
+                            "it must be a whole path segment with nothing variable before it (`{tenant}/…`), or one tenant's files would match another's (`acme*` matches `acme2`)"
                         } else {
-                            "it must be followed by `:` (`{tenant}:session:{user_id}`), or one tenant's keys would match another's"
+                            "it must be a whole `:`-separated part with nothing variable before it (`{tenant}:session:{user_id}`), or one tenant's keys would match another's"
                         }
                     ),
                     "write the tenant's part as its own segment or key prefix".to_owned(),
@@ -176,29 +176,24 @@ impl<'a> V<'a> {
     }
 }
 
-/// Whether a tenant's value can stand for `{tenant}` without reaching
-/// beyond its part: one path segment, no key separator, no pattern.
-fn plain_segment(v: &str) -> bool {
-    !v.is_empty()
-        && v != "."
-        && v != ".."
-        && !v.contains(['/', '\\', '\0', ':', '*', '?', '[', ']', '{', '}'])
-}
-
-/// Whether every `{tenant}` of a template is set apart from what follows:
-/// a whole segment of a path, or followed by `:` in a Redis key (tenant
-/// values hold neither `/` nor `:`).
+/// Whether every `{tenant}` of a template sets the tenant's part apart:
+/// nothing variable before it (no wildcard, no other placeholder), and a
+/// whole path segment, or in a Redis key a whole `:`-separated part
+/// followed by `:` (tenant values hold neither `/` nor `:`).
 fn tenant_apart(kind: SystemKind, template: &str) -> bool {
-    match kind {
-        SystemKind::Files => template
-            .split('/')
-            .all(|seg| !seg.contains("{tenant}") || seg == "{tenant}"),
-        _ => template.match_indices("{tenant}").all(|(i, t)| {
-            template
-                .get(i + t.len()..)
-                .is_some_and(|rest| rest.starts_with(':'))
-        }),
-    }
+    template.match_indices("{tenant}").all(|(i, t)| {
+        let before = template.get(..i).unwrap_or_default();
+        let after = template.get(i + t.len()..).unwrap_or_default();
+        let fixed = !before.contains(['*', '?', '[', '{']);
+        let sep = if kind == SystemKind::Files { '/' } else { ':' };
+        let whole = (before.is_empty() || before.ends_with(sep))
+            && if kind == SystemKind::Files {
+                after.is_empty() || after.starts_with(sep)
+            } else {
+                after.starts_with(sep)
+            };
+        fixed && whole
+    })
 }
 
 #[cfg(test)]
@@ -320,8 +315,24 @@ systems:
             )
         };
         assert_eq!(codes(&redis("{tenant}:s:{user_id}")), Vec::<String>::new());
+        for key in [
+            "{tenant}s:{user_id}",
+            "app:*{tenant}:{user_id}",
+            "{user_id}{tenant}:x",
+            "app:*:{tenant}:{user_id}",
+        ] {
+            assert_eq!(
+                codes(&redis(key)),
+                ["tenant-placeholder-not-apart"],
+                "{key}"
+            );
+        }
         assert_eq!(
-            codes(&redis("{tenant}s:{user_id}")),
+            codes(&redis("app:{tenant}:s:{user_id}")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            codes(&files(values, "*/{tenant}/avatars/{user_id}/*")),
             ["tenant-placeholder-not-apart"]
         );
     }
