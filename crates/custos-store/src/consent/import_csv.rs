@@ -132,15 +132,17 @@ pub enum ImportCsvError {
     },
     /// A header cell names no column.
     #[error(
-        "{file}:{line}: unknown column {name:?}; expected subject or external_id, purpose, action, at, and optionally version, channel, ip, user_agent, form_id, affirmative, gpc"
+        "{file}:{line}: unknown column {shown}; expected subject or external_id, purpose, action, at, and optionally version, channel, ip, user_agent, form_id, affirmative, gpc"
     )]
     UnknownColumn {
         /// The file's name.
         file: String,
         /// The line the header starts on.
         line: u64,
-        /// The header cell.
-        name: String,
+        /// The header cell quoted when it reads like a column name (a typo:
+        /// `"actoin"`), else only its position: in a file without a header
+        /// row the first line is a person's data.
+        shown: String,
     },
     /// A required column is missing.
     #[error("{file}:{line}: the header lacks the {column:?} column")]
@@ -307,11 +309,18 @@ impl<R: Read> ImportReader<R> {
                     })
                 }
                 None => {
+                    let like_a_name = (1..=32).contains(&h.len())
+                        && h.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+                    let shown = if like_a_name {
+                        format!("{h:?}")
+                    } else {
+                        format!("{column} (not shown: does the file start with a header row?)")
+                    };
                     return Err(ImportCsvError::UnknownColumn {
                         file: file(),
                         line,
-                        name: h.to_owned(),
-                    })
+                        shown,
+                    });
                 }
             }
         }

@@ -95,6 +95,11 @@ fn header_errors_name_the_file_and_line() {
             b"subject,purpose,actoin,at\n",
             "f.csv:1: unknown column \"actoin\"; expected subject or external_id",
         ),
+        // No header row: the first line is a person's, never echoed.
+        (
+            b"alice@example.com,newsletter,granted,2024-01-01T00:00:00Z\n",
+            "f.csv:1: unknown column 1 (not shown: does the file start with a header row?)",
+        ),
         (
             b"\nsubject,purpose,at,at\n",
             "f.csv:2: column 4 (\"at\") appears twice",
