@@ -155,7 +155,7 @@ impl FromRequestParts<AppState> for AdminAuth {
             return Ok(AdminAuth);
         }
         // A tenant's valid key is authenticated but not allowed here (403);
-        // anything else is not authenticated (401).
+        // any other token is not authenticated (401).
         match state.vault.authenticate(token).await {
             Ok(_) => Err(Problem::new(
                 StatusCode::FORBIDDEN,
@@ -163,9 +163,11 @@ impl FromRequestParts<AppState> for AdminAuth {
                 "Admin token required",
                 "this endpoint needs the admin token, not an API key",
             )),
-            Err(_) => Err(Problem::unauthenticated(
+            Err(custos_store::StoreError::Unauthenticated(_)) => Err(Problem::unauthenticated(
                 "this endpoint needs the admin token",
             )),
+            // A store that cannot answer is an outage (503), not a bad token.
+            Err(e) => Err(e.into()),
         }
     }
 }
